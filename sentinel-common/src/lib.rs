@@ -128,6 +128,10 @@ pub mod globals {
     pub const OFF_PERCPU_COUNTER_COUNT: &str = "OFF_PERCPU_COUNTER_COUNT";
     /// `offsetof(struct task_struct, mm)`.
     pub const OFF_TASK_MM: &str = "OFF_TASK_MM";
+    /// `offsetof(struct task_struct, pid)`.
+    pub const OFF_TASK_PID: &str = "OFF_TASK_PID";
+    /// `offsetof(struct task_struct, tgid)`.
+    pub const OFF_TASK_TGID: &str = "OFF_TASK_TGID";
 }
 
 #[cfg(feature = "user")]

@@ -141,6 +141,11 @@ fn current_tgid() -> u32 {
 /// Reads `mm->rss_stat[member].count`, the value the rss_stat record reports.
 #[inline(always)]
 fn read_counter(mm: u64, member: u64) -> Option<u64> {
+    // The verifier tracks `mm` as a typed kernel pointer and only accepts
+    // offsets it can bound.
+    if member >= counter::COUNT as u64 {
+        return None;
+    }
     let addr = mm
         + global(&OFF_MM_RSS_STAT)
         + member * global(&PERCPU_COUNTER_SIZE)
@@ -210,7 +215,13 @@ fn account(slot: &mut RssSlot, member: usize, value: u64) {
         // SAFETY: helper without memory arguments.
         unsafe { bpf_send_signal(SIGSTOP) };
         bump(stat::TRIPWIRE_FIRES);
-        emit(EventKind::Tripwire, tgid, &slot.state.pages, slot.ceiling, 0);
+        emit(
+            EventKind::Tripwire,
+            tgid,
+            &slot.state.pages,
+            slot.ceiling,
+            0,
+        );
         let _ = TRIPWIRES.insert(tgid, 0, 0);
         slot.ceiling = 0;
     }
@@ -254,6 +265,9 @@ pub fn rss_stat_btf(ctx: BtfTracePointContext) -> i32 {
             return 0;
         }
         switch_slot(slot, tgid, mm, |m| read_counter(mm, m));
+    }
+    if !(0..counter::COUNT as i32).contains(&member) {
+        return 0;
     }
     if let Some(v) = read_counter(mm, member as u64) {
         account(slot, member as usize, v);

@@ -1,2 +1,161 @@
-static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sentinel-probes"));
-fn main() { println!("{}", OBJ.len()); }
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use sentinel::{
+    agent::{self, RunOptions},
+    cli,
+    config::{self, Config},
+};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Predicts which process will exhaust memory and stops it first"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct SocketArg {
+    /// The agent's API socket.
+    #[arg(long, env = "SENTINEL_SOCKET", default_value = config::DEFAULT_SOCKET)]
+    socket: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent (needs root for eBPF and for signalling processes).
+    Run {
+        #[arg(long, env = "SENTINEL_CONFIG", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Overrides the config's socket.
+        #[arg(long)]
+        socket: Option<String>,
+        /// Decide and record, but signal nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not load eBPF; poll /proc instead.
+        #[arg(long)]
+        no_ebpf: bool,
+    },
+    /// Agent health, probes and counters.
+    Status {
+        #[command(flatten)]
+        socket: SocketArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tracked processes, fastest growers first.
+    Top {
+        #[command(flatten)]
+        socket: SocketArg,
+        /// How many to show.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: u32,
+        /// Only processes a rule governs.
+        #[arg(long)]
+        matched: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decisions the agent made; --follow streams new ones.
+    Decisions {
+        #[command(flatten)]
+        socket: SocketArg,
+        #[arg(short, long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Only decisions after this sequence number.
+        #[arg(long)]
+        since: Option<u64>,
+        #[arg(short = 'n', long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Validate a config file; errors name the file, line and key.
+    Check { file: PathBuf },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SENTINEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sentinel: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Run {
+                config,
+                socket,
+                dry_run,
+                no_ebpf,
+            } => {
+                init_logging();
+                agent::run(RunOptions {
+                    config_path: config,
+                    socket,
+                    dry_run,
+                    no_ebpf,
+                })
+                .await?
+            }
+            Cmd::Status { socket, json } => cli::status(&socket.socket, json).await?,
+            Cmd::Top {
+                socket,
+                limit,
+                matched,
+                json,
+            } => cli::top(&socket.socket, limit, matched, json).await?,
+            Cmd::Decisions {
+                socket,
+                follow,
+                json,
+                since,
+                limit,
+            } => cli::decisions(&socket.socket, follow, json, since, limit).await?,
+            Cmd::Policy {
+                cmd: PolicyCmd::Check { file },
+            } => {
+                let c = Config::load(&file)?;
+                println!("{}: ok, {} rules", file.display(), c.rules.len());
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sentinel: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

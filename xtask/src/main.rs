@@ -1,1 +1,202 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup|run|test|bench|codegen`.
+//!
+//! `setup` is idempotent: it checks each requirement and installs only what
+//! is missing, so `run` and `test` call it first and a fresh machine needs
+//! nothing but cargo.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Sentinel project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build needs (Debian packages, bpf-linker, the Debian
+    /// Rust toolchain for the eBPF target). Does nothing when all is present.
+    Setup,
+    /// Set up, build, and run the agent (extra arguments go to `sentinel run`).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run every test (privileged tests need root).
+    Test {
+        /// Extra arguments for `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run the benchmarks; prints the figures.
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Regenerate the gRPC code from proto/ into sentinel/src/api/generated.
+    Codegen,
+}
+
+const APT_PACKAGES: &[&str] = &[
+    // bpf-linker links against LLVM 22, the LLVM of Debian's rustc.
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "libxml2-dev",
+    "libffi-dev",
+    // Debian's rustc ships a prebuilt core for bpfel-unknown-none.
+    "rustc-web",
+    "cargo-web",
+    "libstd-rust-web-dev-bpf",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo_home_bin() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+        .join("bin")
+}
+
+fn setup() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("setup: installing Debian packages: {}", missing.join(" "));
+        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+
+    let linker = cargo_home_bin().join("bpf-linker");
+    let linker_ok =
+        output(Command::new(&linker).arg("--version")).is_some_and(|v| v.contains("bpf-linker"));
+    if !linker_ok {
+        eprintln!("setup: building bpf-linker against LLVM 22 (about 2 minutes)");
+        run(Command::new("cargo")
+            .args(["install", "--locked", "bpf-linker", "--version", "0.13.0"])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22")
+            .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"))?;
+    }
+
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
+    if !toolchains.lines().any(|l| l.starts_with("debian")) {
+        eprintln!("setup: linking Debian's rustc as the `debian` rustup toolchain");
+        run(Command::new("rustup").args(["toolchain", "link", "debian", "/usr"]))?;
+    }
+    let components = output(Command::new("rustup").args(["component", "list", "--installed"]))
+        .unwrap_or_default();
+    for c in ["rustfmt", "clippy"] {
+        if !components.lines().any(|l| l.starts_with(c)) {
+            run(Command::new("rustup").args(["component", "add", c]))?;
+        }
+    }
+    eprintln!("setup: everything is in place");
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn codegen() -> Result<()> {
+    let root = root();
+    let out = root.join("sentinel/src/api/generated");
+    std::fs::create_dir_all(&out)?;
+    let fds = protox::compile(["sentinel/v1/sentinel.proto"], [root.join("proto")])
+        .context("compiling proto/sentinel/v1/sentinel.proto")?;
+    std::fs::write(
+        out.join("sentinel_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .out_dir(&out)
+        .compile_fds(fds)
+        .context("generating Rust code")?;
+    run(Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .arg(out.join("sentinel.v1.rs")))?;
+    eprintln!("codegen: wrote {}", out.display());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Setup => setup(),
+        Cmd::Codegen => codegen(),
+        Cmd::Run { args } => {
+            setup()?;
+            run(cargo().args(["build", "--release", "-p", "sentinel"]))?;
+            let bin = root().join("target/release/sentinel");
+            let mut cmd = Command::new(bin);
+            cmd.arg("run").args(args);
+            run(&mut cmd)
+        }
+        Cmd::Test { args } => {
+            setup()?;
+            // The end-to-end tests drive the real binaries.
+            run(cargo().args(["build", "-p", "sentinel", "-p", "sentinel-tests", "--bins"]))?;
+            run(cargo().args(["test", "--workspace"]).args(args))
+        }
+        Cmd::Bench { args } => {
+            setup()?;
+            run(cargo().args([
+                "build",
+                "--release",
+                "-p",
+                "sentinel",
+                "-p",
+                "sentinel-tests",
+                "--bins",
+            ]))?;
+            let mut cmd = Command::new(root().join("target/release/sentinel-bench"));
+            cmd.args(args);
+            run(&mut cmd)
+        }
+    }
+}

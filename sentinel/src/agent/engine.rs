@@ -1,0 +1,487 @@
+//! The agent's process table and the loop body that turns samples into
+//! decisions. It owns no task or socket: `agent::run` feeds it kernel
+//! events and timer ticks, and the API reads views of it.
+
+use std::{collections::HashMap, sync::Arc};
+
+use sentinel_common::{Event, EventKind, counter};
+
+use crate::{
+    actuator::{Actuator, Outcome, Pidfd},
+    collector::procfs::{self, Mem},
+    config::Config,
+    journal::{Decision, DecisionKind, Journal},
+    model::{Series, Trend},
+    policy::{self, Action, Params, ProcessFacts, Sampling, Trigger, match_rule},
+    probes::{ProbeStatus, Probes},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcState {
+    Running,
+    Frozen,
+    Killed,
+    /// A decision was recorded but nothing signalled (dry-run, alert-only
+    /// rules, protected processes); recorded once, not on every sample.
+    Flagged,
+}
+
+impl ProcState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Frozen => "frozen",
+            Self::Killed => "killed",
+            Self::Flagged => "flagged",
+        }
+    }
+}
+
+pub struct Proc {
+    pub pid: u32,
+    pub start_time: u64,
+    pub comm: String,
+    pub exe: String,
+    pub cgroup: String,
+    pub ancestors: Vec<u32>,
+    pub rule: Option<usize>,
+    pub protected: Option<&'static str>,
+    pub mem: Mem,
+    pub series: Series,
+    pub state: ProcState,
+    pidfd: Option<Pidfd>,
+}
+
+/// What the API shows of a process.
+#[derive(Debug, Clone)]
+pub struct ProcView {
+    pub pid: u32,
+    pub comm: String,
+    pub cgroup: String,
+    pub rule: String,
+    pub mem: Mem,
+    pub slope: f64,
+    pub limit: u64,
+    pub seconds_to_limit: Option<f64>,
+    pub state: ProcState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Ebpf,
+    Polling,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ebpf => "ebpf",
+            Self::Polling => "procfs-polling",
+        }
+    }
+}
+
+pub struct Engine {
+    pub cfg: Config,
+    pub mode: Mode,
+    pub degraded_reason: String,
+    pub probe_status: Vec<ProbeStatus>,
+    pub probes: Option<Probes>,
+    pub journal: Arc<Journal>,
+    pub kernel_oom_kills: u64,
+    procs: HashMap<u32, Proc>,
+    actuator: Box<dyn Actuator>,
+    self_pid: u32,
+    page_size: u64,
+}
+
+/// Seconds on CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
+pub fn mono_now() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Engine {
+    pub fn new(
+        cfg: Config,
+        mode: Mode,
+        probes: Option<Probes>,
+        actuator: Box<dyn Actuator>,
+        journal: Arc<Journal>,
+    ) -> Self {
+        let probe_status = probes
+            .as_ref()
+            .map(|p| p.status.clone())
+            .unwrap_or_default();
+        Self {
+            cfg,
+            mode,
+            degraded_reason: String::new(),
+            probe_status,
+            probes,
+            journal,
+            kernel_oom_kills: 0,
+            procs: HashMap::new(),
+            actuator,
+            self_pid: std::process::id(),
+            page_size: crate::probes::page_size(),
+        }
+    }
+
+    pub fn params(&self) -> Params {
+        Params {
+            horizon_secs: self.cfg.agent.reaction_horizon.as_secs_f64(),
+            sampling: match self.mode {
+                Mode::Ebpf => Sampling::Step {
+                    step_bytes: self.cfg.agent.step_bytes,
+                },
+                Mode::Polling => Sampling::Poll {
+                    interval_secs: self.cfg.agent.poll_interval.as_secs_f64(),
+                },
+            },
+            min_confidence: 0.6,
+        }
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.procs.len()
+    }
+
+    fn protected_reason(&self, pid: u32, stat: &procfs::Stat) -> Option<&'static str> {
+        if pid == 1 {
+            Some("pid 1")
+        } else if pid == self.self_pid {
+            Some("the agent itself")
+        } else if stat.kernel_thread {
+            Some("kernel thread")
+        } else if procfs::read_oom_score_adj(pid) == -1000 {
+            Some("oom_score_adj -1000")
+        } else {
+            None
+        }
+    }
+
+    /// Reads a process from /proc into the table; `None` if it is gone or a
+    /// kernel thread.
+    fn discover(&mut self, pid: u32) -> Option<&mut Proc> {
+        if self.procs.contains_key(&pid) {
+            return self.procs.get_mut(&pid);
+        }
+        let stat = procfs::read_stat(pid).ok()?;
+        if stat.kernel_thread {
+            return None;
+        }
+        let protected = self.protected_reason(pid, &stat);
+        let mut p = Proc {
+            pid,
+            start_time: stat.start_time,
+            comm: stat.comm,
+            exe: procfs::read_exe(pid),
+            cgroup: procfs::read_cgroup(pid).unwrap_or_default(),
+            ancestors: procfs::read_ancestors(stat.ppid),
+            rule: None,
+            protected,
+            mem: Mem::default(),
+            series: Series::new(self.cfg.agent.history.as_secs_f64()),
+            state: ProcState::Running,
+            pidfd: None,
+        };
+        self.bind_rule(&mut p);
+        Some(self.procs.entry(pid).or_insert(p))
+    }
+
+    /// Matches the process against the rules and takes a pidfd when one
+    /// governs it, so a later signal cannot reach a reused pid.
+    fn bind_rule(&self, p: &mut Proc) {
+        let facts = ProcessFacts {
+            pid: p.pid,
+            comm: &p.comm,
+            exe: &p.exe,
+            cgroup: &p.cgroup,
+            ancestors: &p.ancestors,
+        };
+        p.rule = match_rule(&self.cfg.rules, &facts);
+        if p.rule.is_some() && p.pidfd.is_none() {
+            match Pidfd::open(p.pid, p.start_time) {
+                Ok(fd) => p.pidfd = Some(fd),
+                Err(e) => tracing::debug!(pid = p.pid, "pidfd_open: {e}"),
+            }
+        }
+        if let Some(r) = p.rule {
+            tracing::debug!(pid = p.pid, comm = %p.comm, rule = %self.cfg.rules[r].name, "process matched");
+        }
+    }
+
+    /// A new memory reading for `pid` at monotonic time `t`.
+    pub fn observe(&mut self, pid: u32, mem: Mem, t: f64) {
+        let Some(p) = self.discover(pid) else {
+            return;
+        };
+        p.mem = mem;
+        p.series.push(t, mem.charged());
+        self.evaluate(pid, t);
+    }
+
+    fn evaluate(&mut self, pid: u32, now: f64) {
+        let params = self.params();
+        let Some(p) = self.procs.get(&pid) else {
+            return;
+        };
+        let Some(ri) = p.rule else {
+            return;
+        };
+        if p.state != ProcState::Running {
+            return;
+        }
+        let rule = &self.cfg.rules[ri];
+        let trend = p.series.trend(now);
+        let Some(verdict) =
+            policy::evaluate(p.mem.charged(), rule.limit_bytes, trend.as_ref(), &params)
+        else {
+            return;
+        };
+        let action = if p.protected.is_some() {
+            Action::Alert
+        } else {
+            rule.action
+        };
+        self.act(pid, ri, action, verdict, trend);
+    }
+
+    fn act(
+        &mut self,
+        pid: u32,
+        ri: usize,
+        action: Action,
+        verdict: policy::Verdict,
+        trend: Option<Trend>,
+    ) {
+        let rule = self.cfg.rules[ri].clone();
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        let mut reason = verdict.reason;
+        if let Some(why) = p.protected {
+            reason = format!("{reason}; protected ({why}), so only alerted");
+        }
+        let outcome = match &p.pidfd {
+            Some(fd) => match self.actuator.act(fd, action) {
+                Ok(o) => o.as_str().to_string(),
+                Err(e) => format!("failed: {e}"),
+            },
+            None if action == Action::Alert => Outcome::Recorded.as_str().to_string(),
+            None => "failed: no pidfd for the process (it may have exited)".to_string(),
+        };
+        p.state = match (outcome.as_str(), action) {
+            ("done", Action::Freeze) => ProcState::Frozen,
+            ("done", Action::Kill) => ProcState::Killed,
+            _ => ProcState::Flagged,
+        };
+        let predicted = match verdict.trigger {
+            Trigger::Predicted { seconds_to_limit } => Some(seconds_to_limit),
+            Trigger::Crossed => None,
+        };
+        let d = Decision {
+            seq: 0,
+            time_unix_ms: unix_ms(),
+            kind: DecisionKind::Preempt,
+            pid,
+            comm: p.comm.clone(),
+            cgroup: p.cgroup.clone(),
+            rule: rule.name.clone(),
+            action: action.as_str().to_string(),
+            outcome,
+            reason,
+            resident_bytes: p.mem.resident(),
+            charged_bytes: p.mem.charged(),
+            slope_bytes_per_sec: trend.map(|t| t.bytes_per_sec).unwrap_or(0.0),
+            limit_bytes: rule.limit_bytes,
+            predicted_seconds_to_limit: predicted,
+        };
+        let d = self.journal.append(d);
+        tracing::warn!(
+            seq = d.seq, pid, comm = %d.comm, rule = %d.rule, action = %d.action,
+            outcome = %d.outcome, "{}", d.reason
+        );
+    }
+
+    fn pages_to_mem(&self, pages: &[u64; counter::COUNT]) -> Mem {
+        let ps = self.page_size;
+        Mem {
+            anon: pages[counter::ANON] * ps,
+            file: pages[counter::FILE] * ps,
+            shmem: pages[counter::SHMEM] * ps,
+            swap: pages[counter::SWAP] * ps,
+        }
+    }
+
+    pub fn handle_event(&mut self, e: &Event) {
+        let t = e.ts_ns as f64 * 1e-9;
+        match e.kind() {
+            Some(EventKind::Rss) => {
+                let mem = self.pages_to_mem(&e.pages);
+                self.observe(e.tgid, mem, t);
+            }
+            Some(EventKind::Exit) => {
+                self.procs.remove(&e.tgid);
+            }
+            Some(EventKind::Exec) => {
+                if let Some(mut p) = self.procs.remove(&e.tgid) {
+                    p.comm = procfs::read_stat(p.pid).map(|s| s.comm).unwrap_or(p.comm);
+                    p.exe = procfs::read_exe(p.pid);
+                    self.bind_rule(&mut p);
+                    self.procs.insert(p.pid, p);
+                }
+            }
+            Some(EventKind::OomVictim) => self.record_oom(e.tgid),
+            Some(EventKind::Fork) => {
+                // Children are read from /proc on their first memory event;
+                // nothing to do until they grow.
+            }
+            Some(EventKind::LargeMmap) => {
+                tracing::debug!(pid = e.tgid, bytes = e.aux, "large mmap");
+            }
+            Some(EventKind::Tripwire) => {
+                tracing::warn!(
+                    pid = e.tgid,
+                    ceiling_pages = e.aux,
+                    "in-kernel tripwire stopped the process"
+                );
+            }
+            None => tracing::debug!(kind = e.kind, "unknown event kind"),
+        }
+    }
+
+    fn record_oom(&mut self, pid: u32) {
+        self.kernel_oom_kills += 1;
+        let tgid = procfs::read_tgid(pid).unwrap_or(pid);
+        let (comm, cgroup, mem, rule, limit, slope) = match self.procs.get(&tgid) {
+            Some(p) => (
+                p.comm.clone(),
+                p.cgroup.clone(),
+                p.mem,
+                p.rule
+                    .map(|r| self.cfg.rules[r].name.clone())
+                    .unwrap_or_default(),
+                p.rule.map(|r| self.cfg.rules[r].limit_bytes).unwrap_or(0),
+                p.series
+                    .trend(mono_now())
+                    .map(|t| t.bytes_per_sec)
+                    .unwrap_or(0.0),
+            ),
+            None => (
+                procfs::read_stat(tgid).map(|s| s.comm).unwrap_or_default(),
+                procfs::read_cgroup(tgid).unwrap_or_default(),
+                procfs::read_mem(tgid).unwrap_or_default(),
+                String::new(),
+                0,
+                0.0,
+            ),
+        };
+        let d = self.journal.append(Decision {
+            seq: 0,
+            time_unix_ms: unix_ms(),
+            kind: DecisionKind::KernelOomKill,
+            pid: tgid,
+            comm,
+            cgroup,
+            rule,
+            action: "none".into(),
+            outcome: "killed by the kernel".into(),
+            reason: "the kernel OOM killer chose this process".into(),
+            resident_bytes: mem.resident(),
+            charged_bytes: mem.charged(),
+            slope_bytes_per_sec: slope,
+            limit_bytes: limit,
+            predicted_seconds_to_limit: None,
+        });
+        tracing::error!(seq = d.seq, pid = tgid, comm = %d.comm, cgroup = %d.cgroup, "kernel OOM kill");
+    }
+
+    /// Full /proc pass: discovers new processes (with a first sample),
+    /// forgets the dead, and picks up rule changes for known ones.
+    ///
+    /// `pids` is listed by the caller without holding the engine, so that a
+    /// large /proc does not stall event handling.
+    pub fn rescan(&mut self, pids: Vec<u32>) {
+        let now = mono_now();
+        let live: std::collections::HashSet<u32> = pids.iter().copied().collect();
+        self.procs.retain(|pid, _| live.contains(pid));
+        for pid in pids {
+            if self.procs.contains_key(&pid) {
+                continue;
+            }
+            if let Ok(mem) = procfs::read_mem(pid) {
+                self.observe(pid, mem, now);
+            }
+        }
+    }
+
+    /// Samples processes that a rule governs from /proc (the polling path).
+    pub fn poll_matched(&mut self) {
+        let pids: Vec<u32> = self
+            .procs
+            .values()
+            .filter(|p| p.rule.is_some() && p.state == ProcState::Running)
+            .map(|p| p.pid)
+            .collect();
+        for pid in pids {
+            match procfs::read_mem(pid) {
+                Ok(mem) => self.observe(pid, mem, mono_now()),
+                Err(_) => {
+                    self.procs.remove(&pid);
+                }
+            }
+        }
+    }
+
+    /// Processes sorted by slope, fastest first.
+    pub fn views(&self, limit: usize, matched_only: bool) -> Vec<ProcView> {
+        let now = mono_now();
+        let mut v: Vec<ProcView> = self
+            .procs
+            .values()
+            .filter(|p| !matched_only || p.rule.is_some())
+            .map(|p| {
+                let trend = p.series.trend(now).filter(|t| t.ongoing);
+                let slope = trend.map(|t| t.bytes_per_sec).unwrap_or(0.0);
+                let limit = p.rule.map(|r| self.cfg.rules[r].limit_bytes).unwrap_or(0);
+                ProcView {
+                    pid: p.pid,
+                    comm: p.comm.clone(),
+                    cgroup: p.cgroup.clone(),
+                    rule: p
+                        .rule
+                        .map(|r| self.cfg.rules[r].name.clone())
+                        .unwrap_or_default(),
+                    mem: p.mem,
+                    slope,
+                    limit,
+                    seconds_to_limit: (limit > 0)
+                        .then(|| crate::model::seconds_to_limit(p.mem.charged(), limit, slope))
+                        .flatten(),
+                    state: p.state,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            b.slope
+                .total_cmp(&a.slope)
+                .then(b.mem.charged().cmp(&a.mem.charged()))
+        });
+        v.truncate(limit);
+        v
+    }
+}

@@ -1,0 +1,197 @@
+//! Wiring: probes -> engine -> journal, timers, the API socket, signals.
+
+pub mod engine;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use tokio::{net::UnixListener, sync::mpsc};
+
+pub use self::engine::{Engine, Mode, ProcState, ProcView, mono_now};
+use crate::{
+    actuator::{Actuator, DryRun, Signaller},
+    collector::ringbuf,
+    config::Config,
+    journal::Journal,
+    probes::{LoadOptions, Probes},
+};
+
+/// What the API handlers share with the agent loop.
+pub struct Shared {
+    pub engine: Mutex<Engine>,
+    pub journal: Arc<Journal>,
+    pub started: Instant,
+}
+
+impl Shared {
+    pub fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config_path: PathBuf,
+    pub socket: Option<String>,
+    pub dry_run: bool,
+    /// Skip eBPF entirely and poll /proc (for kernels without BPF, and to
+    /// test the fallback).
+    pub no_ebpf: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(
+        "socket {0} is held by a running agent; stop it first, or give this one another path with --socket"
+    )]
+    SocketInUse(String),
+    #[error("socket {path}: {source}")]
+    Socket {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("API server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Binds the API socket, refusing one that a live agent answers on and
+/// replacing a stale one left by a crash.
+async fn bind_socket(path: &str) -> Result<UnixListener, AgentError> {
+    let p = Path::new(path);
+    let err = |source| AgentError::Socket {
+        path: path.to_string(),
+        source,
+    };
+    if p.exists() {
+        if tokio::net::UnixStream::connect(p).await.is_ok() {
+            return Err(AgentError::SocketInUse(path.to_string()));
+        }
+        std::fs::remove_file(p).map_err(err)?;
+    }
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let listener = UnixListener::bind(p).map_err(err)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+    Ok(listener)
+}
+
+pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
+    let mut cfg = Config::load_or_default(&opts.config_path)?;
+    if let Some(s) = &opts.socket {
+        cfg.agent.socket = s.clone();
+    }
+    cfg.agent.dry_run |= opts.dry_run;
+    let socket = cfg.agent.socket.clone();
+    let listener = bind_socket(&socket).await?;
+
+    let (probes, degraded) = if opts.no_ebpf {
+        (None, "eBPF disabled with --no-ebpf".to_string())
+    } else {
+        match Probes::load(&LoadOptions {
+            step_bytes: cfg.agent.step_bytes,
+            large_mmap_bytes: 64 << 20,
+        }) {
+            Ok(p) => (Some(p), String::new()),
+            Err(e) => {
+                tracing::error!("{e}; falling back to /proc polling");
+                (None, e.to_string())
+            }
+        }
+    };
+    let mut probes = probes;
+    let mode = match &probes {
+        Some(p) if p.rss_attached() => Mode::Ebpf,
+        _ => Mode::Polling,
+    };
+    let ring = probes.as_mut().and_then(|p| p.events.take());
+    let mut degraded = degraded;
+    if let Some(p) = &probes {
+        let missing: Vec<&str> = p
+            .status
+            .iter()
+            .filter(|s| !s.attached)
+            .map(|s| s.name)
+            .collect();
+        if !missing.is_empty() {
+            degraded = format!("probes not attached: {}", missing.join(", "));
+        }
+    }
+
+    let journal = Arc::new(Journal::new(cfg.agent.decision_log));
+    let actuator: Box<dyn Actuator> = if cfg.agent.dry_run {
+        Box::new(DryRun)
+    } else {
+        Box::new(Signaller)
+    };
+    let rescan_every = cfg.agent.rescan_interval;
+    let poll_every = cfg.agent.poll_interval;
+    let rules = cfg.rules.len();
+    let dry_run = cfg.agent.dry_run;
+    let mut engine = Engine::new(cfg, mode, probes, actuator, journal.clone());
+    engine.degraded_reason = degraded;
+    engine.rescan(crate::collector::procfs::list_pids().unwrap_or_default());
+    let shared = Arc::new(Shared {
+        engine: Mutex::new(engine),
+        journal,
+        started: Instant::now(),
+    });
+    tracing::info!(mode = mode.as_str(), rules, dry_run, socket = %socket, "sentinel running");
+
+    let (tx, mut rx) = mpsc::channel(1024);
+    if let Some(ring) = ring {
+        tokio::spawn(async move {
+            if let Err(e) = ringbuf::forward(ring, tx).await {
+                tracing::error!("ring buffer reader stopped: {e}");
+            }
+        });
+    }
+    let s = shared.clone();
+    tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            let mut engine = s.engine();
+            for e in &batch {
+                engine.handle_event(e);
+            }
+        }
+    });
+    let s = shared.clone();
+    tokio::spawn(async move {
+        let mut rescan = tokio::time::interval(rescan_every);
+        let mut poll = tokio::time::interval(poll_every);
+        loop {
+            tokio::select! {
+                _ = rescan.tick() => {
+                    let s = s.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let pids = crate::collector::procfs::list_pids().unwrap_or_default();
+                        s.engine().rescan(pids)
+                    }).await;
+                }
+                _ = poll.tick(), if mode == Mode::Polling => {
+                    let s = s.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.engine().poll_matched()).await;
+                }
+            }
+        }
+    });
+
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down");
+    };
+    let served = crate::api::serve(shared, listener, shutdown).await;
+    let _ = std::fs::remove_file(&socket);
+    served.map_err(AgentError::from)
+}

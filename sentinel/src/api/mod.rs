@@ -1,0 +1,226 @@
+//! The gRPC API (`sentinel.v1`): a thin layer over the engine and journal.
+
+pub mod client;
+
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    include!("generated/sentinel.v1.rs");
+}
+
+use std::{pin::Pin, sync::Arc};
+
+use tokio::net::UnixListener;
+use tokio_stream::{Stream, StreamExt, wrappers::UnixListenerStream};
+use tonic::{Request, Response, Status, transport::Server};
+
+use crate::{
+    agent::{ProcView, Shared},
+    journal::Decision,
+    probes::ProbeCounters,
+};
+
+/// Upper bound on list sizes so one request cannot make the agent build an
+/// arbitrarily large reply.
+pub const MAX_LIST: u32 = 10_000;
+
+pub struct Service {
+    shared: Arc<Shared>,
+}
+
+impl From<&Decision> for pb::Decision {
+    fn from(d: &Decision) -> Self {
+        Self {
+            seq: d.seq,
+            time_unix_ms: d.time_unix_ms,
+            kind: d.kind.as_str().to_string(),
+            pid: d.pid,
+            comm: d.comm.clone(),
+            cgroup: d.cgroup.clone(),
+            rule: d.rule.clone(),
+            action: d.action.clone(),
+            outcome: d.outcome.clone(),
+            reason: d.reason.clone(),
+            resident_bytes: d.resident_bytes,
+            charged_bytes: d.charged_bytes,
+            slope_bytes_per_sec: d.slope_bytes_per_sec,
+            limit_bytes: d.limit_bytes,
+            predicted_seconds_to_limit: d.predicted_seconds_to_limit,
+        }
+    }
+}
+
+fn process(v: ProcView, faults: Option<u64>, mapped: Option<i64>) -> pb::Process {
+    pb::Process {
+        pid: v.pid,
+        comm: v.comm,
+        cgroup: v.cgroup,
+        rule: v.rule,
+        resident_bytes: v.mem.resident(),
+        charged_bytes: v.mem.charged(),
+        slope_bytes_per_sec: v.slope,
+        limit_bytes: v.limit,
+        predicted_seconds_to_limit: v.seconds_to_limit,
+        state: v.state.as_str().to_string(),
+        page_faults: faults.unwrap_or(0),
+        mapped_bytes: mapped.unwrap_or(0),
+    }
+}
+
+fn bounded(limit: u32, default: u32, field: &str) -> Result<usize, Status> {
+    match limit {
+        0 => Ok(default as usize),
+        n if n > MAX_LIST => Err(Status::invalid_argument(format!(
+            "{field} is {n}; at most {MAX_LIST}"
+        ))),
+        n => Ok(n as usize),
+    }
+}
+
+type DecisionStream = Pin<Box<dyn Stream<Item = Result<pb::Decision, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::sentinel_server::Sentinel for Service {
+    async fn get_status(
+        &self,
+        _: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::Status>, Status> {
+        let (available, total) = crate::collector::procfs::read_meminfo().unwrap_or((0, 0));
+        let e = self.shared.engine();
+        let c = e
+            .probes
+            .as_ref()
+            .map(|p| p.counters())
+            .unwrap_or(ProbeCounters::default());
+        Ok(Response::new(pb::Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            mode: e.mode.as_str().to_string(),
+            degraded_reason: e.degraded_reason.clone(),
+            probes: e
+                .probe_status
+                .iter()
+                .map(|p| pb::Probe {
+                    name: p.name.to_string(),
+                    attached: p.attached,
+                    detail: p.detail.clone(),
+                })
+                .collect(),
+            tracked_processes: e.tracked() as u64,
+            rules: e.cfg.rules.len() as u32,
+            dry_run: e.cfg.agent.dry_run,
+            last_decision_seq: self.shared.journal.last_seq(),
+            kernel_oom_kills: e.kernel_oom_kills,
+            probe_events: c.events,
+            lost_events: c.lost_events,
+            host_available_bytes: available,
+            host_total_bytes: total,
+            uptime_seconds: self.shared.started.elapsed().as_secs_f64(),
+            tripwire_fires: c.tripwire_fires,
+        }))
+    }
+
+    async fn list_processes(
+        &self,
+        req: Request<pb::ListProcessesRequest>,
+    ) -> Result<Response<pb::ListProcessesResponse>, Status> {
+        let r = req.into_inner();
+        let limit = bounded(r.limit, 20, "limit")?;
+        let e = self.shared.engine();
+        let processes = e
+            .views(limit, r.matched_only)
+            .into_iter()
+            .map(|v| {
+                let (f, m) = match &e.probes {
+                    Some(p) => (p.faults(v.pid), p.mapped_bytes(v.pid)),
+                    None => (None, None),
+                };
+                process(v, f, m)
+            })
+            .collect();
+        Ok(Response::new(pb::ListProcessesResponse { processes }))
+    }
+
+    async fn list_decisions(
+        &self,
+        req: Request<pb::ListDecisionsRequest>,
+    ) -> Result<Response<pb::ListDecisionsResponse>, Status> {
+        let r = req.into_inner();
+        let limit = bounded(r.limit, 100, "limit")?;
+        let decisions = self
+            .shared
+            .journal
+            .since(r.after_seq, limit)
+            .iter()
+            .map(pb::Decision::from)
+            .collect();
+        Ok(Response::new(pb::ListDecisionsResponse { decisions }))
+    }
+
+    type WatchDecisionsStream = DecisionStream;
+
+    async fn watch_decisions(
+        &self,
+        req: Request<pb::WatchDecisionsRequest>,
+    ) -> Result<Response<Self::WatchDecisionsStream>, Status> {
+        let journal = self.shared.journal.clone();
+        // Subscribe before reading the backlog so nothing falls between the
+        // two; duplicates are then skipped by sequence number.
+        let mut live = journal.subscribe();
+        let mut last = journal.last_seq();
+        let mut backlog = Vec::new();
+        if let Some(after) = req.into_inner().after_seq {
+            backlog = journal.since(after, usize::MAX);
+            last = backlog.last().map(|d| d.seq).unwrap_or(after.max(last));
+        }
+        let stream = async_stream(backlog, move |tx| async move {
+            loop {
+                match live.recv().await {
+                    Ok(d) if d.seq <= last => continue,
+                    Ok(d) => {
+                        last = d.seq;
+                        if tx.send(Ok(pb::Decision::from(&d))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::resource_exhausted(format!(
+                                "watcher fell {n} decisions behind; resume with after_seq={last}"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}
+
+/// A stream that yields `backlog` first, then what `live` sends.
+fn async_stream<F, Fut>(backlog: Vec<Decision>, live: F) -> DecisionStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::Decision, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(live(tx));
+    let head = tokio_stream::iter(
+        backlog
+            .iter()
+            .map(|d| Ok(pb::Decision::from(d)))
+            .collect::<Vec<_>>(),
+    );
+    Box::pin(head.chain(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}
+
+pub async fn serve(
+    shared: Arc<Shared>,
+    listener: UnixListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    Server::builder()
+        .add_service(pb::sentinel_server::SentinelServer::new(Service { shared }))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+}

@@ -1,0 +1,251 @@
+//! The client side of the binary: `status`, `top`, `decisions`.
+
+use std::io::Write;
+
+use serde::Serialize;
+use tokio_stream::StreamExt;
+
+use crate::{
+    api::{client, pb},
+    units::human_bytes,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Connect(#[from] client::ConnectError),
+    #[error("the agent refused the request: {0}")]
+    Rpc(#[from] tonic::Status),
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// JSON shape of a decision for `--json` (one object per line).
+#[derive(Serialize)]
+pub struct DecisionJson<'a> {
+    pub seq: u64,
+    pub time_unix_ms: u64,
+    pub kind: &'a str,
+    pub pid: u32,
+    pub comm: &'a str,
+    pub cgroup: &'a str,
+    pub rule: &'a str,
+    pub action: &'a str,
+    pub outcome: &'a str,
+    pub reason: &'a str,
+    pub resident_bytes: u64,
+    pub charged_bytes: u64,
+    pub slope_bytes_per_sec: f64,
+    pub limit_bytes: u64,
+    pub predicted_seconds_to_limit: Option<f64>,
+}
+
+impl<'a> From<&'a pb::Decision> for DecisionJson<'a> {
+    fn from(d: &'a pb::Decision) -> Self {
+        Self {
+            seq: d.seq,
+            time_unix_ms: d.time_unix_ms,
+            kind: &d.kind,
+            pid: d.pid,
+            comm: &d.comm,
+            cgroup: &d.cgroup,
+            rule: &d.rule,
+            action: &d.action,
+            outcome: &d.outcome,
+            reason: &d.reason,
+            resident_bytes: d.resident_bytes,
+            charged_bytes: d.charged_bytes,
+            slope_bytes_per_sec: d.slope_bytes_per_sec,
+            limit_bytes: d.limit_bytes,
+            predicted_seconds_to_limit: d.predicted_seconds_to_limit,
+        }
+    }
+}
+
+fn rate(bps: f64) -> String {
+    if bps.abs() < 1.0 {
+        "0".into()
+    } else {
+        format!("{}/s", human_bytes(bps))
+    }
+}
+
+fn eta(s: Option<f64>) -> String {
+    match s {
+        None => "-".into(),
+        Some(s) if s < 1.0 => format!("{:.0}ms", s * 1e3),
+        Some(s) if s < 120.0 => format!("{s:.1}s"),
+        Some(s) => format!("{:.0}m", s / 60.0),
+    }
+}
+
+pub async fn status(socket: &str, json: bool) -> Result<(), CliError> {
+    let s = client::connect(socket)
+        .await?
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let probes: Vec<_> = s
+            .probes
+            .iter()
+            .map(
+                |p| serde_json::json!({"name": p.name, "attached": p.attached, "detail": p.detail}),
+            )
+            .collect();
+        let v = serde_json::json!({
+            "version": s.version, "mode": s.mode, "degraded_reason": s.degraded_reason,
+            "probes": probes, "tracked_processes": s.tracked_processes, "rules": s.rules,
+            "dry_run": s.dry_run, "last_decision_seq": s.last_decision_seq,
+            "kernel_oom_kills": s.kernel_oom_kills, "probe_events": s.probe_events,
+            "lost_events": s.lost_events, "host_available_bytes": s.host_available_bytes,
+            "host_total_bytes": s.host_total_bytes, "uptime_seconds": s.uptime_seconds,
+            "tripwire_fires": s.tripwire_fires,
+        });
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "sentinel {} up {:.0}s, mode {}{}",
+        s.version,
+        s.uptime_seconds,
+        s.mode,
+        if s.dry_run { " (dry-run)" } else { "" }
+    )?;
+    if !s.degraded_reason.is_empty() {
+        writeln!(out, "degraded: {}", s.degraded_reason)?;
+    }
+    writeln!(
+        out,
+        "host: {} available of {}",
+        human_bytes(s.host_available_bytes as f64),
+        human_bytes(s.host_total_bytes as f64)
+    )?;
+    writeln!(
+        out,
+        "tracking {} processes under {} rules; {} decisions, {} kernel OOM kills seen",
+        s.tracked_processes, s.rules, s.last_decision_seq, s.kernel_oom_kills
+    )?;
+    writeln!(
+        out,
+        "probe events {}, lost {}, tripwire fires {}",
+        s.probe_events, s.lost_events, s.tripwire_fires
+    )?;
+    for p in &s.probes {
+        let mark = if p.attached { "ok  " } else { "MISS" };
+        writeln!(out, "  {mark} {:<20} {}", p.name, p.detail)?;
+    }
+    Ok(())
+}
+
+pub async fn top(socket: &str, limit: u32, matched_only: bool, json: bool) -> Result<(), CliError> {
+    let r = client::connect(socket)
+        .await?
+        .list_processes(pb::ListProcessesRequest {
+            limit,
+            matched_only,
+        })
+        .await?
+        .into_inner();
+    let mut out = std::io::stdout().lock();
+    if json {
+        for p in &r.processes {
+            let v = serde_json::json!({
+                "pid": p.pid, "comm": p.comm, "cgroup": p.cgroup, "rule": p.rule,
+                "resident_bytes": p.resident_bytes, "charged_bytes": p.charged_bytes,
+                "slope_bytes_per_sec": p.slope_bytes_per_sec, "limit_bytes": p.limit_bytes,
+                "predicted_seconds_to_limit": p.predicted_seconds_to_limit, "state": p.state,
+                "page_faults": p.page_faults, "mapped_bytes": p.mapped_bytes,
+            });
+            writeln!(out, "{v}")?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:>8} {:<16} {:>11} {:>11} {:>12} {:>11} {:>8} {:<8} {:<12} CGROUP",
+        "PID", "COMM", "RESIDENT", "CHARGED", "SLOPE", "LIMIT", "ETA", "STATE", "RULE"
+    )?;
+    for p in &r.processes {
+        writeln!(
+            out,
+            "{:>8} {:<16} {:>11} {:>11} {:>12} {:>11} {:>8} {:<8} {:<12} {}",
+            p.pid,
+            p.comm,
+            human_bytes(p.resident_bytes as f64),
+            human_bytes(p.charged_bytes as f64),
+            rate(p.slope_bytes_per_sec),
+            if p.limit_bytes > 0 {
+                human_bytes(p.limit_bytes as f64)
+            } else {
+                "-".into()
+            },
+            eta(p.predicted_seconds_to_limit),
+            p.state,
+            if p.rule.is_empty() { "-" } else { &p.rule },
+            p.cgroup
+        )?;
+    }
+    Ok(())
+}
+
+fn print_decision(out: &mut impl Write, d: &pb::Decision, json: bool) -> std::io::Result<()> {
+    if json {
+        let line = serde_json::to_string(&DecisionJson::from(d)).map_err(std::io::Error::other)?;
+        return writeln!(out, "{line}");
+    }
+    writeln!(
+        out,
+        "#{} {} pid {} ({}) rule {} action {} [{}]: charged {} of limit {}, slope {}, eta {} in {}: {}",
+        d.seq,
+        d.kind,
+        d.pid,
+        d.comm,
+        if d.rule.is_empty() { "-" } else { &d.rule },
+        d.action,
+        d.outcome,
+        human_bytes(d.charged_bytes as f64),
+        human_bytes(d.limit_bytes as f64),
+        rate(d.slope_bytes_per_sec),
+        eta(d.predicted_seconds_to_limit),
+        d.cgroup,
+        d.reason
+    )
+}
+
+pub async fn decisions(
+    socket: &str,
+    follow: bool,
+    json: bool,
+    since: Option<u64>,
+    limit: u32,
+) -> Result<(), CliError> {
+    let mut c = client::connect(socket).await?;
+    if follow {
+        let mut stream = c
+            .watch_decisions(pb::WatchDecisionsRequest { after_seq: since })
+            .await?
+            .into_inner();
+        while let Some(d) = stream.next().await {
+            let d = d?;
+            let mut out = std::io::stdout().lock();
+            print_decision(&mut out, &d, json)?;
+            out.flush()?;
+        }
+        return Ok(());
+    }
+    let r = c
+        .list_decisions(pb::ListDecisionsRequest {
+            after_seq: since.unwrap_or(0),
+            limit,
+        })
+        .await?
+        .into_inner();
+    let mut out = std::io::stdout().lock();
+    for d in &r.decisions {
+        print_decision(&mut out, d, json)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Where samples come from: the kernel's ring buffer, and /proc.
+
+pub mod procfs;
+pub mod ringbuf;

@@ -1,0 +1,218 @@
+//! Reading processes from /proc. The parsers are pure functions over the
+//! file text so they are tested on fixed inputs.
+
+use std::{fs, io, path::PathBuf};
+
+/// Memory of one process by kind, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mem {
+    pub anon: u64,
+    pub file: u64,
+    pub shmem: u64,
+    pub swap: u64,
+}
+
+impl Mem {
+    /// What the kernel cannot simply drop: anonymous, shmem and swapped-out
+    /// pages. Limits and slopes apply to this; file pages are reclaimable.
+    pub fn charged(&self) -> u64 {
+        self.anon + self.shmem + self.swap
+    }
+
+    /// Resident set as `ps` shows it.
+    pub fn resident(&self) -> u64 {
+        self.anon + self.file + self.shmem
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub comm: String,
+    pub ppid: u32,
+    /// Clock ticks after boot; with the pid, identifies the process.
+    pub start_time: u64,
+    pub kernel_thread: bool,
+}
+
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Parses /proc/PID/stat. The comm is in parentheses and may itself
+/// contain spaces and parentheses, so fields are counted from the last ')'.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is field 3 (state); ppid is field 4, flags 9, starttime 22.
+    let ppid = rest.get(1)?.parse().ok()?;
+    let flags: u64 = rest.get(6)?.parse().ok()?;
+    let start_time = rest.get(19)?.parse().ok()?;
+    Some(Stat {
+        comm,
+        ppid,
+        start_time,
+        kernel_thread: flags & PF_KTHREAD != 0,
+    })
+}
+
+/// Parses the memory lines of /proc/PID/status (values in kB).
+pub fn parse_status_mem(text: &str) -> Mem {
+    let mut m = Mem::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let kb: u64 = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        match key {
+            "RssAnon" => m.anon = kb * 1024,
+            "RssFile" => m.file = kb * 1024,
+            "RssShmem" => m.shmem = kb * 1024,
+            "VmSwap" => m.swap = kb * 1024,
+            _ => {}
+        }
+    }
+    m
+}
+
+/// The cgroup that governs the process's memory: the v1 memory controller's
+/// path when one is mounted that way, else the unified (v2) path.
+pub fn parse_cgroup(text: &str) -> String {
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => continue,
+        };
+        if controllers.split(',').any(|c| c == "memory") {
+            return path.to_string();
+        }
+        if controllers.is_empty() {
+            v2 = Some(path.to_string());
+        }
+    }
+    v2.unwrap_or_else(|| "/".to_string())
+}
+
+fn proc_path(pid: u32, file: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/{file}"))
+}
+
+pub fn read_stat(pid: u32) -> io::Result<Stat> {
+    let text = fs::read_to_string(proc_path(pid, "stat"))?;
+    parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable stat"))
+}
+
+pub fn read_mem(pid: u32) -> io::Result<Mem> {
+    fs::read_to_string(proc_path(pid, "status")).map(|t| parse_status_mem(&t))
+}
+
+pub fn read_cgroup(pid: u32) -> io::Result<String> {
+    fs::read_to_string(proc_path(pid, "cgroup")).map(|t| parse_cgroup(&t))
+}
+
+pub fn read_exe(pid: u32) -> String {
+    fs::read_link(proc_path(pid, "exe"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub fn read_oom_score_adj(pid: u32) -> i32 {
+    fs::read_to_string(proc_path(pid, "oom_score_adj"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Tgid of a task id (an OOM victim may be named by a thread).
+pub fn read_tgid(pid: u32) -> Option<u32> {
+    let text = fs::read_to_string(proc_path(pid, "status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Every process id in /proc.
+pub fn list_pids() -> io::Result<Vec<u32>> {
+    Ok(fs::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// Parent chain of `pid` up to (and including) pid 1, read from /proc.
+pub fn read_ancestors(mut ppid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    while ppid > 0 && out.len() < 256 {
+        out.push(ppid);
+        if ppid == 1 {
+            break;
+        }
+        ppid = match read_stat(ppid) {
+            Ok(s) => s.ppid,
+            Err(_) => break,
+        };
+    }
+    out
+}
+
+/// Bytes the host can still give out (MemAvailable) and its total.
+pub fn read_meminfo() -> io::Result<(u64, u64)> {
+    let text = fs::read_to_string("/proc/meminfo")?;
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    Ok((get("MemAvailable:"), get("MemTotal:")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_awkward_comm() {
+        let text = "1234 (my (weird) proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 98765 1000000 250 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let s = parse_stat(text).unwrap();
+        assert_eq!(s.comm, "my (weird) proc");
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.start_time, 98765);
+        assert!(!s.kernel_thread);
+    }
+
+    #[test]
+    fn kernel_threads_are_recognised() {
+        let text = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
+        assert!(parse_stat(text).unwrap().kernel_thread);
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn status_memory_lines() {
+        let text = "Name:\tx\nVmRSS:\t  3000 kB\nRssAnon:\t  2000 kB\nRssFile:\t   900 kB\nRssShmem:\t   100 kB\nVmSwap:\t 50 kB\n";
+        let m = parse_status_mem(text);
+        assert_eq!(m.anon, 2000 * 1024);
+        assert_eq!(m.file, 900 * 1024);
+        assert_eq!(m.shmem, 100 * 1024);
+        assert_eq!(m.swap, 50 * 1024);
+        assert_eq!(m.resident(), 3000 * 1024);
+        assert_eq!(m.charged(), 2150 * 1024);
+    }
+
+    #[test]
+    fn cgroup_prefers_the_memory_controller() {
+        let hybrid = "12:memory:/sentinel-test\n11:cpu:/x\n0::/system.slice/a.service\n";
+        assert_eq!(parse_cgroup(hybrid), "/sentinel-test");
+        let v2 = "0::/kubepods/pod1/abc\n";
+        assert_eq!(parse_cgroup(v2), "/kubepods/pod1/abc");
+        let merged = "4:cpu,memory:/m\n";
+        assert_eq!(parse_cgroup(merged), "/m");
+        assert_eq!(parse_cgroup(""), "/");
+    }
+}

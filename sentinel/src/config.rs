@@ -1,0 +1,398 @@
+//! The agent's TOML configuration: agent settings and per-process rules.
+//!
+//! Every error names the file, the line and the key, so that an operator can
+//! fix a config from the message alone.
+
+use std::{fmt, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+use crate::{
+    policy::{Action, Pattern, Rule, Selector},
+    units::{ByteSize, Span},
+};
+
+pub const DEFAULT_PATH: &str = "/etc/sentinel/sentinel.toml";
+pub const DEFAULT_SOCKET: &str = "/run/sentinel/sentinel.sock";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub agent: AgentSettings,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    pub socket: String,
+    /// How far ahead a predicted crossing triggers action: the agent's own
+    /// worst-case latency from a sample to a delivered signal, plus margin.
+    pub reaction_horizon: Duration,
+    /// Resident-set movement that makes the kernel report a process.
+    pub step_bytes: u64,
+    /// Full /proc rescan (discovery and reconciliation).
+    pub rescan_interval: Duration,
+    /// Sampling of rule-matched processes when eBPF is unavailable.
+    pub poll_interval: Duration,
+    /// How much history each process keeps for its slope.
+    pub history: Duration,
+    pub dry_run: bool,
+    /// Decisions kept in memory for ListDecisions and resuming watchers.
+    pub decision_log: usize,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            socket: DEFAULT_SOCKET.to_string(),
+            reaction_horizon: Duration::from_millis(100),
+            step_bytes: 1 << 20,
+            rescan_interval: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(100),
+            history: Duration::from_secs(10),
+            dry_run: false,
+            decision_log: 10_000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            agent: AgentSettings::default(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {key}{message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        /// "key `rule[0].limit`: " or empty when no key applies.
+        key: KeyLabel,
+        message: String,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct KeyLabel(pub Option<String>);
+
+impl fmt::Display for KeyLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(k) => write!(f, "key `{k}`: "),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    agent: RawAgent,
+    #[serde(default)]
+    rule: Vec<toml::Spanned<RawRule>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    socket: Option<String>,
+    reaction_horizon: Option<Span>,
+    step: Option<ByteSize>,
+    rescan_interval: Option<Span>,
+    poll_interval: Option<Span>,
+    history: Option<Span>,
+    dry_run: Option<bool>,
+    decision_log: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    limit: ByteSize,
+    #[serde(default)]
+    action: Action,
+    #[serde(rename = "match")]
+    selector: toml::Spanned<RawMatch>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    comm: Option<toml::Spanned<String>>,
+    exe: Option<toml::Spanned<String>>,
+    cgroup: Option<toml::Spanned<String>>,
+    descendant_of: Option<u32>,
+}
+
+/// Line and column (1-based) of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+/// The dotted key at `offset`: the nearest table header above it plus the
+/// key on its line, with array tables numbered (`rule[1].limit`).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let (line_no, _) = position(text, offset);
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines.get(line_no - 1)?;
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let mut table: Option<String> = None;
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for l in &lines[..line_no.saturating_sub(1).min(lines.len())] {
+        let t = l.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let n = counts.entry(name.trim().to_string()).or_insert(0);
+            table = Some(format!("{}[{}]", name.trim(), *n));
+            *n += 1;
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            let name = name.trim();
+            // `[rule.match]` belongs to the latest `[[rule]]`.
+            table = match name.split_once('.') {
+                Some((head, tail)) if counts.contains_key(head) => {
+                    Some(format!("{head}[{}].{tail}", counts[head] - 1))
+                }
+                _ => Some(name.to_string()),
+            };
+        }
+    }
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k),
+        (Some(t), None) => Some(t),
+        (None, None) => None,
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Reads the config at `path`, or the built-in defaults when `path` is
+    /// the default location and nothing is there.
+    pub fn load_or_default(path: &Path) -> Result<Self, ConfigError> {
+        if path == Path::new(DEFAULT_PATH) && !path.exists() {
+            return Ok(Self::default());
+        }
+        Self::load(path)
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let invalid = |offset: usize, message: String| {
+            let (line, column) = position(text, offset);
+            ConfigError::Invalid {
+                path: path.to_string(),
+                line,
+                column,
+                key: KeyLabel(key_at(text, offset)),
+                message,
+            }
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            invalid(offset, e.message().to_string())
+        })?;
+
+        let d = AgentSettings::default();
+        let a = raw.agent;
+        let agent = AgentSettings {
+            socket: a.socket.unwrap_or(d.socket),
+            reaction_horizon: a
+                .reaction_horizon
+                .map(|s| s.0)
+                .unwrap_or(d.reaction_horizon),
+            step_bytes: a.step.map(|s| s.0).unwrap_or(d.step_bytes),
+            rescan_interval: a.rescan_interval.map(|s| s.0).unwrap_or(d.rescan_interval),
+            poll_interval: a.poll_interval.map(|s| s.0).unwrap_or(d.poll_interval),
+            history: a.history.map(|s| s.0).unwrap_or(d.history),
+            dry_run: a.dry_run.unwrap_or(d.dry_run),
+            decision_log: a.decision_log.unwrap_or(d.decision_log),
+        };
+        let range_err = |what: &str, msg: &str| {
+            let needle = format!("\n{what}");
+            let offset = text.find(&needle).map(|i| i + 1).unwrap_or(0);
+            invalid(offset, msg.to_string())
+        };
+        if agent.step_bytes < 4096 {
+            return Err(range_err("step", "must be at least 4KiB (one page)"));
+        }
+        if agent.reaction_horizon > Duration::from_secs(60) {
+            return Err(range_err("reaction_horizon", "must be at most 60s"));
+        }
+        if agent.poll_interval < Duration::from_millis(10) {
+            return Err(range_err("poll_interval", "must be at least 10ms"));
+        }
+        if agent.decision_log == 0 {
+            return Err(range_err("decision_log", "must be at least 1"));
+        }
+
+        let mut rules = Vec::new();
+        for spanned in raw.rule {
+            let rule_start = spanned.span().start;
+            let r = spanned.into_inner();
+            if r.limit.0 == 0 {
+                return Err(invalid(
+                    rule_start,
+                    format!("rule `{}`: limit must be above 0", r.name),
+                ));
+            }
+            if rules.iter().any(|x: &Rule| x.name == r.name) {
+                return Err(invalid(
+                    rule_start,
+                    format!("rule name `{}` is used twice", r.name),
+                ));
+            }
+            let match_span = r.selector.span();
+            let m = r.selector.into_inner();
+            let regex = |f: Option<toml::Spanned<String>>| -> Result<_, ConfigError> {
+                f.map(|s| {
+                    let span = s.span();
+                    regex::Regex::new(s.get_ref())
+                        .map(Pattern)
+                        .map_err(|e| invalid(span.start, format!("invalid regex: {e}")))
+                })
+                .transpose()
+            };
+            let selector = Selector {
+                comm: regex(m.comm)?,
+                exe: regex(m.exe)?,
+                cgroup: regex(m.cgroup)?,
+                descendant_of: m.descendant_of,
+            };
+            if selector.is_empty() {
+                return Err(invalid(
+                    match_span.start,
+                    format!(
+                        "rule `{}` matches every process; give at least one of comm, exe, cgroup, descendant_of",
+                        r.name
+                    ),
+                ));
+            }
+            rules.push(Rule {
+                name: r.name,
+                limit_bytes: r.limit.0,
+                action: r.action,
+                selector,
+            });
+        }
+        Ok(Self { agent, rules })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[agent]
+socket = "/tmp/s.sock"
+reaction_horizon = "150ms"
+step = "2MiB"
+
+[[rule]]
+name = "workers"
+limit = "256MiB"
+action = "freeze"
+[rule.match]
+comm = "^worker"
+cgroup = "^/test"
+
+[[rule]]
+name = "kids"
+limit = "1G"
+action = "kill"
+match = { descendant_of = 42 }
+"#;
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = Config::parse(GOOD, "good.toml").unwrap();
+        assert_eq!(c.agent.socket, "/tmp/s.sock");
+        assert_eq!(c.agent.reaction_horizon, Duration::from_millis(150));
+        assert_eq!(c.agent.step_bytes, 2 << 20);
+        assert_eq!(c.rules.len(), 2);
+        assert_eq!(c.rules[0].limit_bytes, 256 << 20);
+        assert_eq!(c.rules[0].action, Action::Freeze);
+        assert_eq!(c.rules[1].action, Action::Kill);
+        assert_eq!(c.rules[1].selector.descendant_of, Some(42));
+    }
+
+    #[test]
+    fn empty_config_is_the_defaults() {
+        assert_eq!(Config::parse("", "x").unwrap(), Config::default());
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "/etc/s.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_size_names_file_line_and_key() {
+        let e = err("[[rule]]\nname = \"a\"\nlimit = \"12 parsecs\"\nmatch = { comm = \"x\" }\n");
+        assert!(e.starts_with("/etc/s.toml:3:"), "{e}");
+        assert!(e.contains("rule[0].limit"), "{e}");
+        assert!(e.contains("parsecs"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[agent]\nsokcet = \"/x\"\n");
+        assert!(e.starts_with("/etc/s.toml:2:"), "{e}");
+        assert!(e.contains("sokcet"), "{e}");
+    }
+
+    #[test]
+    fn bad_regex_points_at_its_line() {
+        let e = err("[[rule]]\nname = \"a\"\nlimit = \"1G\"\n[rule.match]\ncomm = \"(unclosed\"\n");
+        assert!(e.starts_with("/etc/s.toml:5:"), "{e}");
+        assert!(e.contains("rule[0].match.comm"), "{e}");
+        assert!(e.contains("invalid regex"), "{e}");
+    }
+
+    #[test]
+    fn rules_must_select_something() {
+        let e = err("[[rule]]\nname = \"all\"\nlimit = \"1G\"\nmatch = {}\n");
+        assert!(e.contains("matches every process"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        let e = err("[agent\n");
+        assert!(e.starts_with("/etc/s.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused() {
+        let e = err("[agent]\nstep = \"16\"\n");
+        assert!(
+            e.contains("/etc/s.toml:2:") && e.contains("agent.step"),
+            "{e}"
+        );
+        let e = err(
+            "[[rule]]\nname = \"a\"\nlimit = \"1G\"\naction = \"explode\"\nmatch = { comm = \"x\" }\n",
+        );
+        assert!(e.contains(":4:") && e.contains("rule[0].action"), "{e}");
+    }
+}

@@ -1,0 +1,16 @@
+//! Sentinel: predicts which process will exhaust memory and stops it first.
+//!
+//! `model` and `policy` are pure; `probes`, `collector` and `actuator` touch
+//! the system; `agent` wires them; `api` serves them; `cli` is the client.
+
+pub mod actuator;
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod collector;
+pub mod config;
+pub mod journal;
+pub mod model;
+pub mod policy;
+pub mod probes;
+pub mod units;

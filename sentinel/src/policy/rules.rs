@@ -1,0 +1,175 @@
+//! Which rule governs a process.
+
+use serde::Deserialize;
+
+/// What a rule does to a process predicted to cross its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Record the decision and signal nothing.
+    Alert,
+    /// SIGSTOP: reversible, the memory stays but stops growing.
+    #[default]
+    Freeze,
+    /// SIGKILL and reclaim the memory at once.
+    Kill,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alert => "alert",
+            Self::Freeze => "freeze",
+            Self::Kill => "kill",
+        }
+    }
+}
+
+/// A compiled regex that compares by its source text.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Pattern {
+    pub fn is_match(&self, s: &str) -> bool {
+        self.0.is_match(s)
+    }
+}
+
+impl From<regex::Regex> for Pattern {
+    fn from(r: regex::Regex) -> Self {
+        Self(r)
+    }
+}
+
+/// Every given field must match (AND); a rule with none is refused at load.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Selector {
+    pub comm: Option<Pattern>,
+    pub exe: Option<Pattern>,
+    pub cgroup: Option<Pattern>,
+    pub descendant_of: Option<u32>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self.comm.is_none()
+            && self.exe.is_none()
+            && self.cgroup.is_none()
+            && self.descendant_of.is_none()
+    }
+
+    pub fn matches(&self, p: &ProcessFacts<'_>) -> bool {
+        self.comm.as_ref().is_none_or(|r| r.is_match(p.comm))
+            && self.exe.as_ref().is_none_or(|r| r.is_match(p.exe))
+            && self.cgroup.as_ref().is_none_or(|r| r.is_match(p.cgroup))
+            && self
+                .descendant_of
+                .is_none_or(|a| p.pid == a || p.ancestors.contains(&a))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub limit_bytes: u64,
+    pub action: Action,
+    pub selector: Selector,
+}
+
+/// What rule matching needs to know about a process.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessFacts<'a> {
+    pub pid: u32,
+    pub comm: &'a str,
+    pub exe: &'a str,
+    /// The memory cgroup path (v1 memory controller, else the v2 path).
+    pub cgroup: &'a str,
+    /// Parent, grandparent, ... up to pid 1.
+    pub ancestors: &'a [u32],
+}
+
+/// The first rule, in config order, that selects the process.
+pub fn match_rule(rules: &[Rule], p: &ProcessFacts<'_>) -> Option<usize> {
+    rules.iter().position(|r| r.selector.matches(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pat(s: &str) -> Pattern {
+        Pattern(regex::Regex::new(s).unwrap())
+    }
+
+    fn rule(name: &str, sel: Selector) -> Rule {
+        Rule {
+            name: name.into(),
+            limit_bytes: 1,
+            action: Action::Freeze,
+            selector: sel,
+        }
+    }
+
+    fn facts<'a>(comm: &'a str, cgroup: &'a str, ancestors: &'a [u32]) -> ProcessFacts<'a> {
+        ProcessFacts {
+            pid: 100,
+            comm,
+            exe: "/usr/bin/python3",
+            cgroup,
+            ancestors,
+        }
+    }
+
+    #[test]
+    fn all_given_fields_must_match() {
+        let sel = Selector {
+            comm: Some(pat("^work")),
+            cgroup: Some(pat("^/jobs/")),
+            ..Default::default()
+        };
+        assert!(sel.matches(&facts("worker", "/jobs/a", &[1])));
+        assert!(!sel.matches(&facts("worker", "/other", &[1])));
+        assert!(!sel.matches(&facts("idle", "/jobs/a", &[1])));
+    }
+
+    #[test]
+    fn descendants_include_the_root_itself() {
+        let sel = Selector {
+            descendant_of: Some(50),
+            ..Default::default()
+        };
+        assert!(sel.matches(&facts("x", "/", &[60, 50, 1])));
+        assert!(!sel.matches(&facts("x", "/", &[60, 1])));
+        let mut f = facts("x", "/", &[1]);
+        f.pid = 50;
+        assert!(sel.matches(&f));
+    }
+
+    #[test]
+    fn first_matching_rule_wins() {
+        let rules = vec![
+            rule(
+                "a",
+                Selector {
+                    comm: Some(pat("^a")),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "any",
+                Selector {
+                    exe: Some(pat(".")),
+                    ..Default::default()
+                },
+            ),
+        ];
+        assert_eq!(match_rule(&rules, &facts("abc", "/", &[])), Some(0));
+        assert_eq!(match_rule(&rules, &facts("zzz", "/", &[])), Some(1));
+    }
+}

@@ -1,0 +1,340 @@
+//! Loading and attaching the eBPF programs. Each probe is attached on its
+//! own and may fail on its own: the agent reports which are missing and
+//! degrades (classic tracepoint instead of tp_btf, or /proc polling) rather
+//! than refusing to start.
+
+pub mod btf;
+
+use std::path::Path;
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+};
+use sentinel_common::{MappedStats, globals, stat};
+
+use self::btf::KernelOffsets;
+
+/// The eBPF object, built by build.rs and embedded in the binary.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sentinel-probes"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "cannot load eBPF programs: {0}; Sentinel needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN) and a kernel with BPF ring buffers (5.8+)"
+    )]
+    Load(#[source] aya::EbpfError),
+    #[error("the eBPF object has no map `{0}`")]
+    MissingMap(&'static str),
+    #[error("eBPF map `{0}`: {1}")]
+    Map(&'static str, #[source] aya::maps::MapError),
+}
+
+/// One probe's state, as shown in status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeStatus {
+    pub name: &'static str,
+    pub attached: bool,
+    /// How it is attached, or why it is not.
+    pub detail: String,
+}
+
+pub struct LoadOptions {
+    pub step_bytes: u64,
+    pub large_mmap_bytes: u64,
+}
+
+/// The loaded programs and the maps the agent keeps using.
+pub struct Probes {
+    // Owns the programs; dropping it detaches them.
+    _ebpf: Ebpf,
+    pub status: Vec<ProbeStatus>,
+    pub events: Option<RingBuf<MapData>>,
+    counters: PerCpuArray<MapData, u64>,
+    faults: BpfHashMap<MapData, u32, u64>,
+    mapped: BpfHashMap<MapData, u32, MappedStats>,
+    tripwires: BpfHashMap<MapData, u32, u64>,
+}
+
+/// Totals of the per-CPU counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProbeCounters {
+    pub events: u64,
+    pub lost_events: u64,
+    pub tripwire_fires: u64,
+    pub foreign_mm: u64,
+}
+
+/// Classic tracepoints need tracefs; mount it where a host agent would
+/// expect it if nobody has.
+fn ensure_tracefs() -> Result<(), String> {
+    if Path::new("/sys/kernel/tracing/events").exists()
+        || Path::new("/sys/kernel/debug/tracing/events").exists()
+    {
+        return Ok(());
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: constant C strings; the result is checked.
+    let r = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {}",
+            std::io::Error::last_os_error()
+        ))
+    }
+}
+
+fn offsets() -> Result<KernelOffsets, String> {
+    match btf::Btf::from_sys_fs() {
+        Err(e) => Err(format!("no kernel BTF (/sys/kernel/btf/vmlinux: {e})")),
+        Ok(Err(e)) => Err(format!("kernel BTF unreadable: {e}")),
+        Ok(Ok(b)) => KernelOffsets::from_btf(&b).map_err(|e| format!("kernel BTF: {e}")),
+    }
+}
+
+impl Probes {
+    pub fn load(opts: &LoadOptions) -> Result<Self, ProbeError> {
+        let offs = offsets();
+        let o = offs.as_ref().ok().copied();
+        let step_pages = (opts.step_bytes / page_size()).max(1);
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global(globals::STEP_PAGES, &step_pages, true)
+            .override_global(globals::LARGE_MMAP_BYTES, &opts.large_mmap_bytes, true);
+        let vals;
+        if let Some(o) = o {
+            vals = [
+                o.mm_rss_stat,
+                o.percpu_counter_size,
+                o.percpu_counter_count,
+                o.task_mm,
+                o.task_pid,
+                o.task_tgid,
+            ];
+            loader
+                .override_global(globals::OFF_MM_RSS_STAT, &vals[0], true)
+                .override_global(globals::PERCPU_COUNTER_SIZE, &vals[1], true)
+                .override_global(globals::OFF_PERCPU_COUNTER_COUNT, &vals[2], true)
+                .override_global(globals::OFF_TASK_MM, &vals[3], true)
+                .override_global(globals::OFF_TASK_PID, &vals[4], true)
+                .override_global(globals::OFF_TASK_TGID, &vals[5], true);
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(ProbeError::Load)?;
+
+        let tracefs = ensure_tracefs();
+        let kernel_btf = match (&offs, Btf::from_sys_fs()) {
+            (Ok(_), Ok(b)) => Ok(b),
+            (Err(e), _) => Err(e.clone()),
+            (_, Err(e)) => Err(format!("kernel BTF: {e}")),
+        };
+        let mut status = Vec::new();
+        let attach_btf = |ebpf: &mut Ebpf, prog: &str, tp: &str| -> Result<String, String> {
+            let btf = kernel_btf.as_ref().map_err(|e| e.clone())?;
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(prog)
+                .ok_or("program missing from the object")?
+                .try_into()
+                .map_err(|e| format!("{e}"))?;
+            p.load(tp, btf)
+                .map_err(|e| format!("tp_btf/{tp} load: {e}"))?;
+            p.attach().map_err(|e| format!("tp_btf/{tp} attach: {e}"))?;
+            Ok(format!("tp_btf/{tp}"))
+        };
+        let attach_tp =
+            |ebpf: &mut Ebpf, prog: &str, targets: &[(&str, &str)]| -> Result<String, String> {
+                if let Err(e) = &tracefs {
+                    return Err(e.clone());
+                }
+                let p: &mut TracePoint = ebpf
+                    .program_mut(prog)
+                    .ok_or("program missing from the object")?
+                    .try_into()
+                    .map_err(|e| format!("{e}"))?;
+                p.load().map_err(|e| format!("load: {e}"))?;
+                for (cat, name) in targets {
+                    p.attach(cat, name)
+                        .map_err(|e| format!("tracepoint/{cat}/{name}: {e}"))?;
+                }
+                Ok(targets
+                    .iter()
+                    .map(|(c, n)| format!("tracepoint/{c}/{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+            };
+        let mut record = |name: &'static str, r: Result<String, String>| {
+            let r = r.map_err(|e| summarize(&e));
+            match &r {
+                Ok(how) => tracing::info!(probe = name, "attached: {how}"),
+                Err(why) => tracing::warn!(probe = name, "not attached: {why}"),
+            }
+            status.push(ProbeStatus {
+                name,
+                attached: r.is_ok(),
+                detail: r.unwrap_or_else(|e| e),
+            });
+        };
+
+        // rss_stat: tp_btf first (no record built per fault), classic second.
+        let rss = attach_btf(&mut ebpf, "rss_stat_btf", "rss_stat").or_else(|btf_err| {
+            attach_tp(&mut ebpf, "rss_stat_tp", &[("kmem", "rss_stat")])
+                .map(|how| format!("{how} (tp_btf unavailable: {btf_err})"))
+                .map_err(|e| format!("tp_btf: {btf_err}; classic: {e}"))
+        });
+        record("rss_stat", rss);
+        record(
+            "page_fault_user",
+            attach_btf(&mut ebpf, "page_fault_user", "page_fault_user"),
+        );
+        let enter = attach_tp(
+            &mut ebpf,
+            "sys_enter_len",
+            &[
+                ("syscalls", "sys_enter_mmap"),
+                ("syscalls", "sys_enter_munmap"),
+            ],
+        );
+        let mmap = enter
+            .clone()
+            .and_then(|_| attach_tp(&mut ebpf, "sys_exit_mmap", &[("syscalls", "sys_exit_mmap")]));
+        record("mmap", mmap);
+        let munmap = enter.and_then(|_| {
+            attach_tp(
+                &mut ebpf,
+                "sys_exit_munmap",
+                &[("syscalls", "sys_exit_munmap")],
+            )
+        });
+        record("munmap", munmap);
+        record(
+            "brk",
+            attach_tp(&mut ebpf, "sys_exit_brk", &[("syscalls", "sys_exit_brk")]),
+        );
+        record(
+            "oom_mark_victim",
+            attach_tp(&mut ebpf, "oom_mark_victim", &[("oom", "mark_victim")]),
+        );
+        record(
+            "sched_process_fork",
+            attach_btf(&mut ebpf, "sched_process_fork", "sched_process_fork"),
+        );
+        record(
+            "sched_process_exec",
+            attach_tp(
+                &mut ebpf,
+                "sched_process_exec",
+                &[("sched", "sched_process_exec")],
+            ),
+        );
+        record(
+            "sched_process_exit",
+            attach_tp(
+                &mut ebpf,
+                "sched_process_exit",
+                &[("sched", "sched_process_exit")],
+            ),
+        );
+
+        fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
+        where
+            T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+        {
+            let map = ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))?;
+            T::try_from(map).map_err(|e| ProbeError::Map(name, e))
+        }
+        Ok(Self {
+            events: Some(take(&mut ebpf, "EVENTS")?),
+            counters: take(&mut ebpf, "COUNTERS")?,
+            faults: take(&mut ebpf, "FAULTS")?,
+            mapped: take(&mut ebpf, "MAPPED")?,
+            tripwires: take(&mut ebpf, "TRIPWIRES")?,
+            status,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// True when resident-set changes arrive from the kernel.
+    pub fn rss_attached(&self) -> bool {
+        self.status
+            .iter()
+            .any(|s| s.name == "rss_stat" && s.attached)
+    }
+
+    pub fn counters(&self) -> ProbeCounters {
+        let sum = |i: u32| {
+            self.counters
+                .get(&i, 0)
+                .map(|v| v.iter().sum::<u64>())
+                .unwrap_or(0)
+        };
+        ProbeCounters {
+            events: sum(stat::EVENTS),
+            lost_events: sum(stat::LOST_EVENTS),
+            tripwire_fires: sum(stat::TRIPWIRE_FIRES),
+            foreign_mm: sum(stat::FOREIGN_MM),
+        }
+    }
+
+    pub fn faults(&self, tgid: u32) -> Option<u64> {
+        self.faults.get(&tgid, 0).ok()
+    }
+
+    pub fn mapped_bytes(&self, tgid: u32) -> Option<i64> {
+        self.mapped.get(&tgid, 0).ok().map(|m| m.bytes)
+    }
+
+    /// Arms the in-kernel tripwire: the process is stopped from the kernel
+    /// when its charged pages reach `ceiling_bytes`.
+    pub fn arm_tripwire(
+        &mut self,
+        tgid: u32,
+        ceiling_bytes: u64,
+    ) -> Result<(), aya::maps::MapError> {
+        let pages = ceiling_bytes.div_ceil(page_size());
+        self.tripwires.insert(tgid, pages, 0)
+    }
+
+    pub fn disarm_tripwire(&mut self, tgid: u32) {
+        let _ = self.tripwires.remove(&tgid);
+    }
+}
+
+/// Verifier logs run to hundreds of lines; status keeps the error and the
+/// verifier's final complaint.
+fn summarize(err: &str) -> String {
+    let Some((head, log)) = err.split_once("Verifier output:") else {
+        return err.to_string();
+    };
+    let last = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && *l != ")"
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+                && !l.starts_with("processed ")
+        })
+        .last()
+        .unwrap_or("");
+    format!(
+        "{}verifier: {last}",
+        head.trim_end_matches(['.', ' ']).to_string() + ". "
+    )
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u64 } else { 4096 }
+}
