@@ -3,8 +3,10 @@
 //! tp_btf so the kernel does not build a trace record per fault, and they do
 //! their per-event work in a per-CPU slot: the shared hash maps are touched
 //! only when the CPU switches to another process or a step is crossed.
-#![no_std]
-#![no_main]
+// Built for the bpf target by sentinel/build.rs; host builds (clippy, the
+// workspace check) compile it as an ordinary program that does nothing.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::{
     helpers::{
@@ -161,11 +163,6 @@ fn charged(pages: &[u64; counter::COUNT]) -> u64 {
     pages[counter::ANON] + pages[counter::SHMEM] + pages[counter::SWAP]
 }
 
-#[inline(always)]
-fn diff(a: u64, b: u64) -> u64 {
-    if a > b { a - b } else { b - a }
-}
-
 /// Makes `slot` hold `tgid`: writes the previous process back to RSS and
 /// loads (or seeds from the mm) the new one.
 #[inline(always)]
@@ -227,8 +224,8 @@ fn account(slot: &mut RssSlot, member: usize, value: u64) {
     }
 
     let file = slot.state.pages[counter::FILE];
-    if diff(now_charged, slot.state.reported_charged) >= step
-        || diff(file, slot.state.reported_file) >= step * 4
+    if now_charged.abs_diff(slot.state.reported_charged) >= step
+        || file.abs_diff(slot.state.reported_file) >= step * 4
     {
         slot.state.reported_charged = now_charged;
         slot.state.reported_file = file;
@@ -503,7 +500,10 @@ pub fn sched_process_exit(ctx: TracePointContext) -> i32 {
     0
 }
 
-#[cfg(not(test))]
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}

@@ -15,7 +15,7 @@ use crate::{
 pub const DEFAULT_PATH: &str = "/etc/sentinel/sentinel.toml";
 pub const DEFAULT_SOCKET: &str = "/run/sentinel/sentinel.sock";
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub agent: AgentSettings,
     pub rules: Vec<Rule>,
@@ -51,15 +51,6 @@ impl Default for AgentSettings {
             history: Duration::from_secs(10),
             dry_run: false,
             decision_log: 10_000,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            agent: AgentSettings::default(),
-            rules: Vec::new(),
         }
     }
 }

@@ -1,1 +1,453 @@
+//! Harness for Sentinel's privileged end-to-end tests and benchmarks:
+//! capped memory cgroups, a running agent on a private socket, and the
+//! memhog load generator.
+//!
+//! Safety: every memory-hungry process is started inside a memory cgroup
+//! created here with a hard cap, and every agent started here only has rules
+//! that select that cgroup.
 
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+pub use sentinel::api::pb;
+use sentinel::api::{client, pb::sentinel_client::SentinelClient};
+use tonic::transport::Channel;
+
+/// Privileged tests run one at a time: they share the kernel and time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+static SERIAL_ASYNC: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `serial` for async tests (test binaries themselves run one after another).
+pub async fn serial_async() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL_ASYNC.lock().await
+}
+
+/// True when the test may run. Without root it skips with a message, but
+/// under CI (`CI` set) a missing privilege is a failure, not a skip.
+pub fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: needs root, and CI is set, so this is a failure rather than a skip");
+    }
+    eprintln!("SKIP {test}: needs root (eBPF, cgroups, signals)");
+    false
+}
+
+/// target/<profile>/ of the running test binary.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    let dir = if deps.ends_with("deps") {
+        deps.parent().unwrap()
+    } else {
+        deps
+    };
+    dir.to_path_buf()
+}
+
+pub fn sentinel_bin() -> PathBuf {
+    let p = bin_dir().join("sentinel");
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (`cargo xtask test` does)",
+        p.display()
+    );
+    p
+}
+
+pub fn memhog_bin() -> PathBuf {
+    let p = bin_dir().join("memhog");
+    assert!(
+        p.exists(),
+        "{} is missing: build the sentinel-tests bins first",
+        p.display()
+    );
+    p
+}
+
+/// A memory cgroup with a hard cap, removed (with its processes killed) on drop.
+pub struct MemCgroup {
+    /// Path inside the hierarchy, as /proc/PID/cgroup shows it.
+    pub path: String,
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl MemCgroup {
+    pub fn new(name: &str, cap_bytes: u64) -> Self {
+        let v1 = Path::new("/sys/fs/cgroup/memory");
+        let unique = format!("sentinel-test-{name}-{}", std::process::id());
+        let (dir, v2) = if v1.join("memory.limit_in_bytes").exists() {
+            (v1.join(&unique), false)
+        } else {
+            (Path::new("/sys/fs/cgroup").join(&unique), true)
+        };
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let cg = Self {
+            path: format!("/{unique}"),
+            dir,
+            v2,
+        };
+        if v2 {
+            cg.write("memory.max", &cap_bytes.to_string());
+            cg.write("memory.swap.max", "0");
+        } else {
+            cg.write("memory.limit_in_bytes", &cap_bytes.to_string());
+            // No swap on these hosts; set it where the kernel allows, so the cap is hard.
+            let _ = std::fs::write(
+                cg.dir.join("memory.memsw.limit_in_bytes"),
+                cap_bytes.to_string(),
+            );
+        }
+        cg
+    }
+
+    fn write(&self, file: &str, value: &str) {
+        std::fs::write(self.dir.join(file), value)
+            .unwrap_or_else(|e| panic!("write {}/{file}: {e}", self.dir.display()));
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+
+    /// Highest memory charge of the cgroup since it was created.
+    pub fn peak_bytes(&self) -> u64 {
+        let f = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        self.read(f).trim().parse().unwrap_or(0)
+    }
+
+    /// Kernel OOM kills inside the cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        let f = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        self.read(f)
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Makes `cmd` join this cgroup before it execs, so it is never outside the cap.
+    pub fn contain(&self, cmd: &mut Command) {
+        let procs =
+            std::ffi::CString::new(self.dir.join("cgroup.procs").display().to_string()).unwrap();
+        // SAFETY: between fork and exec only async-signal-safe calls are
+        // made (open, write, close); nothing allocates.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let r = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            });
+        }
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.read("cgroup.procs")
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                // SAFETY: plain syscalls on processes this cgroup holds, all started by the test.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                    libc::kill(pid as i32, libc::SIGCONT);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A memhog process started inside a cgroup.
+pub struct Hog {
+    pub child: Child,
+    pub pid: u32,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Hog {
+    pub fn spawn(cg: &MemCgroup, args: &[&str]) -> Self {
+        let mut cmd = Command::new(memhog_bin());
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+        cg.contain(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn memhog");
+        let pid = child.id();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let hog = Self {
+            child,
+            pid,
+            lines: rx,
+        };
+        hog.expect_line("ready", Duration::from_secs(10));
+        hog
+    }
+
+    /// Waits for an output line starting with `prefix`.
+    pub fn expect_line(&self, prefix: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) => return Some(l),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Process state letter from /proc/PID/stat ('T' when stopped).
+    pub fn state(&self) -> Option<char> {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        s.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .next()?
+            .chars()
+            .next()
+    }
+
+    /// Peak resident set (VmHWM) in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        // SAFETY: our own child; SIGCONT so a stopped one can die.
+        unsafe { libc::kill(self.pid as i32, libc::SIGCONT) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A running agent on a private socket, stopped on drop.
+pub struct Agent {
+    pub child: Child,
+    pub socket: String,
+    pub dir: tempdir::Dir,
+    pub log: PathBuf,
+}
+
+pub mod tempdir {
+    use std::path::PathBuf;
+
+    /// A directory under the system temp dir, removed on drop.
+    pub struct Dir(pub PathBuf);
+
+    impl Dir {
+        pub fn new(tag: &str) -> Self {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("sentinel-{tag}-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Agent {
+    /// Starts `sentinel run` with `config` (the socket line is added here)
+    /// and waits until it answers.
+    pub fn start(tag: &str, config: &str, extra: &[&str]) -> Self {
+        let dir = tempdir::Dir::new(tag);
+        let socket = dir.0.join("sentinel.sock").display().to_string();
+        let cfg_path = dir.0.join("sentinel.toml");
+        let full = format!("[agent]\nsocket = \"{socket}\"\n{config}");
+        std::fs::write(&cfg_path, full).unwrap();
+        let log = dir.0.join("agent.log");
+        let child = Command::new(sentinel_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg_path)
+            .args(extra)
+            .env("SENTINEL_LOG", "info,sentinel=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn sentinel");
+        let mut agent = Self {
+            child,
+            socket,
+            dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = agent.child.try_wait() {
+                panic!("agent exited early ({st}):\n{}", agent.log_text());
+            }
+            if Path::new(&agent.socket).exists()
+                && std::os::unix::net::UnixStream::connect(&agent.socket).is_ok()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not come up:\n{}",
+                agent.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        agent
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn client(&self) -> SentinelClient<Channel> {
+        client::connect(&self.socket)
+            .await
+            .expect("connect to agent")
+    }
+
+    /// Runs the CLI against this agent; returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(sentinel_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .expect("run sentinel CLI");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Polls ListDecisions until one matches `pred` or `within` passes.
+    pub async fn wait_decision(
+        &self,
+        within: Duration,
+        pred: impl Fn(&pb::Decision) -> bool,
+    ) -> Option<pb::Decision> {
+        let mut c = self.client().await;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let r = c
+                .list_decisions(pb::ListDecisionsRequest {
+                    after_seq: 0,
+                    limit: 1000,
+                })
+                .await
+                .expect("ListDecisions")
+                .into_inner();
+            if let Some(d) = r.decisions.into_iter().find(|d| pred(d)) {
+                return Some(d);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const MIB: u64 = 1 << 20;
+
+/// A rule that only selects processes in `cg`.
+pub fn rule_for(cg: &MemCgroup, name: &str, limit: &str, action: &str) -> String {
+    format!(
+        "[[rule]]\nname = \"{name}\"\nlimit = \"{limit}\"\naction = \"{action}\"\n[rule.match]\ncgroup = \"^{}$\"\n",
+        regex_escape(&cg.path)
+    )
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}

@@ -59,18 +59,25 @@ pub enum AgentError {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// Binds the API socket, refusing one that a live agent answers on and
-/// replacing a stale one left by a crash.
+/// Refuses a socket that a live agent answers on, so a second agent fails
+/// before it loads anything.
+async fn check_socket_free(path: &str) -> Result<(), AgentError> {
+    if Path::new(path).exists() && tokio::net::UnixStream::connect(path).await.is_ok() {
+        return Err(AgentError::SocketInUse(path.to_string()));
+    }
+    Ok(())
+}
+
+/// Binds the API socket, replacing a stale one left by a crash. Done last,
+/// so a client that can connect talks to an agent whose probes are live.
 async fn bind_socket(path: &str) -> Result<UnixListener, AgentError> {
+    check_socket_free(path).await?;
     let p = Path::new(path);
     let err = |source| AgentError::Socket {
         path: path.to_string(),
         source,
     };
     if p.exists() {
-        if tokio::net::UnixStream::connect(p).await.is_ok() {
-            return Err(AgentError::SocketInUse(path.to_string()));
-        }
         std::fs::remove_file(p).map_err(err)?;
     }
     if let Some(dir) = p.parent() {
@@ -89,7 +96,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     }
     cfg.agent.dry_run |= opts.dry_run;
     let socket = cfg.agent.socket.clone();
-    let listener = bind_socket(&socket).await?;
+    check_socket_free(&socket).await?;
 
     let (probes, degraded) = if opts.no_ebpf {
         (None, "eBPF disabled with --no-ebpf".to_string())
@@ -191,6 +198,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         }
         tracing::info!("shutting down");
     };
+    let listener = bind_socket(&socket).await?;
     let served = crate::api::serve(shared, listener, shutdown).await;
     let _ = std::fs::remove_file(&socket);
     served.map_err(AgentError::from)

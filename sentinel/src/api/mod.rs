@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status, transport::Server};
 use crate::{
     agent::{ProcView, Shared},
     journal::Decision,
-    probes::ProbeCounters,
 };
 
 /// Upper bound on list sizes so one request cannot make the agent build an
@@ -86,11 +85,7 @@ impl pb::sentinel_server::Sentinel for Service {
     ) -> Result<Response<pb::Status>, Status> {
         let (available, total) = crate::collector::procfs::read_meminfo().unwrap_or((0, 0));
         let e = self.shared.engine();
-        let c = e
-            .probes
-            .as_ref()
-            .map(|p| p.counters())
-            .unwrap_or(ProbeCounters::default());
+        let c = e.probes.as_ref().map(|p| p.counters()).unwrap_or_default();
         Ok(Response::new(pb::Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             mode: e.mode.as_str().to_string(),

@@ -225,7 +225,7 @@ mod tests {
             let mut s = Series::new(1e9);
             for i in 0..n {
                 let t = i as f64 * dt;
-                s.push(t, (1e10 + rate * t) as u64);
+                s.push(t, (1e11 + rate * t) as u64);
             }
             let tr = s.trend(s.last().unwrap().t).unwrap();
             // integer truncation of the samples allows ~1 byte per sample

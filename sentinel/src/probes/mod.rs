@@ -317,15 +317,15 @@ fn summarize(err: &str) -> String {
     };
     let last = log
         .lines()
+        .rev()
         .map(str::trim)
-        .filter(|l| {
+        .find(|l| {
             !l.is_empty()
                 && *l != ")"
                 && !l.starts_with("verification time")
                 && !l.starts_with("stack depth")
                 && !l.starts_with("processed ")
         })
-        .last()
         .unwrap_or("");
     format!(
         "{}verifier: {last}",

@@ -1,0 +1,94 @@
+//! A controllable memory grower for tests and benchmarks.
+//!
+//! memhog --target 400MiB [--rate 200MB/s | --rate max] [--hold 10] [--step 1MiB]
+//!
+//! Maps `target` bytes of anonymous memory and touches it page by page at
+//! `rate` (bytes per second, or as fast as possible with `max`), then holds
+//! it for `hold` seconds and exits 0. Prints `ready <pid>` before growing and
+//! `done <bytes>` after reaching the target. Always run it inside a memory
+//! cgroup with a hard cap.
+
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
+
+fn parse_size(s: &str) -> u64 {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (n, u) = t.split_at(split);
+    let n: f64 = n.parse().unwrap_or_else(|_| panic!("bad size {s}"));
+    let m = match u {
+        "" | "B" => 1.0,
+        "K" | "KiB" => 1024.0,
+        "M" | "MiB" => 1048576.0,
+        "G" | "GiB" => 1073741824.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => panic!("bad unit in {s}"),
+    };
+    (n * m) as u64
+}
+
+fn main() {
+    let mut target = 0u64;
+    let mut rate: Option<f64> = None; // None = as fast as possible
+    let mut hold = 0.0f64;
+    let mut start_delay = 0.0f64;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--target" => target = parse_size(&v),
+            "--rate" => rate = (v != "max").then(|| parse_size(v.trim_end_matches("/s")) as f64),
+            "--hold" => hold = v.parse().expect("--hold SECS"),
+            "--delay" => start_delay = v.parse().expect("--delay SECS"),
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    assert!(target > 0, "--target is required");
+    let page = 4096usize;
+    let len = target as usize;
+    // SAFETY: anonymous private mapping, checked below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED, "mmap failed");
+    let base = base.cast::<u8>();
+    let mut out = std::io::stdout();
+    writeln!(out, "ready {}", std::process::id()).unwrap();
+    out.flush().unwrap();
+    std::thread::sleep(Duration::from_secs_f64(start_delay));
+
+    let start = Instant::now();
+    let mut touched = 0usize;
+    while touched < len {
+        let allowed = match rate {
+            None => len,
+            Some(r) => ((start.elapsed().as_secs_f64() * r) as usize).min(len),
+        };
+        while touched < allowed {
+            // SAFETY: within the mapping.
+            unsafe { base.add(touched).write_volatile(1) };
+            touched += page;
+        }
+        if rate.is_some() && touched < len {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    writeln!(out, "done {touched}").unwrap();
+    out.flush().unwrap();
+    std::thread::sleep(Duration::from_secs_f64(hold));
+}

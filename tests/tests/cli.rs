@@ -1,0 +1,128 @@
+//! The binary's behaviour on bad input, as an operator meets it. These need
+//! no root: an agent without privileges falls back to /proc polling.
+
+use std::process::Command;
+
+use sentinel_tests::{Agent, sentinel_bin, serial, tempdir};
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(sentinel_bin()).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn invalid_config_exits_naming_file_line_and_key() {
+    let dir = tempdir::Dir::new("badcfg");
+    let path = dir.0.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[agent]\nsocket = \"/tmp/x.sock\"\n\n[[rule]]\nname = \"r\"\nlimit = \"lots\"\nmatch = { comm = \"x\" }\n",
+    )
+    .unwrap();
+    let p = path.display().to_string();
+    for args in [vec!["run", "--config", &p], vec!["policy", "check", &p]] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains(&format!("{p}:6:")), "{args:?}: {err}");
+        assert!(err.contains("rule[0].limit"), "{args:?}: {err}");
+        assert!(err.contains("lots"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_good_config_checks_clean() {
+    let dir = tempdir::Dir::new("goodcfg");
+    let path = dir.0.join("good.toml");
+    std::fs::write(
+        &path,
+        "[[rule]]\nname = \"r\"\nlimit = \"1G\"\nmatch = { comm = \"^x$\" }\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["policy", "check", &path.display().to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("ok, 1 rules"), "{out}");
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let (code, _, err) = run(&["run", "--config", "/nonexistent/sentinel.toml"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("/nonexistent/sentinel.toml") && err.contains("cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn client_without_an_agent_says_how_to_start_one() {
+    for cmd in ["status", "top", "decisions"] {
+        let (code, out, err) = run(&[cmd, "--socket", "/nonexistent/sentinel.sock"]);
+        assert_eq!(code, Some(1));
+        assert!(out.is_empty());
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains("no Sentinel agent is listening") && err.contains("sentinel run"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_socket_held_by_a_live_agent_is_refused() {
+    let _serial = serial();
+    let agent = Agent::start("held", "", &[]);
+    let dir = tempdir::Dir::new("held2");
+    let cfg = dir.0.join("c.toml");
+    std::fs::write(&cfg, "").unwrap();
+    let (code, _, err) = run(&[
+        "run",
+        "--config",
+        &cfg.display().to_string(),
+        "--socket",
+        &agent.socket,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("held by a running agent"), "{err}");
+    // The first agent is unharmed.
+    let (ok, out, _) = agent.cli(&["status"]);
+    assert!(ok && out.contains("sentinel"), "{out}");
+}
+
+#[test]
+fn a_stale_socket_from_a_crash_is_replaced() {
+    let _serial = serial();
+    let dir = tempdir::Dir::new("stale");
+    let sock = dir.0.join("s.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap()); // leaves the file
+    assert!(sock.exists());
+    let cfg = format!("[agent]\nsocket = \"{}\"\n", sock.display());
+    let agent = Agent::start("stale", "", &[]);
+    drop(agent);
+    let cfg_path = dir.0.join("c.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut child = Command::new(sentinel_bin())
+        .args([
+            "run",
+            "--no-ebpf",
+            "--config",
+            &cfg_path.display().to_string(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "agent did not take over the stale socket");
+}

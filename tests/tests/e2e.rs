@@ -1,0 +1,258 @@
+//! Privileged end-to-end tests: the real agent, the real eBPF object, real
+//! processes in capped memory cgroups. Rules only ever select the test's
+//! own cgroup.
+
+use std::time::Duration;
+
+use sentinel_tests::{Agent, Hog, MIB, MemCgroup, pb, privileged, rule_for, serial_async};
+use tokio_stream::StreamExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaker_is_frozen_before_its_limit_and_the_decision_is_served() {
+    if !privileged("leaker_is_frozen_before_its_limit") {
+        return;
+    }
+    let _serial = serial_async().await;
+    // Cap above the rule's limit: if Sentinel failed, the kernel would stop
+    // the leaker at 512 MiB, never the host.
+    let cg = MemCgroup::new("leak", 512 * MIB);
+    let agent = Agent::start("leak", &rule_for(&cg, "leaky", "256MiB", "freeze"), &[]);
+
+    let mut status = agent.client().await;
+    let s = status
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        s.mode,
+        "ebpf",
+        "the real probes must load: {s:?}\n{}",
+        agent.log_text()
+    );
+
+    let mut watch = agent
+        .client()
+        .await
+        .watch_decisions(pb::WatchDecisionsRequest { after_seq: None })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let hog = Hog::spawn(
+        &cg,
+        &["--target", "400MiB", "--rate", "200MB/s", "--hold", "30"],
+    );
+    let d = agent
+        .wait_decision(Duration::from_secs(10), |d| d.pid == hog.pid)
+        .await
+        .unwrap_or_else(|| panic!("no decision for the leaker\n{}", agent.log_text()));
+
+    // The leaker is stopped, and stayed under its limit.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(hog.state(), Some('T'), "leaker should be stopped");
+    let peak = hog.peak_rss().unwrap();
+    let cg_peak = cg.peak_bytes();
+    eprintln!(
+        "leaker peak rss {:.1} MiB, cgroup peak {:.1} MiB, decision: {d:?}",
+        peak as f64 / MIB as f64,
+        cg_peak as f64 / MIB as f64
+    );
+    assert!(
+        peak < 256 * MIB,
+        "peak RSS {} MiB reached the limit",
+        peak / MIB
+    );
+    assert!(
+        cg_peak < 256 * MIB,
+        "cgroup peak {} MiB reached the limit",
+        cg_peak / MIB
+    );
+    assert_eq!(cg.oom_kills(), 0);
+
+    // The decision carries its numbers.
+    assert_eq!(d.kind, "preempt");
+    assert_eq!(d.rule, "leaky");
+    assert_eq!(d.action, "freeze");
+    assert_eq!(d.outcome, "done");
+    assert_eq!(d.comm, "memhog");
+    assert_eq!(d.cgroup, cg.path);
+    assert_eq!(d.limit_bytes, 256 * MIB);
+    assert!(
+        d.charged_bytes < 256 * MIB && d.charged_bytes > 150 * MIB,
+        "{d:?}"
+    );
+    assert!(d.resident_bytes >= d.charged_bytes, "{d:?}");
+    assert!(
+        (100e6..400e6).contains(&d.slope_bytes_per_sec),
+        "slope {} should be near 200 MB/s",
+        d.slope_bytes_per_sec
+    );
+    let eta = d.predicted_seconds_to_limit.expect("a predicted crossing");
+    assert!(eta > 0.0 && eta < 0.5, "eta {eta}");
+
+    // The live stream delivered the same decision.
+    let streamed = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("stream delivered in time")
+        .expect("stream open")
+        .expect("no stream error");
+    assert_eq!(streamed, d);
+
+    // And the CLI prints it as one JSON object per line with the same numbers.
+    let (ok, out, err) = agent.cli(&["decisions", "--json"]);
+    assert!(ok, "{err}");
+    let line = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON"))
+        .find(|v| v["pid"] == hog.pid)
+        .expect("decision in CLI output");
+    assert_eq!(line["seq"], d.seq);
+    assert_eq!(line["rule"], "leaky");
+    assert_eq!(line["action"], "freeze");
+    assert_eq!(line["limit_bytes"], d.limit_bytes);
+    assert_eq!(line["charged_bytes"], d.charged_bytes);
+    assert_eq!(line["resident_bytes"], d.resident_bytes);
+    let json_eta = line["predicted_seconds_to_limit"].as_f64().unwrap();
+    assert!((json_eta - eta).abs() < 1e-9, "{json_eta} vs {eta}");
+    for key in [
+        "time_unix_ms",
+        "comm",
+        "cgroup",
+        "reason",
+        "slope_bytes_per_sec",
+    ] {
+        assert!(!line[key].is_null(), "missing {key}");
+    }
+
+    // Status and top show it too.
+    let (ok, out, _) = agent.cli(&["top", "--matched"]);
+    assert!(ok);
+    assert!(
+        out.contains(&hog.pid.to_string()) && out.contains("frozen"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_process_under_its_limit_is_never_touched() {
+    if !privileged("steady_process_under_its_limit_is_never_touched") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("steady", 1024 * MIB);
+    let agent = Agent::start("steady", &rule_for(&cg, "steady", "512MiB", "kill"), &[]);
+    // A fast jump to 300 MiB, then flat: a burst that plateaus below the line.
+    let mut hog = Hog::spawn(&cg, &["--target", "300MiB", "--rate", "max", "--hold", "4"]);
+    assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
+    std::thread::sleep(Duration::from_millis(500));
+
+    // It is governed by the rule (so this test would see a wrong decision).
+    let mut c = agent.client().await;
+    let procs = c
+        .list_processes(pb::ListProcessesRequest {
+            limit: 100,
+            matched_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .processes;
+    let p = procs.iter().find(|p| p.pid == hog.pid).unwrap_or_else(|| {
+        panic!(
+            "steady process not tracked: {procs:?}\n{}",
+            agent.log_text()
+        )
+    });
+    assert_eq!(p.rule, "steady");
+    assert_eq!(p.limit_bytes, 512 * MIB);
+    assert!(p.charged_bytes > 280 * MIB, "{p:?}");
+    assert_eq!(p.state, "running");
+
+    let st = hog
+        .wait_exit(Duration::from_secs(15))
+        .expect("steady process finishes");
+    assert!(st.success(), "steady process was disturbed: {st}");
+    let none = agent
+        .wait_decision(Duration::from_millis(200), |d| d.pid == hog.pid)
+        .await;
+    assert!(none.is_none(), "unexpected decision {none:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_oom_kill_in_a_small_cgroup_is_reported() {
+    if !privileged("kernel_oom_kill_in_a_small_cgroup_is_reported") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("oom", 64 * MIB);
+    // No rule selects this cgroup: the kernel acts, Sentinel reports it.
+    let agent = Agent::start("oom", "", &[]);
+    let mut hog = Hog::spawn(&cg, &["--target", "256MiB", "--rate", "max", "--hold", "5"]);
+    let st = hog
+        .wait_exit(Duration::from_secs(10))
+        .expect("kernel kills the hog");
+    assert!(!st.success());
+    let d = agent
+        .wait_decision(Duration::from_secs(5), |d| {
+            d.kind == "kernel_oom_kill" && d.pid == hog.pid
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "OOM kill of {} ({st}) not reported; cgroup oom_kill {}\n{}",
+                hog.pid,
+                cg.oom_kills(),
+                agent.log_text()
+            )
+        });
+    assert_eq!(d.action, "none");
+    assert_eq!(d.cgroup, cg.path);
+    assert!(cg.oom_kills() >= 1);
+    let s = agent
+        .client()
+        .await
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(s.kernel_oom_kills >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_fallback_still_stops_a_leaker_before_its_limit() {
+    if !privileged("polling_fallback_still_stops_a_leaker") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("poll", 512 * MIB);
+    let agent = Agent::start(
+        "poll",
+        &format!(
+            "poll_interval = \"50ms\"\nrescan_interval = \"300ms\"\n{}",
+            rule_for(&cg, "leaky", "256MiB", "freeze")
+        ),
+        &["--no-ebpf"],
+    );
+    let s = agent
+        .client()
+        .await
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.mode, "procfs-polling");
+    assert!(s.degraded_reason.contains("--no-ebpf"), "{s:?}");
+    let hog = Hog::spawn(
+        &cg,
+        &["--target", "400MiB", "--rate", "100MB/s", "--hold", "30"],
+    );
+    // Discovery in polling mode waits for the next /proc rescan.
+    let d = agent
+        .wait_decision(Duration::from_secs(15), |d| d.pid == hog.pid)
+        .await
+        .unwrap_or_else(|| panic!("no decision\n{}", agent.log_text()));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(hog.state(), Some('T'));
+    assert!(hog.peak_rss().unwrap() < 256 * MIB, "{d:?}");
+}
