@@ -36,6 +36,8 @@ pub struct AgentSettings {
     /// How much history each process keeps for its slope.
     pub history: Duration,
     pub dry_run: bool,
+    /// Arm the in-kernel ceiling for processes a rule may signal.
+    pub tripwire: bool,
     /// Decisions kept in memory for ListDecisions and resuming watchers.
     pub decision_log: usize,
 }
@@ -44,12 +46,13 @@ impl Default for AgentSettings {
     fn default() -> Self {
         Self {
             socket: DEFAULT_SOCKET.to_string(),
-            reaction_horizon: Duration::from_millis(100),
+            reaction_horizon: Duration::from_millis(20),
             step_bytes: 1 << 20,
             rescan_interval: Duration::from_secs(2),
             poll_interval: Duration::from_millis(100),
             history: Duration::from_secs(10),
             dry_run: false,
+            tripwire: true,
             decision_log: 10_000,
         }
     }
@@ -104,6 +107,7 @@ struct RawAgent {
     poll_interval: Option<Span>,
     history: Option<Span>,
     dry_run: Option<bool>,
+    tripwire: Option<bool>,
     decision_log: Option<usize>,
 }
 
@@ -219,6 +223,7 @@ impl Config {
             poll_interval: a.poll_interval.map(|s| s.0).unwrap_or(d.poll_interval),
             history: a.history.map(|s| s.0).unwrap_or(d.history),
             dry_run: a.dry_run.unwrap_or(d.dry_run),
+            tripwire: a.tripwire.unwrap_or(d.tripwire),
             decision_log: a.decision_log.unwrap_or(d.decision_log),
         };
         let range_err = |what: &str, msg: &str| {

@@ -126,3 +126,48 @@ fn a_stale_socket_from_a_crash_is_replaced() {
     let _ = child.wait();
     assert!(up, "agent did not take over the stale socket");
 }
+
+fn rules_in_status(agent: &Agent) -> u64 {
+    let (ok, out, err) = agent.cli(&["status", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    v["rules"].as_u64().unwrap()
+}
+
+#[test]
+fn sighup_reload_refuses_a_bad_policy_and_keeps_the_running_one() {
+    let _serial = serial();
+    let one = "[[rule]]\nname = \"a\"\nlimit = \"1G\"\nmatch = { comm = \"^no-such-process$\" }\n";
+    let agent = Agent::start("reload", one, &[]);
+    assert_eq!(rules_in_status(&agent), 1);
+    let cfg = agent.dir.0.join("sentinel.toml");
+    let head = format!("[agent]\nsocket = \"{}\"\n", agent.socket);
+    let hup = || {
+        // SAFETY: our own child.
+        unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+
+    std::fs::write(
+        &cfg,
+        format!(
+            "{head}{one}[[rule]]\nname = \"b\"\nlimit = \"bogus\"\nmatch = {{ comm = \"x\" }}\n"
+        ),
+    )
+    .unwrap();
+    hup();
+    assert_eq!(rules_in_status(&agent), 1, "the old policy stays");
+    let log = agent.log_text();
+    assert!(
+        log.contains("reload refused") && log.contains("rule[1].limit"),
+        "{log}"
+    );
+
+    std::fs::write(
+        &cfg,
+        format!("{head}{one}[[rule]]\nname = \"b\"\nlimit = \"2G\"\nmatch = {{ comm = \"x\" }}\n"),
+    )
+    .unwrap();
+    hup();
+    assert_eq!(rules_in_status(&agent), 2, "the new policy is in force");
+}

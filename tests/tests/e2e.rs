@@ -256,3 +256,114 @@ async fn polling_fallback_still_stops_a_leaker_before_its_limit() {
     assert_eq!(hog.state(), Some('T'));
     assert!(hog.peak_rss().unwrap() < 256 * MIB, "{d:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tripwire_stops_a_full_speed_allocator_while_the_agent_is_stalled() {
+    if !privileged("tripwire_stops_a_full_speed_allocator") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("trip", 1024 * MIB);
+    let agent = Agent::start("trip", &rule_for(&cg, "fast", "256MiB", "freeze"), &[]);
+    // Prefault enough to be discovered (and armed), then wait.
+    let hog = Hog::spawn(
+        &cg,
+        &[
+            "--target",
+            "900MiB",
+            "--rate",
+            "max",
+            "--prefault",
+            "16MiB",
+            "--delay",
+            "1.5",
+            "--hold",
+            "30",
+        ],
+    );
+    let mut c = agent.client().await;
+    let mut armed = false;
+    for _ in 0..40 {
+        let procs = c
+            .list_processes(pb::ListProcessesRequest {
+                limit: 100,
+                matched_only: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .processes;
+        if procs.iter().any(|p| p.pid == hog.pid && p.rule == "fast") {
+            armed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        armed,
+        "hog not discovered before it grows\n{}",
+        agent.log_text()
+    );
+
+    // Userspace is now as late as it can be: stopped. Only the kernel acts.
+    let agent_pid = agent.child.id() as i32;
+    // SAFETY: our own child.
+    unsafe { libc::kill(agent_pid, libc::SIGSTOP) };
+    let grew = hog.expect_line("done", Duration::from_secs(4));
+    let state = hog.state();
+    let peak = hog.peak_rss().unwrap_or(0);
+    // SAFETY: our own child.
+    unsafe { libc::kill(agent_pid, libc::SIGCONT) };
+
+    assert!(
+        grew.is_none(),
+        "the hog reached its target: the tripwire did not fire"
+    );
+    assert_eq!(state, Some('T'), "the kernel should have stopped the hog");
+    let ceiling = 255 * MIB;
+    let charged = read_charged(hog.pid);
+    eprintln!(
+        "tripwire: charged {:.2} MiB, peak rss {:.2} MiB, ceiling {:.2} MiB",
+        charged as f64 / MIB as f64,
+        peak as f64 / MIB as f64,
+        ceiling as f64 / MIB as f64
+    );
+    assert!(
+        charged >= ceiling && charged <= ceiling + MIB,
+        "charged {charged} not within 1 MiB of {ceiling}"
+    );
+    assert!(
+        cg.peak_bytes() < 256 * MIB + 4 * MIB,
+        "cgroup peak {}",
+        cg.peak_bytes()
+    );
+
+    let d = agent
+        .wait_decision(Duration::from_secs(5), |d| d.pid == hog.pid)
+        .await
+        .unwrap_or_else(|| panic!("no decision after the tripwire\n{}", agent.log_text()));
+    assert_eq!(d.action, "freeze");
+    assert_eq!(d.outcome, "done");
+    assert!(d.reason.contains("tripwire"), "{d:?}");
+    let s = c
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(s.tripwire_fires >= 1, "{s:?}");
+}
+
+/// anon + shmem + swap of a process, from /proc/PID/status.
+fn read_charged(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    ["RssAnon:", "RssShmem:", "VmSwap:"]
+        .iter()
+        .map(|k| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        })
+        .sum()
+}

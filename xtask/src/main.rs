@@ -40,7 +40,7 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Regenerate the gRPC code from proto/ into sentinel/src/api/generated.
+    /// Regenerate the gRPC code from sentinel/proto/ into sentinel/src/api/generated.
     Codegen,
 }
 
@@ -145,8 +145,11 @@ fn codegen() -> Result<()> {
     let root = root();
     let out = root.join("sentinel/src/api/generated");
     std::fs::create_dir_all(&out)?;
-    let fds = protox::compile(["sentinel/v1/sentinel.proto"], [root.join("proto")])
-        .context("compiling proto/sentinel/v1/sentinel.proto")?;
+    let fds = protox::compile(
+        ["sentinel/v1/sentinel.proto"],
+        [root.join("sentinel/proto")],
+    )
+    .context("compiling sentinel/proto/sentinel/v1/sentinel.proto")?;
     std::fs::write(
         out.join("sentinel_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),

@@ -155,6 +155,26 @@ impl Engine {
         }
     }
 
+    /// Swaps in a validated config and re-matches every known process. The
+    /// socket cannot move under a running server, so it is kept.
+    pub fn apply_config(&mut self, mut cfg: Config) {
+        cfg.agent.socket = self.cfg.agent.socket.clone();
+        if cfg.agent.dry_run != self.cfg.agent.dry_run {
+            tracing::warn!("dry_run changes take effect at the next restart");
+            cfg.agent.dry_run = self.cfg.agent.dry_run;
+        }
+        self.cfg = cfg;
+        let mut procs = std::mem::take(&mut self.procs);
+        for p in procs.values_mut() {
+            self.bind_rule(p);
+        }
+        let pids: Vec<u32> = procs.keys().copied().collect();
+        self.procs = procs;
+        for pid in pids {
+            self.sync_tripwire(pid);
+        }
+    }
+
     pub fn tracked(&self) -> usize {
         self.procs.len()
     }
@@ -199,7 +219,41 @@ impl Engine {
             pidfd: None,
         };
         self.bind_rule(&mut p);
-        Some(self.procs.entry(pid).or_insert(p))
+        self.procs.insert(pid, p);
+        self.sync_tripwire(pid);
+        self.procs.get_mut(&pid)
+    }
+
+    /// The in-kernel ceiling for a process: a little under its limit, so
+    /// that even an allocation faster than the agent can react stops before
+    /// the limit. None when nothing may be signalled.
+    fn tripwire_ceiling(&self, p: &Proc) -> Option<u64> {
+        let rule = &self.cfg.rules[p.rule?];
+        let armable = self.mode == Mode::Ebpf
+            && self.cfg.agent.tripwire
+            && !self.cfg.agent.dry_run
+            && p.protected.is_none()
+            && p.state == ProcState::Running
+            && rule.action != Action::Alert;
+        armable.then(|| tripwire_ceiling(rule.limit_bytes, self.cfg.agent.step_bytes))
+    }
+
+    fn sync_tripwire(&mut self, pid: u32) {
+        let Some(p) = self.procs.get(&pid) else {
+            return;
+        };
+        let ceiling = self.tripwire_ceiling(p);
+        let Some(probes) = self.probes.as_mut() else {
+            return;
+        };
+        match ceiling {
+            Some(c) => {
+                if let Err(e) = probes.arm_tripwire(pid, c) {
+                    tracing::warn!(pid, "arming the tripwire failed: {e}");
+                }
+            }
+            None => probes.disarm_tripwire(pid),
+        }
     }
 
     /// Matches the process against the rules and takes a pidfd when one
@@ -276,7 +330,11 @@ impl Engine {
         if let Some(why) = p.protected {
             reason = format!("{reason}; protected ({why}), so only alerted");
         }
+        let already_stopped =
+            matches!(verdict.trigger, Trigger::Tripwire { .. }) && action == Action::Freeze;
         let outcome = match &p.pidfd {
+            // The kernel already sent SIGSTOP; sending it again changes nothing.
+            Some(_) if already_stopped => Outcome::Done.as_str().to_string(),
             Some(fd) => match self.actuator.act(fd, action) {
                 Ok(o) => o.as_str().to_string(),
                 Err(e) => format!("failed: {e}"),
@@ -291,7 +349,7 @@ impl Engine {
         };
         let predicted = match verdict.trigger {
             Trigger::Predicted { seconds_to_limit } => Some(seconds_to_limit),
-            Trigger::Crossed => None,
+            Trigger::Crossed | Trigger::Tripwire { .. } => None,
         };
         let d = Decision {
             seq: 0,
@@ -317,6 +375,37 @@ impl Engine {
         );
     }
 
+    /// The kernel stopped `pid` at its ceiling (SIGSTOP from the faulting
+    /// task's context). Finish the decision: record the freeze, or go on to
+    /// kill when the rule says so.
+    fn on_tripwire(&mut self, pid: u32, mem: Mem, ceiling: u64, t: f64) {
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        p.mem = mem;
+        p.series.push(t, mem.charged());
+        if p.state != ProcState::Running {
+            return; // userspace acted first
+        }
+        let Some(ri) = p.rule else {
+            return;
+        };
+        let trend = p.series.trend(t);
+        let rule = &self.cfg.rules[ri];
+        let verdict = policy::Verdict {
+            trigger: Trigger::Tripwire {
+                ceiling_bytes: ceiling,
+            },
+            reason: format!(
+                "in-kernel tripwire stopped it at {} charged bytes (ceiling {ceiling}, limit {}): it grew faster than the agent could react",
+                mem.charged(),
+                rule.limit_bytes
+            ),
+        };
+        let action = rule.action;
+        self.act(pid, ri, action, verdict, trend);
+    }
+
     fn pages_to_mem(&self, pages: &[u64; counter::COUNT]) -> Mem {
         let ps = self.page_size;
         Mem {
@@ -324,6 +413,20 @@ impl Engine {
             file: pages[counter::FILE] * ps,
             shmem: pages[counter::SHMEM] * ps,
             swap: pages[counter::SWAP] * ps,
+        }
+    }
+
+    /// Handles a drained ring-buffer batch. Tripwire events go first: when
+    /// the agent fell behind, the kernel may already have stopped a process
+    /// whose older samples are still queued, and those must not be judged as
+    /// if it were still running.
+    pub fn handle_batch(&mut self, batch: &[Event]) {
+        let is_trip = |e: &&Event| e.kind() == Some(EventKind::Tripwire);
+        for e in batch.iter().filter(is_trip) {
+            self.handle_event(e);
+        }
+        for e in batch.iter().filter(|e| !is_trip(e)) {
+            self.handle_event(e);
         }
     }
 
@@ -338,11 +441,18 @@ impl Engine {
                 self.procs.remove(&e.tgid);
             }
             Some(EventKind::Exec) => {
+                // A new program: what matched the old image (and its
+                // memory history) no longer applies. Typical case: a child
+                // forked from a big parent moves into its cgroup, then execs.
                 if let Some(mut p) = self.procs.remove(&e.tgid) {
                     p.comm = procfs::read_stat(p.pid).map(|s| s.comm).unwrap_or(p.comm);
                     p.exe = procfs::read_exe(p.pid);
+                    p.cgroup = procfs::read_cgroup(p.pid).unwrap_or(p.cgroup);
+                    p.series = Series::new(self.cfg.agent.history.as_secs_f64());
+                    p.state = ProcState::Running;
                     self.bind_rule(&mut p);
                     self.procs.insert(p.pid, p);
+                    self.sync_tripwire(e.tgid);
                 }
             }
             Some(EventKind::OomVictim) => self.record_oom(e.tgid),
@@ -354,11 +464,8 @@ impl Engine {
                 tracing::debug!(pid = e.tgid, bytes = e.aux, "large mmap");
             }
             Some(EventKind::Tripwire) => {
-                tracing::warn!(
-                    pid = e.tgid,
-                    ceiling_pages = e.aux,
-                    "in-kernel tripwire stopped the process"
-                );
+                let mem = self.pages_to_mem(&e.pages);
+                self.on_tripwire(e.tgid, mem, e.aux * self.page_size, t);
             }
             None => tracing::debug!(kind = e.kind, "unknown event kind"),
         }
@@ -483,5 +590,23 @@ impl Engine {
         });
         v.truncate(limit);
         v
+    }
+}
+
+/// Where the in-kernel tripwire is armed for a limit: one step under it
+/// (the kernel's counters lag by up to a per-CPU batch, well under a step),
+/// but never below half the limit for tiny limits.
+pub fn tripwire_ceiling(limit: u64, step: u64) -> u64 {
+    limit.saturating_sub(step).max(limit / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tripwire_sits_one_step_under_the_limit() {
+        assert_eq!(tripwire_ceiling(256 << 20, 1 << 20), 255 << 20);
+        assert_eq!(tripwire_ceiling(1 << 20, 1 << 20), 1 << 19);
     }
 }

@@ -163,9 +163,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     tokio::spawn(async move {
         while let Some(batch) = rx.recv().await {
             let mut engine = s.engine();
-            for e in &batch {
-                engine.handle_event(e);
-            }
+            engine.handle_batch(&batch);
         }
     });
     let s = shared.clone();
@@ -185,6 +183,26 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                     let s = s.clone();
                     let _ = tokio::task::spawn_blocking(move || s.engine().poll_matched()).await;
                 }
+            }
+        }
+    });
+
+    let s = shared.clone();
+    let config_path = opts.config_path.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            // An invalid new policy is refused; the running one stays.
+            match Config::load_or_default(&config_path) {
+                Ok(cfg) => {
+                    let rules = cfg.rules.len();
+                    s.engine().apply_config(cfg);
+                    tracing::info!(rules, path = %config_path.display(), "reloaded config");
+                }
+                Err(e) => tracing::error!("config reload refused, keeping the running policy: {e}"),
             }
         }
     });

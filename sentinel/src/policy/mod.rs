@@ -31,6 +31,8 @@ pub enum Trigger {
     Crossed,
     /// Predicted to cross before the agent could see and act on another sample.
     Predicted { seconds_to_limit: f64 },
+    /// The kernel's armed ceiling stopped the process first.
+    Tripwire { ceiling_bytes: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq)]

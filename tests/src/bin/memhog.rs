@@ -1,9 +1,11 @@
 //! A controllable memory grower for tests and benchmarks.
 //!
-//! memhog --target 400MiB [--rate 200MB/s | --rate max] [--hold 10] [--step 1MiB]
+//! memhog --target 400MiB [--rate 200MB/s | --rate max] [--hold 10]
+//!        [--prefault 8MiB] [--delay 1]
 //!
 //! Maps `target` bytes of anonymous memory and touches it page by page at
-//! `rate` (bytes per second, or as fast as possible with `max`), then holds
+//! `rate` (bytes per second, or as fast as possible with `max`), after first
+//! touching `prefault` bytes and waiting `delay` seconds; then it holds
 //! it for `hold` seconds and exits 0. Prints `ready <pid>` before growing and
 //! `done <bytes>` after reaching the target. Always run it inside a memory
 //! cgroup with a hard cap.
@@ -38,6 +40,7 @@ fn main() {
     let mut rate: Option<f64> = None; // None = as fast as possible
     let mut hold = 0.0f64;
     let mut start_delay = 0.0f64;
+    let mut prefault = 0usize;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -47,6 +50,7 @@ fn main() {
             "--rate" => rate = (v != "max").then(|| parse_size(v.trim_end_matches("/s")) as f64),
             "--hold" => hold = v.parse().expect("--hold SECS"),
             "--delay" => start_delay = v.parse().expect("--delay SECS"),
+            "--prefault" => prefault = parse_size(&v) as usize,
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -67,17 +71,23 @@ fn main() {
     };
     assert_ne!(base, libc::MAP_FAILED, "mmap failed");
     let base = base.cast::<u8>();
+    let mut touched = 0usize;
+    while touched < prefault.min(len) {
+        // SAFETY: within the mapping.
+        unsafe { base.add(touched).write_volatile(1) };
+        touched += page;
+    }
     let mut out = std::io::stdout();
     writeln!(out, "ready {}", std::process::id()).unwrap();
     out.flush().unwrap();
     std::thread::sleep(Duration::from_secs_f64(start_delay));
 
     let start = Instant::now();
-    let mut touched = 0usize;
+    let base_touched = touched;
     while touched < len {
         let allowed = match rate {
             None => len,
-            Some(r) => ((start.elapsed().as_secs_f64() * r) as usize).min(len),
+            Some(r) => (base_touched + (start.elapsed().as_secs_f64() * r) as usize).min(len),
         };
         while touched < allowed {
             // SAFETY: within the mapping.
