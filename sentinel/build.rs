@@ -8,6 +8,10 @@ fn main() {
     // need the Rust sources as well.
     // SAFETY: build scripts are single-threaded at this point.
     unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "aya_ebpf") };
+    // aya-build relays the inner cargo's progress lines as build warnings;
+    // keep only real diagnostics.
+    // SAFETY: as above.
+    unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
     let package = aya_build::Package {
         name: "sentinel-ebpf",
         root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../sentinel-ebpf"),

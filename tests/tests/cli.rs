@@ -171,3 +171,47 @@ fn sighup_reload_refuses_a_bad_policy_and_keeps_the_running_one() {
     hup();
     assert_eq!(rules_in_status(&agent), 2, "the new policy is in force");
 }
+
+#[test]
+fn without_privileges_the_agent_polls_proc_and_says_why() {
+    let _serial = serial();
+    // As root, drop to nobody so eBPF cannot load; otherwise we already lack it.
+    // SAFETY: geteuid has no preconditions.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let dir = tempdir::Dir::new("unpriv");
+    let sock = dir.0.join("s.sock");
+    let cfg = dir.0.join("c.toml");
+    std::fs::write(&cfg, format!("[agent]\nsocket = \"{}\"\n", sock.display())).unwrap();
+    if as_root {
+        // SAFETY: chown/chmod of our own temp files.
+        let p = std::ffi::CString::new(dir.0.display().to_string()).unwrap();
+        unsafe { libc::chown(p.as_ptr(), 65534, 65534) };
+        let c = std::ffi::CString::new(cfg.display().to_string()).unwrap();
+        unsafe { libc::chmod(c.as_ptr(), 0o644) };
+    }
+    let mut cmd = Command::new(sentinel_bin());
+    cmd.args(["run", "--config", &cfg.display().to_string()])
+        .stderr(std::fs::File::create(dir.0.join("log")).unwrap());
+    if as_root {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(65534).gid(65534);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        let (code, out, _) = run(&["status", "--json", "--socket", &sock.display().to_string()]);
+        if code == Some(0) {
+            status = Some(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.0.join("log")).unwrap_or_default();
+    let s = status.unwrap_or_else(|| panic!("agent did not come up\n{log}"));
+    assert_eq!(s["mode"], "procfs-polling", "{s}");
+    let why = s["degraded_reason"].as_str().unwrap();
+    assert!(why.contains("CAP_BPF") && why.contains("root"), "{why}");
+    assert!(log.contains("falling back to /proc polling"), "{log}");
+}

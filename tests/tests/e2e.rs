@@ -371,3 +371,40 @@ fn read_charged(pid: u32) -> u64 {
         })
         .sum()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_records_the_decision_and_signals_nothing() {
+    if !privileged("dry_run_records_the_decision_and_signals_nothing") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("dry", 512 * MIB);
+    let agent = Agent::start(
+        "dry",
+        &rule_for(&cg, "leaky", "128MiB", "kill"),
+        &["--dry-run"],
+    );
+    let mut hog = Hog::spawn(
+        &cg,
+        &["--target", "200MiB", "--rate", "200MB/s", "--hold", "1"],
+    );
+    let d = agent
+        .wait_decision(Duration::from_secs(10), |d| d.pid == hog.pid)
+        .await
+        .unwrap_or_else(|| panic!("no dry-run decision\n{}", agent.log_text()));
+    assert_eq!(d.action, "kill");
+    assert_eq!(d.outcome, "dry-run");
+    // Nothing was signalled: the hog runs to its target and exits cleanly.
+    assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
+    let st = hog.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(st.success(), "{st}");
+    let s = agent
+        .client()
+        .await
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(s.dry_run);
+    assert_eq!(s.tripwire_fires, 0);
+}

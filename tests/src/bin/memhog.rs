@@ -9,6 +9,8 @@
 //! it for `hold` seconds and exits 0. Prints `ready <pid>` before growing and
 //! `done <bytes>` after reaching the target. Always run it inside a memory
 //! cgroup with a hard cap.
+//!
+//! memhog --target 256MiB --storm 2 runs the page-fault microbenchmark instead.
 
 use std::{
     io::Write,
@@ -41,6 +43,7 @@ fn main() {
     let mut hold = 0.0f64;
     let mut start_delay = 0.0f64;
     let mut prefault = 0usize;
+    let mut storm: Option<f64> = None;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -51,6 +54,7 @@ fn main() {
             "--hold" => hold = v.parse().expect("--hold SECS"),
             "--delay" => start_delay = v.parse().expect("--delay SECS"),
             "--prefault" => prefault = parse_size(&v) as usize,
+            "--storm" => storm = Some(v.parse::<f64>().expect("--storm SECS")),
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -81,6 +85,10 @@ fn main() {
     writeln!(out, "ready {}", std::process::id()).unwrap();
     out.flush().unwrap();
     std::thread::sleep(Duration::from_secs_f64(start_delay));
+    if let Some(secs) = storm {
+        fault_storm(base, len, page, secs);
+        return;
+    }
 
     let start = Instant::now();
     let base_touched = touched;
@@ -101,4 +109,27 @@ fn main() {
     writeln!(out, "done {touched}").unwrap();
     out.flush().unwrap();
     std::thread::sleep(Duration::from_secs_f64(hold));
+}
+
+/// Page-fault microbenchmark: touch every page of the mapping (each touch a
+/// fresh fault), drop them with MADV_DONTNEED, repeat for `secs`. Prints
+/// `faults N seconds S`.
+fn fault_storm(base: *mut u8, len: usize, page: usize, secs: f64) {
+    let start = Instant::now();
+    let mut faults = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        let mut off = 0;
+        while off < len {
+            // SAFETY: within the mapping.
+            unsafe { base.add(off).write_volatile(1) };
+            off += page;
+            faults += 1;
+        }
+        // SAFETY: the whole mapping, which we own.
+        unsafe { libc::madvise(base.cast(), len, libc::MADV_DONTNEED) };
+    }
+    println!(
+        "faults {faults} seconds {:.6}",
+        start.elapsed().as_secs_f64()
+    );
 }

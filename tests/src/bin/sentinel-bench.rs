@@ -1,0 +1,226 @@
+//! Sentinel's benchmarks. Run with `cargo xtask bench` (root). Prints
+//! markdown tables; docs/BENCHMARKS.md records them with this command.
+//!
+//! 1. Probe overhead: a page-fault storm (fresh faults, then re-faults after
+//!    MADV_DONTNEED) with the agent's probes attached versus detached,
+//!    alternating in one run; plus ring-buffer events reaching userspace and
+//!    events lost during the storm.
+//! 2. Leaker overshoot: peak charged memory of a leaker relative to its
+//!    limit across rates up to the fastest the machine allows, with and
+//!    without the in-kernel tripwire, and the lead time of the action.
+//!
+//! Every memory-hungry process runs in a capped cgroup, and the agent's only
+//! rule selects that cgroup.
+
+use std::time::{Duration, Instant};
+
+use sentinel_tests::{Agent, Hog, MIB, MemCgroup, pb, rule_for};
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs one storm in `cg` and returns faults per second.
+fn storm(cg: &MemCgroup, secs: f64) -> f64 {
+    let mut hog = Hog::spawn(cg, &["--target", "256MiB", "--storm", &secs.to_string()]);
+    let line = hog
+        .expect_line("faults", Duration::from_secs_f64(secs + 30.0))
+        .expect("storm result");
+    let _ = hog.wait_exit(Duration::from_secs(5));
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let faults: f64 = f[1].parse().unwrap();
+    let seconds: f64 = f[3].parse().unwrap();
+    faults / seconds
+}
+
+async fn status(agent: &Agent) -> pb::Status {
+    agent
+        .client()
+        .await
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn probe_overhead(rounds: usize, secs: f64) {
+    let cg = MemCgroup::new("bench-storm", 512 * MIB);
+    // Warm up page allocator and caches.
+    storm(&cg, 1.0);
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    let mut events_per_sec = Vec::new();
+    let mut lost = 0u64;
+    for _ in 0..rounds {
+        off.push(storm(&cg, secs));
+        let agent = Agent::start("bench-storm", "", &[]);
+        let before = status(&agent).await;
+        assert_eq!(before.mode, "ebpf", "probes must be attached: {before:?}");
+        let t = Instant::now();
+        on.push(storm(&cg, secs));
+        let elapsed = t.elapsed().as_secs_f64();
+        let after = status(&agent).await;
+        events_per_sec.push((after.probe_events - before.probe_events) as f64 / elapsed);
+        lost += after.lost_events - before.lost_events;
+    }
+    let off_m = median(&mut off);
+    let on_m = median(&mut on);
+    println!(
+        "## Probe overhead (page-fault storm, {rounds} alternating rounds of {secs} s each)\n"
+    );
+    println!("| probes | median faults/s | rounds (faults/s) |");
+    println!("| --- | ---: | --- |");
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{:.0}", x))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("| detached | {off_m:.0} | {} |", fmt(&off));
+    println!("| attached | {on_m:.0} | {} |", fmt(&on));
+    println!(
+        "\nslowdown with probes attached: {:.2}% (target: at most 3%)",
+        (1.0 - on_m / off_m) * 100.0
+    );
+    println!(
+        "ring-buffer events reaching userspace during the storm: median {:.0}/s; lost events: {lost} (target: 0)\n",
+        median(&mut events_per_sec)
+    );
+}
+
+struct LeakResult {
+    rate: String,
+    tripwire: bool,
+    measured_rate: f64,
+    charged_at_stop: u64,
+    cgroup_peak: u64,
+    actor: String,
+    lead_secs: Option<f64>,
+}
+
+fn read_charged(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    ["RssAnon:", "RssShmem:", "VmSwap:"]
+        .iter()
+        .map(|k| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        })
+        .sum()
+}
+
+async fn leak_once(rate: &str, tripwire: bool, limit: u64) -> LeakResult {
+    let cg = MemCgroup::new("bench-leak", 3 * limit);
+    let cfg = format!(
+        "tripwire = {tripwire}\n{}",
+        rule_for(&cg, "bench", &format!("{}MiB", limit / MIB), "freeze")
+    );
+    let agent = Agent::start("bench-leak", &cfg, &[]);
+    let hog = Hog::spawn(
+        &cg,
+        &[
+            "--target",
+            &format!("{}MiB", 2 * limit / MIB),
+            "--rate",
+            rate,
+            "--hold",
+            "60",
+        ],
+    );
+    let d = agent
+        .wait_decision(Duration::from_secs(60), |d| d.pid == hog.pid)
+        .await;
+    std::thread::sleep(Duration::from_millis(300));
+    let charged = read_charged(hog.pid);
+    let (actor, lead, measured) = match &d {
+        Some(d) if d.reason.contains("tripwire") => {
+            ("kernel tripwire".to_string(), None, d.slope_bytes_per_sec)
+        }
+        Some(d) => {
+            let lead =
+                (d.limit_bytes as f64 - d.charged_bytes as f64) / d.slope_bytes_per_sec.max(1.0);
+            (
+                "agent prediction".to_string(),
+                Some(lead),
+                d.slope_bytes_per_sec,
+            )
+        }
+        None => ("none".to_string(), None, 0.0),
+    };
+    LeakResult {
+        rate: rate.to_string(),
+        tripwire,
+        measured_rate: measured,
+        charged_at_stop: charged,
+        cgroup_peak: cg.peak_bytes(),
+        actor,
+        lead_secs: lead,
+    }
+}
+
+async fn overshoot(limit: u64) {
+    println!(
+        "## Leaker overshoot (limit {} MiB on charged memory, action freeze)\n",
+        limit / MIB
+    );
+    println!(
+        "| rate asked | measured slope | tripwire | stopped by | charged at stop | stop - limit | cgroup peak | lead time |"
+    );
+    println!("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |");
+    for rate in ["50MB/s", "200MB/s", "1GB/s", "max"] {
+        for tripwire in [true, false] {
+            let r = leak_once(rate, tripwire, limit).await;
+            let over = r.charged_at_stop as f64 - limit as f64;
+            println!(
+                "| {} | {:.0} MB/s | {} | {} | {:.2} MiB | {:+.2} MiB | {:.2} MiB | {} |",
+                r.rate,
+                r.measured_rate / 1e6,
+                if r.tripwire { "on" } else { "off" },
+                r.actor,
+                r.charged_at_stop as f64 / MIB as f64,
+                over / MIB as f64,
+                r.cgroup_peak as f64 / MIB as f64,
+                r.lead_secs
+                    .map(|s| format!("{:.1} ms", s * 1e3))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    println!();
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("sentinel-bench needs root (eBPF, cgroups)");
+        std::process::exit(2);
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    println!("# Sentinel benchmark run\n");
+    println!(
+        "kernel {}, {} CPUs\n",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    if only("overhead") {
+        probe_overhead(5, 2.0).await;
+    }
+    if only("overshoot") {
+        overshoot(256 * MIB).await;
+    }
+}
