@@ -54,8 +54,10 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
-/// Armed tripwires: tgid -> ceiling in charged pages (anon + shmem + swap).
-/// Written by the agent; the kernel disarms an entry when it fires.
+/// Processes a rule governs: tgid -> ceiling in charged pages (anon + shmem
+/// + swap), or u64::MAX when governed without a tripwire. Their events wake
+/// the agent at once. Written by the agent; the kernel disarms (0) an entry
+/// when its tripwire fires.
 #[map]
 static TRIPWIRES: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACKED, 0);
 
@@ -92,7 +94,8 @@ struct RssState {
 #[derive(Clone, Copy)]
 struct RssSlot {
     tgid: u32,
-    _pad: u32,
+    /// Events skipped since the last read (ungoverned processes are sampled).
+    skipped: u32,
     mm: u64,
     state: RssState,
     /// Cached TRIPWIRES entry for `tgid`; 0 when none is armed.
@@ -115,8 +118,31 @@ fn bump(index: u32) {
     }
 }
 
+/// How an event wakes the agent. Waking is a self-IPI (irq_work), which on a
+/// virtual machine costs a VM exit: more than the rest of the probe. Only
+/// events the agent must see at once wake it; the rest wait for its periodic
+/// drain (every few milliseconds) unless the buffer is filling up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Now,
+    Lazy,
+}
+
+/// Unread bytes past which even lazy events wake the agent.
+const WAKE_BACKLOG_BYTES: u64 = 256 << 10;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
 #[inline(always)]
-fn emit(kind: EventKind, tgid: u32, pages: &[u64; counter::COUNT], aux: u64, aux2: u64) {
+fn emit(
+    kind: EventKind,
+    tgid: u32,
+    pages: &[u64; counter::COUNT],
+    aux: u64,
+    aux2: u64,
+    wake: Wake,
+) {
     match EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {
             entry.write(Event {
@@ -128,7 +154,14 @@ fn emit(kind: EventKind, tgid: u32, pages: &[u64; counter::COUNT], aux: u64, aux
                 aux,
                 aux2,
             });
-            entry.submit(0);
+            let flags = match wake {
+                Wake::Now => BPF_RB_FORCE_WAKEUP,
+                Wake::Lazy if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKE_BACKLOG_BYTES => {
+                    BPF_RB_FORCE_WAKEUP
+                }
+                Wake::Lazy => BPF_RB_NO_WAKEUP,
+            };
+            entry.submit(flags);
             bump(stat::EVENTS);
         }
         None => bump(stat::LOST_EVENTS),
@@ -171,6 +204,7 @@ fn switch_slot(slot: &mut RssSlot, tgid: u32, mm: u64, seed: impl Fn(u64) -> Opt
         let _ = RSS.insert(slot.tgid, slot.state, 0);
     }
     slot.tgid = tgid;
+    slot.skipped = 0;
     slot.mm = mm;
     // SAFETY: the value is copied out before any other map operation.
     match unsafe { RSS.get(tgid) } {
@@ -202,11 +236,23 @@ fn account(slot: &mut RssSlot, member: usize, value: u64) {
         return;
     }
     slot.state.pages[member] = value;
+    check(slot);
+}
+
+/// Fires the tripwire and emits a step event as the slot's counters demand.
+#[inline(always)]
+fn check(slot: &mut RssSlot) {
     let tgid = slot.tgid;
     let now_charged = charged(&slot.state.pages);
     let step = global(&STEP_PAGES);
 
-    if slot.ceiling != 0 && now_charged >= slot.ceiling {
+    // Governed processes (any entry) wake the agent at once.
+    let wake = if slot.ceiling != 0 {
+        Wake::Now
+    } else {
+        Wake::Lazy
+    };
+    if slot.ceiling != 0 && slot.ceiling != u64::MAX && now_charged >= slot.ceiling {
         // In the faulting task's own context: the process stops before it
         // returns to userspace, whatever its allocation rate.
         // SAFETY: helper without memory arguments.
@@ -218,6 +264,7 @@ fn account(slot: &mut RssSlot, member: usize, value: u64) {
             &slot.state.pages,
             slot.ceiling,
             0,
+            Wake::Now,
         );
         let _ = TRIPWIRES.insert(tgid, 0, 0);
         slot.ceiling = 0;
@@ -229,7 +276,7 @@ fn account(slot: &mut RssSlot, member: usize, value: u64) {
     {
         slot.state.reported_charged = now_charged;
         slot.state.reported_file = file;
-        emit(EventKind::Rss, tgid, &slot.state.pages, 0, 0);
+        emit(EventKind::Rss, tgid, &slot.state.pages, 0, 0, wake);
         let _ = RSS.insert(tgid, slot.state, 0);
         // The agent may have armed or moved the ceiling since we cached it.
         // SAFETY: copied out at once.
@@ -247,11 +294,13 @@ pub fn rss_stat_btf(ctx: BtfTracePointContext) -> i32 {
     };
     // SAFETY: per-CPU slot, exclusively ours while this program runs.
     let slot = unsafe { &mut *slot };
+    // Both must match: mm addresses are reused after a process exits, on
+    // other CPUs than the one whose slot its exit cleared.
     let tgid = current_tgid();
     if slot.tgid != tgid || slot.mm != mm {
-        // Faults charge the faulting task's own mm. Anything else (reaping,
-        // khugepaged, remote access) is another process's memory: skip it,
-        // the agent's /proc reconciliation covers it.
+        // Only the faulting task's own mm is attributed to it. Anything else
+        // (reaping, khugepaged, remote access) is another process's memory
+        // whose owner we cannot name here: skip it.
         // SAFETY: helper without preconditions; probe_read checks the address.
         let task = unsafe { bpf_get_current_task() };
         let cur_mm: u64 =
@@ -266,11 +315,33 @@ pub fn rss_stat_btf(ctx: BtfTracePointContext) -> i32 {
     if !(0..counter::COUNT as i32).contains(&member) {
         return 0;
     }
-    if let Some(v) = read_counter(mm, member as u64) {
+    if slot.ceiling == 0 {
+        // Not governed: reading the counters on every fault is the largest
+        // part of this program's cost, and a step is hundreds of faults, so
+        // sample every SAMPLE_EVERY-th event and then read all counters
+        // (the skipped events may have moved other members).
+        slot.skipped += 1;
+        if slot.skipped < SAMPLE_EVERY {
+            return 0;
+        }
+        slot.skipped = 0;
+        let mut i = 0;
+        while i < counter::COUNT {
+            if let Some(v) = read_counter(mm, i as u64) {
+                slot.state.pages[i] = v;
+            }
+            i += 1;
+        }
+        check(slot);
+    } else if let Some(v) = read_counter(mm, member as u64) {
+        // Governed: every event, so the tripwire is exact.
         account(slot, member as usize, v);
     }
     0
 }
+
+/// Ungoverned processes are read on every this-many rss_stat events.
+const SAMPLE_EVERY: u32 = 8;
 
 /// Classic `kmem:rss_stat`, for kernels where tp_btf cannot attach. Slower
 /// (the kernel builds the record) but needs no BTF offsets.
@@ -403,7 +474,14 @@ pub fn sys_exit_mmap(ctx: TracePointContext) -> i32 {
     let tgid = current_tgid();
     add_mapped(tgid, len as i64, None);
     if len >= global(&LARGE_MMAP_BYTES) {
-        emit(EventKind::LargeMmap, tgid, &[0; counter::COUNT], len, 0);
+        emit(
+            EventKind::LargeMmap,
+            tgid,
+            &[0; counter::COUNT],
+            len,
+            0,
+            Wake::Lazy,
+        );
     }
     0
 }
@@ -433,7 +511,14 @@ pub fn sys_exit_brk(ctx: TracePointContext) -> i32 {
 pub fn oom_mark_victim(ctx: TracePointContext) -> i32 {
     // SAFETY: offset from /sys/kernel/tracing/events/oom/mark_victim/format.
     let pid: i32 = unsafe { ctx.read_at(8) }.unwrap_or(0);
-    emit(EventKind::OomVictim, pid as u32, &[0; counter::COUNT], 0, 0);
+    emit(
+        EventKind::OomVictim,
+        pid as u32,
+        &[0; counter::COUNT],
+        0,
+        0,
+        Wake::Now,
+    );
     0
 }
 
@@ -456,6 +541,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
             &[0; counter::COUNT],
             tgid as u64,
             0,
+            Wake::Lazy,
         );
     }
     0
@@ -464,7 +550,14 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 /// `sched:sched_process_exec`.
 #[tracepoint]
 pub fn sched_process_exec(_ctx: TracePointContext) -> i32 {
-    emit(EventKind::Exec, current_tgid(), &[0; counter::COUNT], 0, 0);
+    emit(
+        EventKind::Exec,
+        current_tgid(),
+        &[0; counter::COUNT],
+        0,
+        0,
+        Wake::Lazy,
+    );
     0
 }
 
@@ -492,7 +585,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> i32 {
         }
     }
     let faults = unsafe { FAULTS.get(tgid) }.copied().unwrap_or(0);
-    emit(EventKind::Exit, tgid, &pages, faults, 0);
+    emit(EventKind::Exit, tgid, &pages, faults, 0, Wake::Lazy);
     let _ = RSS.remove(tgid);
     let _ = FAULTS.remove(tgid);
     let _ = MAPPED.remove(tgid);

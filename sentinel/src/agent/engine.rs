@@ -224,18 +224,27 @@ impl Engine {
         self.procs.get_mut(&pid)
     }
 
-    /// The in-kernel ceiling for a process: a little under its limit, so
-    /// that even an allocation faster than the agent can react stops before
-    /// the limit. None when nothing may be signalled.
+    /// The in-kernel entry for a process: its ceiling a little under its
+    /// limit, so that even an allocation faster than the agent can react
+    /// stops before the limit; `WATCH_ONLY` when nothing may be signalled
+    /// (its events still wake the agent); None when no rule governs it.
     fn tripwire_ceiling(&self, p: &Proc) -> Option<u64> {
         let rule = &self.cfg.rules[p.rule?];
+        if p.state != ProcState::Running {
+            return None;
+        }
         let armable = self.mode == Mode::Ebpf
             && self.cfg.agent.tripwire
             && !self.cfg.agent.dry_run
             && p.protected.is_none()
             && p.state == ProcState::Running
             && rule.action != Action::Alert;
-        armable.then(|| tripwire_ceiling(rule.limit_bytes, self.cfg.agent.step_bytes))
+        Some(if armable {
+            tripwire_ceiling(rule.limit_bytes, self.cfg.agent.step_bytes)
+        } else {
+            // Governed without a tripwire: still wake the agent at once.
+            crate::probes::WATCH_ONLY
+        })
     }
 
     fn sync_tripwire(&mut self, pid: u32) {

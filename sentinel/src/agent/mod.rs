@@ -104,6 +104,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         match Probes::load(&LoadOptions {
             step_bytes: cfg.agent.step_bytes,
             large_mmap_bytes: 64 << 20,
+            disabled: cfg.agent.disable_probes.clone(),
         }) {
             Ok(p) => (Some(p), String::new()),
             Err(e) => {
@@ -123,7 +124,8 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         let missing: Vec<&str> = p
             .status
             .iter()
-            .filter(|s| !s.attached)
+            // Probes turned off in the config are a choice, not a degradation.
+            .filter(|s| !s.attached && !cfg.agent.disable_probes.iter().any(|d| d == s.name))
             .map(|s| s.name)
             .collect();
         if !missing.is_empty() {

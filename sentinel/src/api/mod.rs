@@ -128,6 +128,12 @@ impl pb::sentinel_server::Sentinel for Service {
                     Some(p) => (p.faults(v.pid), p.mapped_bytes(v.pid)),
                     None => (None, None),
                 };
+                // Without the fault probe, the kernel's own per-process count.
+                let f = f.or_else(|| {
+                    crate::collector::procfs::read_stat(v.pid)
+                        .ok()
+                        .map(|s| s.faults)
+                });
                 process(v, f, m)
             })
             .collect();

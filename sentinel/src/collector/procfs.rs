@@ -32,6 +32,9 @@ pub struct Stat {
     /// Clock ticks after boot; with the pid, identifies the process.
     pub start_time: u64,
     pub kernel_thread: bool,
+    /// Minor plus major page faults of the whole process, as the kernel
+    /// counts them.
+    pub faults: u64,
 }
 
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -47,11 +50,14 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let ppid = rest.get(1)?.parse().ok()?;
     let flags: u64 = rest.get(6)?.parse().ok()?;
     let start_time = rest.get(19)?.parse().ok()?;
+    let minflt: u64 = rest.get(7)?.parse().ok()?;
+    let majflt: u64 = rest.get(9)?.parse().ok()?;
     Some(Stat {
         comm,
         ppid,
         start_time,
         kernel_thread: flags & PF_KTHREAD != 0,
+        faults: minflt + majflt,
     })
 }
 
@@ -183,6 +189,7 @@ mod tests {
         assert_eq!(s.comm, "my (weird) proc");
         assert_eq!(s.ppid, 1);
         assert_eq!(s.start_time, 98765);
+        assert_eq!(s.faults, 100);
         assert!(!s.kernel_thread);
     }
 

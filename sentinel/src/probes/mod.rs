@@ -43,7 +43,22 @@ pub struct ProbeStatus {
 pub struct LoadOptions {
     pub step_bytes: u64,
     pub large_mmap_bytes: u64,
+    /// Probe names (as in status) not to attach.
+    pub disabled: Vec<String>,
 }
+
+/// Every probe name, as status reports them.
+pub const PROBE_NAMES: [&str; 9] = [
+    "rss_stat",
+    "page_fault_user",
+    "sched_process_fork",
+    "mmap",
+    "munmap",
+    "brk",
+    "oom_mark_victim",
+    "sched_process_exec",
+    "sched_process_exit",
+];
 
 /// The loaded programs and the maps the agent keeps using.
 pub struct Probes {
@@ -56,6 +71,9 @@ pub struct Probes {
     mapped: BpfHashMap<MapData, u32, MappedStats>,
     tripwires: BpfHashMap<MapData, u32, u64>,
 }
+
+/// A governed process's tripwire entry that never fires.
+pub const WATCH_ONLY: u64 = u64::MAX;
 
 /// Totals of the per-CPU counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -185,65 +203,78 @@ impl Probes {
             });
         };
 
+        let disabled = |name: &str| opts.disabled.iter().any(|d| d == name);
+        let off = || Err("disabled in the config (agent.disable_probes)".to_string());
+
         // rss_stat: tp_btf first (no record built per fault), classic second.
-        let rss = attach_btf(&mut ebpf, "rss_stat_btf", "rss_stat").or_else(|btf_err| {
-            attach_tp(&mut ebpf, "rss_stat_tp", &[("kmem", "rss_stat")])
-                .map(|how| format!("{how} (tp_btf unavailable: {btf_err})"))
-                .map_err(|e| format!("tp_btf: {btf_err}; classic: {e}"))
-        });
+        let rss = if disabled("rss_stat") {
+            off()
+        } else {
+            attach_btf(&mut ebpf, "rss_stat_btf", "rss_stat").or_else(|btf_err| {
+                attach_tp(&mut ebpf, "rss_stat_tp", &[("kmem", "rss_stat")])
+                    .map(|how| format!("{how} (tp_btf unavailable: {btf_err})"))
+                    .map_err(|e| format!("tp_btf: {btf_err}; classic: {e}"))
+            })
+        };
         record("rss_stat", rss);
-        record(
-            "page_fault_user",
-            attach_btf(&mut ebpf, "page_fault_user", "page_fault_user"),
-        );
-        let enter = attach_tp(
-            &mut ebpf,
-            "sys_enter_len",
-            &[
-                ("syscalls", "sys_enter_mmap"),
-                ("syscalls", "sys_enter_munmap"),
-            ],
-        );
-        let mmap = enter
-            .clone()
-            .and_then(|_| attach_tp(&mut ebpf, "sys_exit_mmap", &[("syscalls", "sys_exit_mmap")]));
-        record("mmap", mmap);
-        let munmap = enter.and_then(|_| {
+        let btf_probes = [
+            ("page_fault_user", "page_fault_user", "page_fault_user"),
+            (
+                "sched_process_fork",
+                "sched_process_fork",
+                "sched_process_fork",
+            ),
+        ];
+        for (name, prog, tp) in btf_probes {
+            let r = if disabled(name) {
+                off()
+            } else {
+                attach_btf(&mut ebpf, prog, tp)
+            };
+            record(name, r);
+        }
+        // One program records the length for both mmap and munmap entries.
+        let wants_len = !disabled("mmap") || !disabled("munmap");
+        let enter = if wants_len {
             attach_tp(
                 &mut ebpf,
-                "sys_exit_munmap",
-                &[("syscalls", "sys_exit_munmap")],
+                "sys_enter_len",
+                &[
+                    ("syscalls", "sys_enter_mmap"),
+                    ("syscalls", "sys_enter_munmap"),
+                ],
             )
-        });
-        record("munmap", munmap);
-        record(
-            "brk",
-            attach_tp(&mut ebpf, "sys_exit_brk", &[("syscalls", "sys_exit_brk")]),
-        );
-        record(
-            "oom_mark_victim",
-            attach_tp(&mut ebpf, "oom_mark_victim", &[("oom", "mark_victim")]),
-        );
-        record(
-            "sched_process_fork",
-            attach_btf(&mut ebpf, "sched_process_fork", "sched_process_fork"),
-        );
-        record(
-            "sched_process_exec",
-            attach_tp(
-                &mut ebpf,
+        } else {
+            off()
+        };
+        let classic: [(&'static str, &str, (&str, &str)); 6] = [
+            ("mmap", "sys_exit_mmap", ("syscalls", "sys_exit_mmap")),
+            ("munmap", "sys_exit_munmap", ("syscalls", "sys_exit_munmap")),
+            ("brk", "sys_exit_brk", ("syscalls", "sys_exit_brk")),
+            ("oom_mark_victim", "oom_mark_victim", ("oom", "mark_victim")),
+            (
                 "sched_process_exec",
-                &[("sched", "sched_process_exec")],
+                "sched_process_exec",
+                ("sched", "sched_process_exec"),
             ),
-        );
-        record(
-            "sched_process_exit",
-            attach_tp(
-                &mut ebpf,
+            (
                 "sched_process_exit",
-                &[("sched", "sched_process_exit")],
+                "sched_process_exit",
+                ("sched", "sched_process_exit"),
             ),
-        );
+        ];
+        for (name, prog, target) in classic {
+            let r = if disabled(name) {
+                off()
+            } else if matches!(name, "mmap" | "munmap") {
+                enter
+                    .clone()
+                    .and_then(|_| attach_tp(&mut ebpf, prog, &[target]))
+            } else {
+                attach_tp(&mut ebpf, prog, &[target])
+            };
+            record(name, r);
+        }
 
         fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProbeError>
         where
@@ -293,14 +324,19 @@ impl Probes {
         self.mapped.get(&tgid, 0).ok().map(|m| m.bytes)
     }
 
-    /// Arms the in-kernel tripwire: the process is stopped from the kernel
-    /// when its charged pages reach `ceiling_bytes`.
+    /// Marks a process as governed: its events wake the agent at once, and
+    /// the kernel stops it when its charged pages reach `ceiling_bytes`
+    /// (never, for `WATCH_ONLY`).
     pub fn arm_tripwire(
         &mut self,
         tgid: u32,
         ceiling_bytes: u64,
     ) -> Result<(), aya::maps::MapError> {
-        let pages = ceiling_bytes.div_ceil(page_size());
+        let pages = if ceiling_bytes == WATCH_ONLY {
+            u64::MAX
+        } else {
+            ceiling_bytes.div_ceil(page_size())
+        };
         self.tripwires.insert(tgid, pages, 0)
     }
 

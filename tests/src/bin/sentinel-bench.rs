@@ -49,7 +49,7 @@ async fn status(agent: &Agent) -> pb::Status {
         .into_inner()
 }
 
-async fn probe_overhead(rounds: usize, secs: f64) {
+async fn probe_overhead(label: &str, agent_config: &str, rounds: usize, secs: f64) {
     let cg = MemCgroup::new("bench-storm", 512 * MIB);
     // Warm up page allocator and caches.
     storm(&cg, 1.0);
@@ -59,9 +59,11 @@ async fn probe_overhead(rounds: usize, secs: f64) {
     let mut lost = 0u64;
     for _ in 0..rounds {
         off.push(storm(&cg, secs));
-        let agent = Agent::start("bench-storm", "", &[]);
+        let agent = Agent::start("bench-storm", agent_config, &[]);
         let before = status(&agent).await;
-        assert_eq!(before.mode, "ebpf", "probes must be attached: {before:?}");
+        if !agent_config.contains("rss_stat") {
+            assert_eq!(before.mode, "ebpf", "probes must be attached: {before:?}");
+        }
         let t = Instant::now();
         on.push(storm(&cg, secs));
         let elapsed = t.elapsed().as_secs_f64();
@@ -72,7 +74,7 @@ async fn probe_overhead(rounds: usize, secs: f64) {
     let off_m = median(&mut off);
     let on_m = median(&mut on);
     println!(
-        "## Probe overhead (page-fault storm, {rounds} alternating rounds of {secs} s each)\n"
+        "## Probe overhead: {label} (page-fault storm, {rounds} alternating rounds of {secs} s each)\n"
     );
     println!("| probes | median faults/s | rounds (faults/s) |");
     println!("| --- | ---: | --- |");
@@ -218,7 +220,26 @@ async fn main() {
             .unwrap_or(0)
     );
     if only("overhead") {
-        probe_overhead(5, 2.0).await;
+        probe_overhead("default probes (page_fault_user off)", "", 9, 2.0).await;
+        probe_overhead(
+            "all probes (page_fault_user on)",
+            "disable_probes = []\n",
+            9,
+            2.0,
+        )
+        .await;
+    }
+    if args.iter().any(|a| a == "overhead-detail") {
+        for (label, cfg) in [
+            ("rss_stat only", "disable_probes = [\"page_fault_user\"]\n"),
+            ("page_fault_user only", "disable_probes = [\"rss_stat\"]\n"),
+            (
+                "neither hot probe",
+                "disable_probes = [\"rss_stat\", \"page_fault_user\"]\n",
+            ),
+        ] {
+            probe_overhead(label, cfg, 7, 2.0).await;
+        }
     }
     if only("overshoot") {
         overshoot(256 * MIB).await;
