@@ -356,6 +356,17 @@ match = { descendant_of = 42 }
     }
 
     #[test]
+    fn the_shipped_config_is_valid_and_matches_the_defaults() {
+        let c = Config::parse(
+            include_str!("../../deploy/sentinel.toml"),
+            "deploy/sentinel.toml",
+        )
+        .unwrap();
+        assert_eq!(c.agent, AgentSettings::default());
+        assert!(c.rules.is_empty());
+    }
+
+    #[test]
     fn empty_config_is_the_defaults() {
         assert_eq!(Config::parse("", "x").unwrap(), Config::default());
     }

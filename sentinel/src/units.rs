@@ -4,6 +4,16 @@ use std::{fmt, time::Duration};
 
 use serde::{Deserialize, Deserializer};
 
+/// Splits "1.5GiB" into (1.5, "GiB"); None without a leading number.
+fn number_and_unit(s: &str) -> Option<(f64, &str)> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    Some((num.parse().ok()?, unit.trim()))
+}
+
 /// A size in bytes. K, M, G, T (and KiB, MiB, ...) are powers of 1024, as in
 /// systemd and the cgroup files; KB, MB, GB, TB are powers of 1000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -11,15 +21,9 @@ pub struct ByteSize(pub u64);
 
 impl ByteSize {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size (expected e.g. 512MiB, 2G, 4096)"))?;
-        let mult: u64 = match unit.trim() {
+        let (value, unit) = number_and_unit(s)
+            .ok_or_else(|| format!("`{s}` is not a size (expected e.g. 512MiB, 2G, 4096)"))?;
+        let mult: u64 = match unit {
             "" | "B" => 1,
             "K" | "KiB" | "k" => 1 << 10,
             "M" | "MiB" => 1 << 20,
@@ -86,15 +90,9 @@ pub struct Span(pub Duration);
 
 impl Span {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a duration (expected e.g. 100ms, 2s, 5m)"))?;
-        let secs = match unit.trim() {
+        let (value, unit) = number_and_unit(s)
+            .ok_or_else(|| format!("`{s}` is not a duration (expected e.g. 100ms, 2s, 5m)"))?;
+        let secs = match unit {
             "ms" => value / 1000.0,
             "s" | "" => value,
             "m" | "min" => value * 60.0,

@@ -414,6 +414,24 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// `wait_decision` that fails the test, with the agent's log, when no
+    /// decision for `pid` comes within `within`.
+    pub async fn expect_decision_for(&self, pid: u32, within: Duration) -> pb::Decision {
+        match self.wait_decision(within, |d| d.pid == pid).await {
+            Some(d) => d,
+            None => panic!("no decision for pid {pid}\n{}", self.log_text()),
+        }
+    }
+}
+
+/// anon + shmem + swap of a process (what limits apply to), from /proc.
+pub fn read_charged(pid: u32) -> u64 {
+    sentinel::collector::procfs::read_mem(pid)
+        .map(|m| m.charged())
+        .unwrap_or(0)
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         // SAFETY: our own child.

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use sentinel_tests::{Agent, Hog, MIB, MemCgroup, pb, privileged, rule_for, serial_async};
+use sentinel_tests::{
+    Agent, Hog, MIB, MemCgroup, pb, privileged, read_charged, rule_for, serial_async,
+};
 use tokio_stream::StreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,9 +46,8 @@ async fn leaker_is_frozen_before_its_limit_and_the_decision_is_served() {
         &["--target", "400MiB", "--rate", "200MB/s", "--hold", "30"],
     );
     let d = agent
-        .wait_decision(Duration::from_secs(10), |d| d.pid == hog.pid)
-        .await
-        .unwrap_or_else(|| panic!("no decision for the leaker\n{}", agent.log_text()));
+        .expect_decision_for(hog.pid, Duration::from_secs(10))
+        .await;
 
     // The leaker is stopped, and stayed under its limit.
     std::thread::sleep(Duration::from_millis(300));
@@ -253,9 +254,8 @@ async fn polling_fallback_still_stops_a_leaker_before_its_limit() {
     );
     // Discovery in polling mode waits for the next /proc rescan.
     let d = agent
-        .wait_decision(Duration::from_secs(15), |d| d.pid == hog.pid)
-        .await
-        .unwrap_or_else(|| panic!("no decision\n{}", agent.log_text()));
+        .expect_decision_for(hog.pid, Duration::from_secs(15))
+        .await;
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(hog.state(), Some('T'));
     assert!(hog.peak_rss().unwrap() < 256 * MIB, "{d:?}");
@@ -343,9 +343,8 @@ async fn tripwire_stops_a_full_speed_allocator_while_the_agent_is_stalled() {
     );
 
     let d = agent
-        .wait_decision(Duration::from_secs(5), |d| d.pid == hog.pid)
-        .await
-        .unwrap_or_else(|| panic!("no decision after the tripwire\n{}", agent.log_text()));
+        .expect_decision_for(hog.pid, Duration::from_secs(5))
+        .await;
     assert_eq!(d.action, "freeze");
     assert_eq!(d.outcome, "done");
     assert!(d.reason.contains("tripwire"), "{d:?}");
@@ -355,21 +354,6 @@ async fn tripwire_stops_a_full_speed_allocator_while_the_agent_is_stalled() {
         .unwrap()
         .into_inner();
     assert!(s.tripwire_fires >= 1, "{s:?}");
-}
-
-/// anon + shmem + swap of a process, from /proc/PID/status.
-fn read_charged(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    ["RssAnon:", "RssShmem:", "VmSwap:"]
-        .iter()
-        .map(|k| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,9 +373,8 @@ async fn dry_run_records_the_decision_and_signals_nothing() {
         &["--target", "200MiB", "--rate", "200MB/s", "--hold", "1"],
     );
     let d = agent
-        .wait_decision(Duration::from_secs(10), |d| d.pid == hog.pid)
-        .await
-        .unwrap_or_else(|| panic!("no dry-run decision\n{}", agent.log_text()));
+        .expect_decision_for(hog.pid, Duration::from_secs(10))
+        .await;
     assert_eq!(d.action, "kill");
     assert_eq!(d.outcome, "dry-run");
     // Nothing was signalled: the hog runs to its target and exits cleanly.

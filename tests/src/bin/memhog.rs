@@ -18,23 +18,9 @@ use std::{
 };
 
 fn parse_size(s: &str) -> u64 {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (n, u) = t.split_at(split);
-    let n: f64 = n.parse().unwrap_or_else(|_| panic!("bad size {s}"));
-    let m = match u {
-        "" | "B" => 1.0,
-        "K" | "KiB" => 1024.0,
-        "M" | "MiB" => 1048576.0,
-        "G" | "GiB" => 1073741824.0,
-        "KB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        _ => panic!("bad unit in {s}"),
-    };
-    (n * m) as u64
+    sentinel::units::ByteSize::parse(s)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .0
 }
 
 fn main() {

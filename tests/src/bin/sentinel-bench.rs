@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use sentinel_tests::{Agent, Hog, MIB, MemCgroup, pb, rule_for};
+use sentinel_tests::{Agent, Hog, MIB, MemCgroup, pb, read_charged, rule_for};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -104,20 +104,6 @@ struct LeakResult {
     cgroup_peak: u64,
     actor: String,
     lead_secs: Option<f64>,
-}
-
-fn read_charged(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    ["RssAnon:", "RssShmem:", "VmSwap:"]
-        .iter()
-        .map(|k| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        })
-        .sum()
 }
 
 async fn leak_once(rate: &str, tripwire: bool, limit: u64) -> LeakResult {
