@@ -11,7 +11,7 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        generated::bpf_send_signal,
+        generated::{bpf_get_smp_processor_id, bpf_send_signal},
     },
     macros::{btf_tracepoint, map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -65,8 +65,48 @@ static TRIPWIRES: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACKED, 0);
 #[map]
 static RSS: LruHashMap<u32, RssState> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
 
-#[map]
-static RSS_SLOT: PerCpuArray<RssSlot> = PerCpuArray::with_max_entries(1, 0);
+/// One slot per CPU for the process whose memory that CPU last changed.
+/// A plain global array rather than a per-CPU map: a map lookup is a helper
+/// call on every fault, this is a load. Only programs on the same CPU touch
+/// a slot, as with a per-CPU map.
+const MAX_CPUS: usize = 1024;
+#[unsafe(no_mangle)]
+static mut RSS_SLOTS: [RssSlot; MAX_CPUS] = [RssSlot::EMPTY; MAX_CPUS];
+
+/// Number of possible CPUs, set by the agent; bounds the slot sweeps.
+#[unsafe(no_mangle)]
+static NR_CPUS: u64 = MAX_CPUS as u64;
+
+#[inline(always)]
+fn this_cpu_slot() -> &'static mut RssSlot {
+    // SAFETY: inlined by the verifier on x86-64; no preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() } as usize & (MAX_CPUS - 1);
+    // SAFETY: the index is masked into bounds; only this CPU's programs use
+    // this slot, and one program runs at a time per CPU.
+    unsafe { &mut *core::ptr::addr_of_mut!(RSS_SLOTS[cpu]) }
+}
+
+/// Forgets `tgid` in every CPU's slot. Slots are keyed by mm, and an mm's
+/// address is reused once it is freed (exit, exec), so a stale slot would
+/// credit another process's memory to this one.
+#[inline(always)]
+fn forget_in_slots(tgid: u32) -> Option<[u64; counter::COUNT]> {
+    let n = (global(&NR_CPUS) as usize).min(MAX_CPUS);
+    let mut last = None;
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i < MAX_CPUS; a slot of another CPU may be written by that
+        // CPU at the same time, and the worst case is one stale sample.
+        let slot = unsafe { &mut *core::ptr::addr_of_mut!(RSS_SLOTS[i & (MAX_CPUS - 1)]) };
+        if slot.tgid == tgid {
+            last = Some(slot.state.pages);
+            slot.tgid = 0;
+            slot.mm = 0;
+        }
+        i += 1;
+    }
+    last
+}
 
 /// Page faults per tgid, flushed from the per-CPU slot.
 #[map]
@@ -90,7 +130,7 @@ struct RssState {
     reported_file: u64,
 }
 
-#[repr(C)]
+#[repr(C, align(128))]
 #[derive(Clone, Copy)]
 struct RssSlot {
     tgid: u32,
@@ -100,6 +140,20 @@ struct RssSlot {
     state: RssState,
     /// Cached TRIPWIRES entry for `tgid`; 0 when none is armed.
     ceiling: u64,
+}
+
+impl RssSlot {
+    const EMPTY: Self = Self {
+        tgid: 0,
+        skipped: 0,
+        mm: 0,
+        state: RssState {
+            pages: [0; counter::COUNT],
+            reported_charged: 0,
+            reported_file: 0,
+        },
+        ceiling: 0,
+    };
 }
 
 #[repr(C)]
@@ -276,8 +330,9 @@ fn check(slot: &mut RssSlot) {
     {
         slot.state.reported_charged = now_charged;
         slot.state.reported_file = file;
+        // The slot writes its state back to RSS when the CPU switches
+        // process; no map update is needed per step.
         emit(EventKind::Rss, tgid, &slot.state.pages, 0, 0, wake);
-        let _ = RSS.insert(tgid, slot.state, 0);
         // The agent may have armed or moved the ceiling since we cached it.
         // SAFETY: copied out at once.
         slot.ceiling = unsafe { TRIPWIRES.get(tgid) }.copied().unwrap_or(0);
@@ -289,15 +344,12 @@ fn check(slot: &mut RssSlot) {
 pub fn rss_stat_btf(ctx: BtfTracePointContext) -> i32 {
     let mm: u64 = ctx.arg(0);
     let member: i32 = ctx.arg(1);
-    let Some(slot) = RSS_SLOT.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: per-CPU slot, exclusively ours while this program runs.
-    let slot = unsafe { &mut *slot };
-    // Both must match: mm addresses are reused after a process exits, on
-    // other CPUs than the one whose slot its exit cleared.
-    let tgid = current_tgid();
-    if slot.tgid != tgid || slot.mm != mm {
+    let slot = this_cpu_slot();
+    // Keyed by mm: an mm belongs to one process, and exit and exec clear
+    // the slots of the process whose mm they free, so a match needs no
+    // helper call to learn who is running.
+    if slot.mm != mm || slot.tgid == 0 {
+        let tgid = current_tgid();
         // Only the faulting task's own mm is attributed to it. Anything else
         // (reaping, khugepaged, remote access) is another process's memory
         // whose owner we cannot name here: skip it.
@@ -312,36 +364,31 @@ pub fn rss_stat_btf(ctx: BtfTracePointContext) -> i32 {
         }
         switch_slot(slot, tgid, mm, |m| read_counter(mm, m));
     }
-    if !(0..counter::COUNT as i32).contains(&member) {
-        return 0;
-    }
     if slot.ceiling == 0 {
-        // Not governed: reading the counters on every fault is the largest
-        // part of this program's cost, and a step is hundreds of faults, so
-        // sample every SAMPLE_EVERY-th event and then read all counters
-        // (the skipped events may have moved other members).
+        // Not governed: reading the counter is most of this program's cost
+        // and a step is hundreds of faults, so only every SAMPLE_EVERY-th
+        // event reads (its own member). A member moved only by skipped
+        // events is refreshed by its next sampled event, or by the agent's
+        // /proc reconciliation of quiet processes.
         slot.skipped += 1;
         if slot.skipped < SAMPLE_EVERY {
             return 0;
         }
         slot.skipped = 0;
-        let mut i = 0;
-        while i < counter::COUNT {
-            if let Some(v) = read_counter(mm, i as u64) {
-                slot.state.pages[i] = v;
-            }
-            i += 1;
-        }
-        check(slot);
-    } else if let Some(v) = read_counter(mm, member as u64) {
-        // Governed: every event, so the tripwire is exact.
+    }
+    if !(0..counter::COUNT as i32).contains(&member) {
+        return 0;
+    }
+    // Governed processes are read on every event, so the tripwire is exact.
+    if let Some(v) = read_counter(mm, member as u64) {
         account(slot, member as usize, v);
     }
     0
 }
 
-/// Ungoverned processes are read on every this-many rss_stat events.
-const SAMPLE_EVERY: u32 = 8;
+/// Ungoverned processes are read on every this-many rss_stat events
+/// (32 faults are 128 KiB, well under a step).
+const SAMPLE_EVERY: u32 = 32;
 
 /// Classic `kmem:rss_stat`, for kernels where tp_btf cannot attach. Slower
 /// (the kernel builds the record) but needs no BTF offsets.
@@ -358,11 +405,7 @@ pub fn rss_stat_tp(ctx: TracePointContext) -> i32 {
     if curr == 0 {
         return 0;
     }
-    let Some(slot) = RSS_SLOT.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: per-CPU slot, exclusively ours while this program runs.
-    let slot = unsafe { &mut *slot };
+    let slot = this_cpu_slot();
     let tgid = current_tgid();
     if slot.tgid != tgid {
         // No mm pointer here; the counters of the other members are learned
@@ -550,6 +593,8 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 /// `sched:sched_process_exec`.
 #[tracepoint]
 pub fn sched_process_exec(_ctx: TracePointContext) -> i32 {
+    // The old image's mm was freed; its address may be reused.
+    let _ = forget_in_slots(current_tgid());
     emit(
         EventKind::Exec,
         current_tgid(),
@@ -575,14 +620,8 @@ pub fn sched_process_exit(ctx: TracePointContext) -> i32 {
     if let Some(s) = unsafe { RSS.get(tgid) } {
         pages = s.pages;
     }
-    if let Some(slot) = RSS_SLOT.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, exclusively ours while this program runs.
-        let slot = unsafe { &mut *slot };
-        if slot.tgid == tgid {
-            pages = slot.state.pages;
-            slot.tgid = 0;
-            slot.mm = 0;
-        }
+    if let Some(p) = forget_in_slots(tgid) {
+        pages = p;
     }
     let faults = unsafe { FAULTS.get(tgid) }.copied().unwrap_or(0);
     emit(EventKind::Exit, tgid, &pages, faults, 0, Wake::Lazy);

@@ -535,6 +535,21 @@ impl Engine {
         let now = mono_now();
         let live: std::collections::HashSet<u32> = pids.iter().copied().collect();
         self.procs.retain(|pid, _| live.contains(pid));
+        // The kernel samples ungoverned processes and skips foreign-mm
+        // updates, so a process that went quiet right after a skipped change
+        // would keep a stale reading: refresh quiet ones from /proc.
+        let quiet_after = self.cfg.agent.rescan_interval.as_secs_f64() * 5.0;
+        let quiet: Vec<u32> = self
+            .procs
+            .values()
+            .filter(|p| p.series.last().is_none_or(|s| now - s.t > quiet_after))
+            .map(|p| p.pid)
+            .collect();
+        for pid in quiet {
+            if let Ok(mem) = procfs::read_mem(pid) {
+                self.observe(pid, mem, now);
+            }
+        }
         for pid in pids {
             if self.procs.contains_key(&pid) {
                 continue;

@@ -126,10 +126,12 @@ impl Probes {
         let offs = offsets();
         let o = offs.as_ref().ok().copied();
         let step_pages = (opts.step_bytes / page_size()).max(1);
+        let nr_cpus = aya::util::nr_cpus().map(|n| n as u64).unwrap_or(1024);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(globals::STEP_PAGES, &step_pages, true)
-            .override_global(globals::LARGE_MMAP_BYTES, &opts.large_mmap_bytes, true);
+            .override_global(globals::LARGE_MMAP_BYTES, &opts.large_mmap_bytes, true)
+            .override_global(globals::NR_CPUS, &nr_cpus, true);
         let vals;
         if let Some(o) = o {
             vals = [

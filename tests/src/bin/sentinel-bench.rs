@@ -28,7 +28,24 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Runs one storm in `cg` and returns faults per second.
 fn storm(cg: &MemCgroup, secs: f64) -> f64 {
-    let mut hog = Hog::spawn(cg, &["--target", "256MiB", "--storm", &secs.to_string()]);
+    // The storm runs on the last CPU; the agent (started from this process,
+    // pinned in main) on the others.
+    let cpu = (std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        - 1)
+    .to_string();
+    let mut hog = Hog::spawn(
+        cg,
+        &[
+            "--target",
+            "256MiB",
+            "--storm",
+            &secs.to_string(),
+            "--cpu",
+            &cpu,
+        ],
+    );
     let line = hog
         .expect_line("faults", Duration::from_secs_f64(secs + 30.0))
         .expect("storm result");
@@ -194,6 +211,7 @@ async fn main() {
         std::process::exit(2);
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
+    pin_away_from_last_cpu();
     let only = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
     println!("# Sentinel benchmark run\n");
     println!(
@@ -205,8 +223,10 @@ async fn main() {
             .map(|n| n.get())
             .unwrap_or(0)
     );
-    if only("overhead") {
+    if only("overhead") || args.iter().any(|a| a == "overhead-quick") {
         probe_overhead("default probes (page_fault_user off)", "", 9, 2.0).await;
+    }
+    if only("overhead") {
         probe_overhead(
             "all probes (page_fault_user on)",
             "disable_probes = []\n",
@@ -229,5 +249,23 @@ async fn main() {
     }
     if only("overshoot") {
         overshoot(256 * MIB).await;
+    }
+}
+
+/// Keeps the bench and the agents it starts off the CPU the storm runs on.
+fn pin_away_from_last_cpu() {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if n < 2 {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is valid; the syscall only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..n - 1 {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
