@@ -30,11 +30,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn storm(cg: &MemCgroup, secs: f64) -> f64 {
     // The storm runs on the last CPU; the agent (started from this process,
     // pinned in main) on the others.
-    let cpu = (std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        - 1)
-    .to_string();
+    let cpu = (online_cpus() - 1).to_string();
     let mut hog = Hog::spawn(
         cg,
         &[
@@ -219,9 +215,7 @@ async fn main() {
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim(),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
+        online_cpus()
     );
     if only("overhead") || args.iter().any(|a| a == "overhead-quick") {
         probe_overhead("default probes (page_fault_user off)", "", 9, 2.0).await;
@@ -254,9 +248,7 @@ async fn main() {
 
 /// Keeps the bench and the agents it starts off the CPU the storm runs on.
 fn pin_away_from_last_cpu() {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let n = online_cpus();
     if n < 2 {
         return;
     }
@@ -268,4 +260,11 @@ fn pin_away_from_last_cpu() {
         }
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
+}
+
+/// CPUs online on the machine (not the ones this process may use).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 { n as usize } else { 1 }
 }
