@@ -13,4 +13,5 @@ pub mod journal;
 pub mod model;
 pub mod policy;
 pub mod probes;
+pub mod sim;
 pub mod units;

@@ -75,6 +75,24 @@ enum Cmd {
         #[arg(short = 'n', long, default_value_t = 100)]
         limit: u32,
     },
+    /// Replay a trace through the model and policy, without a kernel, and
+    /// print the decisions (--scenarios: run the built-in scenario table).
+    Replay {
+        /// JSON lines: {"t": seconds, "pid": N, "comm": "...", "bytes": N, "root": N}
+        trace: Option<PathBuf>,
+        /// The group's limit (e.g. 1GiB); required with a trace.
+        #[arg(long)]
+        limit: Option<String>,
+        #[arg(long, default_value = "20ms")]
+        horizon: String,
+        /// The step at which the trace's samples were reported.
+        #[arg(long, default_value = "1MiB")]
+        step: String,
+        #[arg(long)]
+        scenarios: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Policy files.
     Policy {
         #[command(subcommand)]
@@ -142,6 +160,21 @@ fn main() -> ExitCode {
                 since,
                 limit,
             } => cli::decisions(&socket.socket, follow, json, since, limit).await?,
+            Cmd::Replay {
+                trace,
+                limit,
+                horizon,
+                step,
+                scenarios,
+                json,
+            } => cli::replay::run(cli::replay::Args {
+                trace,
+                limit,
+                horizon,
+                step,
+                scenarios,
+                json,
+            })?,
             Cmd::Policy {
                 cmd: PolicyCmd::Check { file },
             } => {

@@ -215,3 +215,41 @@ fn without_privileges_the_agent_polls_proc_and_says_why() {
     assert!(why.contains("CAP_BPF") && why.contains("root"), "{why}");
     assert!(log.contains("falling back to /proc polling"), "{log}");
 }
+
+#[test]
+fn replay_runs_the_scenario_table() {
+    let (code, out, err) = run(&["replay", "--scenarios"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let n = sentinel::sim::scenarios::all().len();
+    assert!(
+        out.contains(&format!("victim accuracy: {n} of {n} scenarios")),
+        "{out}"
+    );
+}
+
+#[test]
+fn replay_of_a_trace_file_names_the_grower() {
+    let dir = tempdir::Dir::new("replay");
+    let sc = sentinel::sim::scenarios::linear_leak_beside_steady();
+    let text: String = sc
+        .samples
+        .iter()
+        .map(|s| serde_json::to_string(s).unwrap() + "\n")
+        .collect();
+    let path = dir.0.join("trace.jsonl");
+    std::fs::write(&path, text).unwrap();
+    let p = path.display().to_string();
+    let (code, out, err) = run(&["replay", &p, "--limit", "1GiB", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let first: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("a decision")).unwrap();
+    assert_eq!(first["pid"], 2);
+    assert_eq!(first["comm"], "leaker");
+    assert!(first["group_bytes"].as_u64().unwrap() < 1 << 30);
+
+    // A malformed line is named.
+    std::fs::write(&path, "{\"t\": 0, \"pid\": 1, \"bytes\": 5}\nnot json\n").unwrap();
+    let (code, _, err) = run(&["replay", &p, "--limit", "1GiB"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("{p}:2:")), "{err}");
+}

@@ -1,4 +1,7 @@
-//! The client side of the binary: `status`, `top`, `decisions`.
+//! The client side of the binary: `status`, `top`, `decisions`, and the
+//! offline `replay`.
+
+pub mod replay;
 
 use std::io::Write;
 

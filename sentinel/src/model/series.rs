@@ -34,6 +34,8 @@ pub struct Trend {
     pub samples: usize,
     /// Seconds covered by the samples used.
     pub span: f64,
+    /// Median spacing of those samples: how soon the next one is due.
+    pub typical_gap: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +135,7 @@ impl Series {
             ongoing: now - last.t <= stale_after,
             samples: recent.len(),
             span: last.t - first.t,
+            typical_gap,
         })
     }
 }

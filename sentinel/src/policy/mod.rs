@@ -2,6 +2,7 @@
 //! in, a decision out; the agent does the I/O.
 
 mod rules;
+pub mod victim;
 
 pub use rules::{Action, Pattern, ProcessFacts, Rule, Selector, match_rule};
 
@@ -42,10 +43,14 @@ pub struct Verdict {
 }
 
 /// How long until the agent could react if it waited: the time until the
-/// next sample can arrive plus the reaction horizon.
-pub fn lead_time(params: &Params, bytes_per_sec: f64) -> f64 {
+/// next sample can arrive plus the reaction horizon. With step sampling the
+/// next sample is due when the process has grown another step, or, for one
+/// that grows in jumps, after its usual gap between samples.
+pub fn lead_time(params: &Params, bytes_per_sec: f64, typical_gap: f64) -> f64 {
     let next_sample = match params.sampling {
-        Sampling::Step { step_bytes } if bytes_per_sec > 0.0 => step_bytes as f64 / bytes_per_sec,
+        Sampling::Step { step_bytes } if bytes_per_sec > 0.0 => {
+            (step_bytes as f64 / bytes_per_sec).max(typical_gap)
+        }
         Sampling::Step { .. } => f64::INFINITY,
         Sampling::Poll { interval_secs } => interval_secs,
     };
@@ -75,7 +80,7 @@ pub fn evaluate(
         return None;
     }
     let ttl = seconds_to_limit(current, limit, t.bytes_per_sec)?;
-    let lead = lead_time(params, t.bytes_per_sec);
+    let lead = lead_time(params, t.bytes_per_sec, t.typical_gap);
     (ttl <= lead).then(|| Verdict {
         trigger: Trigger::Predicted { seconds_to_limit: ttl },
         reason: format!(
@@ -165,8 +170,10 @@ mod tests {
             sampling: Sampling::Poll { interval_secs: 0.5 },
             ..params()
         };
-        assert!((lead_time(&p, 1e9) - 0.6).abs() < 1e-9);
-        assert!((lead_time(&params(), 1e6) - 1.148576).abs() < 1e-9);
-        assert!((lead_time(&params(), 1e12) - 0.1).abs() < 1e-5);
+        assert!((lead_time(&p, 1e9, 0.0) - 0.6).abs() < 1e-9);
+        assert!((lead_time(&params(), 1e6, 0.0) - 1.148576).abs() < 1e-9);
+        assert!((lead_time(&params(), 1e12, 0.0) - 0.1).abs() < 1e-5);
+        // A process that grows in jumps half a second apart.
+        assert!((lead_time(&params(), 1e8, 0.5) - 0.6).abs() < 1e-9);
     }
 }

@@ -1,0 +1,129 @@
+//! `sentinel replay`: the simulator from the command line.
+
+use std::{io::Write, path::PathBuf};
+
+use crate::{
+    policy::{Params, Sampling},
+    sim::{self, SimConfig, SimDecision, scenarios},
+    units::{ByteSize, Span, human_bytes},
+};
+
+pub struct Args {
+    pub trace: Option<PathBuf>,
+    pub limit: Option<String>,
+    pub horizon: String,
+    pub step: String,
+    pub scenarios: bool,
+    pub json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{0}")]
+    Input(String),
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn config(limit: u64, horizon: &str, step: &str) -> Result<SimConfig, ReplayError> {
+    let horizon =
+        Span::parse(horizon).map_err(|e| ReplayError::Input(format!("--horizon: {e}")))?;
+    let step = ByteSize::parse(step).map_err(|e| ReplayError::Input(format!("--step: {e}")))?;
+    Ok(SimConfig {
+        limit,
+        params: Params {
+            horizon_secs: horizon.0.as_secs_f64(),
+            sampling: Sampling::Step { step_bytes: step.0 },
+            min_confidence: 0.6,
+        },
+        window: 2.0,
+        settle: 1.0,
+    })
+}
+
+fn print(out: &mut impl Write, d: &SimDecision, json: bool) -> std::io::Result<()> {
+    if json {
+        let line = serde_json::to_string(d).map_err(std::io::Error::other)?;
+        return writeln!(out, "{line}");
+    }
+    writeln!(
+        out,
+        "t={:.3}s stop pid {} ({}) share {:.0}% of the growth; group {} growing {}/s: {}",
+        d.t,
+        d.pid,
+        d.comm,
+        d.share * 100.0,
+        human_bytes(d.group_bytes as f64),
+        human_bytes(d.group_slope),
+        d.reason
+    )
+}
+
+pub fn run(a: Args) -> Result<(), ReplayError> {
+    let mut out = std::io::stdout().lock();
+    if a.scenarios {
+        // The victim-accuracy table: every scenario, what was expected, what
+        // the engine did.
+        let mut right = 0;
+        let all = scenarios::all();
+        writeln!(out, "| scenario | expected | first decision | ok |")?;
+        writeln!(out, "| --- | --- | --- | --- |")?;
+        for sc in &all {
+            let cfg = config(sc.limit, &a.horizon, &a.step)?;
+            let d = sim::replay(&sc.samples, &cfg);
+            let (expected, ok) = match sc.expect {
+                scenarios::Expect::Victim(p) | scenarios::Expect::OnlyVictim(p) => {
+                    let only = matches!(sc.expect, scenarios::Expect::OnlyVictim(_));
+                    let ok = d
+                        .first()
+                        .is_some_and(|f| f.pid == p && f.group_bytes < sc.limit)
+                        && (!only || d.len() == 1);
+                    (
+                        format!("stop pid {p}{}", if only { " only" } else { " first" }),
+                        ok,
+                    )
+                }
+                scenarios::Expect::Nothing => ("no action".to_string(), d.is_empty()),
+            };
+            let first = d
+                .first()
+                .map(|f| {
+                    format!(
+                        "pid {} at {} of {} ({} decisions)",
+                        f.pid,
+                        human_bytes(f.group_bytes as f64),
+                        human_bytes(sc.limit as f64),
+                        d.len()
+                    )
+                })
+                .unwrap_or_else(|| "none".into());
+            right += ok as usize;
+            writeln!(
+                out,
+                "| {} | {expected} | {first} | {} |",
+                sc.name,
+                if ok { "yes" } else { "NO" }
+            )?;
+        }
+        writeln!(out, "\nvictim accuracy: {right} of {} scenarios", all.len())?;
+        if right != all.len() {
+            return Err(ReplayError::Input("some scenarios went wrong".into()));
+        }
+        return Ok(());
+    }
+    let path = a
+        .trace
+        .ok_or_else(|| ReplayError::Input("give a TRACE file, or --scenarios".into()))?;
+    let limit = a
+        .limit
+        .ok_or_else(|| ReplayError::Input("--limit is required with a trace".into()))?;
+    let limit = ByteSize::parse(&limit).map_err(|e| ReplayError::Input(format!("--limit: {e}")))?;
+    let name = path.display().to_string();
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| ReplayError::Input(format!("{name}: {e}")))?;
+    let samples = sim::parse_trace(&text, &name).map_err(ReplayError::Input)?;
+    for d in sim::replay(&samples, &config(limit.0, &a.horizon, &a.step)?) {
+        print(&mut out, &d, a.json)?;
+    }
+    Ok(())
+}
