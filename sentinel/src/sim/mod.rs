@@ -11,11 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    model::{Series, Trend},
-    policy::{
-        self, Params, Trigger,
-        victim::{Candidate, choose_victim, group_by_root},
-    },
+    model::Series,
+    policy::{Params, Trigger, group},
 };
 
 /// One sample of a trace: a process's charged bytes at time `t` (seconds).
@@ -65,20 +62,6 @@ struct Member {
     stopped: bool,
 }
 
-/// Bytes of `series` at or before time `t` (its first sample if none).
-fn bytes_at(series: &Series, t: f64) -> u64 {
-    let mut v = None;
-    for s in series.samples() {
-        if s.t <= t {
-            v = Some(s.bytes);
-        } else {
-            break;
-        }
-    }
-    v.or_else(|| series.samples().next().map(|s| s.bytes))
-        .unwrap_or(0)
-}
-
 /// Runs `samples` (any order; sorted here by time, then pid) through the
 /// engine. Stopped processes keep their memory but stop growing: their
 /// later samples are ignored, as a frozen process produces none.
@@ -104,78 +87,26 @@ pub fn replay(samples: &[Sample], cfg: &SimConfig) -> Vec<SimDecision> {
         m.series.push(s.t, s.bytes);
 
         let now = s.t;
-        let group_bytes: u64 = members.values().map(|m| m.bytes).sum();
         // Settle: one pressure event stops one process; the next victim is
         // chosen only once the first action had time to take effect.
         if now < settle_until {
             continue;
         }
-        // The group's trend: the sum of its members' ongoing growth.
-        let trends: Vec<Option<Trend>> = members
-            .values()
-            .map(|m| {
-                m.series.trend(now).filter(|t| {
-                    !m.stopped && t.ongoing && t.confidence >= cfg.params.min_confidence
-                })
+        let view: Vec<group::Member<'_>> = members
+            .iter()
+            .map(|(&pid, m)| group::Member {
+                pid,
+                root: m.root,
+                bytes: m.bytes,
+                series: &m.series,
+                stopped: m.stopped,
+                protected: false,
             })
             .collect();
-        let slope: f64 = trends
-            .iter()
-            .flatten()
-            .map(|t| t.bytes_per_sec.max(0.0))
-            .sum();
-        // The next group sample is due when its fastest-reporting grower
-        // reports again.
-        let typical_gap = trends
-            .iter()
-            .flatten()
-            .filter(|t| t.bytes_per_sec > 0.0)
-            .map(|t| t.typical_gap)
-            .fold(f64::INFINITY, f64::min);
-        let group_trend = Trend {
-            bytes_per_sec: slope,
-            confidence: 1.0,
-            ongoing: slope > 0.0,
-            samples: 3,
-            span: cfg.window,
-            typical_gap: if typical_gap.is_finite() {
-                typical_gap
-            } else {
-                0.0
-            },
-        };
-        let Some(verdict) =
-            policy::evaluate(group_bytes, cfg.limit, Some(&group_trend), &cfg.params)
-        else {
+        let Some(g) = group::decide(&view, cfg.limit, &cfg.params, cfg.window, now) else {
             continue;
         };
-
-        let cands: Vec<(Candidate, u32)> = members
-            .iter()
-            .zip(&trends)
-            .filter(|((_, m), _)| !m.stopped)
-            .map(|((&pid, m), t)| {
-                let gained = m.bytes as i64 - bytes_at(&m.series, now - cfg.window) as i64;
-                (
-                    Candidate {
-                        pid,
-                        bytes: m.bytes,
-                        gained,
-                        slope: t.map(|t| t.bytes_per_sec).unwrap_or(0.0),
-                        priority: 0,
-                        protected: false,
-                    },
-                    m.root,
-                )
-            })
-            .collect();
-        let grouped = group_by_root(&cands);
-        let Some(v) = choose_victim(&grouped) else {
-            continue;
-        };
-        let victim = &grouped[v];
-        let total_gain: f64 = grouped.iter().map(|c| c.gained.max(0) as f64).sum();
-        let root = victim.pid;
+        let root = g.root;
         for m in members.values_mut().filter(|m| m.root == root) {
             m.stopped = true;
         }
@@ -188,18 +119,14 @@ pub fn replay(samples: &[Sample], cfg: &SimConfig) -> Vec<SimDecision> {
             t: now,
             pid: root,
             comm,
-            group_bytes,
-            group_slope: slope,
-            predicted_seconds_to_limit: match verdict.trigger {
+            group_bytes: g.group_bytes,
+            group_slope: g.group_slope,
+            predicted_seconds_to_limit: match g.verdict.trigger {
                 Trigger::Predicted { seconds_to_limit } => Some(seconds_to_limit),
                 _ => None,
             },
-            share: if total_gain > 0.0 {
-                victim.gained.max(0) as f64 / total_gain
-            } else {
-                0.0
-            },
-            reason: verdict.reason,
+            share: g.share,
+            reason: g.verdict.reason,
         });
         settle_until = now + cfg.settle;
     }
