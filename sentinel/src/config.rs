@@ -19,6 +19,20 @@ pub const DEFAULT_SOCKET: &str = "/run/sentinel/sentinel.sock";
 pub struct Config {
     pub agent: AgentSettings,
     pub rules: Vec<Rule>,
+    pub cgroup_rules: Vec<CgroupRule>,
+}
+
+/// A memory cgroup whose limit Sentinel defends: when its members' growth
+/// is predicted to reach `preempt` of the limit, the member driving the
+/// growth is stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CgroupRule {
+    pub name: String,
+    /// Regex on the path of the limited cgroup.
+    pub selector: Pattern,
+    pub action: Action,
+    /// Share of the cgroup's limit that is the line (0 < preempt <= 1).
+    pub preempt: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +114,19 @@ struct RawConfig {
     agent: RawAgent,
     #[serde(default)]
     rule: Vec<toml::Spanned<RawRule>>,
+    #[serde(default)]
+    cgroup: Vec<toml::Spanned<RawCgroupRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCgroupRule {
+    name: String,
+    #[serde(rename = "match")]
+    selector: toml::Spanned<String>,
+    #[serde(default)]
+    action: Action,
+    preempt: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -313,7 +340,41 @@ impl Config {
                 selector,
             });
         }
-        Ok(Self { agent, rules })
+        let mut cgroup_rules: Vec<CgroupRule> = Vec::new();
+        for spanned in raw.cgroup {
+            let start = spanned.span().start;
+            let r = spanned.into_inner();
+            if cgroup_rules.iter().any(|x| x.name == r.name)
+                || rules.iter().any(|x| x.name == r.name)
+            {
+                return Err(invalid(
+                    start,
+                    format!("rule name `{}` is used twice", r.name),
+                ));
+            }
+            let preempt = r.preempt.unwrap_or(0.85);
+            if !(preempt > 0.0 && preempt <= 1.0) {
+                return Err(invalid(
+                    start,
+                    format!("cgroup rule `{}`: preempt must be in (0, 1]", r.name),
+                ));
+            }
+            let span = r.selector.span();
+            let selector = regex::Regex::new(r.selector.get_ref())
+                .map(Pattern)
+                .map_err(|e| invalid(span.start, format!("invalid regex: {e}")))?;
+            cgroup_rules.push(CgroupRule {
+                name: r.name,
+                selector,
+                action: r.action,
+                preempt,
+            });
+        }
+        Ok(Self {
+            agent,
+            rules,
+            cgroup_rules,
+        })
     }
 }
 
@@ -364,6 +425,25 @@ match = { descendant_of = 42 }
         .unwrap();
         assert_eq!(c.agent, AgentSettings::default());
         assert!(c.rules.is_empty());
+    }
+
+    #[test]
+    fn cgroup_rules_parse_and_validate() {
+        let c = Config::parse(
+            "[[cgroup]]\nname = \"jobs\"\nmatch = \"^/jobs/\"\naction = \"kill\"\npreempt = 0.9\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c.cgroup_rules.len(), 1);
+        assert_eq!(c.cgroup_rules[0].action, Action::Kill);
+        assert_eq!(c.cgroup_rules[0].preempt, 0.9);
+        let e = err("[[cgroup]]\nname = \"j\"\nmatch = \"^/j\"\npreempt = 1.5\n");
+        assert!(e.contains("preempt must be in (0, 1]"), "{e}");
+        let e = err("[[cgroup]]\nname = \"j\"\nmatch = \"(\"\n");
+        assert!(
+            e.starts_with("/etc/s.toml:3:") && e.contains("invalid regex"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -391,3 +391,62 @@ async fn dry_run_records_the_decision_and_signals_nothing() {
     assert!(s.dry_run);
     assert_eq!(s.tripwire_fires, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cgroup_scope_stops_the_grower_not_the_biggest() {
+    if !privileged("cgroup_scope_stops_the_grower_not_the_biggest") {
+        return;
+    }
+    let _serial = serial_async().await;
+    // The kernel OOM killer, earlyoom and friends would kill the 600 MiB
+    // process here: it is the biggest. Sentinel must stop the leaker.
+    let cg = MemCgroup::new("cgscope", 1024 * MIB);
+    let rule = format!(
+        "[[cgroup]]\nname = \"capped\"\nmatch = \"^{}$\"\naction = \"freeze\"\n",
+        cg.path
+    );
+    let agent = Agent::start("cgscope", &rule, &[]);
+    let mut steady = Hog::spawn(
+        &cg,
+        &["--target", "600MiB", "--rate", "max", "--hold", "12"],
+    );
+    assert!(
+        steady
+            .expect_line("done", Duration::from_secs(10))
+            .is_some()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let leaker = Hog::spawn(
+        &cg,
+        &["--target", "1000MiB", "--rate", "200MB/s", "--hold", "30"],
+    );
+    let d = agent
+        .expect_decision_for(leaker.pid, Duration::from_secs(10))
+        .await;
+    std::thread::sleep(Duration::from_millis(300));
+    eprintln!(
+        "cgroup decision: {d:?}; cgroup peak {} MiB",
+        cg.peak_bytes() / MIB
+    );
+    assert_eq!(leaker.state(), Some('T'), "the leaker is frozen");
+    assert_eq!(d.rule, "capped");
+    assert_eq!(d.action, "freeze");
+    assert!(d.reason.contains("of its recent growth"), "{}", d.reason);
+    // The line is 85% of the cgroup's limit; the group stopped short of it.
+    assert_eq!(d.limit_bytes, (1024 * MIB) * 85 / 100);
+    assert_ne!(
+        steady.state(),
+        Some('T'),
+        "the big steady process is untouched"
+    );
+    assert_eq!(cg.oom_kills(), 0, "no kernel OOM kill in the cgroup");
+    assert!(cg.peak_bytes() < 1024 * MIB);
+    let none = agent
+        .wait_decision(Duration::from_millis(300), |d| d.pid == steady.pid)
+        .await;
+    assert!(none.is_none(), "steady process got a decision: {none:?}");
+    let st = steady
+        .wait_exit(Duration::from_secs(15))
+        .expect("steady finishes its work");
+    assert!(st.success(), "{st}");
+}

@@ -8,11 +8,14 @@ use sentinel_common::{Event, EventKind, counter};
 
 use crate::{
     actuator::{Actuator, Outcome, Pidfd},
-    collector::procfs::{self, Mem},
+    collector::{
+        cgroup::CgroupFs,
+        procfs::{self, Mem},
+    },
     config::Config,
     journal::{Decision, DecisionKind, Journal},
     model::{Series, Trend},
-    policy::{self, Action, Params, ProcessFacts, Sampling, Trigger, match_rule},
+    policy::{self, Action, Params, ProcessFacts, Sampling, Trigger, group, match_rule},
     probes::{ProbeStatus, Probes},
 };
 
@@ -93,7 +96,18 @@ pub struct Engine {
     actuator: Box<dyn Actuator>,
     self_pid: u32,
     page_size: u64,
+    cgfs: CgroupFs,
+    /// Effective limit of each cgroup path seen, cleared on every rescan.
+    group_limits: HashMap<String, Option<(String, u64)>>,
+    /// Per limited cgroup: no new victim before this time.
+    settle_until: HashMap<String, f64>,
 }
+
+/// Window over which growth shares are measured.
+const GROWTH_WINDOW_SECS: f64 = 2.0;
+/// After stopping a group's grower, time for the action to take effect
+/// before another member may be chosen.
+const SETTLE_SECS: f64 = 1.0;
 
 /// Seconds on CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
 pub fn mono_now() -> f64 {
@@ -137,6 +151,9 @@ impl Engine {
             actuator,
             self_pid: std::process::id(),
             page_size: crate::probes::page_size(),
+            cgfs: CgroupFs::detect(),
+            group_limits: HashMap::new(),
+            settle_until: HashMap::new(),
         }
     }
 
@@ -295,6 +312,98 @@ impl Engine {
         p.mem = mem;
         p.series.push(t, mem.charged());
         self.evaluate(pid, t);
+        self.evaluate_group(pid, t);
+    }
+
+    /// Cgroup scope: when the limited cgroup holding `pid` is predicted to
+    /// reach its line (a share of its limit), stop the member (or member
+    /// tree) driving the growth, not the biggest, then let it settle.
+    fn evaluate_group(&mut self, pid: u32, now: f64) {
+        if self.cfg.cgroup_rules.is_empty() {
+            return;
+        }
+        let Some(p) = self.procs.get(&pid) else {
+            return;
+        };
+        if p.state != ProcState::Running {
+            return;
+        }
+        let cg = p.cgroup.clone();
+        let eff = match self.group_limits.get(&cg) {
+            Some(e) => e.clone(),
+            None => {
+                let e = self.cgfs.effective_limit(&cg);
+                self.group_limits.insert(cg, e.clone());
+                e
+            }
+        };
+        let Some((group_path, limit)) = eff else {
+            return;
+        };
+        let Some(rule) = self
+            .cfg
+            .cgroup_rules
+            .iter()
+            .find(|r| r.selector.is_match(&group_path))
+            .cloned()
+        else {
+            return;
+        };
+        if self.settle_until.get(&group_path).is_some_and(|&u| now < u) {
+            return;
+        }
+        let line = (limit as f64 * rule.preempt) as u64;
+        let in_group: std::collections::HashSet<u32> = self
+            .procs
+            .values()
+            .filter(|p| crate::collector::cgroup::is_within(&p.cgroup, &group_path))
+            .map(|p| p.pid)
+            .collect();
+        let members: Vec<group::Member<'_>> = in_group
+            .iter()
+            .filter_map(|pid| self.procs.get(pid))
+            .map(|p| group::Member {
+                pid: p.pid,
+                // A tree inside the group is judged as one grower, named
+                // by its topmost member.
+                root: p
+                    .ancestors
+                    .iter()
+                    .rev()
+                    .find(|a| in_group.contains(a))
+                    .copied()
+                    .unwrap_or(p.pid),
+                bytes: p.mem.charged(),
+                series: &p.series,
+                stopped: p.state != ProcState::Running,
+                protected: p.protected.is_some(),
+            })
+            .collect();
+        let Some(g) = group::decide(&members, line, &self.params(), GROWTH_WINDOW_SECS, now) else {
+            return;
+        };
+        let victims: Vec<u32> = members
+            .iter()
+            .filter(|m| m.root == g.root && !m.stopped)
+            .map(|m| m.pid)
+            .collect();
+        self.settle_until
+            .insert(group_path.clone(), now + SETTLE_SECS);
+        for v in victims {
+            let trend = self.procs.get(&v).and_then(|p| p.series.trend(now));
+            let verdict = policy::Verdict {
+                trigger: g.verdict.trigger,
+                reason: format!(
+                    "cgroup {group_path} (limit {limit} B) at {} B is predicted to reach {:.0}% of its limit; this process (tree {}) has {:.0}% of its recent growth: {}",
+                    g.group_bytes,
+                    rule.preempt * 100.0,
+                    g.root,
+                    g.share * 100.0,
+                    g.verdict.reason
+                ),
+            };
+            self.act(v, &rule.name, line, rule.action, verdict, trend);
+        }
     }
 
     fn evaluate(&mut self, pid: u32, now: f64) {
@@ -320,21 +429,27 @@ impl Engine {
         } else {
             rule.action
         };
-        self.act(pid, ri, action, verdict, trend);
+        let (name, limit) = (rule.name.clone(), rule.limit_bytes);
+        self.act(pid, &name, limit, action, verdict, trend);
     }
 
     fn act(
         &mut self,
         pid: u32,
-        ri: usize,
+        rule_name: &str,
+        limit_bytes: u64,
         action: Action,
         verdict: policy::Verdict,
         trend: Option<Trend>,
     ) {
-        let rule = self.cfg.rules[ri].clone();
         let Some(p) = self.procs.get_mut(&pid) else {
             return;
         };
+        if p.pidfd.is_none() && action != Action::Alert {
+            // Opened late (a group victim no per-process rule governs), but
+            // still checked against the start time seen at discovery.
+            p.pidfd = Pidfd::open(p.pid, p.start_time).ok();
+        }
         let mut reason = verdict.reason;
         if let Some(why) = p.protected {
             reason = format!("{reason}; protected ({why}), so only alerted");
@@ -367,14 +482,14 @@ impl Engine {
             pid,
             comm: p.comm.clone(),
             cgroup: p.cgroup.clone(),
-            rule: rule.name.clone(),
+            rule: rule_name.to_string(),
             action: action.as_str().to_string(),
             outcome,
             reason,
             resident_bytes: p.mem.resident(),
             charged_bytes: p.mem.charged(),
             slope_bytes_per_sec: trend.map(|t| t.bytes_per_sec).unwrap_or(0.0),
-            limit_bytes: rule.limit_bytes,
+            limit_bytes,
             predicted_seconds_to_limit: predicted,
         };
         let d = self.journal.append(d);
@@ -411,8 +526,8 @@ impl Engine {
                 rule.limit_bytes
             ),
         };
-        let action = rule.action;
-        self.act(pid, ri, action, verdict, trend);
+        let (name, limit, action) = (rule.name.clone(), rule.limit_bytes, rule.action);
+        self.act(pid, &name, limit, action, verdict, trend);
     }
 
     fn pages_to_mem(&self, pages: &[u64; counter::COUNT]) -> Mem {
@@ -532,6 +647,8 @@ impl Engine {
     /// `pids` is listed by the caller without holding the engine, so that a
     /// large /proc does not stall event handling.
     pub fn rescan(&mut self, pids: Vec<u32>) {
+        // Limits can change under us; read them afresh.
+        self.group_limits.clear();
         let now = mono_now();
         let live: std::collections::HashSet<u32> = pids.iter().copied().collect();
         self.procs.retain(|pid, _| live.contains(pid));

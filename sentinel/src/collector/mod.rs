@@ -1,4 +1,5 @@
 //! Where samples come from: the kernel's ring buffer, and /proc.
 
+pub mod cgroup;
 pub mod procfs;
 pub mod ringbuf;
