@@ -406,10 +406,7 @@ async fn cgroup_scope_stops_the_grower_not_the_biggest() {
         cg.path
     );
     let agent = Agent::start("cgscope", &rule, &[]);
-    let mut steady = Hog::spawn(
-        &cg,
-        &["--target", "600MiB", "--rate", "max", "--hold", "12"],
-    );
+    let mut steady = Hog::spawn(&cg, &["--target", "600MiB", "--rate", "max", "--hold", "4"]);
     assert!(
         steady
             .expect_line("done", Duration::from_secs(10))
@@ -449,4 +446,29 @@ async fn cgroup_scope_stops_the_grower_not_the_biggest() {
         .wait_exit(Duration::from_secs(15))
         .expect("steady finishes its work");
     assert!(st.success(), "{st}");
+
+    // With the steady process gone the cgroup is below its clear level
+    // (75%): the frozen leaker is resumed, keeps growing, and is stopped
+    // again before the line. Reversible: its work was not lost.
+    let resumed = agent
+        .wait_decision(Duration::from_secs(10), |r| {
+            r.pid == leaker.pid && r.kind == "resume"
+        })
+        .await
+        .unwrap_or_else(|| panic!("no resume\n{}", agent.log_text()));
+    assert_eq!(resumed.outcome, "done");
+    let again = agent
+        .wait_decision(Duration::from_secs(15), |r| {
+            r.pid == leaker.pid && r.kind == "preempt" && r.seq > resumed.seq
+        })
+        .await
+        .unwrap_or_else(|| panic!("not stopped again\n{}", agent.log_text()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(again.rule, "capped");
+    assert_eq!(leaker.state(), Some('T'));
+    assert_eq!(cg.oom_kills(), 0);
+    assert!(
+        read_charged(leaker.pid) > 600 * MIB,
+        "it grew after the resume"
+    );
 }

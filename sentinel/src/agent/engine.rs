@@ -53,6 +53,9 @@ pub struct Proc {
     pub series: Series,
     pub state: ProcState,
     pidfd: Option<Pidfd>,
+    /// (limited cgroup, cgroup rule) when frozen to relieve that cgroup, so
+    /// it can be resumed when the cgroup's pressure clears.
+    frozen_for: Option<(String, String)>,
 }
 
 /// What the API shows of a process.
@@ -103,6 +106,9 @@ pub struct Engine {
     settle_until: HashMap<String, f64>,
 }
 
+/// Hysteresis: a cgroup's pressure clears this share of its limit below
+/// the line.
+const CLEAR_BELOW: f64 = 0.10;
 /// Window over which growth shares are measured.
 const GROWTH_WINDOW_SECS: f64 = 2.0;
 /// After stopping a group's grower, time for the action to take effect
@@ -234,6 +240,7 @@ impl Engine {
             series: Series::new(self.cfg.agent.history.as_secs_f64()),
             state: ProcState::Running,
             pidfd: None,
+            frozen_for: None,
         };
         self.bind_rule(&mut p);
         self.procs.insert(pid, p);
@@ -403,6 +410,83 @@ impl Engine {
                 ),
             };
             self.act(v, &rule.name, line, rule.action, verdict, trend);
+            if let Some(p) = self.procs.get_mut(&v)
+                && p.state == ProcState::Frozen
+            {
+                p.frozen_for = Some((group_path.clone(), rule.name.clone()));
+            }
+        }
+    }
+
+    /// Resumes processes frozen for a cgroup once that cgroup is below its
+    /// clear level (the line minus 10 points of the limit), so their work
+    /// is not lost. If they grow again, they are judged again.
+    pub fn resume_cleared(&mut self, now: f64) {
+        let frozen: Vec<(u32, String, String)> = self
+            .procs
+            .values()
+            .filter(|p| p.state == ProcState::Frozen)
+            .filter_map(|p| p.frozen_for.clone().map(|(g, r)| (p.pid, g, r)))
+            .collect();
+        for (pid, group_path, rule_name) in frozen {
+            let Some(rule) = self
+                .cfg
+                .cgroup_rules
+                .iter()
+                .find(|r| r.name == rule_name)
+                .cloned()
+            else {
+                continue;
+            };
+            let Some(limit) = self.cgfs.own_limit(&group_path) else {
+                continue;
+            };
+            let clear = (limit as f64 * (rule.preempt - CLEAR_BELOW).max(0.0)) as u64;
+            let group_bytes: u64 = self
+                .procs
+                .values()
+                .filter(|p| crate::collector::cgroup::is_within(&p.cgroup, &group_path))
+                .map(|p| p.mem.charged())
+                .sum();
+            if group_bytes >= clear {
+                continue;
+            }
+            let Some(p) = self.procs.get_mut(&pid) else {
+                continue;
+            };
+            let outcome = match &p.pidfd {
+                Some(fd) => match self.actuator.resume(fd) {
+                    Ok(o) => o.as_str().to_string(),
+                    Err(e) => format!("failed: {e}"),
+                },
+                None => "failed: no pidfd for the process".to_string(),
+            };
+            p.state = ProcState::Running;
+            p.frozen_for = None;
+            // Growth before the freeze says nothing about the time after it.
+            p.series = Series::new(self.cfg.agent.history.as_secs_f64());
+            p.series.push(now, p.mem.charged());
+            let d = self.journal.append(Decision {
+                seq: 0,
+                time_unix_ms: unix_ms(),
+                kind: DecisionKind::Resume,
+                pid,
+                comm: p.comm.clone(),
+                cgroup: p.cgroup.clone(),
+                rule: rule_name.clone(),
+                action: "resume".into(),
+                outcome,
+                reason: format!(
+                    "cgroup {group_path} is at {group_bytes} B, below its clear level {clear} B ({:.0}% of its limit)",
+                    (rule.preempt - CLEAR_BELOW) * 100.0
+                ),
+                resident_bytes: p.mem.resident(),
+                charged_bytes: p.mem.charged(),
+                slope_bytes_per_sec: 0.0,
+                limit_bytes: (limit as f64 * rule.preempt) as u64,
+                predicted_seconds_to_limit: None,
+            });
+            tracing::info!(seq = d.seq, pid, comm = %d.comm, "resumed: {}", d.reason);
         }
     }
 
@@ -563,6 +647,7 @@ impl Engine {
             }
             Some(EventKind::Exit) => {
                 self.procs.remove(&e.tgid);
+                self.resume_cleared(t);
             }
             Some(EventKind::Exec) => {
                 // A new program: what matched the old image (and its
@@ -667,6 +752,7 @@ impl Engine {
                 self.observe(pid, mem, now);
             }
         }
+        self.resume_cleared(now);
         for pid in pids {
             if self.procs.contains_key(&pid) {
                 continue;

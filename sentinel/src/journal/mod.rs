@@ -15,6 +15,8 @@ pub enum DecisionKind {
     Preempt,
     /// The kernel OOM killer killed a process: a miss worth seeing.
     KernelOomKill,
+    /// A process Sentinel froze was resumed: the pressure cleared.
+    Resume,
 }
 
 impl DecisionKind {
@@ -22,6 +24,7 @@ impl DecisionKind {
         match self {
             Self::Preempt => "preempt",
             Self::KernelOomKill => "kernel_oom_kill",
+            Self::Resume => "resume",
         }
     }
 }
