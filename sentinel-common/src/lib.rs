@@ -128,6 +128,8 @@ pub mod globals {
     pub const OFF_PERCPU_COUNTER_COUNT: &str = "OFF_PERCPU_COUNTER_COUNT";
     /// `offsetof(struct task_struct, mm)`.
     pub const OFF_TASK_MM: &str = "OFF_TASK_MM";
+    /// Offset of `group_dead` in the sched_process_exit record; 0 if absent.
+    pub const EXIT_GROUP_DEAD_OFFSET: &str = "EXIT_GROUP_DEAD_OFFSET";
     /// Possible CPUs: bounds the per-CPU slot sweeps on exit and exec.
     pub const NR_CPUS: &str = "NR_CPUS";
     /// `offsetof(struct task_struct, pid)`.

@@ -73,6 +73,11 @@ const MAX_CPUS: usize = 1024;
 #[unsafe(no_mangle)]
 static mut RSS_SLOTS: [RssSlot; MAX_CPUS] = [RssSlot::EMPTY; MAX_CPUS];
 
+/// Offset of `group_dead` in sched_process_exit's record, read by the
+/// agent from tracefs; 0 on kernels whose record lacks it.
+#[unsafe(no_mangle)]
+static EXIT_GROUP_DEAD_OFFSET: u64 = 0;
+
 /// Number of possible CPUs, set by the agent; bounds the slot sweeps.
 #[unsafe(no_mangle)]
 static NR_CPUS: u64 = MAX_CPUS as u64;
@@ -258,7 +263,8 @@ fn switch_slot(slot: &mut RssSlot, tgid: u32, mm: u64, seed: impl Fn(u64) -> Opt
         let _ = RSS.insert(slot.tgid, slot.state, 0);
     }
     slot.tgid = tgid;
-    slot.skipped = 0;
+    // The saved state may be stale: read on the first event after a switch.
+    slot.skipped = SAMPLE_EVERY - 1;
     slot.mm = mm;
     // SAFETY: the value is copied out before any other map operation.
     match unsafe { RSS.get(tgid) } {
@@ -306,11 +312,18 @@ fn check(slot: &mut RssSlot) {
     } else {
         Wake::Lazy
     };
-    if slot.ceiling != 0 && slot.ceiling != u64::MAX && now_charged >= slot.ceiling {
+    // Only in the process's own context: a remote writer to its memory
+    // (khugepaged, ptrace, a vfork child) must not be the one stopped. The
+    // check costs a helper call, paid only at the ceiling.
+    if slot.ceiling != 0
+        && slot.ceiling != u64::MAX
+        && now_charged >= slot.ceiling
+        && current_tgid() == tgid
         // In the faulting task's own context: the process stops before it
         // returns to userspace, whatever its allocation rate.
         // SAFETY: helper without memory arguments.
-        unsafe { bpf_send_signal(SIGSTOP) };
+        && unsafe { bpf_send_signal(SIGSTOP) } == 0
+    {
         bump(stat::TRIPWIRE_FIRES);
         emit(
             EventKind::Tripwire,
@@ -593,28 +606,38 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 /// `sched:sched_process_exec`.
 #[tracepoint]
 pub fn sched_process_exec(_ctx: TracePointContext) -> i32 {
-    // The old image's mm was freed; its address may be reused.
-    let _ = forget_in_slots(current_tgid());
-    emit(
-        EventKind::Exec,
-        current_tgid(),
-        &[0; counter::COUNT],
-        0,
-        0,
-        Wake::Lazy,
-    );
+    let tgid = current_tgid();
+    // The old image's mm was freed; its address may be reused. Its counters
+    // and its rule's ceiling belong to the old program: the agent re-arms
+    // after matching the new one, and wants to know at once if it governed
+    // the old.
+    let _ = forget_in_slots(tgid);
+    let _ = RSS.remove(tgid);
+    // SAFETY: copied out at once.
+    let governed = unsafe { TRIPWIRES.get(tgid) }.is_some();
+    let _ = TRIPWIRES.remove(tgid);
+    let wake = if governed { Wake::Now } else { Wake::Lazy };
+    emit(EventKind::Exec, tgid, &[0; counter::COUNT], 0, 0, wake);
     0
 }
 
 /// `sched:sched_process_exit`; `group_dead` (offset 32) marks the last thread.
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> i32 {
-    // SAFETY: offset from the sched_process_exit format.
-    let group_dead: u8 = unsafe { ctx.read_at(32) }.unwrap_or(0);
-    if group_dead == 0 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let off = global(&EXIT_GROUP_DEAD_OFFSET);
+    let last = if off != 0 {
+        // SAFETY: the agent read this offset from the event's format.
+        unsafe { ctx.read_at::<u8>(off as usize) }.unwrap_or(0) != 0
+    } else {
+        // Kernels without `group_dead`: take the leader's exit as the
+        // process's (its other threads rarely outlive it for long).
+        pid_tgid as u32 == tgid
+    };
+    if !last {
         return 0;
     }
-    let tgid = current_tgid();
     let mut pages = [0u64; counter::COUNT];
     // SAFETY: copied out at once.
     if let Some(s) = unsafe { RSS.get(tgid) } {

@@ -371,18 +371,11 @@ impl Engine {
             .filter_map(|pid| self.procs.get(pid))
             .map(|p| group::Member {
                 pid: p.pid,
-                // A tree inside the group is judged as one grower, named
-                // by its topmost member.
-                root: p
-                    .ancestors
-                    .iter()
-                    .rev()
-                    .find(|a| in_group.contains(a))
-                    .copied()
-                    .unwrap_or(p.pid),
+                root: tree_root(p.pid, &p.ancestors, &in_group),
                 bytes: p.mem.charged(),
                 series: &p.series,
-                stopped: p.state != ProcState::Running,
+                // Flagged (recorded, not signalled) processes still grow.
+                stopped: matches!(p.state, ProcState::Frozen | ProcState::Killed),
                 protected: p.protected.is_some(),
             })
             .collect();
@@ -487,6 +480,7 @@ impl Engine {
                 predicted_seconds_to_limit: None,
             });
             tracing::info!(seq = d.seq, pid, comm = %d.comm, "resumed: {}", d.reason);
+            self.sync_tripwire(pid);
         }
     }
 
@@ -538,11 +532,9 @@ impl Engine {
         if let Some(why) = p.protected {
             reason = format!("{reason}; protected ({why}), so only alerted");
         }
-        let already_stopped =
-            matches!(verdict.trigger, Trigger::Tripwire { .. }) && action == Action::Freeze;
+        // After a tripwire the kernel has already sent SIGSTOP; sending it
+        // again costs nothing and does not rely on that.
         let outcome = match &p.pidfd {
-            // The kernel already sent SIGSTOP; sending it again changes nothing.
-            Some(_) if already_stopped => Outcome::Done.as_str().to_string(),
             Some(fd) => match self.actuator.act(fd, action) {
                 Ok(o) => o.as_str().to_string(),
                 Err(e) => format!("failed: {e}"),
@@ -581,6 +573,8 @@ impl Engine {
             seq = d.seq, pid, comm = %d.comm, rule = %d.rule, action = %d.action,
             outcome = %d.outcome, "{}", d.reason
         );
+        // A process no longer running must not keep an armed ceiling.
+        self.sync_tripwire(pid);
     }
 
     /// The kernel stopped `pid` at its ceiling (SIGSTOP from the faulting
@@ -820,6 +814,23 @@ impl Engine {
     }
 }
 
+/// The member that names `pid`'s tree inside a group: its ancestor just
+/// below the group's topmost member, so a leaker that forks its growth
+/// across children is one grower, while the group's main process (a
+/// service's or container's first process, ancestor of everything) does not
+/// fold the whole group into one. `ancestors` is parent first.
+pub fn tree_root(pid: u32, ancestors: &[u32], in_group: &std::collections::HashSet<u32>) -> u32 {
+    let chain: Vec<u32> = ancestors
+        .iter()
+        .copied()
+        .take_while(|a| in_group.contains(a))
+        .collect();
+    match chain.len() {
+        0 | 1 => pid,
+        n => chain[n - 2],
+    }
+}
+
 /// Where the in-kernel tripwire is armed for a limit: one step under it
 /// (the kernel's counters lag by up to a per-CPU batch, well under a step),
 /// but never below half the limit for tiny limits.
@@ -830,6 +841,19 @@ pub fn tripwire_ceiling(limit: u64, step: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trees_are_grouped_below_the_groups_top_process() {
+        // top 10 -> worker 20 -> children 30, 31; top 10 -> other 21.
+        let g: std::collections::HashSet<u32> = [10, 20, 21, 30, 31].into_iter().collect();
+        assert_eq!(tree_root(30, &[20, 10, 1], &g), 20);
+        assert_eq!(tree_root(31, &[20, 10, 1], &g), 20);
+        assert_eq!(tree_root(20, &[10, 1], &g), 20);
+        assert_eq!(tree_root(21, &[10, 1], &g), 21);
+        assert_eq!(tree_root(10, &[1], &g), 10);
+        // Started from outside the group (e.g. by a test harness).
+        assert_eq!(tree_root(40, &[5, 1], &g), 40);
+    }
 
     #[test]
     fn tripwire_sits_one_step_under_the_limit() {

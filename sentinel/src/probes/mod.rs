@@ -72,6 +72,32 @@ pub struct Probes {
     tripwires: BpfHashMap<MapData, u32, u64>,
 }
 
+/// Offset of `field` in a tracepoint's record, from its tracefs format
+/// (fields move between kernel versions).
+fn tracefs_field_offset(category: &str, event: &str, field: &str) -> Option<u64> {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .find_map(|root| {
+            let text =
+                std::fs::read_to_string(format!("{root}/events/{category}/{event}/format")).ok()?;
+            parse_field_offset(&text, field)
+        })
+}
+
+/// Parses `field:<type> <name>;\toffset:<n>;` lines of a tracepoint format.
+pub fn parse_field_offset(format: &str, field: &str) -> Option<u64> {
+    format.lines().find_map(|l| {
+        let decl = l.trim().strip_prefix("field:")?.split(';').next()?;
+        let name = decl.split_whitespace().last()?.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        l.split(';')
+            .find_map(|p| p.trim().strip_prefix("offset:"))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
 /// A governed process's tripwire entry that never fires.
 pub const WATCH_ONLY: u64 = u64::MAX;
 
@@ -127,11 +153,16 @@ impl Probes {
         let o = offs.as_ref().ok().copied();
         let step_pages = (opts.step_bytes / page_size()).max(1);
         let nr_cpus = aya::util::nr_cpus().map(|n| n as u64).unwrap_or(1024);
+        // Mounted here (not only before attaching) so the format can be read.
+        let _ = ensure_tracefs();
+        let exit_group_dead =
+            tracefs_field_offset("sched", "sched_process_exit", "group_dead").unwrap_or(0);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(globals::STEP_PAGES, &step_pages, true)
             .override_global(globals::LARGE_MMAP_BYTES, &opts.large_mmap_bytes, true)
-            .override_global(globals::NR_CPUS, &nr_cpus, true);
+            .override_global(globals::NR_CPUS, &nr_cpus, true)
+            .override_global(globals::EXIT_GROUP_DEAD_OFFSET, &exit_group_dead, true);
         let vals;
         if let Some(o) = o {
             vals = [
@@ -375,4 +406,28 @@ pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 { p as u64 } else { 4096 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracepoint_format_offsets() {
+        let f = "name: sched_process_exit\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n\tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;\n";
+        assert_eq!(parse_field_offset(f, "group_dead"), Some(32));
+        assert_eq!(parse_field_offset(f, "pid"), Some(24));
+        assert_eq!(parse_field_offset(f, "comm"), Some(8));
+        assert_eq!(parse_field_offset(f, "prio"), None);
+    }
+
+    #[test]
+    fn verifier_logs_are_summarized() {
+        let e = "the BPF_PROG_LOAD syscall failed. Verifier output: 0: R1=ctx()\n29: (0f) r3 += r1\nvalue -8 makes pointer be out of bounds\nverification time 383 usec\nstack depth 64+0+0\n)";
+        let s = summarize(e);
+        assert!(
+            s.ends_with("verifier: value -8 makes pointer be out of bounds"),
+            "{s}"
+        );
+    }
 }
