@@ -77,22 +77,7 @@ enum Cmd {
     },
     /// Replay a trace through the model and policy, without a kernel, and
     /// print the decisions (--scenarios: run the built-in scenario table).
-    Replay {
-        /// JSON lines: {"t": seconds, "pid": N, "comm": "...", "bytes": N, "root": N}
-        trace: Option<PathBuf>,
-        /// The group's limit (e.g. 1GiB); required with a trace.
-        #[arg(long)]
-        limit: Option<String>,
-        #[arg(long, default_value = "20ms")]
-        horizon: String,
-        /// The step at which the trace's samples were reported.
-        #[arg(long, default_value = "1MiB")]
-        step: String,
-        #[arg(long)]
-        scenarios: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Replay(cli::replay::Args),
     /// Policy files.
     Policy {
         #[command(subcommand)]
@@ -160,21 +145,7 @@ fn main() -> ExitCode {
                 since,
                 limit,
             } => cli::decisions(&socket.socket, follow, json, since, limit).await?,
-            Cmd::Replay {
-                trace,
-                limit,
-                horizon,
-                step,
-                scenarios,
-                json,
-            } => cli::replay::run(cli::replay::Args {
-                trace,
-                limit,
-                horizon,
-                step,
-                scenarios,
-                json,
-            })?,
+            Cmd::Replay(args) => cli::replay::run(args)?,
             Cmd::Policy {
                 cmd: PolicyCmd::Check { file },
             } => {

@@ -8,12 +8,22 @@ use crate::{
     units::{ByteSize, Span, human_bytes},
 };
 
+#[derive(clap::Args)]
 pub struct Args {
+    /// JSON lines: {"t": seconds, "pid": N, "comm": "...", "bytes": N, "root": N}
     pub trace: Option<PathBuf>,
+    /// The group's limit (e.g. 1GiB); required with a trace.
+    #[arg(long)]
     pub limit: Option<String>,
+    #[arg(long, default_value = "20ms")]
     pub horizon: String,
+    /// The step at which the trace's samples were reported.
+    #[arg(long, default_value = "1MiB")]
     pub step: String,
+    /// Run the built-in scenario table and print victim accuracy.
+    #[arg(long)]
     pub scenarios: bool,
+    #[arg(long)]
     pub json: bool,
 }
 
