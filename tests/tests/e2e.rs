@@ -472,3 +472,48 @@ async fn cgroup_scope_stops_the_grower_not_the_biggest() {
         "it grew after the resume"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descendant_rule_governs_a_process_tree() {
+    if !privileged("descendant_rule_governs_a_process_tree") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("tree", 512 * MIB);
+    // A shell in the capped cgroup starts the leaker as its child (no exec:
+    // a new pid); the rule names only the shell's pid.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "sleep 1; {} --target 400MiB --rate 200MB/s --hold 30; true",
+            sentinel_tests::memhog_bin().display()
+        ))
+        .stdout(std::process::Stdio::null());
+    cg.contain(&mut cmd);
+    let mut shell = cmd.spawn().unwrap();
+    let rule = format!(
+        "[[rule]]\nname = \"tree\"\nlimit = \"256MiB\"\naction = \"freeze\"\nmatch = {{ descendant_of = {} }}\n",
+        shell.id()
+    );
+    let agent = Agent::start("tree", &rule, &[]);
+    let d = agent
+        .wait_decision(Duration::from_secs(10), |d| d.rule == "tree")
+        .await
+        .unwrap_or_else(|| panic!("no decision for the tree\n{}", agent.log_text()));
+    assert_eq!(d.comm, "memhog");
+    assert_ne!(d.pid, shell.id(), "the child, not the shell itself");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", d.pid)).unwrap();
+    let ppid: u32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ppid, shell.id());
+    assert!(read_charged(d.pid) < 256 * MIB);
+    drop(cg); // kills the tree (and un-stops the frozen child)
+    let _ = shell.wait();
+}
