@@ -15,6 +15,19 @@ use crate::{
 pub const DEFAULT_PATH: &str = "/etc/sentinel/sentinel.toml";
 pub const DEFAULT_SOCKET: &str = "/run/sentinel/sentinel.sock";
 
+/// What a host needs to stay reachable and to keep its containers alive.
+pub const DEFAULT_PROTECTED: &[&str] = &[
+    "sshd",
+    "systemd",
+    "systemd-journal",
+    "systemd-logind",
+    "systemd-udevd",
+    "dbus-daemon",
+    "containerd",
+    "dockerd",
+    "kubelet",
+];
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub agent: AgentSettings,
@@ -54,6 +67,10 @@ pub struct AgentSettings {
     pub tripwire: bool,
     /// Probes not to attach (names as `sentinel status` shows them).
     pub disable_probes: Vec<String>,
+    /// Command names (comm) never signalled, not even frozen; rules that
+    /// select them only alert. pid 1, kernel threads, the agent and
+    /// processes with oom_score_adj -1000 are protected regardless.
+    pub protected: Vec<String>,
     /// Decisions kept in memory for ListDecisions and resuming watchers.
     pub decision_log: usize,
 }
@@ -72,6 +89,7 @@ impl Default for AgentSettings {
             // The kernel already counts faults per process (/proc/PID/stat);
             // the probe costs about 2% of a page-fault storm's throughput.
             disable_probes: vec!["page_fault_user".to_string()],
+            protected: DEFAULT_PROTECTED.iter().map(|s| s.to_string()).collect(),
             decision_log: 10_000,
         }
     }
@@ -141,6 +159,7 @@ struct RawAgent {
     dry_run: Option<bool>,
     tripwire: Option<bool>,
     disable_probes: Option<Vec<String>>,
+    protected: Option<Vec<String>>,
     decision_log: Option<usize>,
 }
 
@@ -258,6 +277,7 @@ impl Config {
             dry_run: a.dry_run.unwrap_or(d.dry_run),
             tripwire: a.tripwire.unwrap_or(d.tripwire),
             disable_probes: a.disable_probes.unwrap_or(d.disable_probes),
+            protected: a.protected.unwrap_or(d.protected),
             decision_log: a.decision_log.unwrap_or(d.decision_log),
         };
         let range_err = |what: &str, msg: &str| {

@@ -517,3 +517,40 @@ async fn descendant_rule_governs_a_process_tree() {
     drop(cg); // kills the tree (and un-stops the frozen child)
     let _ = shell.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_leaker_is_only_alerted_never_signalled() {
+    if !privileged("a_protected_leaker_is_only_alerted_never_signalled") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("protected", 512 * MIB);
+    let cfg = format!(
+        "protected = [\"memhog\"]\n{}",
+        rule_for(&cg, "leaky", "128MiB", "kill")
+    );
+    let agent = Agent::start("protected", &cfg, &[]);
+    let mut hog = Hog::spawn(
+        &cg,
+        &["--target", "200MiB", "--rate", "200MB/s", "--hold", "1"],
+    );
+    let d = agent
+        .expect_decision_for(hog.pid, Duration::from_secs(10))
+        .await;
+    assert_eq!(d.action, "alert", "{d:?}");
+    assert_eq!(d.outcome, "recorded");
+    assert!(d.reason.contains("protected"), "{}", d.reason);
+    // Neither the agent nor the kernel tripwire stopped it: it runs to its
+    // target, past the limit, and exits cleanly.
+    assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
+    let st = hog.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(st.success(), "{st}");
+    let s = agent
+        .client()
+        .await
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.tripwire_fires, 0);
+}

@@ -48,7 +48,8 @@ pub struct Proc {
     pub cgroup: String,
     pub ancestors: Vec<u32>,
     pub rule: Option<usize>,
-    pub protected: Option<&'static str>,
+    /// Why the process must never be signalled, if it must not.
+    pub protected: Option<String>,
     pub mem: Mem,
     pub series: Series,
     pub state: ProcState,
@@ -202,15 +203,17 @@ impl Engine {
         self.procs.len()
     }
 
-    fn protected_reason(&self, pid: u32, stat: &procfs::Stat) -> Option<&'static str> {
+    fn protected_reason(&self, pid: u32, comm: &str, kernel_thread: bool) -> Option<String> {
         if pid == 1 {
-            Some("pid 1")
+            Some("pid 1".into())
         } else if pid == self.self_pid {
-            Some("the agent itself")
-        } else if stat.kernel_thread {
-            Some("kernel thread")
+            Some("the agent itself".into())
+        } else if kernel_thread {
+            Some("kernel thread".into())
         } else if procfs::read_oom_score_adj(pid) == -1000 {
-            Some("oom_score_adj -1000")
+            Some("oom_score_adj -1000".into())
+        } else if self.cfg.agent.protected.iter().any(|n| n == comm) {
+            Some(format!("`{comm}` is in agent.protected"))
         } else {
             None
         }
@@ -226,7 +229,7 @@ impl Engine {
         if stat.kernel_thread {
             return None;
         }
-        let protected = self.protected_reason(pid, &stat);
+        let protected = self.protected_reason(pid, &stat.comm, stat.kernel_thread);
         let mut p = Proc {
             pid,
             start_time: stat.start_time,
@@ -529,7 +532,7 @@ impl Engine {
             p.pidfd = Pidfd::open(p.pid, p.start_time).ok();
         }
         let mut reason = verdict.reason;
-        if let Some(why) = p.protected {
+        if let Some(why) = &p.protected {
             reason = format!("{reason}; protected ({why}), so only alerted");
         }
         // After a tripwire the kernel has already sent SIGSTOP; sending it
@@ -651,6 +654,7 @@ impl Engine {
                     p.comm = procfs::read_stat(p.pid).map(|s| s.comm).unwrap_or(p.comm);
                     p.exe = procfs::read_exe(p.pid);
                     p.cgroup = procfs::read_cgroup(p.pid).unwrap_or(p.cgroup);
+                    p.protected = self.protected_reason(p.pid, &p.comm, false);
                     p.series = Series::new(self.cfg.agent.history.as_secs_f64());
                     p.state = ProcState::Running;
                     self.bind_rule(&mut p);
