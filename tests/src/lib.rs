@@ -450,6 +450,24 @@ impl Drop for Agent {
 
 pub const MIB: u64 = 1 << 20;
 
+/// Restricts this process (and what it starts later) to `cpus`, so a
+/// benchmark's load and the agent it measures do not share a CPU.
+pub fn pin_to_cpus(cpus: impl IntoIterator<Item = usize>) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is valid; the syscall only reads it.
+    let r = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// A rule that only selects processes in `cg`.
 pub fn rule_for(cg: &MemCgroup, name: &str, limit: &str, action: &str) -> String {
     format!(

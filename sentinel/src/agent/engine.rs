@@ -264,7 +264,6 @@ impl Engine {
             && self.cfg.agent.tripwire
             && !self.cfg.agent.dry_run
             && p.protected.is_none()
-            && p.state == ProcState::Running
             && rule.action != Action::Alert;
         Some(if armable {
             tripwire_ceiling(rule.limit_bytes, self.cfg.agent.step_bytes)
@@ -363,12 +362,8 @@ impl Engine {
             return;
         }
         let line = (limit as f64 * rule.preempt) as u64;
-        let in_group: std::collections::HashSet<u32> = self
-            .procs
-            .values()
-            .filter(|p| crate::collector::cgroup::is_within(&p.cgroup, &group_path))
-            .map(|p| p.pid)
-            .collect();
+        let in_group: std::collections::HashSet<u32> =
+            self.group_members(&group_path).map(|p| p.pid).collect();
         let members: Vec<group::Member<'_>> = in_group
             .iter()
             .filter_map(|pid| self.procs.get(pid))
@@ -414,6 +409,13 @@ impl Engine {
         }
     }
 
+    /// Known processes in the cgroup at `group_path` or below it.
+    fn group_members<'a>(&'a self, group_path: &'a str) -> impl Iterator<Item = &'a Proc> {
+        self.procs
+            .values()
+            .filter(move |p| crate::collector::cgroup::is_within(&p.cgroup, group_path))
+    }
+
     /// Resumes processes frozen for a cgroup once that cgroup is below its
     /// clear level (the line minus 10 points of the limit), so their work
     /// is not lost. If they grow again, they are judged again.
@@ -439,9 +441,7 @@ impl Engine {
             };
             let clear = (limit as f64 * (rule.preempt - CLEAR_BELOW).max(0.0)) as u64;
             let group_bytes: u64 = self
-                .procs
-                .values()
-                .filter(|p| crate::collector::cgroup::is_within(&p.cgroup, &group_path))
+                .group_members(&group_path)
                 .map(|p| p.mem.charged())
                 .sum();
             if group_bytes >= clear {
@@ -648,18 +648,11 @@ impl Engine {
             }
             Some(EventKind::Exec) => {
                 // A new program: what matched the old image (and its
-                // memory history) no longer applies. Typical case: a child
-                // forked from a big parent moves into its cgroup, then execs.
-                if let Some(mut p) = self.procs.remove(&e.tgid) {
-                    p.comm = procfs::read_stat(p.pid).map(|s| s.comm).unwrap_or(p.comm);
-                    p.exe = procfs::read_exe(p.pid);
-                    p.cgroup = procfs::read_cgroup(p.pid).unwrap_or(p.cgroup);
-                    p.protected = self.protected_reason(p.pid, &p.comm, false);
-                    p.series = Series::new(self.cfg.agent.history.as_secs_f64());
-                    p.state = ProcState::Running;
-                    self.bind_rule(&mut p);
-                    self.procs.insert(p.pid, p);
-                    self.sync_tripwire(e.tgid);
+                // memory history) no longer applies, so it is read afresh as
+                // a new process. Typical case: a child forked from a big
+                // parent moves into its cgroup, then execs.
+                if self.procs.remove(&e.tgid).is_some() {
+                    self.discover(e.tgid);
                 }
             }
             Some(EventKind::OomVictim) => self.record_oom(e.tgid),

@@ -153,8 +153,9 @@ impl Probes {
         let o = offs.as_ref().ok().copied();
         let step_pages = (opts.step_bytes / page_size()).max(1);
         let nr_cpus = aya::util::nr_cpus().map(|n| n as u64).unwrap_or(1024);
-        // Mounted here (not only before attaching) so the format can be read.
-        let _ = ensure_tracefs();
+        // Mounted before anything else: the exit probe's format is read from
+        // it, and the classic tracepoints attach through it.
+        let tracefs = ensure_tracefs();
         let exit_group_dead =
             tracefs_field_offset("sched", "sched_process_exit", "group_dead").unwrap_or(0);
         let mut loader = EbpfLoader::new();
@@ -183,7 +184,6 @@ impl Probes {
         }
         let mut ebpf = loader.load(OBJECT).map_err(ProbeError::Load)?;
 
-        let tracefs = ensure_tracefs();
         let kernel_btf = match (&offs, Btf::from_sys_fs()) {
             (Ok(_), Ok(b)) => Ok(b),
             (Err(e), _) => Err(e.clone()),

@@ -41,7 +41,8 @@ fn main() {
             "--delay" => start_delay = v.parse().expect("--delay SECS"),
             "--prefault" => prefault = parse_size(&v) as usize,
             "--storm" => storm = Some(v.parse::<f64>().expect("--storm SECS")),
-            "--cpu" => pin_to_cpu(v.parse().expect("--cpu N")),
+            "--cpu" => sentinel_tests::pin_to_cpus([v.parse().expect("--cpu N")])
+                .expect("sched_setaffinity"),
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -119,19 +120,4 @@ fn fault_storm(base: *mut u8, len: usize, page: usize, secs: f64) {
         "faults {faults} seconds {:.6}",
         start.elapsed().as_secs_f64()
     );
-}
-
-/// Pins this process to one CPU, so a benchmark does not share it with the
-/// agent it measures.
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; the syscall only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "sched_setaffinity"
-        );
-    }
 }
