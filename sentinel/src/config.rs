@@ -8,7 +8,7 @@ use std::{fmt, path::Path, time::Duration};
 use serde::Deserialize;
 
 use crate::{
-    policy::{Action, Pattern, Rule, Selector},
+    policy::{Action, Levels, Pattern, Rule, Selector, restarts::LoopRule},
     units::{ByteSize, Span},
 };
 
@@ -31,21 +31,57 @@ pub const DEFAULT_PROTECTED: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub agent: AgentSettings,
+    /// Defaults for every scope; rules may override them.
+    pub levels: Levels,
     pub rules: Vec<Rule>,
     pub cgroup_rules: Vec<CgroupRule>,
+    pub host: HostPolicy,
 }
 
-/// A memory cgroup whose limit Sentinel defends: when its members' growth
-/// is predicted to reach `preempt` of the limit, the member driving the
-/// growth is stopped.
+/// A memory cgroup whose limit Sentinel defends: when its members' usage
+/// reaches, or is predicted to reach, a level of the limit, the member
+/// driving the growth is acted on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CgroupRule {
     pub name: String,
     /// Regex on the path of the limited cgroup.
     pub selector: Pattern,
+    /// Highest rung of the ladder this rule may climb to.
     pub action: Action,
-    /// Share of the cgroup's limit that is the line (0 < preempt <= 1).
-    pub preempt: f64,
+    pub levels: Levels,
+}
+
+/// The host as a whole: its limit is all memory plus swap, less a floor
+/// of available memory to keep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostPolicy {
+    /// Highest rung at host scope. Alert by default: host-wide stopping is
+    /// something an operator turns on knowingly.
+    pub action: Action,
+    pub levels: Levels,
+    /// Available memory (MemAvailable + SwapFree) to keep: the host's 100%.
+    pub min_available: u64,
+    /// Only processes in cgroups matching this may be chosen (e.g. only
+    /// workloads, never the platform). `None`: any unprotected process.
+    pub candidates: Option<Pattern>,
+    /// Memory PSI trigger: a `some` stall of this much per second wakes the
+    /// agent to look at the host at once. Zero disables the trigger.
+    pub psi_stall: Duration,
+    /// How often /proc/meminfo is sampled for the host's trend.
+    pub interval: Duration,
+}
+
+impl Default for HostPolicy {
+    fn default() -> Self {
+        Self {
+            action: Action::Alert,
+            levels: Levels::default(),
+            min_available: 0,
+            candidates: None,
+            psi_stall: Duration::from_millis(150),
+            interval: Duration::from_millis(100),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +109,14 @@ pub struct AgentSettings {
     pub protected: Vec<String>,
     /// Decisions kept in memory for ListDecisions and resuming watchers.
     pub decision_log: usize,
+    /// The same command line preempted this often within the window is
+    /// flagged as crash-looping.
+    pub crash_loop: LoopRule,
+    /// Longest grace between SIGTERM and SIGKILL; the forecast may give less.
+    pub max_grace: Duration,
+    /// After acting on a shared limit, how long at most to wait for the
+    /// victim's memory to be freed before choosing another.
+    pub settle_timeout: Duration,
 }
 
 impl Default for AgentSettings {
@@ -91,6 +135,9 @@ impl Default for AgentSettings {
             disable_probes: vec!["page_fault_user".to_string()],
             protected: DEFAULT_PROTECTED.iter().map(|s| s.to_string()).collect(),
             decision_log: 10_000,
+            crash_loop: LoopRule::default(),
+            max_grace: Duration::from_secs(10),
+            settle_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -134,6 +181,33 @@ struct RawConfig {
     rule: Vec<toml::Spanned<RawRule>>,
     #[serde(default)]
     cgroup: Vec<toml::Spanned<RawCgroupRule>>,
+    levels: Option<toml::Spanned<RawLevels>>,
+    host: Option<toml::Spanned<RawHost>>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct RawLevels {
+    warn: Option<f64>,
+    preempt: Option<f64>,
+    kill: Option<f64>,
+    clear: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    #[serde(default = "alert")]
+    action: Action,
+    levels: Option<toml::Spanned<RawLevels>>,
+    min_available: Option<ByteSize>,
+    candidates: Option<toml::Spanned<String>>,
+    psi_stall: Option<Span>,
+    interval: Option<Span>,
+}
+
+fn alert() -> Action {
+    Action::Alert
 }
 
 #[derive(Deserialize)]
@@ -144,7 +218,7 @@ struct RawCgroupRule {
     selector: toml::Spanned<String>,
     #[serde(default)]
     action: Action,
-    preempt: Option<f64>,
+    levels: Option<toml::Spanned<RawLevels>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -161,6 +235,10 @@ struct RawAgent {
     disable_probes: Option<Vec<String>>,
     protected: Option<Vec<String>>,
     decision_log: Option<usize>,
+    crash_loop_count: Option<usize>,
+    crash_loop_window: Option<Span>,
+    max_grace: Option<Span>,
+    settle_timeout: Option<Span>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +248,7 @@ struct RawRule {
     limit: ByteSize,
     #[serde(default)]
     action: Action,
+    levels: Option<toml::Spanned<RawLevels>>,
     #[serde(rename = "match")]
     selector: toml::Spanned<RawMatch>,
 }
@@ -279,6 +358,15 @@ impl Config {
             disable_probes: a.disable_probes.unwrap_or(d.disable_probes),
             protected: a.protected.unwrap_or(d.protected),
             decision_log: a.decision_log.unwrap_or(d.decision_log),
+            crash_loop: LoopRule {
+                count: a.crash_loop_count.unwrap_or(d.crash_loop.count),
+                window_secs: a
+                    .crash_loop_window
+                    .map(|s| s.0.as_secs_f64())
+                    .unwrap_or(d.crash_loop.window_secs),
+            },
+            max_grace: a.max_grace.map(|s| s.0).unwrap_or(d.max_grace),
+            settle_timeout: a.settle_timeout.map(|s| s.0).unwrap_or(d.settle_timeout),
         };
         let range_err = |what: &str, msg: &str| {
             let needle = format!("\n{what}");
@@ -310,6 +398,65 @@ impl Config {
         if agent.decision_log == 0 {
             return Err(range_err("decision_log", "must be at least 1"));
         }
+        if agent.crash_loop.count < 2 {
+            return Err(range_err("crash_loop_count", "must be at least 2"));
+        }
+        // Levels: the global table, then each scope's overrides of it.
+        let levels_of =
+            |base: Levels, raw: Option<toml::Spanned<RawLevels>>| -> Result<Levels, ConfigError> {
+                let Some(raw) = raw else {
+                    return Ok(base);
+                };
+                let start = raw.span().start;
+                let r = raw.into_inner();
+                let l = Levels {
+                    warn: r.warn.unwrap_or(base.warn),
+                    preempt: r.preempt.unwrap_or(base.preempt),
+                    kill: r.kill.unwrap_or(base.kill),
+                    clear: r.clear.unwrap_or(base.clear),
+                };
+                l.check()
+                    .map_err(|(key, msg)| invalid(start, format!("levels.{key} {msg}")))?;
+                Ok(l)
+            };
+        let levels = levels_of(Levels::default(), raw.levels)?;
+        let host = match raw.host {
+            None => HostPolicy {
+                levels,
+                ..HostPolicy::default()
+            },
+            Some(h) => {
+                let h = h.into_inner();
+                let d = HostPolicy::default();
+                let candidates = h
+                    .candidates
+                    .map(|c| {
+                        let span = c.span();
+                        regex::Regex::new(c.get_ref())
+                            .map(Pattern)
+                            .map_err(|e| invalid(span.start, format!("invalid regex: {e}")))
+                    })
+                    .transpose()?;
+                let p = HostPolicy {
+                    action: h.action,
+                    levels: levels_of(levels, h.levels)?,
+                    min_available: h.min_available.map(|b| b.0).unwrap_or(d.min_available),
+                    candidates,
+                    psi_stall: h.psi_stall.map(|s| s.0).unwrap_or(d.psi_stall),
+                    interval: h.interval.map(|s| s.0).unwrap_or(d.interval),
+                };
+                if p.psi_stall >= Duration::from_secs(1) {
+                    return Err(range_err(
+                        "psi_stall",
+                        "must be under 1s (a stall per one-second window)",
+                    ));
+                }
+                if p.interval < Duration::from_millis(10) {
+                    return Err(range_err("interval", "must be at least 10ms"));
+                }
+                p
+            }
+        };
 
         let mut rules = Vec::new();
         for spanned in raw.rule {
@@ -357,6 +504,7 @@ impl Config {
                 name: r.name,
                 limit_bytes: r.limit.0,
                 action: r.action,
+                levels: levels_of(levels, r.levels)?,
                 selector,
             });
         }
@@ -372,13 +520,6 @@ impl Config {
                     format!("rule name `{}` is used twice", r.name),
                 ));
             }
-            let preempt = r.preempt.unwrap_or(0.85);
-            if !(preempt > 0.0 && preempt <= 1.0) {
-                return Err(invalid(
-                    start,
-                    format!("cgroup rule `{}`: preempt must be in (0, 1]", r.name),
-                ));
-            }
             let span = r.selector.span();
             let selector = regex::Regex::new(r.selector.get_ref())
                 .map(Pattern)
@@ -387,13 +528,15 @@ impl Config {
                 name: r.name,
                 selector,
                 action: r.action,
-                preempt,
+                levels: levels_of(levels, r.levels)?,
             });
         }
         Ok(Self {
             agent,
+            levels,
             rules,
             cgroup_rules,
+            host,
         })
     }
 }
@@ -443,27 +586,55 @@ match = { descendant_of = 42 }
             "deploy/sentinel.toml",
         )
         .unwrap();
-        assert_eq!(c.agent, AgentSettings::default());
-        assert!(c.rules.is_empty());
+        assert_eq!(c, Config::default());
     }
 
     #[test]
     fn cgroup_rules_parse_and_validate() {
         let c = Config::parse(
-            "[[cgroup]]\nname = \"jobs\"\nmatch = \"^/jobs/\"\naction = \"kill\"\npreempt = 0.9\n",
+            "[levels]\nwarn = 0.6\n[[cgroup]]\nname = \"jobs\"\nmatch = \"^/jobs/\"\naction = \"kill\"\nlevels = { preempt = 0.9 }\n",
             "c.toml",
         )
         .unwrap();
         assert_eq!(c.cgroup_rules.len(), 1);
         assert_eq!(c.cgroup_rules[0].action, Action::Kill);
-        assert_eq!(c.cgroup_rules[0].preempt, 0.9);
-        let e = err("[[cgroup]]\nname = \"j\"\nmatch = \"^/j\"\npreempt = 1.5\n");
-        assert!(e.contains("preempt must be in (0, 1]"), "{e}");
+        // Its own preempt, the global warn, the default kill.
+        let l = c.cgroup_rules[0].levels;
+        assert_eq!((l.warn, l.preempt, l.kill), (0.6, 0.9, 0.95));
+        let e = err("[[cgroup]]\nname = \"j\"\nmatch = \"^/j\"\nlevels = { kill = 1.5 }\n");
+        assert!(
+            e.starts_with("/etc/s.toml:4:") && e.contains("levels.kill must be a share"),
+            "{e}"
+        );
+        let e = err("[levels]\nwarn = 0.9\npreempt = 0.8\n");
+        assert!(e.contains("levels.warn must not be above preempt"), "{e}");
         let e = err("[[cgroup]]\nname = \"j\"\nmatch = \"(\"\n");
         assert!(
             e.starts_with("/etc/s.toml:3:") && e.contains("invalid regex"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn host_policy_parses_with_safe_defaults() {
+        let c = Config::default();
+        assert_eq!(c.host.action, Action::Alert);
+        let c = Config::parse(
+            "[host]\naction = \"kill\"\nmin_available = \"1GiB\"\ncandidates = \"^/kubepods\"\nlevels = { kill = 0.97 }\n",
+            "h.toml",
+        )
+        .unwrap();
+        assert_eq!(c.host.action, Action::Kill);
+        assert_eq!(c.host.min_available, 1 << 30);
+        assert_eq!(c.host.levels.kill, 0.97);
+        assert!(c.host.candidates.unwrap().is_match("/kubepods/pod1"));
+        let e = err("[host]\npsi_stall = \"2s\"\n");
+        assert!(
+            e.starts_with("/etc/s.toml:2:") && e.contains("host.psi_stall"),
+            "{e}"
+        );
+        let e = err("[host]\nactoin = \"kill\"\n");
+        assert!(e.contains("actoin"), "{e}");
     }
 
     #[test]

@@ -423,6 +423,42 @@ impl Agent {
             None => panic!("no decision for pid {pid}\n{}", self.log_text()),
         }
     }
+
+    /// The first decision taking `action` on `pid`, or a failed test.
+    pub async fn expect_action(&self, pid: u32, action: &str, within: Duration) -> pb::Decision {
+        match self
+            .wait_decision(within, |d| d.pid == pid && d.action == action)
+            .await
+        {
+            Some(d) => d,
+            None => panic!("no `{action}` decision for pid {pid}\n{}", self.log_text()),
+        }
+    }
+
+    /// Every kept decision about `pid`, oldest first.
+    pub async fn decisions_for(&self, pid: u32) -> Vec<pb::Decision> {
+        self.client()
+            .await
+            .list_decisions(pb::ListDecisionsRequest {
+                after_seq: 0,
+                limit: 1000,
+            })
+            .await
+            .expect("ListDecisions")
+            .into_inner()
+            .decisions
+            .into_iter()
+            .filter(|d| d.pid == pid)
+            .collect()
+    }
+
+    /// Replaces the config (the socket line is kept) and sends SIGHUP.
+    pub fn reload(&self, config: &str) {
+        let full = format!("[agent]\nsocket = \"{}\"\n{config}", self.socket);
+        std::fs::write(self.dir.0.join("sentinel.toml"), full).unwrap();
+        // SAFETY: our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
+    }
 }
 
 /// anon + shmem + swap of a process (what limits apply to), from /proc.

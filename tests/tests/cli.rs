@@ -241,11 +241,29 @@ fn replay_of_a_trace_file_names_the_grower() {
     let p = path.display().to_string();
     let (code, out, err) = run(&["replay", &p, "--limit", "1GiB", "--json"]);
     assert_eq!(code, Some(0), "{err}");
-    let first: serde_json::Value =
-        serde_json::from_str(out.lines().next().expect("a decision")).unwrap();
-    assert_eq!(first["pid"], 2);
-    assert_eq!(first["comm"], "leaker");
-    assert!(first["group_bytes"].as_u64().unwrap() < 1 << 30);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // A warning at 70% of the limit, then the leaker frozen at 85%.
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(
+        (&lines[0]["level"], &lines[0]["action"]),
+        (&"warn".into(), &"alert".into())
+    );
+    let stop = &lines[1];
+    assert_eq!(stop["pid"], 2);
+    assert_eq!(stop["comm"], "leaker");
+    assert_eq!(stop["action"], "freeze");
+    assert!(stop["group_bytes"].as_u64().unwrap() < (1u64 << 30) * 95 / 100);
+
+    // The ladder's cap is the caller's to choose.
+    let (code, out, _) = run(&["replay", &p, "--limit", "1GiB", "--action", "alert"]);
+    assert_eq!(code, Some(0));
+    assert!(!out.contains("freeze"), "{out}");
+    let (code, _, err) = run(&["replay", &p, "--limit", "1GiB", "--action", "explode"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("explode"), "{err}");
 
     // A malformed line is named.
     std::fs::write(&path, "{\"t\": 0, \"pid\": 1, \"bytes\": 5}\nnot json\n").unwrap();

@@ -46,8 +46,24 @@ async fn leaker_is_frozen_before_its_limit_and_the_decision_is_served() {
         &["--target", "400MiB", "--rate", "200MB/s", "--hold", "30"],
     );
     let d = agent
-        .expect_decision_for(hog.pid, Duration::from_secs(10))
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
         .await;
+
+    // The levels were climbed in order: a warning at 70% of the limit,
+    // then the freeze at 85%, before the limit.
+    let all = agent.decisions_for(hog.pid).await;
+    let warn = &all[0];
+    assert_eq!(
+        (warn.level.as_str(), warn.action.as_str()),
+        ("warn", "alert"),
+        "{all:?}"
+    );
+    assert!(warn.charged_bytes < d.charged_bytes, "{all:?}");
+    assert_eq!(d.level, "preempt");
+    assert!(
+        d.charged_bytes <= 256 * MIB * 85 / 100 + 2 * MIB,
+        "froze at the preempt line, not later: {d:?}"
+    );
 
     // The leaker is stopped, and stayed under its limit.
     std::thread::sleep(Duration::from_millis(300));
@@ -96,13 +112,15 @@ async fn leaker_is_frozen_before_its_limit_and_the_decision_is_served() {
     let eta = d.predicted_seconds_to_limit.expect("a predicted crossing");
     assert!(eta > 0.0 && eta < 0.5, "eta {eta}");
 
-    // The live stream delivered the same decision.
-    let streamed = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .expect("stream delivered in time")
-        .expect("stream open")
-        .expect("no stream error");
-    assert_eq!(streamed, d);
+    // The live stream delivered the same decisions, in order.
+    for want in [warn, &d] {
+        let streamed = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .expect("stream delivered in time")
+            .expect("stream open")
+            .expect("no stream error");
+        assert_eq!(&streamed, want);
+    }
 
     // And the CLI prints it as one JSON object per line with the same numbers.
     let (ok, out, err) = agent.cli(&["decisions", "--json"]);
@@ -110,7 +128,7 @@ async fn leaker_is_frozen_before_its_limit_and_the_decision_is_served() {
     let line = out
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON"))
-        .find(|v| v["pid"] == hog.pid)
+        .find(|v| v["pid"] == hog.pid && v["action"] == "freeze")
         .expect("decision in CLI output");
     assert_eq!(line["seq"], d.seq);
     assert_eq!(line["rule"], "leaky");
@@ -118,6 +136,8 @@ async fn leaker_is_frozen_before_its_limit_and_the_decision_is_served() {
     assert_eq!(line["limit_bytes"], d.limit_bytes);
     assert_eq!(line["charged_bytes"], d.charged_bytes);
     assert_eq!(line["resident_bytes"], d.resident_bytes);
+    assert_eq!(line["level"], "preempt");
+    assert_eq!(line["crash_loop"], false);
     let json_eta = line["predicted_seconds_to_limit"].as_f64().unwrap();
     assert!((json_eta - eta).abs() < 1e-9, "{json_eta} vs {eta}");
     for key in [
@@ -254,7 +274,7 @@ async fn polling_fallback_still_stops_a_leaker_before_its_limit() {
     );
     // Discovery in polling mode waits for the next /proc rescan.
     let d = agent
-        .expect_decision_for(hog.pid, Duration::from_secs(15))
+        .expect_action(hog.pid, "freeze", Duration::from_secs(15))
         .await;
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(hog.state(), Some('T'));
@@ -333,7 +353,8 @@ async fn tripwire_stops_a_full_speed_allocator_while_the_agent_is_stalled() {
         "the hog reached its target: the tripwire did not fire"
     );
     assert_eq!(state, Some('T'), "the kernel should have stopped the hog");
-    let ceiling = 255 * MIB;
+    // Armed at the preempt line: 85% of the limit.
+    let ceiling = 256 * MIB * 85 / 100;
     let charged = read_charged(hog.pid);
     eprintln!(
         "tripwire: charged {:.2} MiB, peak rss {:.2} MiB, ceiling {:.2} MiB",
@@ -346,7 +367,7 @@ async fn tripwire_stops_a_full_speed_allocator_while_the_agent_is_stalled() {
         "charged {charged} not within 1 MiB of {ceiling}"
     );
     assert!(
-        cg.peak_bytes() < 256 * MIB + 4 * MIB,
+        cg.peak_bytes() < ceiling + 4 * MIB,
         "cgroup peak {}",
         cg.peak_bytes()
     );
@@ -355,6 +376,7 @@ async fn tripwire_stops_a_full_speed_allocator_while_the_agent_is_stalled() {
         .expect_decision_for(hog.pid, Duration::from_secs(5))
         .await;
     assert_eq!(d.action, "freeze");
+    assert_eq!(d.level, "preempt");
     assert_eq!(d.outcome, "done");
     assert!(d.reason.contains("tripwire"), "{d:?}");
     let s = c
@@ -381,10 +403,18 @@ async fn dry_run_records_the_decision_and_signals_nothing() {
         &cg,
         &["--target", "200MiB", "--rate", "200MB/s", "--hold", "1"],
     );
-    let d = agent
-        .expect_decision_for(hog.pid, Duration::from_secs(10))
+    // The whole ladder is recorded, and nothing is signalled.
+    let freeze = agent
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
         .await;
-    assert_eq!(d.action, "kill");
+    assert_eq!(freeze.outcome, "dry-run");
+    let d = agent
+        .wait_decision(Duration::from_secs(10), |d| {
+            d.pid == hog.pid && (d.action == "kill" || d.action == "terminate")
+        })
+        .await
+        .unwrap_or_else(|| panic!("no kill-level decision\n{}", agent.log_text()));
+    assert_eq!(d.level, "kill");
     assert_eq!(d.outcome, "dry-run");
     // Nothing was signalled: the hog runs to its target and exits cleanly.
     assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
@@ -427,7 +457,7 @@ async fn cgroup_scope_stops_the_grower_not_the_biggest() {
         &["--target", "1000MiB", "--rate", "200MB/s", "--hold", "30"],
     );
     let d = agent
-        .expect_decision_for(leaker.pid, Duration::from_secs(10))
+        .expect_action(leaker.pid, "freeze", Duration::from_secs(10))
         .await;
     std::thread::sleep(Duration::from_millis(300));
     eprintln!(
@@ -438,8 +468,9 @@ async fn cgroup_scope_stops_the_grower_not_the_biggest() {
     assert_eq!(d.rule, "capped");
     assert_eq!(d.action, "freeze");
     assert!(d.reason.contains("of its recent growth"), "{}", d.reason);
-    // The line is 85% of the cgroup's limit; the group stopped short of it.
-    assert_eq!(d.limit_bytes, (1024 * MIB) * 85 / 100);
+    // The cgroup's limit, acted on at its preempt level (85%).
+    assert_eq!(d.limit_bytes, 1024 * MIB);
+    assert_eq!(d.level, "preempt");
     assert_ne!(
         steady.state(),
         Some('T'),
@@ -468,7 +499,7 @@ async fn cgroup_scope_stops_the_grower_not_the_biggest() {
     assert_eq!(resumed.outcome, "done");
     let again = agent
         .wait_decision(Duration::from_secs(15), |r| {
-            r.pid == leaker.pid && r.kind == "preempt" && r.seq > resumed.seq
+            r.pid == leaker.pid && r.action == "freeze" && r.seq > resumed.seq
         })
         .await
         .unwrap_or_else(|| panic!("not stopped again\n{}", agent.log_text()));
@@ -562,4 +593,220 @@ async fn a_protected_leaker_is_only_alerted_never_signalled() {
         .unwrap()
         .into_inner();
     assert_eq!(s.tripwire_fires, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jump_to_70_percent_that_holds_is_never_acted_on() {
+    if !privileged("a_jump_to_70_percent_that_holds_is_never_acted_on") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("jump", 1536 * MIB);
+    let agent = Agent::start("jump", &rule_for(&cg, "jumpy", "1GiB", "kill"), &[]);
+    // As fast as the machine allows (about 2.5 GB/s) to 71% of the limit,
+    // then flat. (With a much smaller limit the 15 points to the preempt
+    // line are less than the reaction horizon's worth of such growth, and
+    // the jump is rightly frozen: it cannot be told from a runaway.)
+    let mut hog = Hog::spawn(&cg, &["--target", "727MiB", "--rate", "max", "--hold", "3"]);
+    assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
+    let st = hog
+        .wait_exit(Duration::from_secs(10))
+        .expect("it finishes its work");
+    assert!(st.success(), "the jump was acted on: {st}");
+    // At most a warning: nothing was signalled.
+    let all = agent.decisions_for(hog.pid).await;
+    assert!(
+        all.iter().all(|d| d.action == "alert" && d.level == "warn"),
+        "{all:?}"
+    );
+    assert!(!all.is_empty(), "crossing the warn level is reported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_level_terminates_with_a_grace_then_kills() {
+    if !privileged("the_kill_level_terminates_with_a_grace_then_kills") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("ladder", 512 * MIB);
+    // Preempt and kill at the same line: the rule goes straight to the top
+    // of its ladder. The leaker ignores SIGTERM, so SIGKILL must follow.
+    let cfg = rule_for(&cg, "ladder", "256MiB", "kill").replacen(
+        "[rule.match]",
+        "levels = { preempt = 0.9, kill = 0.9 }\n[rule.match]",
+        1,
+    );
+    let agent = Agent::start("ladder", &cfg, &[]);
+    let mut hog = Hog::spawn(
+        &cg,
+        &[
+            "--target",
+            "400MiB",
+            "--rate",
+            "30MB/s",
+            "--hold",
+            "30",
+            "--ignore-term",
+        ],
+    );
+    let term = agent
+        .expect_action(hog.pid, "terminate", Duration::from_secs(20))
+        .await;
+    assert_eq!(term.level, "kill");
+    assert!(term.reason.contains("SIGKILL in"), "{term:?}");
+    let kill = agent
+        .expect_action(hog.pid, "kill", Duration::from_secs(5))
+        .await;
+    assert!(kill.reason.contains("grace"), "{kill:?}");
+    let grace_ms = kill.time_unix_ms as f64 - term.time_unix_ms as f64;
+    // At 30 MB/s, 10% of 256 MiB is about 0.9 s away.
+    assert!(
+        (300.0..1500.0).contains(&grace_ms),
+        "grace {grace_ms} ms should follow the forecast"
+    );
+    let st = hog.wait_exit(Duration::from_secs(5)).expect("killed");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "{st}");
+    assert_eq!(cg.oom_kills(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_limit_resumes_a_frozen_process() {
+    if !privileged("a_raised_limit_resumes_a_frozen_process") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("raise", 768 * MIB);
+    let agent = Agent::start("raise", &rule_for(&cg, "leaky", "256MiB", "freeze"), &[]);
+    let mut hog = Hog::spawn(
+        &cg,
+        &["--target", "300MiB", "--rate", "200MB/s", "--hold", "1"],
+    );
+    agent
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+        .await;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(hog.state(), Some('T'));
+    // The operator raises the limit: the process is far below the new
+    // clear level, so it is resumed and finishes its work.
+    agent.reload(&rule_for(&cg, "leaky", "1GiB", "freeze"));
+    let r = agent
+        .expect_action(hog.pid, "resume", Duration::from_secs(10))
+        .await;
+    assert_eq!(r.kind, "resume");
+    assert_eq!(r.outcome, "done");
+    assert_eq!(r.limit_bytes, 1 << 30);
+    assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
+    let st = hog.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(st.success(), "{st}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_command_preempted_three_times_is_a_crash_loop() {
+    if !privileged("the_same_command_preempted_three_times_is_a_crash_loop") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("loop", 512 * MIB);
+    let agent = Agent::start("loop", &rule_for(&cg, "leaky", "128MiB", "freeze"), &[]);
+    let args = ["--target", "200MiB", "--rate", "300MB/s", "--hold", "30"];
+    let mut flags = Vec::new();
+    // A supervisor restarting the same leaker.
+    for _ in 0..3 {
+        let hog = Hog::spawn(&cg, &args);
+        let d = agent
+            .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+            .await;
+        flags.push(d.crash_loop);
+        drop(hog);
+    }
+    assert_eq!(flags, [false, false, true]);
+    let s = agent
+        .client()
+        .await
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.crash_loops.len(), 1, "{s:?}");
+    assert!(
+        s.crash_loops[0].cmdline.contains("memhog --target 200MiB"),
+        "{s:?}"
+    );
+    assert_eq!(s.crash_loops[0].count, 3);
+    let (ok, out, _) = agent.cli(&["status"]);
+    assert!(ok && out.contains("CRASH LOOP"), "{out}");
+}
+
+/// Bytes the host has in use as the agent counts them (RAM + swap less
+/// MemAvailable + SwapFree), and its capacity.
+fn host_used() -> (u64, u64) {
+    let m = sentinel::collector::host::read_meminfo().unwrap();
+    (m.used(), m.capacity())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_scope_stops_the_grower_not_the_biggest() {
+    if !privileged("host_scope_stops_the_grower_not_the_biggest") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("host", 1024 * MIB);
+    let mut steady = Hog::spawn(&cg, &["--target", "400MiB", "--rate", "max", "--hold", "6"]);
+    assert!(
+        steady
+            .expect_line("done", Duration::from_secs(10))
+            .is_some()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // A host floor that puts the host's preempt line (85%) about 250 MiB
+    // above what is in use now, and victims only from this test's cgroup:
+    // the host policy can touch nothing else on this machine.
+    let (used, capacity) = host_used();
+    let limit = ((used + 250 * MIB) as f64 / 0.85) as u64;
+    let cfg = format!(
+        "[host]\naction = \"freeze\"\nmin_available = \"{}\"\ncandidates = \"^{}$\"\n",
+        capacity - limit,
+        cg.path
+    );
+    let agent = Agent::start("host", &cfg, &[]);
+    let leaker = Hog::spawn(
+        &cg,
+        &["--target", "600MiB", "--rate", "200MB/s", "--hold", "30"],
+    );
+    let d = agent
+        .expect_action(leaker.pid, "freeze", Duration::from_secs(10))
+        .await;
+    std::thread::sleep(Duration::from_millis(300));
+    eprintln!("host decision: {d:?}");
+    assert_eq!(leaker.state(), Some('T'), "the leaker is frozen");
+    assert_eq!(d.rule, "host");
+    assert_eq!(d.level, "preempt");
+    assert!(d.reason.contains("of its recent growth"), "{}", d.reason);
+    assert_ne!(
+        steady.state(),
+        Some('T'),
+        "the bigger steady one is untouched"
+    );
+    let none = agent
+        .wait_decision(Duration::from_millis(200), |x| {
+            x.pid == steady.pid && x.action != "alert"
+        })
+        .await;
+    assert!(none.is_none(), "{none:?}");
+    let st = steady.wait_exit(Duration::from_secs(15)).expect("finishes");
+    assert!(st.success(), "{st}");
+
+    let s = agent
+        .client()
+        .await
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(s.host_limit_bytes > 0 && s.host_used_bytes > 0, "{s:?}");
+    if std::path::Path::new("/proc/pressure/memory").exists() {
+        assert!(s.psi_trigger, "the PSI trigger is armed: {s:?}");
+        assert!(s.psi_some_avg10.is_some());
+    }
 }

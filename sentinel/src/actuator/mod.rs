@@ -45,12 +45,20 @@ impl Actuator for Signaller {
         let sig = match action {
             Action::Alert => return Ok(Outcome::Recorded),
             Action::Freeze => libc::SIGSTOP,
+            Action::Terminate => libc::SIGTERM,
             Action::Kill => libc::SIGKILL,
         };
-        target.send_signal(sig).map_err(|source| ActError::Signal {
-            pid: target.pid,
-            source,
-        })?;
+        let send = |sig| {
+            target.send_signal(sig).map_err(|source| ActError::Signal {
+                pid: target.pid,
+                source,
+            })
+        };
+        send(sig)?;
+        if action == Action::Terminate {
+            // A stopped process handles SIGTERM only once it runs again.
+            send(libc::SIGCONT)?;
+        }
         if action == Action::Kill {
             // Frees the address space now; failure only means the kernel
             // reaps it a little later on its own.

@@ -1,21 +1,31 @@
 //! The agent's process table and the loop body that turns samples into
-//! decisions. It owns no task or socket: `agent::run` feeds it kernel
+//! decisions at three scopes: a process under its rule, a limited cgroup,
+//! and the host. It owns no task or socket: `agent::run` feeds it kernel
 //! events and timer ticks, and the API reads views of it.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use sentinel_common::{Event, EventKind, counter};
 
 use crate::{
-    actuator::{Actuator, Outcome, Pidfd},
+    actuator::{Actuator, Pidfd},
     collector::{
-        cgroup::CgroupFs,
+        cgroup::{CgroupFs, is_within},
+        host::{self, HostMem},
         procfs::{self, Mem},
     },
     config::Config,
     journal::{Decision, DecisionKind, Journal},
-    model::{Series, Trend},
-    policy::{self, Action, Params, ProcessFacts, Sampling, Trigger, group, match_rule},
+    model::{Series, Trend, seconds_to_limit},
+    policy::{
+        self, Action, Hysteresis, Level, Levels, Params, ProcessFacts, Sampling, Trigger, group,
+        levels::{assess, grace_secs, rung},
+        match_rule,
+        restarts::{CrashLoop, Restarts},
+    },
     probes::{ProbeStatus, Probes},
 };
 
@@ -23,10 +33,10 @@ use crate::{
 pub enum ProcState {
     Running,
     Frozen,
+    /// Sent SIGTERM; SIGKILL follows at the end of its grace if the rule
+    /// allows kill.
+    Terminating,
     Killed,
-    /// A decision was recorded but nothing signalled (dry-run, alert-only
-    /// rules, protected processes); recorded once, not on every sample.
-    Flagged,
 }
 
 impl ProcState {
@@ -34,10 +44,26 @@ impl ProcState {
         match self {
             Self::Running => "running",
             Self::Frozen => "frozen",
+            Self::Terminating => "terminating",
             Self::Killed => "killed",
-            Self::Flagged => "flagged",
         }
     }
+
+    /// Stopped growing because of Sentinel: its memory counts toward a
+    /// shared limit, its growth no longer does.
+    fn stopped(self) -> bool {
+        self != Self::Running
+    }
+}
+
+/// Where a limit comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The process's own rule.
+    Process,
+    /// A limited memory cgroup (its path).
+    Cgroup(String),
+    Host,
 }
 
 pub struct Proc {
@@ -53,10 +79,17 @@ pub struct Proc {
     pub mem: Mem,
     pub series: Series,
     pub state: ProcState,
+    /// Its level under its own rule.
+    pub held: Hysteresis,
+    /// The highest rung already taken (or, in dry-run, recorded), so that a
+    /// decision is made once per rung rather than on every sample.
+    acted: Option<Action>,
+    /// When SIGKILL follows an unanswered SIGTERM.
+    kill_at: Option<f64>,
     pidfd: Option<Pidfd>,
-    /// (limited cgroup, cgroup rule) when frozen to relieve that cgroup, so
-    /// it can be resumed when the cgroup's pressure clears.
-    frozen_for: Option<(String, String)>,
+    /// The scope and rule it was frozen for, so that it is resumed when
+    /// that scope's pressure clears.
+    frozen_for: Option<(Scope, String)>,
 }
 
 /// What the API shows of a process.
@@ -71,6 +104,19 @@ pub struct ProcView {
     pub limit: u64,
     pub seconds_to_limit: Option<f64>,
     pub state: ProcState,
+    pub level: Level,
+}
+
+/// What the API shows of the host.
+#[derive(Debug, Clone, Copy)]
+pub struct HostView {
+    pub mem: HostMem,
+    /// Used bytes (capacity less headroom) and the host's 100% line.
+    pub used: u64,
+    pub limit: u64,
+    pub level: Level,
+    pub psi_some_avg10: Option<f64>,
+    pub psi_trigger: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +134,43 @@ impl Mode {
     }
 }
 
+/// A shared limit's state between decisions.
+#[derive(Default)]
+struct ScopeState {
+    held: Hysteresis,
+    /// After acting: the victims whose action must take effect (memory
+    /// freed, or the process confirmed stopped) before another is chosen.
+    settle: Option<(Vec<u32>, f64)>,
+}
+
+/// The host between /proc/meminfo samples.
+struct HostState {
+    mem: HostMem,
+    series: Series,
+    /// Charged bytes moved by process events since the last sample, so the
+    /// host is judged between samples without reading /proc/meminfo.
+    drift: i64,
+    last_eval: f64,
+    psi_avg10: Option<f64>,
+    psi_trigger: bool,
+    psi_alerted: Option<f64>,
+}
+
+impl HostState {
+    fn used(&self) -> u64 {
+        (self.mem.used() as i64 + self.drift).max(0) as u64
+    }
+}
+
+/// One limit as the shared-scope decision needs it.
+struct Limit {
+    scope: Scope,
+    rule: String,
+    bytes: u64,
+    levels: Levels,
+    cap: Action,
+}
+
 pub struct Engine {
     pub cfg: Config,
     pub mode: Mode,
@@ -103,18 +186,17 @@ pub struct Engine {
     cgfs: CgroupFs,
     /// Effective limit of each cgroup path seen, cleared on every rescan.
     group_limits: HashMap<String, Option<(String, u64)>>,
-    /// Per limited cgroup: no new victim before this time.
-    settle_until: HashMap<String, f64>,
+    scopes: HashMap<Scope, ScopeState>,
+    host: HostState,
+    restarts: Restarts,
 }
 
-/// Hysteresis: a cgroup's pressure clears this share of its limit below
-/// the line.
-const CLEAR_BELOW: f64 = 0.10;
 /// Window over which growth shares are measured.
 const GROWTH_WINDOW_SECS: f64 = 2.0;
-/// After stopping a group's grower, time for the action to take effect
-/// before another member may be chosen.
-const SETTLE_SECS: f64 = 1.0;
+/// A memory-pressure warning is repeated at most this often.
+const PSI_ALERT_EVERY_SECS: f64 = 60.0;
+/// Between meminfo samples the host is judged at most this often.
+const HOST_EVAL_EVERY_SECS: f64 = 0.005;
 
 /// Seconds on CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
 pub fn mono_now() -> f64 {
@@ -146,6 +228,8 @@ impl Engine {
             .as_ref()
             .map(|p| p.status.clone())
             .unwrap_or_default();
+        let restarts = Restarts::new(cfg.agent.crash_loop);
+        let history = cfg.agent.history.as_secs_f64();
         Self {
             cfg,
             mode,
@@ -160,7 +244,17 @@ impl Engine {
             page_size: crate::probes::page_size(),
             cgfs: CgroupFs::detect(),
             group_limits: HashMap::new(),
-            settle_until: HashMap::new(),
+            scopes: HashMap::new(),
+            host: HostState {
+                mem: HostMem::default(),
+                series: Series::new(history),
+                drift: 0,
+                last_eval: f64::NEG_INFINITY,
+                psi_avg10: None,
+                psi_trigger: false,
+                psi_alerted: None,
+            },
+            restarts,
         }
     }
 
@@ -187,6 +281,7 @@ impl Engine {
             tracing::warn!("dry_run changes take effect at the next restart");
             cfg.agent.dry_run = self.cfg.agent.dry_run;
         }
+        self.restarts.set_rule(cfg.agent.crash_loop);
         self.cfg = cfg;
         let mut procs = std::mem::take(&mut self.procs);
         for p in procs.values_mut() {
@@ -197,10 +292,16 @@ impl Engine {
         for pid in pids {
             self.sync_tripwire(pid);
         }
+        // A raised limit may have cleared a frozen process's pressure.
+        self.resume_cleared(mono_now());
     }
 
     pub fn tracked(&self) -> usize {
         self.procs.len()
+    }
+
+    pub fn set_psi_trigger(&mut self, armed: bool) {
+        self.host.psi_trigger = armed;
     }
 
     fn protected_reason(&self, pid: u32, comm: &str, kernel_thread: bool) -> Option<String> {
@@ -242,6 +343,9 @@ impl Engine {
             mem: Mem::default(),
             series: Series::new(self.cfg.agent.history.as_secs_f64()),
             state: ProcState::Running,
+            held: Hysteresis::default(),
+            acted: None,
+            kill_at: None,
             pidfd: None,
             frozen_for: None,
         };
@@ -251,10 +355,11 @@ impl Engine {
         self.procs.get_mut(&pid)
     }
 
-    /// The in-kernel entry for a process: its ceiling a little under its
-    /// limit, so that even an allocation faster than the agent can react
-    /// stops before the limit; `WATCH_ONLY` when nothing may be signalled
-    /// (its events still wake the agent); None when no rule governs it.
+    /// The in-kernel entry for a process: its ceiling at its preempt line
+    /// (never closer than a step to its limit), so that even an allocation
+    /// faster than the agent can react stops there; `WATCH_ONLY` when
+    /// nothing may be signalled (its events still wake the agent); None
+    /// when no rule governs it.
     fn tripwire_ceiling(&self, p: &Proc) -> Option<u64> {
         let rule = &self.cfg.rules[p.rule?];
         if p.state != ProcState::Running {
@@ -264,9 +369,13 @@ impl Engine {
             && self.cfg.agent.tripwire
             && !self.cfg.agent.dry_run
             && p.protected.is_none()
-            && rule.action != Action::Alert;
+            && rule.action >= Action::Freeze;
         Some(if armable {
-            tripwire_ceiling(rule.limit_bytes, self.cfg.agent.step_bytes)
+            tripwire_ceiling(
+                rule.limit_bytes,
+                rule.levels.line(Level::Preempt, rule.limit_bytes),
+                self.cfg.agent.step_bytes,
+            )
         } else {
             // Governed without a tripwire: still wake the agent at once.
             crate::probes::WATCH_ONLY
@@ -318,135 +427,492 @@ impl Engine {
         let Some(p) = self.discover(pid) else {
             return;
         };
+        let before = p.mem.charged();
         p.mem = mem;
         p.series.push(t, mem.charged());
+        self.host.drift += mem.charged() as i64 - before as i64;
         self.evaluate(pid, t);
         self.evaluate_group(pid, t);
+        self.maybe_evaluate_host(t);
     }
 
-    /// Cgroup scope: when the limited cgroup holding `pid` is predicted to
-    /// reach its line (a share of its limit), stop the member (or member
-    /// tree) driving the growth, not the biggest, then let it settle.
+    /// Process scope: the process's own rule.
+    fn evaluate(&mut self, pid: u32, now: f64) {
+        let params = self.params();
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        let Some(ri) = p.rule else {
+            return;
+        };
+        if matches!(p.state, ProcState::Terminating | ProcState::Killed) {
+            return;
+        }
+        let rule = &self.cfg.rules[ri];
+        let trend = p.series.trend(now);
+        let charged = p.mem.charged();
+        let assessed = assess(
+            charged,
+            rule.limit_bytes,
+            trend.as_ref(),
+            &rule.levels,
+            &params,
+        );
+        p.held.update(
+            assessed.as_ref().map(|a| a.0),
+            charged,
+            rule.limit_bytes,
+            &rule.levels,
+        );
+        if p.held.level == Level::Normal && p.state == ProcState::Running {
+            // Cleared: a later rise is a new episode, warned about again.
+            p.acted = None;
+        }
+        let Some((level, verdict)) = assessed else {
+            return;
+        };
+        let limit = Limit {
+            scope: Scope::Process,
+            rule: rule.name.clone(),
+            bytes: rule.limit_bytes,
+            levels: rule.levels,
+            cap: rule.action,
+        };
+        self.act(pid, &limit, level, verdict, trend, now);
+    }
+
+    /// The limited cgroup holding `pid`, its limit, and the rule defending it.
+    fn cgroup_limit(&mut self, cgroup: &str) -> Option<Limit> {
+        let eff = match self.group_limits.get(cgroup) {
+            Some(e) => e.clone(),
+            None => {
+                let e = self.cgfs.effective_limit(cgroup);
+                self.group_limits.insert(cgroup.to_string(), e.clone());
+                e
+            }
+        };
+        let (path, bytes) = eff?;
+        let rule = self
+            .cfg
+            .cgroup_rules
+            .iter()
+            .find(|r| r.selector.is_match(&path))?;
+        Some(Limit {
+            scope: Scope::Cgroup(path),
+            rule: rule.name.clone(),
+            bytes,
+            levels: rule.levels,
+            cap: rule.action,
+        })
+    }
+
+    /// Cgroup scope: the limited cgroup holding `pid`.
     fn evaluate_group(&mut self, pid: u32, now: f64) {
         if self.cfg.cgroup_rules.is_empty() {
             return;
         }
-        let Some(p) = self.procs.get(&pid) else {
+        let Some(cg) = self.procs.get(&pid).map(|p| p.cgroup.clone()) else {
             return;
         };
-        if p.state != ProcState::Running {
+        let Some(limit) = self.cgroup_limit(&cg) else {
+            return;
+        };
+        let Scope::Cgroup(path) = &limit.scope else {
+            return;
+        };
+        let members: Vec<u32> = self.group_members(path).map(|p| p.pid).collect();
+        let usage = members
+            .iter()
+            .filter_map(|m| self.procs.get(m))
+            .map(|p| p.mem.charged())
+            .sum();
+        self.relieve(&limit, usage, &members, false, now);
+    }
+
+    fn host_limit(&self) -> Limit {
+        let h = &self.cfg.host;
+        Limit {
+            scope: Scope::Host,
+            rule: "host".into(),
+            bytes: self
+                .host
+                .mem
+                .capacity()
+                .saturating_sub(h.min_available)
+                .max(1),
+            levels: h.levels,
+            cap: h.action,
+        }
+    }
+
+    /// Host scope between meinfo samples: judged when the estimate nears
+    /// the warn line (so a quiet host costs nothing per event).
+    fn maybe_evaluate_host(&mut self, now: f64) {
+        if self.host.mem.total == 0 || now - self.host.last_eval < HOST_EVAL_EVERY_SECS {
             return;
         }
-        let cg = p.cgroup.clone();
-        let eff = match self.group_limits.get(&cg) {
-            Some(e) => e.clone(),
-            None => {
-                let e = self.cgfs.effective_limit(&cg);
-                self.group_limits.insert(cg, e.clone());
-                e
+        let limit = self.host_limit();
+        let gate = (limit.levels.line(Level::Warn, limit.bytes) as f64 * 0.9) as u64;
+        let held = self.scopes.get(&Scope::Host).map(|s| s.held.level);
+        if self.host.used() >= gate || held.is_some_and(|l| l > Level::Normal) {
+            self.evaluate_host(now);
+        }
+    }
+
+    /// Host scope: all memory plus swap, less the floor to keep available.
+    fn evaluate_host(&mut self, now: f64) {
+        self.host.last_eval = now;
+        let limit = self.host_limit();
+        let candidates = self.cfg.host.candidates.clone();
+        let members: Vec<u32> = self
+            .procs
+            .values()
+            .filter(|p| candidates.as_ref().is_none_or(|c| c.is_match(&p.cgroup)))
+            .map(|p| p.pid)
+            .collect();
+        let usage = self.host.used();
+        self.relieve(&limit, usage, &members, true, now);
+    }
+
+    /// A fresh /proc/meminfo sample, then everything due on the agent's
+    /// timer: graces that ran out, frozen processes whose pressure cleared,
+    /// and the host's judgement.
+    pub fn tick(&mut self, now: f64) {
+        match host::read_meminfo() {
+            Ok(mem) => {
+                self.host.mem = mem;
+                self.host.drift = 0;
+                self.host.series.push(now, mem.used());
             }
-        };
-        let Some((group_path, limit)) = eff else {
-            return;
-        };
-        let Some(rule) = self
-            .cfg
-            .cgroup_rules
-            .iter()
-            .find(|r| r.selector.is_match(&group_path))
-            .cloned()
-        else {
-            return;
-        };
-        if self.settle_until.get(&group_path).is_some_and(|&u| now < u) {
+            Err(e) => tracing::debug!("reading /proc/meminfo: {e}"),
+        }
+        self.host.psi_avg10 = host::read_psi_some_avg10();
+        self.expire_graces(now);
+        self.resume_cleared(now);
+        self.evaluate_host(now);
+    }
+
+    /// The PSI trigger fired: tasks are stalling on memory. Look at the host
+    /// now, and warn (at most once a minute) even if no line is near: PSI
+    /// sees pressure, such as reclaim thrashing, that usage alone does not.
+    pub fn on_pressure(&mut self, now: f64) {
+        self.tick(now);
+        if self
+            .host
+            .psi_alerted
+            .is_some_and(|t| now - t < PSI_ALERT_EVERY_SECS)
+        {
             return;
         }
-        let line = (limit as f64 * rule.preempt) as u64;
-        let in_group: std::collections::HashSet<u32> =
-            self.group_members(&group_path).map(|p| p.pid).collect();
-        let members: Vec<group::Member<'_>> = in_group
-            .iter()
-            .filter_map(|pid| self.procs.get(pid))
-            .map(|p| group::Member {
-                pid: p.pid,
-                root: tree_root(p.pid, &p.ancestors, &in_group),
-                bytes: p.mem.charged(),
-                series: &p.series,
-                // Flagged (recorded, not signalled) processes still grow.
-                stopped: matches!(p.state, ProcState::Frozen | ProcState::Killed),
-                protected: p.protected.is_some(),
+        self.host.psi_alerted = Some(now);
+        let limit = self.host_limit();
+        let used = self.host.used();
+        let d = self.journal.append(Decision {
+            seq: 0,
+            time_unix_ms: unix_ms(),
+            kind: DecisionKind::Pressure,
+            pid: 0,
+            comm: String::new(),
+            cgroup: String::new(),
+            rule: "host".into(),
+            level: Level::Warn.as_str().into(),
+            action: Action::Alert.as_str().into(),
+            outcome: "recorded".into(),
+            reason: format!(
+                "memory pressure: tasks stalled on memory for {} ms within one second (PSI some avg10 {:.2}%); host at {used} of {} B",
+                self.cfg.host.psi_stall.as_millis(),
+                self.host.psi_avg10.unwrap_or(0.0),
+                limit.bytes
+            ),
+            resident_bytes: 0,
+            charged_bytes: used,
+            slope_bytes_per_sec: self
+                .host
+                .series
+                .trend(now)
+                .map(|t| t.bytes_per_sec)
+                .unwrap_or(0.0),
+            limit_bytes: limit.bytes,
+            predicted_seconds_to_limit: None,
+            crash_loop: false,
+        });
+        tracing::warn!(seq = d.seq, "{}", d.reason);
+    }
+
+    /// Whether the last action on a shared limit has taken effect: each
+    /// victim gone, or confirmed stopped, or its time is up.
+    fn settled(&self, victims: &[u32], until: f64, now: f64) -> bool {
+        now >= until
+            || victims.iter().all(|v| {
+                let Some(p) = self.procs.get(v) else {
+                    return true;
+                };
+                let state = procfs::read_stat(*v).map(|s| s.state);
+                match p.state {
+                    ProcState::Running => true,
+                    ProcState::Frozen => matches!(state, Ok('T' | 't')),
+                    ProcState::Terminating | ProcState::Killed => {
+                        matches!(state, Err(_) | Ok('Z' | 'X'))
+                    }
+                }
             })
-            .collect();
-        let Some(g) = group::decide(&members, line, &self.params(), GROWTH_WINDOW_SECS, now) else {
+    }
+
+    /// A shared limit (a cgroup's or the host's) over `pids`: at the level
+    /// its usage is at or will reach in time, act on the member (or tree)
+    /// driving the growth, not the biggest; warn once per rise when nobody
+    /// can be acted on. After acting, wait until the action took effect.
+    fn relieve(&mut self, limit: &Limit, usage: u64, pids: &[u32], by_cgroup: bool, now: f64) {
+        let state = self.scopes.entry(limit.scope.clone()).or_default();
+        if let Some((victims, until)) = state.settle.take()
+            && !self.settled(&victims, until, now)
+        {
+            if let Some(s) = self.scopes.get_mut(&limit.scope) {
+                s.settle = Some((victims, until));
+            }
+            return;
+        }
+        let params = self.params();
+        // (pid, tree root, stopped) of each member, kept past the borrow.
+        let (g, roster) = {
+            let members = self.group_view(pids, by_cgroup);
+            let g = group::decide(
+                &members,
+                usage,
+                limit.bytes,
+                &limit.levels,
+                &params,
+                GROWTH_WINDOW_SECS,
+                now,
+            );
+            let roster: Vec<(u32, u32, bool)> =
+                members.iter().map(|m| (m.pid, m.root, m.stopped)).collect();
+            (g, roster)
+        };
+        let state = self.scopes.entry(limit.scope.clone()).or_default();
+        let rose = state.held.update(
+            g.as_ref().map(|g| g.level),
+            usage,
+            limit.bytes,
+            &limit.levels,
+        );
+        let Some(g) = g else {
             return;
         };
-        let victims: Vec<u32> = members
+        let action = rung(g.level, limit.cap);
+        let victim = g.victim.as_ref().filter(|_| action > Action::Alert);
+        let Some(v) = victim else {
+            if rose {
+                self.group_alert(limit, &g, usage);
+            }
+            return;
+        };
+        let targets: Vec<u32> = roster
             .iter()
-            .filter(|m| m.root == g.root && !m.stopped)
-            .map(|m| m.pid)
+            .filter(|&&(_, root, stopped)| root == v.root && stopped == v.escalate)
+            .map(|&(pid, ..)| pid)
             .collect();
-        self.settle_until
-            .insert(group_path.clone(), now + SETTLE_SECS);
-        for v in victims {
-            let trend = self.procs.get(&v).and_then(|p| p.series.trend(now));
+        let what = match &limit.scope {
+            Scope::Cgroup(path) => format!("cgroup {path} (limit {} B)", limit.bytes),
+            _ => format!("the host (limit {} B)", limit.bytes),
+        };
+        let why = if v.escalate {
+            "it was frozen for this limit and still holds its memory".to_string()
+        } else {
+            format!(
+                "this process (tree {}) has {:.0}% of its recent growth",
+                v.root,
+                v.share * 100.0
+            )
+        };
+        for pid in &targets {
+            let trend = self.procs.get(pid).and_then(|p| p.series.trend(now));
             let verdict = policy::Verdict {
                 trigger: g.verdict.trigger,
                 reason: format!(
-                    "cgroup {group_path} (limit {limit} B) at {} B is predicted to reach {:.0}% of its limit; this process (tree {}) has {:.0}% of its recent growth: {}",
-                    g.group_bytes,
-                    rule.preempt * 100.0,
-                    g.root,
-                    g.share * 100.0,
+                    "{what} at {usage} B is at or predicted to reach its {} level ({:.0}%); {why}: {}",
+                    g.level.as_str(),
+                    limit.levels.share(g.level) * 100.0,
                     g.verdict.reason
                 ),
             };
-            self.act(v, &rule.name, line, rule.action, verdict, trend);
-            if let Some(p) = self.procs.get_mut(&v)
-                && p.state == ProcState::Frozen
-            {
-                p.frozen_for = Some((group_path.clone(), rule.name.clone()));
+            self.act(*pid, limit, g.level, verdict, trend, now);
+        }
+        if let Some(s) = self.scopes.get_mut(&limit.scope) {
+            let timeout = self.cfg.agent.settle_timeout.as_secs_f64();
+            s.settle = Some((targets, now + timeout));
+        }
+    }
+
+    /// The members of a shared limit as the pure decision sees them, each
+    /// with the root of its tree (within its cgroup, at host scope).
+    fn group_view(&self, pids: &[u32], by_cgroup: bool) -> Vec<group::Member<'_>> {
+        let all: HashSet<u32> = pids.iter().copied().collect();
+        let mut per_cgroup: HashMap<&str, HashSet<u32>> = HashMap::new();
+        if by_cgroup {
+            for p in pids.iter().filter_map(|pid| self.procs.get(pid)) {
+                per_cgroup.entry(&p.cgroup).or_default().insert(p.pid);
             }
         }
+        pids.iter()
+            .filter_map(|pid| self.procs.get(pid))
+            .map(|p| {
+                let in_group = if by_cgroup {
+                    &per_cgroup[p.cgroup.as_str()]
+                } else {
+                    &all
+                };
+                group::Member {
+                    pid: p.pid,
+                    root: tree_root(p.pid, &p.ancestors, in_group),
+                    bytes: p.mem.charged(),
+                    series: &p.series,
+                    stopped: p.state.stopped(),
+                    protected: p.protected.is_some(),
+                }
+            })
+            .collect()
+    }
+
+    /// A shared limit rose to a level with nobody to act on (or a rule that
+    /// only alerts): one warning per rise.
+    fn group_alert(&mut self, limit: &Limit, g: &group::GroupDecision, usage: u64) {
+        let pid = g.victim.as_ref().map(|v| v.root).unwrap_or(0);
+        let (comm, cgroup) = self
+            .procs
+            .get(&pid)
+            .map(|p| (p.comm.clone(), p.cgroup.clone()))
+            .unwrap_or_default();
+        let cgroup = match &limit.scope {
+            Scope::Cgroup(path) => path.clone(),
+            _ => cgroup,
+        };
+        let top = if pid == 0 {
+            "nothing is growing".to_string()
+        } else {
+            format!("the top grower is pid {pid} ({comm})")
+        };
+        let d = self.journal.append(Decision {
+            seq: 0,
+            time_unix_ms: unix_ms(),
+            kind: DecisionKind::Preempt,
+            pid,
+            comm,
+            cgroup,
+            rule: limit.rule.clone(),
+            level: g.level.as_str().into(),
+            action: Action::Alert.as_str().into(),
+            outcome: "recorded".into(),
+            reason: format!(
+                "{} at {usage} B reached its {} level ({:.0}% of {} B); {top}: {}",
+                match &limit.scope {
+                    Scope::Cgroup(p) => format!("cgroup {p}"),
+                    _ => "the host".to_string(),
+                },
+                g.level.as_str(),
+                limit.levels.share(g.level) * 100.0,
+                limit.bytes,
+                g.verdict.reason
+            ),
+            resident_bytes: 0,
+            charged_bytes: usage,
+            slope_bytes_per_sec: g.group_slope,
+            limit_bytes: limit.bytes,
+            predicted_seconds_to_limit: match g.verdict.trigger {
+                Trigger::Predicted { seconds_to_limit } => Some(seconds_to_limit),
+                _ => None,
+            },
+            crash_loop: false,
+        });
+        tracing::warn!(seq = d.seq, rule = %d.rule, "{}", d.reason);
     }
 
     /// Known processes in the cgroup at `group_path` or below it.
     fn group_members<'a>(&'a self, group_path: &'a str) -> impl Iterator<Item = &'a Proc> {
         self.procs
             .values()
-            .filter(move |p| crate::collector::cgroup::is_within(&p.cgroup, group_path))
+            .filter(move |p| is_within(&p.cgroup, group_path))
     }
 
-    /// Resumes processes frozen for a cgroup once that cgroup is below its
-    /// clear level (the line minus 10 points of the limit), so their work
-    /// is not lost. If they grow again, they are judged again.
+    /// Where a frozen process's scope stands now: its usage, limit and
+    /// levels, or why it must be resumed regardless.
+    fn frozen_scope(
+        &self,
+        p: &Proc,
+        scope: &Scope,
+        rule: &str,
+    ) -> Result<(u64, u64, Levels), String> {
+        match scope {
+            Scope::Process => {
+                let r = p
+                    .rule
+                    .map(|r| &self.cfg.rules[r])
+                    .filter(|r| r.name == rule)
+                    .ok_or_else(|| format!("rule `{rule}` no longer governs it"))?;
+                Ok((p.mem.charged(), r.limit_bytes, r.levels))
+            }
+            Scope::Cgroup(path) => {
+                let r = self
+                    .cfg
+                    .cgroup_rules
+                    .iter()
+                    .find(|r| r.name == rule)
+                    .ok_or_else(|| format!("cgroup rule `{rule}` was removed"))?;
+                let limit = self
+                    .cgfs
+                    .own_limit(path)
+                    .ok_or_else(|| format!("cgroup {path} has no limit any more"))?;
+                let usage = self.group_members(path).map(|p| p.mem.charged()).sum();
+                Ok((usage, limit, r.levels))
+            }
+            Scope::Host => {
+                let l = self.host_limit();
+                Ok((self.host.used(), l.bytes, l.levels))
+            }
+        }
+    }
+
+    /// Resumes processes frozen for a limit once that limit's usage is
+    /// below its clear level (the preempt line less `clear`), or once the
+    /// rule that froze them is gone, so their work is not lost. If they
+    /// grow again, they are judged again.
     pub fn resume_cleared(&mut self, now: f64) {
-        let frozen: Vec<(u32, String, String)> = self
+        let frozen: Vec<(u32, Scope, String)> = self
             .procs
             .values()
             .filter(|p| p.state == ProcState::Frozen)
-            .filter_map(|p| p.frozen_for.clone().map(|(g, r)| (p.pid, g, r)))
+            .filter_map(|p| p.frozen_for.clone().map(|(s, r)| (p.pid, s, r)))
             .collect();
-        for (pid, group_path, rule_name) in frozen {
-            let Some(rule) = self
-                .cfg
-                .cgroup_rules
-                .iter()
-                .find(|r| r.name == rule_name)
-                .cloned()
-            else {
+        for (pid, scope, rule) in frozen {
+            let Some(p) = self.procs.get(&pid) else {
                 continue;
             };
-            let Some(limit) = self.cgfs.own_limit(&group_path) else {
-                continue;
+            let (reason, limit, level) = match self.frozen_scope(p, &scope, &rule) {
+                Err(why) => (why, 0, Level::Normal),
+                Ok((usage, limit, levels)) => {
+                    let clear = levels.clear_line(Level::Preempt, limit);
+                    if usage >= clear {
+                        continue;
+                    }
+                    let what = match &scope {
+                        Scope::Process => "it".to_string(),
+                        Scope::Cgroup(path) => format!("cgroup {path}"),
+                        Scope::Host => "the host".to_string(),
+                    };
+                    let mut held = Hysteresis {
+                        level: Level::Preempt,
+                    };
+                    held.update(None, usage, limit, &levels);
+                    (
+                        format!(
+                            "{what} is at {usage} B, below its clear level {clear} B ({:.0}% of its limit {limit} B)",
+                            (levels.preempt - levels.clear) * 100.0
+                        ),
+                        limit,
+                        held.level,
+                    )
+                }
             };
-            let clear = (limit as f64 * (rule.preempt - CLEAR_BELOW).max(0.0)) as u64;
-            let group_bytes: u64 = self
-                .group_members(&group_path)
-                .map(|p| p.mem.charged())
-                .sum();
-            if group_bytes >= clear {
-                continue;
-            }
             let Some(p) = self.procs.get_mut(&pid) else {
                 continue;
             };
@@ -459,6 +925,10 @@ impl Engine {
             };
             p.state = ProcState::Running;
             p.frozen_for = None;
+            p.acted = None;
+            if scope == Scope::Process {
+                p.held.level = level;
+            }
             // Growth before the freeze says nothing about the time after it.
             p.series = Series::new(self.cfg.agent.history.as_secs_f64());
             p.series.push(now, p.mem.charged());
@@ -469,63 +939,105 @@ impl Engine {
                 pid,
                 comm: p.comm.clone(),
                 cgroup: p.cgroup.clone(),
-                rule: rule_name.clone(),
+                rule,
+                level: level.as_str().into(),
                 action: "resume".into(),
                 outcome,
-                reason: format!(
-                    "cgroup {group_path} is at {group_bytes} B, below its clear level {clear} B ({:.0}% of its limit)",
-                    (rule.preempt - CLEAR_BELOW) * 100.0
-                ),
+                reason,
                 resident_bytes: p.mem.resident(),
                 charged_bytes: p.mem.charged(),
                 slope_bytes_per_sec: 0.0,
-                limit_bytes: (limit as f64 * rule.preempt) as u64,
+                limit_bytes: limit,
                 predicted_seconds_to_limit: None,
+                crash_loop: false,
             });
             tracing::info!(seq = d.seq, pid, comm = %d.comm, "resumed: {}", d.reason);
             self.sync_tripwire(pid);
         }
     }
 
-    fn evaluate(&mut self, pid: u32, now: f64) {
-        let params = self.params();
-        let Some(p) = self.procs.get(&pid) else {
-            return;
-        };
-        let Some(ri) = p.rule else {
-            return;
-        };
-        if p.state != ProcState::Running {
-            return;
+    /// SIGKILL for processes that did not exit within their grace.
+    fn expire_graces(&mut self, now: f64) {
+        let due: Vec<u32> = self
+            .procs
+            .values()
+            .filter(|p| p.kill_at.is_some_and(|t| now >= t))
+            .map(|p| p.pid)
+            .collect();
+        for pid in due {
+            let Some(p) = self.procs.get_mut(&pid) else {
+                continue;
+            };
+            p.kill_at = None;
+            let scope = p.frozen_for.clone().map(|f| f.0).unwrap_or(Scope::Process);
+            let rule = self.decision_rule_name(pid);
+            let limit = Limit {
+                scope,
+                rule,
+                bytes: 0,
+                levels: Levels::default(),
+                cap: Action::Kill,
+            };
+            let verdict = policy::Verdict {
+                trigger: Trigger::Crossed,
+                reason: "it did not exit within its grace after SIGTERM".into(),
+            };
+            self.act(pid, &limit, Level::Kill, verdict, None, now);
         }
-        let rule = &self.cfg.rules[ri];
-        let trend = p.series.trend(now);
-        let Some(verdict) =
-            policy::evaluate(p.mem.charged(), rule.limit_bytes, trend.as_ref(), &params)
-        else {
-            return;
-        };
-        let action = if p.protected.is_some() {
-            Action::Alert
-        } else {
-            rule.action
-        };
-        let (name, limit) = (rule.name.clone(), rule.limit_bytes);
-        self.act(pid, &name, limit, action, verdict, trend);
     }
 
+    /// The rule named in a process's last decision.
+    fn decision_rule_name(&self, pid: u32) -> String {
+        let p = &self.procs[&pid];
+        p.frozen_for
+            .as_ref()
+            .map(|f| f.1.clone())
+            .or_else(|| p.rule.map(|r| self.cfg.rules[r].name.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Takes the ladder's rung for `level` (capped by the limit's rule) on
+    /// `pid`, unless that rung or a higher one was already taken. A kill
+    /// with time left before the limit starts as SIGTERM with that time as
+    /// its grace; a frozen process is killed outright, since letting it run
+    /// to handle SIGTERM would let it grow again.
     fn act(
         &mut self,
         pid: u32,
-        rule_name: &str,
-        limit_bytes: u64,
-        action: Action,
+        limit: &Limit,
+        level: Level,
         verdict: policy::Verdict,
         trend: Option<Trend>,
+        now: f64,
     ) {
+        let horizon = self.cfg.agent.reaction_horizon.as_secs_f64();
+        let max_grace = self.cfg.agent.max_grace.as_secs_f64();
         let Some(p) = self.procs.get_mut(&pid) else {
             return;
         };
+        let cap = if p.protected.is_some() {
+            Action::Alert
+        } else {
+            limit.cap
+        };
+        let mut action = rung(level, cap);
+        let mut grace = None;
+        if action == Action::Kill && p.state == ProcState::Running && limit.bytes > 0 {
+            let slope = trend.map(|t| t.bytes_per_sec).unwrap_or(0.0);
+            let ttl = seconds_to_limit(p.mem.charged(), limit.bytes, slope);
+            let left = if p.mem.charged() >= limit.bytes {
+                Some(0.0)
+            } else {
+                ttl
+            };
+            if let Some(g) = grace_secs(left, horizon, max_grace) {
+                action = Action::Terminate;
+                grace = Some(g);
+            }
+        }
+        if p.acted.is_some_and(|a| a >= action) {
+            return;
+        }
         if p.pidfd.is_none() && action != Action::Alert {
             // Opened late (a group victim no per-process rule governs), but
             // still checked against the start time seen at discovery.
@@ -537,53 +1049,82 @@ impl Engine {
         }
         // After a tripwire the kernel has already sent SIGSTOP; sending it
         // again costs nothing and does not rely on that.
-        let outcome = match &p.pidfd {
-            Some(fd) => match self.actuator.act(fd, action) {
+        let outcome = match (&p.pidfd, action) {
+            (_, Action::Alert) => "recorded".to_string(),
+            (Some(fd), _) => match self.actuator.act(fd, action) {
                 Ok(o) => o.as_str().to_string(),
                 Err(e) => format!("failed: {e}"),
             },
-            None if action == Action::Alert => Outcome::Recorded.as_str().to_string(),
-            None => "failed: no pidfd for the process (it may have exited)".to_string(),
+            (None, _) => "failed: no pidfd for the process (it may have exited)".to_string(),
         };
-        p.state = match (outcome.as_str(), action) {
-            ("done", Action::Freeze) => ProcState::Frozen,
-            ("done", Action::Kill) => ProcState::Killed,
-            _ => ProcState::Flagged,
-        };
+        p.acted = Some(action);
+        if outcome == "done" {
+            p.state = match action {
+                Action::Alert => p.state,
+                Action::Freeze => ProcState::Frozen,
+                Action::Terminate => ProcState::Terminating,
+                Action::Kill => ProcState::Killed,
+            };
+        }
+        if action == Action::Freeze {
+            p.frozen_for = Some((limit.scope.clone(), limit.rule.clone()));
+        }
+        if let Some(g) = grace
+            && cap == Action::Kill
+            && !outcome.starts_with("failed")
+        {
+            p.kill_at = Some(now + g);
+            reason = format!("{reason}; SIGKILL in {g:.1} s unless it exits first");
+        }
+        let mut crash_loop = false;
+        if action >= Action::Freeze && !outcome.starts_with("failed") {
+            let cmdline = Some(procfs::read_cmdline(pid))
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| p.comm.clone());
+            if let Some(n) = self.restarts.record(&cmdline, now) {
+                crash_loop = true;
+                reason = format!(
+                    "{reason}; crash-looping: `{cmdline}` preempted {n} times within {:.0} s",
+                    self.cfg.agent.crash_loop.window_secs
+                );
+            }
+        }
         let predicted = match verdict.trigger {
             Trigger::Predicted { seconds_to_limit } => Some(seconds_to_limit),
             Trigger::Crossed | Trigger::Tripwire { .. } => None,
         };
-        let d = Decision {
+        let d = self.journal.append(Decision {
             seq: 0,
             time_unix_ms: unix_ms(),
             kind: DecisionKind::Preempt,
             pid,
             comm: p.comm.clone(),
             cgroup: p.cgroup.clone(),
-            rule: rule_name.to_string(),
+            rule: limit.rule.clone(),
+            level: level.as_str().into(),
             action: action.as_str().to_string(),
             outcome,
             reason,
             resident_bytes: p.mem.resident(),
             charged_bytes: p.mem.charged(),
             slope_bytes_per_sec: trend.map(|t| t.bytes_per_sec).unwrap_or(0.0),
-            limit_bytes,
+            limit_bytes: limit.bytes,
             predicted_seconds_to_limit: predicted,
-        };
-        let d = self.journal.append(d);
+            crash_loop,
+        });
         tracing::warn!(
-            seq = d.seq, pid, comm = %d.comm, rule = %d.rule, action = %d.action,
-            outcome = %d.outcome, "{}", d.reason
+            seq = d.seq, pid, comm = %d.comm, rule = %d.rule, level = %d.level,
+            action = %d.action, outcome = %d.outcome, "{}", d.reason
         );
         // A process no longer running must not keep an armed ceiling.
         self.sync_tripwire(pid);
     }
 
     /// The kernel stopped `pid` at its ceiling (SIGSTOP from the faulting
-    /// task's context). Finish the decision: record the freeze, or go on to
-    /// kill when the rule says so.
+    /// task's context). Finish the decision: at least the preempt level,
+    /// higher if its usage says so.
     fn on_tripwire(&mut self, pid: u32, mem: Mem, ceiling: u64, t: f64) {
+        let params = self.params();
         let Some(p) = self.procs.get_mut(&pid) else {
             return;
         };
@@ -597,6 +1138,13 @@ impl Engine {
         };
         let trend = p.series.trend(t);
         let rule = &self.cfg.rules[ri];
+        // Stopped: where it is decides, not where its growth was heading.
+        let level = assess(mem.charged(), rule.limit_bytes, None, &rule.levels, &params)
+            .map(|a| a.0)
+            .unwrap_or(Level::Preempt)
+            .max(Level::Preempt);
+        p.held
+            .update(Some(level), mem.charged(), rule.limit_bytes, &rule.levels);
         let verdict = policy::Verdict {
             trigger: Trigger::Tripwire {
                 ceiling_bytes: ceiling,
@@ -607,8 +1155,14 @@ impl Engine {
                 rule.limit_bytes
             ),
         };
-        let (name, limit, action) = (rule.name.clone(), rule.limit_bytes, rule.action);
-        self.act(pid, &name, limit, action, verdict, trend);
+        let limit = Limit {
+            scope: Scope::Process,
+            rule: rule.name.clone(),
+            bytes: rule.limit_bytes,
+            levels: rule.levels,
+            cap: rule.action,
+        };
+        self.act(pid, &limit, level, verdict, trend, t);
     }
 
     fn pages_to_mem(&self, pages: &[u64; counter::COUNT]) -> Mem {
@@ -643,7 +1197,9 @@ impl Engine {
                 self.observe(e.tgid, mem, t);
             }
             Some(EventKind::Exit) => {
-                self.procs.remove(&e.tgid);
+                if let Some(p) = self.procs.remove(&e.tgid) {
+                    self.host.drift -= p.mem.charged() as i64;
+                }
                 self.resume_cleared(t);
             }
             Some(EventKind::Exec) => {
@@ -705,6 +1261,7 @@ impl Engine {
             comm,
             cgroup,
             rule,
+            level: String::new(),
             action: "none".into(),
             outcome: "killed by the kernel".into(),
             reason: "the kernel OOM killer chose this process".into(),
@@ -713,6 +1270,7 @@ impl Engine {
             slope_bytes_per_sec: slope,
             limit_bytes: limit,
             predicted_seconds_to_limit: None,
+            crash_loop: false,
         });
         tracing::error!(seq = d.seq, pid = tgid, comm = %d.comm, cgroup = %d.cgroup, "kernel OOM kill");
     }
@@ -798,6 +1356,7 @@ impl Engine {
                         .then(|| crate::model::seconds_to_limit(p.mem.charged(), limit, slope))
                         .flatten(),
                     state: p.state,
+                    level: p.held.level,
                 }
             })
             .collect();
@@ -809,6 +1368,26 @@ impl Engine {
         v.truncate(limit);
         v
     }
+    pub fn host_view(&self) -> HostView {
+        let limit = self.host_limit();
+        HostView {
+            mem: self.host.mem,
+            used: self.host.used(),
+            limit: limit.bytes,
+            level: self
+                .scopes
+                .get(&Scope::Host)
+                .map(|s| s.held.level)
+                .unwrap_or_default(),
+            psi_some_avg10: self.host.psi_avg10,
+            psi_trigger: self.host.psi_trigger,
+        }
+    }
+
+    /// Command lines preempted often enough to be crash-looping.
+    pub fn crash_loops(&self) -> Vec<CrashLoop> {
+        self.restarts.looping(mono_now())
+    }
 }
 
 /// The member that names `pid`'s tree inside a group: its ancestor just
@@ -816,7 +1395,7 @@ impl Engine {
 /// across children is one grower, while the group's main process (a
 /// service's or container's first process, ancestor of everything) does not
 /// fold the whole group into one. `ancestors` is parent first.
-pub fn tree_root(pid: u32, ancestors: &[u32], in_group: &std::collections::HashSet<u32>) -> u32 {
+pub fn tree_root(pid: u32, ancestors: &[u32], in_group: &HashSet<u32>) -> u32 {
     let chain: Vec<u32> = ancestors
         .iter()
         .copied()
@@ -828,11 +1407,12 @@ pub fn tree_root(pid: u32, ancestors: &[u32], in_group: &std::collections::HashS
     }
 }
 
-/// Where the in-kernel tripwire is armed for a limit: one step under it
-/// (the kernel's counters lag by up to a per-CPU batch, well under a step),
-/// but never below half the limit for tiny limits.
-pub fn tripwire_ceiling(limit: u64, step: u64) -> u64 {
-    limit.saturating_sub(step).max(limit / 2)
+/// Where the in-kernel tripwire is armed: at the preempt line, but never
+/// closer than a step to the limit (the kernel's counters lag by up to a
+/// per-CPU batch, well under a step), and, for tiny limits, at most half
+/// the limit below it.
+pub fn tripwire_ceiling(limit: u64, preempt_line: u64, step: u64) -> u64 {
+    preempt_line.min(limit.saturating_sub(step).max(limit / 2))
 }
 
 #[cfg(test)]
@@ -853,8 +1433,9 @@ mod tests {
     }
 
     #[test]
-    fn tripwire_sits_one_step_under_the_limit() {
-        assert_eq!(tripwire_ceiling(256 << 20, 1 << 20), 255 << 20);
-        assert_eq!(tripwire_ceiling(1 << 20, 1 << 20), 1 << 19);
+    fn tripwire_sits_at_the_preempt_line_and_a_step_under_the_limit() {
+        assert_eq!(tripwire_ceiling(256 << 20, 256 << 20, 1 << 20), 255 << 20);
+        assert_eq!(tripwire_ceiling(1 << 20, 1 << 20, 1 << 20), 1 << 19);
+        assert_eq!(tripwire_ceiling(1000 << 20, 850 << 20, 1 << 20), 850 << 20);
     }
 }

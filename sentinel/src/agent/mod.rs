@@ -89,6 +89,24 @@ async fn bind_socket(path: &str) -> Result<UnixListener, AgentError> {
     Ok(listener)
 }
 
+/// Waits on the PSI trigger (POLLPRI) and hands each firing to the engine.
+async fn watch_pressure(
+    trigger: crate::collector::host::PsiTrigger,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
+    use tokio::io::{Interest, unix::AsyncFd};
+    // SAFETY: the trigger owns its file and keeps it open, unchanged, until
+    // it is dropped, which happens only with the AsyncFd.
+    let fd = unsafe { AsyncFd::register_with_interest(trigger, Interest::PRIORITY) }
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    loop {
+        let mut guard = fd.ready(Interest::PRIORITY).await?;
+        guard.clear_ready();
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || s.engine().on_pressure(mono_now())).await;
+    }
+}
+
 pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let mut cfg = Config::load_or_default(&opts.config_path)?;
     if let Some(s) = &opts.socket {
@@ -141,11 +159,14 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     };
     let rescan_every = cfg.agent.rescan_interval;
     let poll_every = cfg.agent.poll_interval;
+    let tick_every = cfg.host.interval;
+    let psi_stall = cfg.host.psi_stall;
     let rules = cfg.rules.len();
     let dry_run = cfg.agent.dry_run;
     let mut engine = Engine::new(cfg, mode, probes, actuator, journal.clone());
     engine.degraded_reason = degraded;
     engine.rescan(crate::collector::procfs::list_pids().unwrap_or_default());
+    engine.tick(mono_now());
     let shared = Arc::new(Shared {
         engine: Mutex::new(engine),
         journal,
@@ -168,12 +189,40 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
             engine.handle_batch(&batch);
         }
     });
+    if !psi_stall.is_zero() {
+        match crate::collector::host::PsiTrigger::open(psi_stall) {
+            Ok(trigger) => {
+                tracing::info!(
+                    "memory PSI trigger armed: {} ms of stall per {} s",
+                    (psi_stall * trigger.window.as_secs() as u32).as_millis(),
+                    trigger.window.as_secs()
+                );
+                shared.engine().set_psi_trigger(true);
+                let s = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = watch_pressure(trigger, s.clone()).await {
+                        tracing::warn!("memory PSI trigger stopped: {e}");
+                        s.engine().set_psi_trigger(false);
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(
+                "no memory PSI trigger ({e}); host pressure is judged from /proc/meminfo alone"
+            ),
+        }
+    }
     let s = shared.clone();
     tokio::spawn(async move {
         let mut rescan = tokio::time::interval(rescan_every);
         let mut poll = tokio::time::interval(poll_every);
+        let mut tick = tokio::time::interval(tick_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
+                _ = tick.tick() => {
+                    let s = s.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.engine().tick(mono_now())).await;
+                }
                 _ = rescan.tick() => {
                     let s = s.clone();
                     let _ = tokio::task::spawn_blocking(move || {

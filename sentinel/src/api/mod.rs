@@ -44,6 +44,8 @@ impl From<&Decision> for pb::Decision {
             slope_bytes_per_sec: d.slope_bytes_per_sec,
             limit_bytes: d.limit_bytes,
             predicted_seconds_to_limit: d.predicted_seconds_to_limit,
+            level: d.level.clone(),
+            crash_loop: d.crash_loop,
         }
     }
 }
@@ -62,6 +64,7 @@ fn process(v: ProcView, faults: Option<u64>, mapped: Option<i64>) -> pb::Process
         state: v.state.as_str().to_string(),
         page_faults: faults.unwrap_or(0),
         mapped_bytes: mapped.unwrap_or(0),
+        level: v.level.as_str().to_string(),
     }
 }
 
@@ -83,8 +86,9 @@ impl pb::sentinel_server::Sentinel for Service {
         &self,
         _: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::Status>, Status> {
-        let (available, total) = crate::collector::procfs::read_meminfo().unwrap_or((0, 0));
         let e = self.shared.engine();
+        let host = e.host_view();
+        let now = crate::agent::mono_now();
         let c = e.probes.as_ref().map(|p| p.counters()).unwrap_or_default();
         Ok(Response::new(pb::Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -106,8 +110,22 @@ impl pb::sentinel_server::Sentinel for Service {
             kernel_oom_kills: e.kernel_oom_kills,
             probe_events: c.events,
             lost_events: c.lost_events,
-            host_available_bytes: available,
-            host_total_bytes: total,
+            host_available_bytes: host.mem.available,
+            host_total_bytes: host.mem.total,
+            host_used_bytes: host.used,
+            host_limit_bytes: host.limit,
+            host_level: host.level.as_str().to_string(),
+            psi_some_avg10: host.psi_some_avg10,
+            psi_trigger: host.psi_trigger,
+            crash_loops: e
+                .crash_loops()
+                .into_iter()
+                .map(|l| pb::CrashLoop {
+                    cmdline: l.cmdline,
+                    count: l.count as u32,
+                    seconds_ago: (now - l.last).max(0.0),
+                })
+                .collect(),
             uptime_seconds: self.shared.started.elapsed().as_secs_f64(),
             tripwire_fires: c.tripwire_fires,
         }))

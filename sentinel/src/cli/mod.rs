@@ -33,6 +33,7 @@ pub struct DecisionJson<'a> {
     pub comm: &'a str,
     pub cgroup: &'a str,
     pub rule: &'a str,
+    pub level: &'a str,
     pub action: &'a str,
     pub outcome: &'a str,
     pub reason: &'a str,
@@ -41,6 +42,7 @@ pub struct DecisionJson<'a> {
     pub slope_bytes_per_sec: f64,
     pub limit_bytes: u64,
     pub predicted_seconds_to_limit: Option<f64>,
+    pub crash_loop: bool,
 }
 
 impl<'a> From<&'a pb::Decision> for DecisionJson<'a> {
@@ -53,6 +55,7 @@ impl<'a> From<&'a pb::Decision> for DecisionJson<'a> {
             comm: &d.comm,
             cgroup: &d.cgroup,
             rule: &d.rule,
+            level: &d.level,
             action: &d.action,
             outcome: &d.outcome,
             reason: &d.reason,
@@ -61,6 +64,7 @@ impl<'a> From<&'a pb::Decision> for DecisionJson<'a> {
             slope_bytes_per_sec: d.slope_bytes_per_sec,
             limit_bytes: d.limit_bytes,
             predicted_seconds_to_limit: d.predicted_seconds_to_limit,
+            crash_loop: d.crash_loop,
         }
     }
 }
@@ -104,7 +108,12 @@ pub async fn status(socket: &str, json: bool) -> Result<(), CliError> {
             "kernel_oom_kills": s.kernel_oom_kills, "probe_events": s.probe_events,
             "lost_events": s.lost_events, "host_available_bytes": s.host_available_bytes,
             "host_total_bytes": s.host_total_bytes, "uptime_seconds": s.uptime_seconds,
-            "tripwire_fires": s.tripwire_fires,
+            "tripwire_fires": s.tripwire_fires, "host_used_bytes": s.host_used_bytes,
+            "host_limit_bytes": s.host_limit_bytes, "host_level": s.host_level,
+            "psi_some_avg10": s.psi_some_avg10, "psi_trigger": s.psi_trigger,
+            "crash_loops": s.crash_loops.iter().map(|l| serde_json::json!({
+                "cmdline": l.cmdline, "count": l.count, "seconds_ago": l.seconds_ago,
+            })).collect::<Vec<_>>(),
         });
         writeln!(out, "{v}")?;
         return Ok(());
@@ -122,10 +131,25 @@ pub async fn status(socket: &str, json: bool) -> Result<(), CliError> {
     }
     writeln!(
         out,
-        "host: {} available of {}",
+        "host: {} available of {}; used {} of its {} line, level {}; memory pressure {}",
         human_bytes(s.host_available_bytes as f64),
-        human_bytes(s.host_total_bytes as f64)
+        human_bytes(s.host_total_bytes as f64),
+        human_bytes(s.host_used_bytes as f64),
+        human_bytes(s.host_limit_bytes as f64),
+        s.host_level,
+        match (s.psi_some_avg10, s.psi_trigger) {
+            (Some(a), true) => format!("{a:.2}% (trigger armed)"),
+            (Some(a), false) => format!("{a:.2}% (no trigger)"),
+            (None, _) => "unknown (no PSI)".to_string(),
+        }
     )?;
+    for l in &s.crash_loops {
+        writeln!(
+            out,
+            "CRASH LOOP: `{}` preempted {} times, last {:.0}s ago",
+            l.cmdline, l.count, l.seconds_ago
+        )?;
+    }
     writeln!(
         out,
         "tracking {} processes under {} rules; {} decisions, {} kernel OOM kills seen",
@@ -161,6 +185,7 @@ pub async fn top(socket: &str, limit: u32, matched_only: bool, json: bool) -> Re
                 "slope_bytes_per_sec": p.slope_bytes_per_sec, "limit_bytes": p.limit_bytes,
                 "predicted_seconds_to_limit": p.predicted_seconds_to_limit, "state": p.state,
                 "page_faults": p.page_faults, "mapped_bytes": p.mapped_bytes,
+                "level": p.level,
             });
             writeln!(out, "{v}")?;
         }
@@ -168,13 +193,13 @@ pub async fn top(socket: &str, limit: u32, matched_only: bool, json: bool) -> Re
     }
     writeln!(
         out,
-        "{:>8} {:<16} {:>11} {:>11} {:>12} {:>11} {:>8} {:<8} {:<12} CGROUP",
-        "PID", "COMM", "RESIDENT", "CHARGED", "SLOPE", "LIMIT", "ETA", "STATE", "RULE"
+        "{:>8} {:<16} {:>11} {:>11} {:>12} {:>11} {:>8} {:<11} {:<7} {:<12} CGROUP",
+        "PID", "COMM", "RESIDENT", "CHARGED", "SLOPE", "LIMIT", "ETA", "STATE", "LEVEL", "RULE"
     )?;
     for p in &r.processes {
         writeln!(
             out,
-            "{:>8} {:<16} {:>11} {:>11} {:>12} {:>11} {:>8} {:<8} {:<12} {}",
+            "{:>8} {:<16} {:>11} {:>11} {:>12} {:>11} {:>8} {:<11} {:<7} {:<12} {}",
             p.pid,
             p.comm,
             human_bytes(p.resident_bytes as f64),
@@ -187,6 +212,7 @@ pub async fn top(socket: &str, limit: u32, matched_only: bool, json: bool) -> Re
             },
             eta(p.predicted_seconds_to_limit),
             p.state,
+            p.level,
             if p.rule.is_empty() { "-" } else { &p.rule },
             p.cgroup
         )?;
@@ -201,12 +227,14 @@ fn print_decision(out: &mut impl Write, d: &pb::Decision, json: bool) -> std::io
     }
     writeln!(
         out,
-        "#{} {} pid {} ({}) rule {} action {} [{}]: charged {} of limit {}, slope {}, eta {} in {}: {}",
+        "#{} {}{} pid {} ({}) rule {} level {} action {} [{}]: charged {} of limit {}, slope {}, eta {} in {}: {}",
         d.seq,
         d.kind,
+        if d.crash_loop { " CRASH-LOOP" } else { "" },
         d.pid,
         d.comm,
         if d.rule.is_empty() { "-" } else { &d.rule },
+        if d.level.is_empty() { "-" } else { &d.level },
         d.action,
         d.outcome,
         human_bytes(d.charged_bytes as f64),

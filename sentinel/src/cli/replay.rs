@@ -3,7 +3,7 @@
 use std::{io::Write, path::PathBuf};
 
 use crate::{
-    policy::{Params, Sampling},
+    policy::{Action, Levels, Params, Sampling},
     sim::{self, SimConfig, SimDecision, scenarios},
     units::{ByteSize, Span, human_bytes},
 };
@@ -23,6 +23,11 @@ pub struct Args {
     /// Run the built-in scenario table and print victim accuracy.
     #[arg(long)]
     pub scenarios: bool,
+    /// Highest rung the simulated rule may climb to: alert, freeze,
+    /// terminate or kill. Levels are the defaults (warn 70%, preempt 85%,
+    /// kill 95% of the limit).
+    #[arg(long, default_value = "freeze", value_parser = parse_action)]
+    pub action: Action,
     #[arg(long)]
     pub json: bool,
 }
@@ -35,12 +40,14 @@ pub enum ReplayError {
     Io(#[from] std::io::Error),
 }
 
-fn config(limit: u64, horizon: &str, step: &str) -> Result<SimConfig, ReplayError> {
+fn config(limit: u64, horizon: &str, step: &str, action: Action) -> Result<SimConfig, ReplayError> {
     let horizon =
         Span::parse(horizon).map_err(|e| ReplayError::Input(format!("--horizon: {e}")))?;
     let step = ByteSize::parse(step).map_err(|e| ReplayError::Input(format!("--step: {e}")))?;
     Ok(SimConfig {
         limit,
+        levels: Levels::default(),
+        action,
         params: Params {
             horizon_secs: horizon.0.as_secs_f64(),
             sampling: Sampling::Step { step_bytes: step.0 },
@@ -51,6 +58,11 @@ fn config(limit: u64, horizon: &str, step: &str) -> Result<SimConfig, ReplayErro
     })
 }
 
+fn parse_action(s: &str) -> Result<Action, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("`{s}` is not one of alert, freeze, terminate, kill"))
+}
+
 fn print(out: &mut impl Write, d: &SimDecision, json: bool) -> std::io::Result<()> {
     if json {
         let line = serde_json::to_string(d).map_err(std::io::Error::other)?;
@@ -58,8 +70,10 @@ fn print(out: &mut impl Write, d: &SimDecision, json: bool) -> std::io::Result<(
     }
     writeln!(
         out,
-        "t={:.3}s stop pid {} ({}) share {:.0}% of the growth; group {} growing {}/s: {}",
+        "t={:.3}s {} level: {} pid {} ({}) share {:.0}% of the growth; group {} growing {}/s: {}",
         d.t,
+        d.level,
+        d.action,
         d.pid,
         d.comm,
         d.share * 100.0,
@@ -79,34 +93,34 @@ pub fn run(a: Args) -> Result<(), ReplayError> {
         writeln!(out, "| scenario | expected | first decision | ok |")?;
         writeln!(out, "| --- | --- | --- | --- |")?;
         for sc in &all {
-            let cfg = config(sc.limit, &a.horizon, &a.step)?;
+            let cfg = config(sc.limit, &a.horizon, &a.step, Action::Freeze)?;
             let d = sim::replay(&sc.samples, &cfg);
-            let (expected, ok) = match sc.expect {
-                scenarios::Expect::Victim(p) | scenarios::Expect::OnlyVictim(p) => {
-                    let only = matches!(sc.expect, scenarios::Expect::OnlyVictim(_));
-                    let ok = d
-                        .first()
-                        .is_some_and(|f| f.pid == p && f.group_bytes < sc.limit)
-                        && (!only || d.len() == 1);
-                    (
-                        format!("stop pid {p}{}", if only { " only" } else { " first" }),
-                        ok,
-                    )
-                }
-                scenarios::Expect::Nothing => ("no action".to_string(), d.is_empty()),
+            let expected = match sc.expect {
+                scenarios::Expect::Victim(p) => format!("stop pid {p} first"),
+                scenarios::Expect::OnlyVictim(p) => format!("stop pid {p} only"),
+                scenarios::Expect::Nothing => "no action".to_string(),
             };
-            let first = d
+            let checked = sc.check(&d);
+            let ok = checked.is_ok();
+            let stops = sim::stops(&d);
+            let first = stops
                 .first()
                 .map(|f| {
                     format!(
-                        "pid {} at {} of {} ({} decisions)",
+                        "{} pid {} at {} of {} ({} stops, {} warnings)",
+                        f.action,
                         f.pid,
                         human_bytes(f.group_bytes as f64),
                         human_bytes(sc.limit as f64),
-                        d.len()
+                        stops.len(),
+                        d.len() - stops.len()
                     )
                 })
-                .unwrap_or_else(|| "none".into());
+                .unwrap_or_else(|| format!("none ({} warnings)", d.len()));
+            let first = match checked {
+                Ok(()) => first,
+                Err(e) => format!("{first}: {e}"),
+            };
             right += ok as usize;
             writeln!(
                 out,
@@ -132,7 +146,7 @@ pub fn run(a: Args) -> Result<(), ReplayError> {
     let text =
         std::fs::read_to_string(&path).map_err(|e| ReplayError::Input(format!("{name}: {e}")))?;
     let samples = sim::parse_trace(&text, &name).map_err(ReplayError::Input)?;
-    for d in sim::replay(&samples, &config(limit.0, &a.horizon, &a.step)?) {
+    for d in sim::replay(&samples, &config(limit.0, &a.horizon, &a.step, a.action)?) {
         print(&mut out, &d, a.json)?;
     }
     Ok(())

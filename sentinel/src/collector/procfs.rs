@@ -35,6 +35,8 @@ pub struct Stat {
     /// Minor plus major page faults of the whole process, as the kernel
     /// counts them.
     pub faults: u64,
+    /// The state letter: R, S, D, T (stopped), t, Z, ...
+    pub state: char,
 }
 
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -52,7 +54,9 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let start_time = rest.get(19)?.parse().ok()?;
     let minflt: u64 = rest.get(7)?.parse().ok()?;
     let majflt: u64 = rest.get(9)?.parse().ok()?;
+    let state = rest.first()?.chars().next()?;
     Some(Stat {
+        state,
         comm,
         ppid,
         start_time,
@@ -121,6 +125,20 @@ pub fn read_cgroup(pid: u32) -> io::Result<String> {
     fs::read_to_string(proc_path(pid, "cgroup")).map(|t| parse_cgroup(&t))
 }
 
+/// The command line with spaces between arguments; empty for kernel
+/// threads and zombies.
+pub fn read_cmdline(pid: u32) -> String {
+    fs::read(proc_path(pid, "cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
 pub fn read_exe(pid: u32) -> String {
     fs::read_link(proc_path(pid, "exe"))
         .map(|p| p.to_string_lossy().into_owned())
@@ -165,19 +183,6 @@ pub fn read_ancestors(mut ppid: u32) -> Vec<u32> {
     out
 }
 
-/// Bytes the host can still give out (MemAvailable) and its total.
-pub fn read_meminfo() -> io::Result<(u64, u64)> {
-    let text = fs::read_to_string("/proc/meminfo")?;
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    };
-    Ok((get("MemAvailable:"), get("MemTotal:")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +195,7 @@ mod tests {
         assert_eq!(s.ppid, 1);
         assert_eq!(s.start_time, 98765);
         assert_eq!(s.faults, 100);
+        assert_eq!(s.state, 'S');
         assert!(!s.kernel_thread);
     }
 

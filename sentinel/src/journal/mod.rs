@@ -17,6 +17,8 @@ pub enum DecisionKind {
     KernelOomKill,
     /// A process Sentinel froze was resumed: the pressure cleared.
     Resume,
+    /// Memory pressure (PSI) crossed its trigger: an early warning.
+    Pressure,
 }
 
 impl DecisionKind {
@@ -25,6 +27,7 @@ impl DecisionKind {
             Self::Preempt => "preempt",
             Self::KernelOomKill => "kernel_oom_kill",
             Self::Resume => "resume",
+            Self::Pressure => "pressure",
         }
     }
 }
@@ -38,6 +41,9 @@ pub struct Decision {
     pub comm: String,
     pub cgroup: String,
     pub rule: String,
+    /// The level of the limit that called for the action: "warn",
+    /// "preempt", "kill", or empty when no level applies.
+    pub level: String,
     pub action: String,
     pub outcome: String,
     pub reason: String,
@@ -49,6 +55,8 @@ pub struct Decision {
     pub limit_bytes: u64,
     /// Absent when no crossing was predicted (e.g. already crossed).
     pub predicted_seconds_to_limit: Option<f64>,
+    /// The same command line was preempted often enough to be a crash loop.
+    pub crash_loop: bool,
 }
 
 pub struct Journal {
@@ -134,6 +142,7 @@ mod tests {
             comm: "x".into(),
             cgroup: "/".into(),
             rule: "r".into(),
+            level: "preempt".into(),
             action: "freeze".into(),
             outcome: "done".into(),
             reason: String::new(),
@@ -142,6 +151,7 @@ mod tests {
             slope_bytes_per_sec: 0.0,
             limit_bytes: 0,
             predicted_seconds_to_limit: None,
+            crash_loop: false,
         }
     }
 

@@ -1,9 +1,10 @@
-//! A shared limit (a cgroup's, later the host's): predict when the group
-//! reaches its line from its members' growth, and name the member driving
-//! it. Pure; used by the agent on live cgroups and by the replay simulator.
+//! A shared limit (a cgroup's or the host's): the level the group is at or
+//! predicted to reach, from its members' growth, and the member to act on.
+//! Pure; used by the agent on live groups and by the replay simulator.
 
 use super::{
-    Params, Verdict, evaluate,
+    Params, Verdict,
+    levels::{Level, Levels, assess},
     victim::{Candidate, choose_victim, group_by_root},
 };
 use crate::model::{Series, Trend};
@@ -22,13 +23,25 @@ pub struct Member<'a> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupDecision {
+    /// The highest level crossed or predicted to be crossed in time.
+    pub level: Level,
     pub verdict: Verdict,
-    /// The victim: a tree root when members were grouped.
-    pub root: u32,
-    /// The victim's share of the group's recent growth.
-    pub share: f64,
+    /// Whom to act on; `None` when nobody is growing (size alone never
+    /// makes a victim), so the decision can only alert.
+    pub victim: Option<GroupVictim>,
     pub group_bytes: u64,
     pub group_slope: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupVictim {
+    /// A tree root when members were grouped.
+    pub root: u32,
+    /// Its share of the group's recent growth.
+    pub share: f64,
+    /// Already stopped: the kill level escalates a frozen grower (its
+    /// memory is still held) before it picks a new one.
+    pub escalate: bool,
 }
 
 /// Bytes of `series` at or before time `t` (its first sample if none).
@@ -45,17 +58,20 @@ pub fn bytes_at(series: &Series, t: f64) -> u64 {
         .unwrap_or(0)
 }
 
-/// Decides whether the group must be relieved now, and of whom: the group's
-/// trend is the sum of its members' ongoing growth; growth shares are
-/// measured over `window` seconds.
+/// The level `usage` of the group is at or will reach in time, and its
+/// victim: at the kill level a grower already frozen is escalated first;
+/// otherwise the running member (or tree) with the largest share of the
+/// growth over `window` seconds. The group's trend is the sum of its
+/// running members' ongoing growth.
 pub fn decide(
     members: &[Member<'_>],
-    line: u64,
+    usage: u64,
+    limit: u64,
+    levels: &Levels,
     params: &Params,
     window: f64,
     now: f64,
 ) -> Option<GroupDecision> {
-    let group_bytes: u64 = members.iter().map(|m| m.bytes).sum();
     let trends: Vec<Option<Trend>> = members
         .iter()
         .map(|m| {
@@ -85,37 +101,66 @@ pub fn decide(
         span: window,
         typical_gap: if gap.is_finite() { gap } else { 0.0 },
     };
-    let verdict = evaluate(group_bytes, line, Some(&group_trend), params)?;
-    let cands: Vec<(Candidate, u32)> = members
-        .iter()
-        .zip(&trends)
-        .filter(|(m, _)| !m.stopped)
-        .map(|(m, t)| {
-            (
-                Candidate {
-                    pid: m.pid,
-                    bytes: m.bytes,
-                    gained: m.bytes as i64 - bytes_at(m.series, now - window) as i64,
-                    slope: t.map(|t| t.bytes_per_sec).unwrap_or(0.0),
-                    priority: 0,
-                    protected: m.protected,
-                },
-                m.root,
-            )
+    let (level, verdict) = assess(usage, limit, Some(&group_trend), levels, params)?;
+    let candidate = |m: &Member<'_>, t: Option<&Trend>| {
+        (
+            Candidate {
+                pid: m.pid,
+                bytes: m.bytes,
+                gained: m.bytes as i64 - bytes_at(m.series, now - window) as i64,
+                slope: t.map(|t| t.bytes_per_sec).unwrap_or(0.0),
+                priority: 0,
+                protected: m.protected,
+            },
+            m.root,
+        )
+    };
+    let frozen: Vec<Candidate> = group_by_root(
+        &members
+            .iter()
+            .filter(|m| m.stopped)
+            .map(|m| candidate(m, None))
+            .collect::<Vec<_>>(),
+    );
+    let escalated = (level == Level::Kill)
+        .then(|| {
+            frozen
+                .iter()
+                .filter(|c| !c.protected)
+                .max_by_key(|c| c.bytes)
+                .map(|c| GroupVictim {
+                    root: c.pid,
+                    share: 0.0,
+                    escalate: true,
+                })
         })
-        .collect();
-    let grouped = group_by_root(&cands);
-    let victim = &grouped[choose_victim(&grouped)?];
-    let total_gain: f64 = grouped.iter().map(|c| c.gained.max(0) as f64).sum();
+        .flatten();
+    let victim = escalated.or_else(|| {
+        let running = group_by_root(
+            &members
+                .iter()
+                .zip(&trends)
+                .filter(|(m, _)| !m.stopped)
+                .map(|(m, t)| candidate(m, t.as_ref()))
+                .collect::<Vec<_>>(),
+        );
+        let v = &running[choose_victim(&running)?];
+        let total_gain: f64 = running.iter().map(|c| c.gained.max(0) as f64).sum();
+        Some(GroupVictim {
+            root: v.pid,
+            share: if total_gain > 0.0 {
+                v.gained.max(0) as f64 / total_gain
+            } else {
+                0.0
+            },
+            escalate: false,
+        })
+    });
     Some(GroupDecision {
+        level,
         verdict,
-        root: victim.pid,
-        share: if total_gain > 0.0 {
-            victim.gained.max(0) as f64 / total_gain
-        } else {
-            0.0
-        },
-        group_bytes,
+        victim,
+        group_bytes: usage,
         group_slope: slope,
     })
 }

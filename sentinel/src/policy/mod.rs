@@ -2,9 +2,12 @@
 //! in, a decision out; the agent does the I/O.
 
 pub mod group;
+pub mod levels;
+pub mod restarts;
 mod rules;
 pub mod victim;
 
+pub use levels::{Hysteresis, Level, Levels};
 pub use rules::{Action, Pattern, ProcessFacts, Rule, Selector, match_rule};
 
 use crate::model::{Trend, seconds_to_limit};
@@ -73,7 +76,7 @@ pub fn evaluate(
     if current >= limit {
         return Some(Verdict {
             trigger: Trigger::Crossed,
-            reason: format!("resident {current} B is at or above the limit {limit} B"),
+            reason: format!("{current} B charged is at or above the line {limit} B"),
         });
     }
     let t = trend?;
@@ -85,7 +88,7 @@ pub fn evaluate(
     (ttl <= lead).then(|| Verdict {
         trigger: Trigger::Predicted { seconds_to_limit: ttl },
         reason: format!(
-            "growing {:.1} MB/s, predicted to reach the limit in {:.0} ms, within the {:.0} ms it takes to react",
+            "growing {:.1} MB/s, predicted to reach the line in {:.0} ms, within the {:.0} ms it takes to react",
             t.bytes_per_sec / 1e6,
             ttl * 1e3,
             lead * 1e3

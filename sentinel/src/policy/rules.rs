@@ -2,8 +2,11 @@
 
 use serde::Deserialize;
 
-/// What a rule does to a process predicted to cross its limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+use super::Levels;
+
+/// The rungs of the action ladder, lowest first. A rule's action is the
+/// highest rung it may climb to: levels pick the rung, the rule caps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Record the decision and signal nothing.
@@ -11,6 +14,9 @@ pub enum Action {
     /// SIGSTOP: reversible, the memory stays but stops growing.
     #[default]
     Freeze,
+    /// SIGTERM: lets the process exit cleanly, with a grace before SIGKILL
+    /// when the rule allows kill.
+    Terminate,
     /// SIGKILL and reclaim the memory at once.
     Kill,
 }
@@ -20,6 +26,7 @@ impl Action {
         match self {
             Self::Alert => "alert",
             Self::Freeze => "freeze",
+            Self::Terminate => "terminate",
             Self::Kill => "kill",
         }
     }
@@ -78,7 +85,9 @@ impl Selector {
 pub struct Rule {
     pub name: String,
     pub limit_bytes: u64,
+    /// Highest rung of the ladder this rule may climb to.
     pub action: Action,
+    pub levels: Levels,
     pub selector: Selector,
 }
 
@@ -112,6 +121,7 @@ mod tests {
             name: name.into(),
             limit_bytes: 1,
             action: Action::Freeze,
+            levels: Levels::default(),
             selector: sel,
         }
     }

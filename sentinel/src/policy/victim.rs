@@ -35,21 +35,27 @@ pub fn growth_shares(cands: &[Candidate]) -> Vec<f64> {
         .collect()
 }
 
-/// The candidate to stop, by share of the recent growth (bytes gained, then
-/// current slope), then by priority class. A group where nothing grows has
-/// no victim: size alone never makes one. Protected candidates are skipped.
+/// The candidate to stop: among those growing now (an ongoing slope),
+/// the largest share of the recent growth (bytes gained), then the steepest
+/// slope, then the lower priority class. A burst that has ended is not
+/// driving the growth, however much it gained in the window; it is chosen
+/// only when nobody grows now. A group where nothing grew has no victim:
+/// size alone never makes one. Protected candidates are skipped.
 pub fn choose_victim(cands: &[Candidate]) -> Option<usize> {
     let shares = growth_shares(cands);
-    (0..cands.len())
-        .filter(|&i| !cands[i].protected && (shares[i] > 0.0 || cands[i].slope > 0.0))
-        .max_by(|&a, &b| {
-            // Shares within a point of each other count as a tie, so that
-            // the slope and then the priority class decide between them.
-            let (sa, sb) = ((shares[a] * 100.0).round(), (shares[b] * 100.0).round());
-            sa.total_cmp(&sb)
-                .then(cands[a].slope.total_cmp(&cands[b].slope))
-                .then(cands[b].priority.cmp(&cands[a].priority))
-        })
+    let best = |eligible: &dyn Fn(usize) -> bool| {
+        (0..cands.len())
+            .filter(|&i| !cands[i].protected && eligible(i))
+            .max_by(|&a, &b| {
+                // Shares within a point of each other count as a tie, so
+                // that the slope and then the priority class decide.
+                let (sa, sb) = ((shares[a] * 100.0).round(), (shares[b] * 100.0).round());
+                sa.total_cmp(&sb)
+                    .then(cands[a].slope.total_cmp(&cands[b].slope))
+                    .then(cands[b].priority.cmp(&cands[a].priority))
+            })
+    };
+    best(&|i| cands[i].slope > 0.0).or_else(|| best(&|i| shares[i] > 0.0))
 }
 
 /// Merges a process tree's members into one candidate named by its root, so
@@ -101,6 +107,17 @@ mod tests {
             c(3, 50 * MIB, 2 * MIB as i64, 1e6),      // a little noise
         ];
         assert_eq!(choose_victim(&cands), Some(1));
+    }
+
+    #[test]
+    fn an_ended_burst_is_not_chosen_over_an_ongoing_leak() {
+        let cands = [
+            c(1, 600 * MIB, 600 * MIB as i64, 0.0),   // grew, now flat
+            c(2, 150 * MIB, 150 * MIB as i64, 200e6), // growing now
+        ];
+        assert_eq!(choose_victim(&cands), Some(1));
+        // With nobody growing now, the recent gain still names one.
+        assert_eq!(choose_victim(&cands[..1]), Some(0));
     }
 
     #[test]

@@ -25,9 +25,41 @@ pub struct Scenario {
     pub expect: Expect,
 }
 
+impl Scenario {
+    /// Whether the engine's `decisions` on this scenario are what it
+    /// expects: the grower stopped first, below the kill level (and alone
+    /// when so expected); nothing stopped in the plateau scenarios.
+    /// Warnings never count as acting.
+    pub fn check(&self, decisions: &[super::SimDecision]) -> Result<(), String> {
+        let d = super::stops(decisions);
+        let kill_line =
+            crate::policy::Levels::default().line(crate::policy::Level::Kill, self.limit);
+        match self.expect {
+            Expect::Victim(pid) | Expect::OnlyVictim(pid) => {
+                let first = d.first().ok_or("nothing was stopped")?;
+                if first.pid != pid {
+                    return Err(format!("stopped pid {} first, not {pid}", first.pid));
+                }
+                if first.group_bytes >= kill_line {
+                    return Err(format!(
+                        "acted only at {} B, past the kill level",
+                        first.group_bytes
+                    ));
+                }
+                if self.expect == Expect::OnlyVictim(pid) && d.len() != 1 {
+                    return Err(format!("{} processes stopped, expected one", d.len()));
+                }
+                Ok(())
+            }
+            Expect::Nothing if d.is_empty() => Ok(()),
+            Expect::Nothing => Err(format!("stopped pid {} in a plateau", d[0].pid)),
+        }
+    }
+}
+
 /// Samples `bytes(t)` every millisecond over [0, until) and keeps those a
 /// step away from the last kept one (the first is always kept).
-fn reported(
+pub(crate) fn reported(
     pid: u32,
     comm: &str,
     root: Option<u32>,

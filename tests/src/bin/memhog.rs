@@ -1,7 +1,7 @@
 //! A controllable memory grower for tests and benchmarks.
 //!
 //! memhog --target 400MiB [--rate 200MB/s | --rate max] [--hold 10]
-//!        [--prefault 8MiB] [--delay 1]
+//!        [--prefault 8MiB] [--delay 1] [--ignore-term]
 //!
 //! Maps `target` bytes of anonymous memory and touches it page by page at
 //! `rate` (bytes per second, or as fast as possible with `max`), after first
@@ -43,6 +43,14 @@ fn main() {
             "--storm" => storm = Some(v.parse::<f64>().expect("--storm SECS")),
             "--cpu" => sentinel_tests::pin_to_cpus([v.parse().expect("--cpu N")])
                 .expect("sched_setaffinity"),
+            "--ignore-term" => {
+                // A process that does not answer SIGTERM, for the grace
+                // before SIGKILL.
+                // SAFETY: ignoring a signal installs no handler code.
+                unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+                i += 1;
+                continue;
+            }
             other => panic!("unknown argument {other}"),
         }
         i += 2;

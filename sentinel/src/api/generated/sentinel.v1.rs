@@ -45,6 +45,35 @@ pub struct Status {
     pub uptime_seconds: f64,
     #[prost(uint64, tag = "15")]
     pub tripwire_fires: u64,
+    /// The host scope: used bytes (RAM + swap less MemAvailable + SwapFree),
+    /// its 100% line (RAM + swap less host.min_available), and its level.
+    #[prost(uint64, tag = "16")]
+    pub host_used_bytes: u64,
+    #[prost(uint64, tag = "17")]
+    pub host_limit_bytes: u64,
+    /// "normal", "warn", "preempt" or "kill".
+    #[prost(string, tag = "18")]
+    pub host_level: ::prost::alloc::string::String,
+    /// Memory PSI "some avg10" in percent; absent when the kernel has no PSI.
+    #[prost(double, optional, tag = "19")]
+    pub psi_some_avg10: ::core::option::Option<f64>,
+    /// Whether the PSI poll trigger is armed.
+    #[prost(bool, tag = "20")]
+    pub psi_trigger: bool,
+    /// Command lines preempted often enough to count as crash-looping.
+    #[prost(message, repeated, tag = "21")]
+    pub crash_loops: ::prost::alloc::vec::Vec<CrashLoop>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CrashLoop {
+    #[prost(string, tag = "1")]
+    pub cmdline: ::prost::alloc::string::String,
+    /// Preemptions within agent.crash_loop_window.
+    #[prost(uint32, tag = "2")]
+    pub count: u32,
+    /// Seconds since the last one.
+    #[prost(double, tag = "3")]
+    pub seconds_ago: f64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListProcessesRequest {
@@ -80,13 +109,16 @@ pub struct Process {
     pub limit_bytes: u64,
     #[prost(double, optional, tag = "9")]
     pub predicted_seconds_to_limit: ::core::option::Option<f64>,
-    /// "running", "frozen" or "killed".
+    /// "running", "frozen", "terminating" or "killed".
     #[prost(string, tag = "10")]
     pub state: ::prost::alloc::string::String,
     #[prost(uint64, tag = "11")]
     pub page_faults: u64,
     #[prost(int64, tag = "12")]
     pub mapped_bytes: i64,
+    /// Its level under its rule: "normal", "warn", "preempt" or "kill".
+    #[prost(string, tag = "13")]
+    pub level: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListProcessesResponse {
@@ -108,7 +140,7 @@ pub struct Decision {
     pub seq: u64,
     #[prost(uint64, tag = "2")]
     pub time_unix_ms: u64,
-    /// "preempt" or "kernel_oom_kill".
+    /// "preempt", "resume", "pressure" (a PSI warning) or "kernel_oom_kill".
     #[prost(string, tag = "3")]
     pub kind: ::prost::alloc::string::String,
     #[prost(uint32, tag = "4")]
@@ -119,7 +151,8 @@ pub struct Decision {
     pub cgroup: ::prost::alloc::string::String,
     #[prost(string, tag = "7")]
     pub rule: ::prost::alloc::string::String,
-    /// "alert", "freeze", "kill", or "none" for kernel OOM kills.
+    /// "alert", "freeze", "terminate", "kill", "resume", or "none" for
+    /// kernel OOM kills.
     #[prost(string, tag = "8")]
     pub action: ::prost::alloc::string::String,
     /// "done", "dry-run", "recorded", or "failed: <why>".
@@ -137,6 +170,13 @@ pub struct Decision {
     pub limit_bytes: u64,
     #[prost(double, optional, tag = "15")]
     pub predicted_seconds_to_limit: ::core::option::Option<f64>,
+    /// The level that called for the action: "warn", "preempt", "kill";
+    /// empty when none applies.
+    #[prost(string, tag = "16")]
+    pub level: ::prost::alloc::string::String,
+    /// The same command line was preempted often enough to be a crash loop.
+    #[prost(bool, tag = "17")]
+    pub crash_loop: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListDecisionsResponse {

@@ -1,0 +1,166 @@
+//! The host's memory: /proc/meminfo, and memory pressure (PSI) with a poll
+//! trigger that wakes the agent when tasks start stalling on memory.
+
+use std::{
+    fs,
+    io::{self, Write},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
+    time::Duration,
+};
+
+const PSI_MEMORY: &str = "/proc/pressure/memory";
+
+/// What /proc/meminfo says, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostMem {
+    pub total: u64,
+    pub available: u64,
+    pub swap_total: u64,
+    pub swap_free: u64,
+}
+
+impl HostMem {
+    /// Everything anonymous memory can live in: RAM and swap. zram's
+    /// compressed pages are kernel memory, so they already count against
+    /// MemAvailable.
+    pub fn capacity(&self) -> u64 {
+        self.total + self.swap_total
+    }
+
+    /// What can still be given out: MemAvailable (free plus reclaimable
+    /// cache) plus free swap.
+    pub fn headroom(&self) -> u64 {
+        self.available + self.swap_free
+    }
+
+    pub fn used(&self) -> u64 {
+        self.capacity().saturating_sub(self.headroom())
+    }
+}
+
+pub fn parse_meminfo(text: &str) -> HostMem {
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    HostMem {
+        total: get("MemTotal:"),
+        available: get("MemAvailable:"),
+        swap_total: get("SwapTotal:"),
+        swap_free: get("SwapFree:"),
+    }
+}
+
+pub fn read_meminfo() -> io::Result<HostMem> {
+    Ok(parse_meminfo(&fs::read_to_string("/proc/meminfo")?))
+}
+
+/// The share of the last 10 s in which some task stalled on memory, in
+/// percent (the `some avg10` of PSI).
+pub fn parse_psi_some_avg10(text: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with("some "))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("avg10="))?
+        .parse()
+        .ok()
+}
+
+/// `None` when the kernel has no PSI (CONFIG_PSI off, or psi=0).
+pub fn read_psi_some_avg10() -> Option<f64> {
+    parse_psi_some_avg10(&fs::read_to_string(PSI_MEMORY).ok()?)
+}
+
+/// A PSI poll trigger: the file becomes ready (POLLPRI) when tasks stalled
+/// on memory for `stall` per second. Kept open for as long as the trigger
+/// should live.
+pub struct PsiTrigger {
+    file: fs::File,
+    /// The window the kernel accepted.
+    pub window: Duration,
+}
+
+impl PsiTrigger {
+    /// Arms a one-second window; without CAP_SYS_RESOURCE (as in many
+    /// containers) the kernel only takes windows in whole multiples of 2 s,
+    /// so then the stall is doubled over a 2 s window.
+    pub fn open(stall: Duration) -> io::Result<Self> {
+        match Self::open_window(stall, Duration::from_secs(1)) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Self::open_window(stall * 2, Duration::from_secs(2))
+            }
+            r => r,
+        }
+    }
+
+    fn open_window(stall: Duration, window: Duration) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(PSI_MEMORY)?;
+        // The kernel overwrites the write's last byte with a NUL: send one.
+        let spec = format!("some {} {}\0", stall.as_micros(), window.as_micros());
+        file.write_all(spec.as_bytes())?;
+        Ok(Self { file, window })
+    }
+}
+
+impl AsRawFd for PsiTrigger {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+impl AsFd for PsiTrigger {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_with_swap() {
+        let text = "MemTotal:       1000 kB\nMemFree:  10 kB\nMemAvailable:    400 kB\nSwapTotal:     500 kB\nSwapFree:      300 kB\n";
+        let m = parse_meminfo(text);
+        assert_eq!(m.capacity(), 1500 * 1024);
+        assert_eq!(m.headroom(), 700 * 1024);
+        assert_eq!(m.used(), 800 * 1024);
+    }
+
+    #[test]
+    fn psi_some_line() {
+        let text = "some avg10=1.53 avg60=0.20 avg300=0.04 total=12345\nfull avg10=0.50 avg60=0.00 avg300=0.00 total=100\n";
+        assert_eq!(parse_psi_some_avg10(text), Some(1.53));
+        assert_eq!(parse_psi_some_avg10("nonsense"), None);
+    }
+
+    #[test]
+    fn a_trigger_can_be_armed_where_psi_exists() {
+        if !std::path::Path::new(PSI_MEMORY).exists() {
+            return;
+        }
+        // Root, or the 2 s fallback without CAP_SYS_RESOURCE.
+        match PsiTrigger::open(Duration::from_millis(150)) {
+            Ok(t) => assert!(t.window >= Duration::from_secs(1)),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            Err(e) => panic!("arming a PSI trigger: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_live_files_parse() {
+        let m = read_meminfo().unwrap();
+        assert!(
+            m.total > 0 && m.available > 0 && m.available <= m.total,
+            "{m:?}"
+        );
+    }
+}
