@@ -8,7 +8,7 @@ use std::{fmt, path::Path, time::Duration};
 use serde::Deserialize;
 
 use crate::{
-    policy::{Action, Levels, Pattern, Rule, Selector, restarts::LoopRule},
+    policy::{Action, Levels, Pattern, PriorityClass, Rule, Selector, restarts::LoopRule},
     units::{ByteSize, Span},
 };
 
@@ -36,6 +36,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     pub cgroup_rules: Vec<CgroupRule>,
     pub host: HostPolicy,
+    /// Who is stopped first among equal growers at a shared limit.
+    pub priorities: Vec<PriorityClass>,
 }
 
 /// A memory cgroup whose limit Sentinel defends: when its members' usage
@@ -183,6 +185,17 @@ struct RawConfig {
     cgroup: Vec<toml::Spanned<RawCgroupRule>>,
     levels: Option<toml::Spanned<RawLevels>>,
     host: Option<toml::Spanned<RawHost>>,
+    #[serde(default)]
+    priority: Vec<toml::Spanned<RawPriority>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPriority {
+    name: String,
+    priority: i32,
+    #[serde(rename = "match")]
+    selector: toml::Spanned<RawMatch>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -249,6 +262,8 @@ struct RawRule {
     #[serde(default)]
     action: Action,
     levels: Option<toml::Spanned<RawLevels>>,
+    #[serde(default)]
+    include_file: bool,
     #[serde(rename = "match")]
     selector: toml::Spanned<RawMatch>,
 }
@@ -401,6 +416,12 @@ impl Config {
         if agent.crash_loop.count < 2 {
             return Err(range_err("crash_loop_count", "must be at least 2"));
         }
+        let pattern = |s: toml::Spanned<String>| -> Result<Pattern, ConfigError> {
+            let start = s.span().start;
+            regex::Regex::new(s.get_ref())
+                .map(Pattern)
+                .map_err(|e| invalid(start, format!("invalid regex: {e}")))
+        };
         // Levels: the global table, then each scope's overrides of it.
         let levels_of =
             |base: Levels, raw: Option<toml::Spanned<RawLevels>>| -> Result<Levels, ConfigError> {
@@ -428,15 +449,7 @@ impl Config {
             Some(h) => {
                 let h = h.into_inner();
                 let d = HostPolicy::default();
-                let candidates = h
-                    .candidates
-                    .map(|c| {
-                        let span = c.span();
-                        regex::Regex::new(c.get_ref())
-                            .map(Pattern)
-                            .map_err(|e| invalid(span.start, format!("invalid regex: {e}")))
-                    })
-                    .transpose()?;
+                let candidates = h.candidates.map(&pattern).transpose()?;
                 let p = HostPolicy {
                     action: h.action,
                     levels: levels_of(levels, h.levels)?,
@@ -458,6 +471,29 @@ impl Config {
             }
         };
 
+        let selector_of = |what: &str,
+                           name: &str,
+                           raw: toml::Spanned<RawMatch>|
+         -> Result<Selector, ConfigError> {
+            let start = raw.span().start;
+            let m = raw.into_inner();
+            let selector = Selector {
+                comm: m.comm.map(&pattern).transpose()?,
+                exe: m.exe.map(&pattern).transpose()?,
+                cgroup: m.cgroup.map(&pattern).transpose()?,
+                descendant_of: m.descendant_of,
+            };
+            if selector.is_empty() {
+                return Err(invalid(
+                    start,
+                    format!(
+                        "{what} `{name}` matches every process; give at least one of comm, exe, cgroup, descendant_of"
+                    ),
+                ));
+            }
+            Ok(selector)
+        };
+
         let mut rules = Vec::new();
         for spanned in raw.rule {
             let rule_start = spanned.span().start;
@@ -474,37 +510,13 @@ impl Config {
                     format!("rule name `{}` is used twice", r.name),
                 ));
             }
-            let match_span = r.selector.span();
-            let m = r.selector.into_inner();
-            let regex = |f: Option<toml::Spanned<String>>| -> Result<_, ConfigError> {
-                f.map(|s| {
-                    let span = s.span();
-                    regex::Regex::new(s.get_ref())
-                        .map(Pattern)
-                        .map_err(|e| invalid(span.start, format!("invalid regex: {e}")))
-                })
-                .transpose()
-            };
-            let selector = Selector {
-                comm: regex(m.comm)?,
-                exe: regex(m.exe)?,
-                cgroup: regex(m.cgroup)?,
-                descendant_of: m.descendant_of,
-            };
-            if selector.is_empty() {
-                return Err(invalid(
-                    match_span.start,
-                    format!(
-                        "rule `{}` matches every process; give at least one of comm, exe, cgroup, descendant_of",
-                        r.name
-                    ),
-                ));
-            }
+            let selector = selector_of("rule", &r.name, r.selector)?;
             rules.push(Rule {
                 name: r.name,
                 limit_bytes: r.limit.0,
                 action: r.action,
                 levels: levels_of(levels, r.levels)?,
+                include_file: r.include_file,
                 selector,
             });
         }
@@ -520,15 +532,29 @@ impl Config {
                     format!("rule name `{}` is used twice", r.name),
                 ));
             }
-            let span = r.selector.span();
-            let selector = regex::Regex::new(r.selector.get_ref())
-                .map(Pattern)
-                .map_err(|e| invalid(span.start, format!("invalid regex: {e}")))?;
+            let selector = pattern(r.selector)?;
             cgroup_rules.push(CgroupRule {
                 name: r.name,
                 selector,
                 action: r.action,
                 levels: levels_of(levels, r.levels)?,
+            });
+        }
+        let mut priorities: Vec<PriorityClass> = Vec::new();
+        for spanned in raw.priority {
+            let start = spanned.span().start;
+            let c = spanned.into_inner();
+            if priorities.iter().any(|x| x.name == c.name) {
+                return Err(invalid(
+                    start,
+                    format!("priority class `{}` is defined twice", c.name),
+                ));
+            }
+            let selector = selector_of("priority class", &c.name, c.selector)?;
+            priorities.push(PriorityClass {
+                name: c.name,
+                priority: c.priority,
+                selector,
             });
         }
         Ok(Self {
@@ -537,6 +563,7 @@ impl Config {
             rules,
             cgroup_rules,
             host,
+            priorities,
         })
     }
 }
@@ -635,6 +662,25 @@ match = { descendant_of = 42 }
         );
         let e = err("[host]\nactoin = \"kill\"\n");
         assert!(e.contains("actoin"), "{e}");
+    }
+
+    #[test]
+    fn priority_classes_and_file_pages_opt_in() {
+        let c = Config::parse(
+            "[[priority]]\nname = \"batch\"\npriority = -10\nmatch = { cgroup = \"^/batch\" }\n[[rule]]\nname = \"cache\"\nlimit = \"1G\"\ninclude_file = true\nmatch = { comm = \"^cache$\" }\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(c.priorities.len(), 1);
+        assert_eq!(c.priorities[0].priority, -10);
+        assert!(c.rules[0].include_file);
+        let e = err("[[priority]]\nname = \"all\"\npriority = 1\nmatch = {}\n");
+        assert!(
+            e.starts_with("/etc/s.toml:4:") && e.contains("priority class `all` matches every"),
+            "{e}"
+        );
+        let e = err("[[priority]]\nname = \"x\"\npriority = \"high\"\nmatch = { comm = \"x\" }\n");
+        assert!(e.contains("priority[0].priority"), "{e}");
     }
 
     #[test]

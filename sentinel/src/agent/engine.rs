@@ -23,7 +23,7 @@ use crate::{
     policy::{
         self, Action, Hysteresis, Level, Levels, Params, ProcessFacts, Sampling, Trigger, group,
         levels::{assess, grace_secs, rung},
-        match_rule,
+        match_rule, priority_of,
         restarts::{CrashLoop, Restarts},
     },
     probes::{ProbeStatus, Probes},
@@ -74,6 +74,10 @@ pub struct Proc {
     pub cgroup: String,
     pub ancestors: Vec<u32>,
     pub rule: Option<usize>,
+    /// Its rule counts file-backed pages too.
+    include_file: bool,
+    /// From the first priority class that selects it (0 when none).
+    pub priority: i32,
     /// Why the process must never be signalled, if it must not.
     pub protected: Option<String>,
     pub mem: Mem,
@@ -90,6 +94,15 @@ pub struct Proc {
     /// The scope and rule it was frozen for, so that it is resumed when
     /// that scope's pressure clears.
     frozen_for: Option<(Scope, String)>,
+}
+
+impl Proc {
+    /// What its own rule measures: charged memory, plus file-backed pages
+    /// when the rule opts in. Its series (and so its slope, also at shared
+    /// limits) follows the same measure.
+    pub fn usage(&self) -> u64 {
+        self.mem.charged() + if self.include_file { self.mem.file } else { 0 }
+    }
 }
 
 /// What the API shows of a process.
@@ -339,6 +352,8 @@ impl Engine {
             cgroup: procfs::read_cgroup(pid).unwrap_or_default(),
             ancestors: procfs::read_ancestors(stat.ppid),
             rule: None,
+            include_file: false,
+            priority: 0,
             protected,
             mem: Mem::default(),
             series: Series::new(self.cfg.agent.history.as_secs_f64()),
@@ -411,6 +426,8 @@ impl Engine {
             ancestors: &p.ancestors,
         };
         p.rule = match_rule(&self.cfg.rules, &facts);
+        p.priority = priority_of(&self.cfg.priorities, &facts);
+        p.include_file = p.rule.is_some_and(|r| self.cfg.rules[r].include_file);
         if p.rule.is_some() && p.pidfd.is_none() {
             match Pidfd::open(p.pid, p.start_time) {
                 Ok(fd) => p.pidfd = Some(fd),
@@ -429,7 +446,7 @@ impl Engine {
         };
         let before = p.mem.charged();
         p.mem = mem;
-        p.series.push(t, mem.charged());
+        p.series.push(t, p.usage());
         self.host.drift += mem.charged() as i64 - before as i64;
         self.evaluate(pid, t);
         self.evaluate_group(pid, t);
@@ -450,7 +467,7 @@ impl Engine {
         }
         let rule = &self.cfg.rules[ri];
         let trend = p.series.trend(now);
-        let charged = p.mem.charged();
+        let charged = p.usage();
         let assessed = assess(
             charged,
             rule.limit_bytes,
@@ -769,6 +786,7 @@ impl Engine {
                     series: &p.series,
                     stopped: p.state.stopped(),
                     protected: p.protected.is_some(),
+                    priority: p.priority,
                 }
             })
             .collect()
@@ -849,7 +867,7 @@ impl Engine {
                     .map(|r| &self.cfg.rules[r])
                     .filter(|r| r.name == rule)
                     .ok_or_else(|| format!("rule `{rule}` no longer governs it"))?;
-                Ok((p.mem.charged(), r.limit_bytes, r.levels))
+                Ok((p.usage(), r.limit_bytes, r.levels))
             }
             Scope::Cgroup(path) => {
                 let r = self
@@ -931,7 +949,8 @@ impl Engine {
             }
             // Growth before the freeze says nothing about the time after it.
             p.series = Series::new(self.cfg.agent.history.as_secs_f64());
-            p.series.push(now, p.mem.charged());
+            let usage = p.usage();
+            p.series.push(now, usage);
             let d = self.journal.append(Decision {
                 seq: 0,
                 time_unix_ms: unix_ms(),
@@ -1024,12 +1043,13 @@ impl Engine {
         let mut grace = None;
         if action == Action::Kill && p.state == ProcState::Running && limit.bytes > 0 {
             let slope = trend.map(|t| t.bytes_per_sec).unwrap_or(0.0);
-            let ttl = seconds_to_limit(p.mem.charged(), limit.bytes, slope);
-            let left = if p.mem.charged() >= limit.bytes {
-                Some(0.0)
+            let usage = if limit.scope == Scope::Process {
+                p.usage()
             } else {
-                ttl
+                p.mem.charged()
             };
+            let ttl = seconds_to_limit(usage, limit.bytes, slope);
+            let left = if usage >= limit.bytes { Some(0.0) } else { ttl };
             if let Some(g) = grace_secs(left, horizon, max_grace) {
                 action = Action::Terminate;
                 grace = Some(g);
@@ -1129,7 +1149,8 @@ impl Engine {
             return;
         };
         p.mem = mem;
-        p.series.push(t, mem.charged());
+        let usage = p.usage();
+        p.series.push(t, usage);
         if p.state != ProcState::Running {
             return; // userspace acted first
         }
@@ -1139,12 +1160,12 @@ impl Engine {
         let trend = p.series.trend(t);
         let rule = &self.cfg.rules[ri];
         // Stopped: where it is decides, not where its growth was heading.
-        let level = assess(mem.charged(), rule.limit_bytes, None, &rule.levels, &params)
+        let level = assess(usage, rule.limit_bytes, None, &rule.levels, &params)
             .map(|a| a.0)
             .unwrap_or(Level::Preempt)
             .max(Level::Preempt);
         p.held
-            .update(Some(level), mem.charged(), rule.limit_bytes, &rule.levels);
+            .update(Some(level), usage, rule.limit_bytes, &rule.levels);
         let verdict = policy::Verdict {
             trigger: Trigger::Tripwire {
                 ceiling_bytes: ceiling,
@@ -1353,7 +1374,7 @@ impl Engine {
                     slope,
                     limit,
                     seconds_to_limit: (limit > 0)
-                        .then(|| crate::model::seconds_to_limit(p.mem.charged(), limit, slope))
+                        .then(|| crate::model::seconds_to_limit(p.usage(), limit, slope))
                         .flatten(),
                     state: p.state,
                     level: p.held.level,

@@ -19,6 +19,8 @@ pub struct Member<'a> {
     /// Already stopped: its memory counts, its growth does not.
     pub stopped: bool,
     pub protected: bool,
+    /// Its priority class (lower is stopped first among equal growers).
+    pub priority: i32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,7 +111,7 @@ pub fn decide(
                 bytes: m.bytes,
                 gained: m.bytes as i64 - bytes_at(m.series, now - window) as i64,
                 slope: t.map(|t| t.bytes_per_sec).unwrap_or(0.0),
-                priority: 0,
+                priority: m.priority,
                 protected: m.protected,
             },
             m.root,
@@ -163,4 +165,92 @@ pub fn decide(
         group_bytes: usage,
         group_slope: slope,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Sampling;
+
+    const MIB: u64 = 1 << 20;
+
+    fn grower(start: u64, rate: f64) -> Series {
+        let mut s = Series::new(60.0);
+        for i in 0..50 {
+            let t = i as f64 * 0.01;
+            s.push(t, start + (rate * t) as u64);
+        }
+        s
+    }
+
+    fn params() -> Params {
+        Params {
+            horizon_secs: 0.02,
+            sampling: Sampling::Step { step_bytes: MIB },
+            min_confidence: 0.6,
+        }
+    }
+
+    #[test]
+    fn equal_growers_go_by_priority_class_and_protected_are_skipped() {
+        let (a, b) = (grower(100 * MIB, 100e6), grower(100 * MIB, 100e6));
+        let member = |pid, series, priority, protected| Member {
+            pid,
+            root: pid,
+            bytes: 150 * MIB,
+            series,
+            stopped: false,
+            protected,
+            priority,
+        };
+        let members = [member(1, &a, 10, false), member(2, &b, -10, false)];
+        let d = decide(
+            &members,
+            900 * MIB,
+            1000 * MIB,
+            &Levels::default(),
+            &params(),
+            2.0,
+            0.49,
+        )
+        .unwrap();
+        assert_eq!(d.level, Level::Preempt);
+        assert_eq!(d.victim.unwrap().root, 2, "the lower class goes first");
+        let members = [member(1, &a, 10, false), member(2, &b, -10, true)];
+        let d = decide(
+            &members,
+            900 * MIB,
+            1000 * MIB,
+            &Levels::default(),
+            &params(),
+            2.0,
+            0.49,
+        )
+        .unwrap();
+        assert_eq!(d.victim.unwrap().root, 1, "never the protected one");
+    }
+
+    #[test]
+    fn below_every_line_and_not_growing_toward_one_is_no_decision() {
+        let s = grower(100 * MIB, 0.0);
+        let members = [Member {
+            pid: 1,
+            root: 1,
+            bytes: 100 * MIB,
+            series: &s,
+            stopped: false,
+            protected: false,
+            priority: 0,
+        }];
+        let d = decide(
+            &members,
+            600 * MIB,
+            1000 * MIB,
+            &Levels::default(),
+            &params(),
+            2.0,
+            0.49,
+        );
+        assert_eq!(d, None);
+    }
 }

@@ -8,7 +8,9 @@ mod rules;
 pub mod victim;
 
 pub use levels::{Hysteresis, Level, Levels};
-pub use rules::{Action, Pattern, ProcessFacts, Rule, Selector, match_rule};
+pub use rules::{
+    Action, Pattern, PriorityClass, ProcessFacts, Rule, Selector, match_rule, priority_of,
+};
 
 use crate::model::{Trend, seconds_to_limit};
 

@@ -88,6 +88,10 @@ pub struct Rule {
     /// Highest rung of the ladder this rule may climb to.
     pub action: Action,
     pub levels: Levels,
+    /// Count file-backed resident pages too (for example a cache the
+    /// process must not outgrow); by default only memory the kernel cannot
+    /// simply reclaim (anon, shmem, swap) counts.
+    pub include_file: bool,
     pub selector: Selector,
 }
 
@@ -108,6 +112,26 @@ pub fn match_rule(rules: &[Rule], p: &ProcessFacts<'_>) -> Option<usize> {
     rules.iter().position(|r| r.selector.matches(p))
 }
 
+/// A class of processes that is more (or less) expendable than others when
+/// a shared limit needs a victim and their growth is alike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorityClass {
+    pub name: String,
+    /// Lower is stopped first; unclassified processes are 0.
+    pub priority: i32,
+    pub selector: Selector,
+}
+
+/// The priority of the first class, in config order, that selects the
+/// process; 0 when none does.
+pub fn priority_of(classes: &[PriorityClass], p: &ProcessFacts<'_>) -> i32 {
+    classes
+        .iter()
+        .find(|c| c.selector.matches(p))
+        .map(|c| c.priority)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +146,7 @@ mod tests {
             limit_bytes: 1,
             action: Action::Freeze,
             levels: Levels::default(),
+            include_file: false,
             selector: sel,
         }
     }
@@ -181,5 +206,30 @@ mod tests {
         ];
         assert_eq!(match_rule(&rules, &facts("abc", "/", &[])), Some(0));
         assert_eq!(match_rule(&rules, &facts("zzz", "/", &[])), Some(1));
+    }
+
+    #[test]
+    fn the_first_matching_class_sets_the_priority() {
+        let classes = vec![
+            PriorityClass {
+                name: "batch".into(),
+                priority: -10,
+                selector: Selector {
+                    cgroup: Some(pat("^/batch")),
+                    ..Default::default()
+                },
+            },
+            PriorityClass {
+                name: "py".into(),
+                priority: 5,
+                selector: Selector {
+                    exe: Some(pat("python")),
+                    ..Default::default()
+                },
+            },
+        ];
+        assert_eq!(priority_of(&classes, &facts("x", "/batch/1", &[])), -10);
+        assert_eq!(priority_of(&classes, &facts("x", "/web", &[])), 5);
+        assert_eq!(priority_of(&classes[..1], &facts("x", "/web", &[])), 0);
     }
 }

@@ -113,6 +113,7 @@ pub fn replay(samples: &[Sample], cfg: &SimConfig) -> Vec<SimDecision> {
                 series: &m.series,
                 stopped: m.stopped,
                 protected: false,
+                priority: 0,
             })
             .collect();
         let usage: u64 = view.iter().map(|m| m.bytes).sum();
