@@ -565,15 +565,21 @@ impl Engine {
     /// Host scope between meinfo samples: judged when the estimate nears
     /// the warn line (so a quiet host costs nothing per event).
     fn maybe_evaluate_host(&mut self, now: f64) {
-        if self.host.mem.total == 0 || now - self.host.last_eval < HOST_EVAL_EVERY_SECS {
-            return;
+        if now - self.host.last_eval >= HOST_EVAL_EVERY_SECS && self.host_near_a_line() {
+            self.evaluate_host(now);
+        }
+    }
+
+    /// Whether the host is close enough to its warn line (or already held
+    /// at a level) for a judgement that looks at every process to be due.
+    fn host_near_a_line(&self) -> bool {
+        if self.host.mem.total == 0 {
+            return false;
         }
         let limit = self.host_limit();
         let gate = (limit.levels.line(Level::Warn, limit.bytes) as f64 * 0.9) as u64;
         let held = self.scopes.get(&Scope::Host).map(|s| s.held.level);
-        if self.host.used() >= gate || held.is_some_and(|l| l > Level::Normal) {
-            self.evaluate_host(now);
-        }
+        self.host.used() >= gate || held.is_some_and(|l| l > Level::Normal)
     }
 
     /// Host scope: all memory plus swap, less the floor to keep available.
@@ -606,7 +612,9 @@ impl Engine {
         self.host.psi_avg10 = host::read_psi_some_avg10();
         self.expire_graces(now);
         self.resume_cleared(now);
-        self.evaluate_host(now);
+        if self.host_near_a_line() {
+            self.evaluate_host(now);
+        }
     }
 
     /// The PSI trigger fired: tasks are stalling on memory. Look at the host
