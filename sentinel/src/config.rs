@@ -119,6 +119,9 @@ pub struct AgentSettings {
     /// After acting on a shared limit, how long at most to wait for the
     /// victim's memory to be freed before choosing another.
     pub settle_timeout: Duration,
+    /// A process frozen this long without its pressure clearing is killed
+    /// (terminated) when the rule that froze it allows that.
+    pub freeze_timeout: Duration,
 }
 
 impl Default for AgentSettings {
@@ -140,6 +143,7 @@ impl Default for AgentSettings {
             crash_loop: LoopRule::default(),
             max_grace: Duration::from_secs(10),
             settle_timeout: Duration::from_secs(5),
+            freeze_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -252,6 +256,7 @@ struct RawAgent {
     crash_loop_window: Option<Span>,
     max_grace: Option<Span>,
     settle_timeout: Option<Span>,
+    freeze_timeout: Option<Span>,
 }
 
 #[derive(Deserialize)]
@@ -382,11 +387,27 @@ impl Config {
             },
             max_grace: a.max_grace.map(|s| s.0).unwrap_or(d.max_grace),
             settle_timeout: a.settle_timeout.map(|s| s.0).unwrap_or(d.settle_timeout),
+            freeze_timeout: a.freeze_timeout.map(|s| s.0).unwrap_or(d.freeze_timeout),
         };
+        // A key set out of range: its own line, wherever it is indented.
         let range_err = |what: &str, msg: &str| {
-            let needle = format!("\n{what}");
-            let offset = text.find(&needle).map(|i| i + 1).unwrap_or(0);
+            let offset = text
+                .match_indices(what)
+                .map(|(i, _)| i)
+                .find(|&i| {
+                    let line_start = text[..i].rfind('\n').map(|n| n + 1).unwrap_or(0);
+                    text[line_start..i].trim().is_empty()
+                        && text[i + what.len()..].trim_start().starts_with('=')
+                })
+                .unwrap_or(0);
             invalid(offset, msg.to_string())
+        };
+        let positive = |what: &str, d: Duration| {
+            if d.is_zero() {
+                Err(range_err(what, "must be above 0"))
+            } else {
+                Ok(())
+            }
         };
         if agent.step_bytes < 4096 {
             return Err(range_err("step", "must be at least 4KiB (one page)"));
@@ -423,24 +444,41 @@ impl Config {
                 .map_err(|e| invalid(start, format!("invalid regex: {e}")))
         };
         // Levels: the global table, then each scope's overrides of it.
-        let levels_of =
-            |base: Levels, raw: Option<toml::Spanned<RawLevels>>| -> Result<Levels, ConfigError> {
-                let Some(raw) = raw else {
-                    return Ok(base);
-                };
-                let start = raw.span().start;
-                let r = raw.into_inner();
-                let l = Levels {
-                    warn: r.warn.unwrap_or(base.warn),
-                    preempt: r.preempt.unwrap_or(base.preempt),
-                    kill: r.kill.unwrap_or(base.kill),
-                    clear: r.clear.unwrap_or(base.clear),
-                };
-                l.check()
-                    .map_err(|(key, msg)| invalid(start, format!("levels.{key} {msg}")))?;
-                Ok(l)
+        // `at` names the table in errors (`levels`, `rule[0].levels`, ...).
+        let levels_of = |base: Levels,
+                         raw: Option<toml::Spanned<RawLevels>>,
+                         at: &str|
+         -> Result<Levels, ConfigError> {
+            let Some(raw) = raw else {
+                return Ok(base);
             };
-        let levels = levels_of(Levels::default(), raw.levels)?;
+            let start = raw.span().start;
+            let r = raw.into_inner();
+            let l = Levels {
+                warn: r.warn.unwrap_or(base.warn),
+                preempt: r.preempt.unwrap_or(base.preempt),
+                kill: r.kill.unwrap_or(base.kill),
+                clear: r.clear.unwrap_or(base.clear),
+            };
+            l.check().map_err(|(key, msg)| {
+                let (line, column) = position(text, start);
+                ConfigError::Invalid {
+                    path: path.to_string(),
+                    line,
+                    column,
+                    key: KeyLabel(Some(format!("{at}.{key}"))),
+                    message: msg,
+                }
+            })?;
+            Ok(l)
+        };
+        positive("history", agent.history)?;
+        positive("settle_timeout", agent.settle_timeout)?;
+        positive("freeze_timeout", agent.freeze_timeout)?;
+        if agent.crash_loop.window_secs <= 0.0 {
+            return Err(range_err("crash_loop_window", "must be above 0"));
+        }
+        let levels = levels_of(Levels::default(), raw.levels, "levels")?;
         let host = match raw.host {
             None => HostPolicy {
                 levels,
@@ -452,7 +490,7 @@ impl Config {
                 let candidates = h.candidates.map(&pattern).transpose()?;
                 let p = HostPolicy {
                     action: h.action,
-                    levels: levels_of(levels, h.levels)?,
+                    levels: levels_of(levels, h.levels, "host.levels")?,
                     min_available: h.min_available.map(|b| b.0).unwrap_or(d.min_available),
                     candidates,
                     psi_stall: h.psi_stall.map(|s| s.0).unwrap_or(d.psi_stall),
@@ -515,7 +553,7 @@ impl Config {
                 name: r.name,
                 limit_bytes: r.limit.0,
                 action: r.action,
-                levels: levels_of(levels, r.levels)?,
+                levels: levels_of(levels, r.levels, &format!("rule[{}].levels", rules.len()))?,
                 include_file: r.include_file,
                 selector,
             });
@@ -537,7 +575,11 @@ impl Config {
                 name: r.name,
                 selector,
                 action: r.action,
-                levels: levels_of(levels, r.levels)?,
+                levels: levels_of(
+                    levels,
+                    r.levels,
+                    &format!("cgroup[{}].levels", cgroup_rules.len()),
+                )?,
             });
         }
         let mut priorities: Vec<PriorityClass> = Vec::new();
@@ -630,11 +672,22 @@ match = { descendant_of = 42 }
         assert_eq!((l.warn, l.preempt, l.kill), (0.6, 0.9, 0.95));
         let e = err("[[cgroup]]\nname = \"j\"\nmatch = \"^/j\"\nlevels = { kill = 1.5 }\n");
         assert!(
-            e.starts_with("/etc/s.toml:4:") && e.contains("levels.kill must be a share"),
+            e.starts_with("/etc/s.toml:4:")
+                && e.contains("key `cgroup[0].levels.kill`: must be a share"),
             "{e}"
         );
-        let e = err("[levels]\nwarn = 0.9\npreempt = 0.8\n");
-        assert!(e.contains("levels.warn must not be above preempt"), "{e}");
+        let e = err("[agent]\nhistory = \"5s\"\n[levels]\nwarn = 0.9\npreempt = 0.8\n");
+        assert!(
+            e.contains("key `levels.warn`: must not be above preempt"),
+            "{e}"
+        );
+        let e = err("[host]\n  levels = { clear = 0.8 }\n");
+        assert!(e.contains("key `host.levels.clear`"), "{e}");
+        let e = err("[agent]\n  history = \"0s\"\n");
+        assert!(
+            e.starts_with("/etc/s.toml:2:") && e.contains("agent.history") && e.contains("above 0"),
+            "{e}"
+        );
         let e = err("[[cgroup]]\nname = \"j\"\nmatch = \"(\"\n");
         assert!(
             e.starts_with("/etc/s.toml:3:") && e.contains("invalid regex"),

@@ -429,6 +429,12 @@ async fn dry_run_records_the_decision_and_signals_nothing() {
         .into_inner();
     assert!(s.dry_run);
     assert_eq!(s.tripwire_fires, 0);
+    // Each rung is recorded once, not on every sample.
+    let all = agent.decisions_for(hog.pid).await;
+    for action in ["alert", "freeze", "terminate", "kill"] {
+        let n = all.iter().filter(|d| d.action == action).count();
+        assert!(n <= 1, "{n} `{action}` decisions: {all:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -809,4 +815,40 @@ async fn host_scope_stops_the_grower_not_the_biggest() {
         assert!(s.psi_trigger, "the PSI trigger is armed: {s:?}");
         assert!(s.psi_some_avg10.is_some());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_that_does_not_clear_ends_in_a_kill_where_the_rule_allows() {
+    if !privileged("a_freeze_that_does_not_clear_ends_in_a_kill") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("freezekill", 512 * MIB);
+    let cfg = format!(
+        "freeze_timeout = \"1s\"\n{}",
+        rule_for(&cg, "leaky", "256MiB", "kill")
+    );
+    let agent = Agent::start("freezekill", &cfg, &[]);
+    let mut hog = Hog::spawn(
+        &cg,
+        &["--target", "400MiB", "--rate", "200MB/s", "--hold", "30"],
+    );
+    // Reversible first: frozen at the preempt level...
+    let freeze = agent
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+        .await;
+    assert_eq!(freeze.level, "preempt");
+    // ...and killed once the freeze has lasted freeze_timeout.
+    let kill = agent
+        .expect_action(hog.pid, "kill", Duration::from_secs(5))
+        .await;
+    assert!(kill.reason.contains("frozen for"), "{kill:?}");
+    let waited = kill.time_unix_ms as f64 - freeze.time_unix_ms as f64;
+    assert!(
+        (900.0..2500.0).contains(&waited),
+        "killed {waited} ms after the freeze"
+    );
+    let st = hog.wait_exit(Duration::from_secs(5)).expect("killed");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "{st}");
 }

@@ -85,15 +85,18 @@ pub struct Proc {
     pub state: ProcState,
     /// Its level under its own rule.
     pub held: Hysteresis,
-    /// The highest rung already taken (or, in dry-run, recorded), so that a
-    /// decision is made once per rung rather than on every sample.
-    acted: Option<Action>,
-    /// When SIGKILL follows an unanswered SIGTERM.
-    kill_at: Option<f64>,
+    /// The highest rung already taken (or, in dry-run, recorded) for each
+    /// scope, so that a decision is made once per rung and episode rather
+    /// than on every sample. A scope's entry goes when its level clears.
+    acted: HashMap<Scope, Action>,
     pidfd: Option<Pidfd>,
-    /// The scope and rule it was frozen for, so that it is resumed when
-    /// that scope's pressure clears.
-    frozen_for: Option<(Scope, String)>,
+    /// The scope and rule it was frozen for, and when, so that it is
+    /// resumed when that scope's pressure clears (or, under a rule that
+    /// allows it, killed once it has been frozen for `freeze_timeout`).
+    frozen_for: Option<(Scope, String, f64)>,
+    /// Counted once toward crash-loop detection, however many rungs it
+    /// climbs.
+    loop_counted: bool,
 }
 
 impl Proc {
@@ -160,10 +163,14 @@ struct ScopeState {
 struct HostState {
     mem: HostMem,
     series: Series,
-    /// Charged bytes moved by process events since the last sample, so the
-    /// host is judged between samples without reading /proc/meminfo.
+    /// Charged bytes moved by known processes' events since the last
+    /// sample, so the host is judged between samples without reading
+    /// /proc/meminfo. New, exec'd and exited processes move it only at the
+    /// next sample: their pages may be shared (fork) or not yet freed.
     drift: i64,
     last_eval: f64,
+    /// Usage at the last judgement: the tick judges again only on movement.
+    last_eval_used: u64,
     psi_avg10: Option<f64>,
     psi_trigger: bool,
     psi_alerted: Option<f64>,
@@ -202,6 +209,9 @@ pub struct Engine {
     scopes: HashMap<Scope, ScopeState>,
     host: HostState,
     restarts: Restarts,
+    /// SIGKILL due after an unanswered SIGTERM: pid -> (deadline, scope,
+    /// rule), re-checked against the rule in force when it comes due.
+    graces: HashMap<u32, (f64, Scope, String)>,
 }
 
 /// Window over which growth shares are measured.
@@ -263,11 +273,13 @@ impl Engine {
                 series: Series::new(history),
                 drift: 0,
                 last_eval: f64::NEG_INFINITY,
+                last_eval_used: 0,
                 psi_avg10: None,
                 psi_trigger: false,
                 psi_alerted: None,
             },
             restarts,
+            graces: HashMap::new(),
         }
     }
 
@@ -298,6 +310,8 @@ impl Engine {
         self.cfg = cfg;
         let mut procs = std::mem::take(&mut self.procs);
         for p in procs.values_mut() {
+            // `agent.protected` may have changed.
+            p.protected = self.protected_reason(p.pid, &p.comm, false);
             self.bind_rule(p);
         }
         let pids: Vec<u32> = procs.keys().copied().collect();
@@ -359,10 +373,10 @@ impl Engine {
             series: Series::new(self.cfg.agent.history.as_secs_f64()),
             state: ProcState::Running,
             held: Hysteresis::default(),
-            acted: None,
-            kill_at: None,
+            acted: HashMap::new(),
             pidfd: None,
             frozen_for: None,
+            loop_counted: false,
         };
         self.bind_rule(&mut p);
         self.procs.insert(pid, p);
@@ -439,18 +453,30 @@ impl Engine {
         }
     }
 
-    /// A new memory reading for `pid` at monotonic time `t`.
+    /// A new memory reading for `pid` at monotonic time `t`. Readings older
+    /// than the last one are dropped: after a tripwire jumps the queue, the
+    /// samples from before it must not overwrite what the kernel saw last.
     pub fn observe(&mut self, pid: u32, mem: Mem, t: f64) {
+        let known = self.procs.contains_key(&pid);
         let Some(p) = self.discover(pid) else {
             return;
         };
+        if p.series.last().is_some_and(|l| l.t > t) {
+            return;
+        }
         let before = p.mem.charged();
         p.mem = mem;
-        p.series.push(t, p.usage());
-        self.host.drift += mem.charged() as i64 - before as i64;
+        let usage = p.usage();
+        p.series.push(t, usage);
+        let delta = mem.charged() as i64 - before as i64;
+        if known {
+            self.host.drift += delta;
+        }
         self.evaluate(pid, t);
         self.evaluate_group(pid, t);
-        self.maybe_evaluate_host(t);
+        if delta > 0 {
+            self.maybe_evaluate_host(t);
+        }
     }
 
     /// Process scope: the process's own rule.
@@ -462,32 +488,8 @@ impl Engine {
         let Some(ri) = p.rule else {
             return;
         };
-        if matches!(p.state, ProcState::Terminating | ProcState::Killed) {
-            return;
-        }
         let rule = &self.cfg.rules[ri];
-        let trend = p.series.trend(now);
-        let charged = p.usage();
-        let assessed = assess(
-            charged,
-            rule.limit_bytes,
-            trend.as_ref(),
-            &rule.levels,
-            &params,
-        );
-        p.held.update(
-            assessed.as_ref().map(|a| a.0),
-            charged,
-            rule.limit_bytes,
-            &rule.levels,
-        );
-        if p.held.level == Level::Normal && p.state == ProcState::Running {
-            // Cleared: a later rise is a new episode, warned about again.
-            p.acted = None;
-        }
-        let Some((level, verdict)) = assessed else {
-            return;
-        };
+        let usage = p.usage();
         let limit = Limit {
             scope: Scope::Process,
             rule: rule.name.clone(),
@@ -495,7 +497,39 @@ impl Engine {
             levels: rule.levels,
             cap: rule.action,
         };
-        self.act(pid, &limit, level, verdict, trend, now);
+        match p.state {
+            ProcState::Killed => return,
+            ProcState::Terminating => {
+                // Still running its SIGTERM handler: at the limit the grace
+                // is over.
+                if usage >= limit.bytes && self.graces.contains_key(&pid) {
+                    self.hurry_grace(pid, now);
+                }
+                return;
+            }
+            _ => {}
+        }
+        // A stopped process is where it is: its old growth forecasts nothing.
+        let trend = match p.state {
+            ProcState::Running => p.series.trend(now),
+            _ => None,
+        };
+        let assessed = assess(usage, limit.bytes, trend.as_ref(), &limit.levels, &params);
+        p.held.update(
+            assessed.as_ref().map(|a| a.0),
+            usage,
+            limit.bytes,
+            &limit.levels,
+        );
+        if p.held.level == Level::Normal {
+            // Cleared: a later rise is a new episode, warned about again.
+            p.acted.remove(&Scope::Process);
+        }
+        let Some((level, verdict)) = assessed else {
+            return;
+        };
+        let ttl = time_left(usage, limit.bytes, trend.map(|t| t.bytes_per_sec));
+        self.act(pid, &limit, level, verdict, trend, ttl, now);
     }
 
     /// The limited cgroup holding `pid`, its limit, and the rule defending it.
@@ -562,8 +596,9 @@ impl Engine {
         }
     }
 
-    /// Host scope between meinfo samples: judged when the estimate nears
-    /// the warn line (so a quiet host costs nothing per event).
+    /// Host scope between meminfo samples, on a process's growth: judged
+    /// only near a line, and at most every `HOST_EVAL_EVERY_SECS`, so a
+    /// quiet host costs nothing per event.
     fn maybe_evaluate_host(&mut self, now: f64) {
         if now - self.host.last_eval >= HOST_EVAL_EVERY_SECS && self.host_near_a_line() {
             self.evaluate_host(now);
@@ -583,10 +618,16 @@ impl Engine {
     }
 
     /// Host scope: all memory plus swap, less the floor to keep available.
+    /// Only processes that moved within the growth window (or that the
+    /// agent stopped) can be victims, so quiet ones are not even looked at.
     fn evaluate_host(&mut self, now: f64) {
         self.host.last_eval = now;
+        self.host.last_eval_used = self.host.used();
         let limit = self.host_limit();
-        let candidates = self.cfg.host.candidates.clone();
+        if limit.bytes <= 1 {
+            return;
+        }
+        let candidates = &self.cfg.host.candidates;
         let members: Vec<u32> = self
             .procs
             .values()
@@ -598,8 +639,8 @@ impl Engine {
     }
 
     /// A fresh /proc/meminfo sample, then everything due on the agent's
-    /// timer: graces that ran out, frozen processes whose pressure cleared,
-    /// and the host's judgement.
+    /// timer: frozen processes whose pressure cleared (or whose freeze ran
+    /// out), and the host's judgement when it moved near a line.
     pub fn tick(&mut self, now: f64) {
         match host::read_meminfo() {
             Ok(mem) => {
@@ -612,7 +653,15 @@ impl Engine {
         self.host.psi_avg10 = host::read_psi_some_avg10();
         self.expire_graces(now);
         self.resume_cleared(now);
-        if self.host_near_a_line() {
+        self.escalate_long_freezes(now);
+        self.restarts.prune(now);
+        let moved =
+            self.host.used().abs_diff(self.host.last_eval_used) >= self.cfg.agent.step_bytes;
+        let settling = self
+            .scopes
+            .get(&Scope::Host)
+            .is_some_and(|s| s.settle.is_some());
+        if (moved || settling) && self.host_near_a_line() {
             self.evaluate_host(now);
         }
     }
@@ -665,7 +714,7 @@ impl Engine {
     }
 
     /// Whether the last action on a shared limit has taken effect: each
-    /// victim gone, or confirmed stopped, or its time is up.
+    /// victim gone, confirmed stopped, or out of its grace; or time is up.
     fn settled(&self, victims: &[u32], until: f64, now: f64) -> bool {
         now >= until
             || victims.iter().all(|v| {
@@ -688,6 +737,18 @@ impl Engine {
     /// driving the growth, not the biggest; warn once per rise when nobody
     /// can be acted on. After acting, wait until the action took effect.
     fn relieve(&mut self, limit: &Limit, usage: u64, pids: &[u32], by_cgroup: bool, now: f64) {
+        if usage >= limit.bytes {
+            // At the limit itself, no grace is left.
+            let hurried: Vec<u32> = self
+                .graces
+                .iter()
+                .filter(|(_, g)| g.1 == limit.scope)
+                .map(|(pid, _)| *pid)
+                .collect();
+            for pid in hurried {
+                self.hurry_grace(pid, now);
+            }
+        }
         let state = self.scopes.entry(limit.scope.clone()).or_default();
         if let Some((victims, until)) = state.settle.take()
             && !self.settled(&victims, until, now)
@@ -698,29 +759,40 @@ impl Engine {
             return;
         }
         let params = self.params();
-        // (pid, tree root, stopped) of each member, kept past the borrow.
+        // (pid, tree root, stopped, frozen) of each member, kept past the
+        // borrow.
         let (g, roster) = {
-            let members = self.group_view(pids, by_cgroup);
+            let members = self.group_view(pids, by_cgroup, now);
             let g = group::decide(
                 &members,
                 usage,
                 limit.bytes,
                 &limit.levels,
+                limit.cap,
                 &params,
                 GROWTH_WINDOW_SECS,
                 now,
             );
-            let roster: Vec<(u32, u32, bool)> =
-                members.iter().map(|m| (m.pid, m.root, m.stopped)).collect();
+            let roster: Vec<(u32, u32, bool, bool)> = members
+                .iter()
+                .map(|m| (m.pid, m.root, m.stopped, m.frozen))
+                .collect();
             (g, roster)
         };
         let state = self.scopes.entry(limit.scope.clone()).or_default();
+        let before = state.held.level;
         let rose = state.held.update(
             g.as_ref().map(|g| g.level),
             usage,
             limit.bytes,
             &limit.levels,
         );
+        if before > Level::Normal && state.held.level == Level::Normal {
+            // The episode is over: what was done for it no longer counts.
+            for p in self.procs.values_mut() {
+                p.acted.remove(&limit.scope);
+            }
+        }
         let Some(g) = g else {
             return;
         };
@@ -734,7 +806,9 @@ impl Engine {
         };
         let targets: Vec<u32> = roster
             .iter()
-            .filter(|&&(_, root, stopped)| root == v.root && stopped == v.escalate)
+            .filter(|&&(_, root, stopped, frozen)| {
+                root == v.root && if v.escalate { frozen } else { !stopped }
+            })
             .map(|&(pid, ..)| pid)
             .collect();
         let what = match &limit.scope {
@@ -750,6 +824,7 @@ impl Engine {
                 v.share * 100.0
             )
         };
+        let ttl = time_left(usage, limit.bytes, Some(g.group_slope));
         for pid in &targets {
             let trend = self.procs.get(pid).and_then(|p| p.series.trend(now));
             let verdict = policy::Verdict {
@@ -761,17 +836,23 @@ impl Engine {
                     g.verdict.reason
                 ),
             };
-            self.act(*pid, limit, g.level, verdict, trend, now);
+            self.act(*pid, limit, g.level, verdict, trend, ttl, now);
         }
+        // Settled once confirmed (or at the timeout, or when a grace ends).
+        let until = targets
+            .iter()
+            .filter_map(|p| self.graces.get(p).map(|g| g.0))
+            .fold(now + self.cfg.agent.settle_timeout.as_secs_f64(), f64::max);
         if let Some(s) = self.scopes.get_mut(&limit.scope) {
-            let timeout = self.cfg.agent.settle_timeout.as_secs_f64();
-            s.settle = Some((targets, now + timeout));
+            s.settle = Some((targets, until));
         }
     }
 
-    /// The members of a shared limit as the pure decision sees them, each
-    /// with the root of its tree (within its cgroup, at host scope).
-    fn group_view(&self, pids: &[u32], by_cgroup: bool) -> Vec<group::Member<'_>> {
+    /// The members of a shared limit as the pure decision sees them: those
+    /// that moved within the growth window or that the agent stopped (quiet
+    /// ones cannot be victims), each with the root of its tree among all of
+    /// `pids` (within its cgroup, at host scope).
+    fn group_view(&self, pids: &[u32], by_cgroup: bool, now: f64) -> Vec<group::Member<'_>> {
         let all: HashSet<u32> = pids.iter().copied().collect();
         let mut per_cgroup: HashMap<&str, HashSet<u32>> = HashMap::new();
         if by_cgroup {
@@ -781,6 +862,12 @@ impl Engine {
         }
         pids.iter()
             .filter_map(|pid| self.procs.get(pid))
+            .filter(|p| {
+                p.state.stopped()
+                    || p.series
+                        .last()
+                        .is_some_and(|l| now - l.t <= GROWTH_WINDOW_SECS)
+            })
             .map(|p| {
                 let in_group = if by_cgroup {
                     &per_cgroup[p.cgroup.as_str()]
@@ -790,9 +877,11 @@ impl Engine {
                 group::Member {
                     pid: p.pid,
                     root: tree_root(p.pid, &p.ancestors, in_group),
-                    bytes: p.mem.charged(),
+                    // The measure its series follows, so gains compare.
+                    bytes: p.usage(),
                     series: &p.series,
                     stopped: p.state.stopped(),
+                    frozen: p.state == ProcState::Frozen,
                     protected: p.protected.is_some(),
                     priority: p.priority,
                 }
@@ -907,7 +996,7 @@ impl Engine {
             .procs
             .values()
             .filter(|p| p.state == ProcState::Frozen)
-            .filter_map(|p| p.frozen_for.clone().map(|(s, r)| (p.pid, s, r)))
+            .filter_map(|p| p.frozen_for.clone().map(|(s, r, _)| (p.pid, s, r)))
             .collect();
         for (pid, scope, rule) in frozen {
             let Some(p) = self.procs.get(&pid) else {
@@ -951,7 +1040,7 @@ impl Engine {
             };
             p.state = ProcState::Running;
             p.frozen_for = None;
-            p.acted = None;
+            p.acted.remove(&scope);
             if scope == Scope::Process {
                 p.held.level = level;
             }
@@ -984,50 +1073,121 @@ impl Engine {
     }
 
     /// SIGKILL for processes that did not exit within their grace.
-    fn expire_graces(&mut self, now: f64) {
+    pub fn expire_graces(&mut self, now: f64) {
+        if self.graces.is_empty() {
+            return;
+        }
         let due: Vec<u32> = self
-            .procs
-            .values()
-            .filter(|p| p.kill_at.is_some_and(|t| now >= t))
-            .map(|p| p.pid)
+            .graces
+            .iter()
+            .filter(|(_, g)| now >= g.0)
+            .map(|(pid, _)| *pid)
             .collect();
         for pid in due {
-            let Some(p) = self.procs.get_mut(&pid) else {
+            self.end_grace(pid, "it did not exit within its grace after SIGTERM", now);
+        }
+    }
+
+    /// Its scope reached the limit during the grace: kill now.
+    fn hurry_grace(&mut self, pid: u32, now: f64) {
+        self.end_grace(
+            pid,
+            "it reached the limit during its grace after SIGTERM",
+            now,
+        );
+    }
+
+    /// Sends the SIGKILL that follows an unanswered SIGTERM, if the process
+    /// is still there and the rule in force still allows kill.
+    fn end_grace(&mut self, pid: u32, why: &str, now: f64) {
+        let Some((_, scope, rule)) = self.graces.remove(&pid) else {
+            return;
+        };
+        if !matches!(procfs::read_stat(pid).map(|s| s.state), Ok(st) if st != 'Z' && st != 'X') {
+            return; // it exited
+        }
+        if self.cap_of(&scope, &rule) != Some(Action::Kill) {
+            tracing::info!(pid, rule, "grace ended, but the rule no longer allows kill");
+            return;
+        }
+        let limit = Limit {
+            scope,
+            rule,
+            bytes: 0,
+            levels: Levels::default(),
+            cap: Action::Kill,
+        };
+        let verdict = policy::Verdict {
+            trigger: Trigger::Crossed,
+            reason: why.to_string(),
+        };
+        self.act(pid, &limit, Level::Kill, verdict, None, Some(0.0), now);
+    }
+
+    /// How far up the ladder the named rule of `scope` may go now.
+    fn cap_of(&self, scope: &Scope, rule: &str) -> Option<Action> {
+        match scope {
+            Scope::Process => self
+                .cfg
+                .rules
+                .iter()
+                .find(|r| r.name == rule)
+                .map(|r| r.action),
+            Scope::Cgroup(_) => self
+                .cfg
+                .cgroup_rules
+                .iter()
+                .find(|r| r.name == rule)
+                .map(|r| r.action),
+            Scope::Host => Some(self.cfg.host.action),
+        }
+    }
+
+    /// Kills processes frozen for `freeze_timeout` without their pressure
+    /// clearing, where the rule that froze them allows kill: a freeze is a
+    /// window to raise a limit or resume by hand, not a resting state.
+    fn escalate_long_freezes(&mut self, now: f64) {
+        let timeout = self.cfg.agent.freeze_timeout.as_secs_f64();
+        let due: Vec<(u32, Scope, String, f64)> = self
+            .procs
+            .values()
+            .filter(|p| p.state == ProcState::Frozen && p.protected.is_none())
+            .filter_map(|p| p.frozen_for.clone().map(|(s, r, t)| (p.pid, s, r, t)))
+            .filter(|(_, _, _, since)| now - since >= timeout)
+            .collect();
+        for (pid, scope, rule, since) in due {
+            let Some(cap) = self
+                .cap_of(&scope, &rule)
+                .filter(|&c| c >= Action::Terminate)
+            else {
                 continue;
             };
-            p.kill_at = None;
-            let scope = p.frozen_for.clone().map(|f| f.0).unwrap_or(Scope::Process);
-            let rule = self.decision_rule_name(pid);
             let limit = Limit {
                 scope,
                 rule,
                 bytes: 0,
                 levels: Levels::default(),
-                cap: Action::Kill,
+                cap,
             };
             let verdict = policy::Verdict {
                 trigger: Trigger::Crossed,
-                reason: "it did not exit within its grace after SIGTERM".into(),
+                reason: format!(
+                    "frozen for {:.0} s without its pressure clearing; the rule allows {}",
+                    now - since,
+                    cap.as_str()
+                ),
             };
-            self.act(pid, &limit, Level::Kill, verdict, None, now);
+            self.act(pid, &limit, Level::Kill, verdict, None, Some(0.0), now);
         }
     }
 
-    /// The rule named in a process's last decision.
-    fn decision_rule_name(&self, pid: u32) -> String {
-        let p = &self.procs[&pid];
-        p.frozen_for
-            .as_ref()
-            .map(|f| f.1.clone())
-            .or_else(|| p.rule.map(|r| self.cfg.rules[r].name.clone()))
-            .unwrap_or_default()
-    }
-
     /// Takes the ladder's rung for `level` (capped by the limit's rule) on
-    /// `pid`, unless that rung or a higher one was already taken. A kill
-    /// with time left before the limit starts as SIGTERM with that time as
+    /// `pid`, unless that rung or a higher one was already taken for this
+    /// scope, or the process is already there. A kill with time left before
+    /// the limit (`ttl`, the forecast) starts as SIGTERM with that time as
     /// its grace; a frozen process is killed outright, since letting it run
     /// to handle SIGTERM would let it grow again.
+    #[allow(clippy::too_many_arguments)]
     fn act(
         &mut self,
         pid: u32,
@@ -1035,6 +1195,7 @@ impl Engine {
         level: Level,
         verdict: policy::Verdict,
         trend: Option<Trend>,
+        ttl: Option<f64>,
         now: f64,
     ) {
         let horizon = self.cfg.agent.reaction_horizon.as_secs_f64();
@@ -1049,21 +1210,22 @@ impl Engine {
         };
         let mut action = rung(level, cap);
         let mut grace = None;
-        if action == Action::Kill && p.state == ProcState::Running && limit.bytes > 0 {
-            let slope = trend.map(|t| t.bytes_per_sec).unwrap_or(0.0);
-            let usage = if limit.scope == Scope::Process {
-                p.usage()
-            } else {
-                p.mem.charged()
-            };
-            let ttl = seconds_to_limit(usage, limit.bytes, slope);
-            let left = if usage >= limit.bytes { Some(0.0) } else { ttl };
-            if let Some(g) = grace_secs(left, horizon, max_grace) {
-                action = Action::Terminate;
-                grace = Some(g);
-            }
+        if action == Action::Kill
+            && p.state == ProcState::Running
+            && let Some(g) = grace_secs(ttl, horizon, max_grace)
+        {
+            action = Action::Terminate;
+            grace = Some(g);
         }
-        if p.acted.is_some_and(|a| a >= action) {
+        let already = match p.state {
+            ProcState::Running => None,
+            ProcState::Frozen => Some(Action::Freeze),
+            ProcState::Terminating => Some(Action::Terminate),
+            ProcState::Killed => Some(Action::Kill),
+        };
+        if p.acted.get(&limit.scope).is_some_and(|&a| a >= action)
+            || (action > Action::Alert && already.is_some_and(|a| a >= action))
+        {
             return;
         }
         if p.pidfd.is_none() && action != Action::Alert {
@@ -1085,7 +1247,8 @@ impl Engine {
             },
             (None, _) => "failed: no pidfd for the process (it may have exited)".to_string(),
         };
-        p.acted = Some(action);
+        let failed = outcome.starts_with("failed");
+        p.acted.insert(limit.scope.clone(), action);
         if outcome == "done" {
             p.state = match action {
                 Action::Alert => p.state,
@@ -1095,17 +1258,19 @@ impl Engine {
             };
         }
         if action == Action::Freeze {
-            p.frozen_for = Some((limit.scope.clone(), limit.rule.clone()));
+            p.frozen_for = Some((limit.scope.clone(), limit.rule.clone(), now));
         }
         if let Some(g) = grace
             && cap == Action::Kill
-            && !outcome.starts_with("failed")
+            && !failed
         {
-            p.kill_at = Some(now + g);
+            self.graces
+                .insert(pid, (now + g, limit.scope.clone(), limit.rule.clone()));
             reason = format!("{reason}; SIGKILL in {g:.1} s unless it exits first");
         }
         let mut crash_loop = false;
-        if action >= Action::Freeze && !outcome.starts_with("failed") {
+        if action >= Action::Freeze && !failed && !p.loop_counted {
+            p.loop_counted = true;
             let cmdline = Some(procfs::read_cmdline(pid))
                 .filter(|c| !c.is_empty())
                 .unwrap_or_else(|| p.comm.clone());
@@ -1174,13 +1339,18 @@ impl Engine {
             .max(Level::Preempt);
         p.held
             .update(Some(level), usage, rule.limit_bytes, &rule.levels);
+        if rung(level, rule.action) > Action::Freeze {
+            // Past freezing: it is frozen already (by the kernel), so it is
+            // killed outright rather than let run to handle SIGTERM.
+            p.state = ProcState::Frozen;
+            p.frozen_for = Some((Scope::Process, rule.name.clone(), t));
+        }
         let verdict = policy::Verdict {
             trigger: Trigger::Tripwire {
                 ceiling_bytes: ceiling,
             },
             reason: format!(
-                "in-kernel tripwire stopped it at {} charged bytes (ceiling {ceiling}, limit {}): it grew faster than the agent could react",
-                mem.charged(),
+                "in-kernel tripwire stopped it at {usage} bytes (ceiling {ceiling}, limit {}): it grew faster than the agent could react",
                 rule.limit_bytes
             ),
         };
@@ -1191,7 +1361,7 @@ impl Engine {
             levels: rule.levels,
             cap: rule.action,
         };
-        self.act(pid, &limit, level, verdict, trend, t);
+        self.act(pid, &limit, level, verdict, trend, Some(0.0), t);
     }
 
     fn pages_to_mem(&self, pages: &[u64; counter::COUNT]) -> Mem {
@@ -1226,10 +1396,10 @@ impl Engine {
                 self.observe(e.tgid, mem, t);
             }
             Some(EventKind::Exit) => {
-                if let Some(p) = self.procs.remove(&e.tgid) {
-                    self.host.drift -= p.mem.charged() as i64;
-                }
-                self.resume_cleared(t);
+                // What it frees shows in the next meminfo sample; frozen
+                // processes it relieves are resumed on the next tick.
+                self.procs.remove(&e.tgid);
+                self.graces.remove(&e.tgid);
             }
             Some(EventKind::Exec) => {
                 // A new program: what matched the old image (and its
@@ -1237,6 +1407,7 @@ impl Engine {
                 // a new process. Typical case: a child forked from a big
                 // parent moves into its cgroup, then execs.
                 if self.procs.remove(&e.tgid).is_some() {
+                    self.graces.remove(&e.tgid);
                     self.discover(e.tgid);
                 }
             }
@@ -1416,6 +1587,16 @@ impl Engine {
     /// Command lines preempted often enough to be crash-looping.
     pub fn crash_loops(&self) -> Vec<CrashLoop> {
         self.restarts.looping(mono_now())
+    }
+}
+
+/// Seconds until `usage` reaches `limit` at `slope`: zero when already
+/// there, `None` when not growing toward it.
+fn time_left(usage: u64, limit: u64, slope: Option<f64>) -> Option<f64> {
+    if usage >= limit {
+        Some(0.0)
+    } else {
+        seconds_to_limit(usage, limit, slope.unwrap_or(0.0))
     }
 }
 

@@ -167,6 +167,14 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     engine.degraded_reason = degraded;
     engine.rescan(crate::collector::procfs::list_pids().unwrap_or_default());
     engine.tick(mono_now());
+    let host = engine.host_view();
+    if host.limit <= 1 {
+        tracing::error!(
+            min_available = engine.cfg.host.min_available,
+            capacity = host.mem.capacity(),
+            "host.min_available is at or above all memory and swap: host scope is off"
+        );
+    }
     let shared = Arc::new(Shared {
         engine: Mutex::new(engine),
         journal,
@@ -217,8 +225,12 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         let mut poll = tokio::time::interval(poll_every);
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // SIGKILL after a grace lands within this of its deadline.
+        let mut graces = tokio::time::interval(std::time::Duration::from_millis(10));
+        graces.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
+                _ = graces.tick() => s.engine().expire_graces(mono_now()),
                 _ = tick.tick() => {
                     let s = s.clone();
                     let _ = tokio::task::spawn_blocking(move || s.engine().tick(mono_now())).await;

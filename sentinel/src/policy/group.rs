@@ -3,7 +3,7 @@
 //! Pure; used by the agent on live groups and by the replay simulator.
 
 use super::{
-    Params, Verdict,
+    Action, Params, Verdict,
     levels::{Level, Levels, assess},
     victim::{Candidate, choose_victim, group_by_root},
 };
@@ -16,8 +16,11 @@ pub struct Member<'a> {
     pub root: u32,
     pub bytes: u64,
     pub series: &'a Series,
-    /// Already stopped: its memory counts, its growth does not.
+    /// Already stopped (frozen, terminating or killed): its memory counts,
+    /// its growth does not.
     pub stopped: bool,
+    /// Stopped by a freeze, so the kill level may escalate it.
+    pub frozen: bool,
     pub protected: bool,
     /// Its priority class (lower is stopped first among equal growers).
     pub priority: i32,
@@ -61,15 +64,19 @@ pub fn bytes_at(series: &Series, t: f64) -> u64 {
 }
 
 /// The level `usage` of the group is at or will reach in time, and its
-/// victim: at the kill level a grower already frozen is escalated first;
-/// otherwise the running member (or tree) with the largest share of the
-/// growth over `window` seconds. The group's trend is the sum of its
-/// running members' ongoing growth.
+/// victim. At the kill level, when the rule may go past freezing (`cap`),
+/// a grower already frozen is escalated first (it still holds its memory);
+/// otherwise the running member (or tree) growing now with the largest
+/// share of the growth over `window` seconds, or at the kill level, when
+/// nobody grows now, the one that gained most. The group's trend is the
+/// sum of its running members' ongoing growth.
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     members: &[Member<'_>],
     usage: u64,
     limit: u64,
     levels: &Levels,
+    cap: Action,
     params: &Params,
     window: f64,
     now: f64,
@@ -120,11 +127,11 @@ pub fn decide(
     let frozen: Vec<Candidate> = group_by_root(
         &members
             .iter()
-            .filter(|m| m.stopped)
+            .filter(|m| m.frozen)
             .map(|m| candidate(m, None))
             .collect::<Vec<_>>(),
     );
-    let escalated = (level == Level::Kill)
+    let escalated = (level == Level::Kill && cap >= Action::Terminate)
         .then(|| {
             frozen
                 .iter()
@@ -146,7 +153,7 @@ pub fn decide(
                 .map(|(m, t)| candidate(m, t.as_ref()))
                 .collect::<Vec<_>>(),
         );
-        let v = &running[choose_victim(&running)?];
+        let v = &running[choose_victim(&running, level == Level::Kill)?];
         let total_gain: f64 = running.iter().map(|c| c.gained.max(0) as f64).sum();
         Some(GroupVictim {
             root: v.pid,
@@ -200,6 +207,7 @@ mod tests {
             bytes: 150 * MIB,
             series,
             stopped: false,
+            frozen: false,
             protected,
             priority,
         };
@@ -209,6 +217,7 @@ mod tests {
             900 * MIB,
             1000 * MIB,
             &Levels::default(),
+            Action::Freeze,
             &params(),
             2.0,
             0.49,
@@ -222,6 +231,7 @@ mod tests {
             900 * MIB,
             1000 * MIB,
             &Levels::default(),
+            Action::Freeze,
             &params(),
             2.0,
             0.49,
@@ -239,6 +249,7 @@ mod tests {
             bytes: 100 * MIB,
             series: &s,
             stopped: false,
+            frozen: false,
             protected: false,
             priority: 0,
         }];
@@ -247,6 +258,7 @@ mod tests {
             600 * MIB,
             1000 * MIB,
             &Levels::default(),
+            Action::Freeze,
             &params(),
             2.0,
             0.49,

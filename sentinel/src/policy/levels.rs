@@ -49,8 +49,12 @@ impl Levels {
         if self.preempt > self.kill {
             return Err(("kill", "must not be below preempt".into()));
         }
-        if !(0.0..1.0).contains(&self.clear) {
-            return Err(("clear", format!("must be in [0, 1), got {}", self.clear)));
+        if !(0.0..self.warn).contains(&self.clear) {
+            // A clear at or above warn would hold the warn level forever.
+            return Err((
+                "clear",
+                format!("must be at least 0 and below warn, got {}", self.clear),
+            ));
         }
         Ok(())
     }
@@ -121,7 +125,9 @@ pub struct Hysteresis {
 
 impl Hysteresis {
     /// Raises to `assessed` when higher (returning true: a new level to act
-    /// on), else lowers while usage is under the held level's clear line.
+    /// on), else lowers while usage is under the held level's clear line,
+    /// but never below what was just assessed (a forecast that still calls
+    /// for a level keeps it held).
     pub fn update(
         &mut self,
         assessed: Option<Level>,
@@ -129,13 +135,12 @@ impl Hysteresis {
         limit: u64,
         levels: &Levels,
     ) -> bool {
-        if let Some(a) = assessed
-            && a > self.level
-        {
-            self.level = a;
+        let assessed = assessed.unwrap_or(Level::Normal);
+        if assessed > self.level {
+            self.level = assessed;
             return true;
         }
-        while self.level > Level::Normal && current < levels.clear_line(self.level, limit) {
+        while self.level > assessed && current < levels.clear_line(self.level, limit) {
             self.level = match self.level {
                 Level::Kill => Level::Preempt,
                 Level::Preempt => Level::Warn,
@@ -259,6 +264,21 @@ mod tests {
         // Kill straight from normal.
         assert!(h.update(Some(Level::Kill), 990, limit, &l));
         assert_eq!(h.level, Level::Kill);
+    }
+
+    #[test]
+    fn a_level_still_forecast_is_not_cleared_and_raised_again() {
+        // Far under warn's clear line, but a fast grower is forecast to
+        // reach warn: held, not dropped and re-raised (a second alert).
+        let l = Levels::default();
+        let mut h = Hysteresis { level: Level::Warn };
+        assert!(!h.update(Some(Level::Warn), 550, 1000, &l));
+        assert_eq!(h.level, Level::Warn);
+        let bad = Levels {
+            clear: 0.7,
+            ..Levels::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "clear");
     }
 
     #[test]

@@ -39,9 +39,11 @@ pub fn growth_shares(cands: &[Candidate]) -> Vec<f64> {
 /// the largest share of the recent growth (bytes gained), then the steepest
 /// slope, then the lower priority class. A burst that has ended is not
 /// driving the growth, however much it gained in the window; it is chosen
-/// only when nobody grows now. A group where nothing grew has no victim:
-/// size alone never makes one. Protected candidates are skipped.
-pub fn choose_victim(cands: &[Candidate]) -> Option<usize> {
+/// only when nobody grows now and `ended_bursts` allows it (stopping it
+/// must free memory, i.e. a kill: freezing what no longer grows helps
+/// nobody). A group where nothing grew has no victim: size alone never
+/// makes one. Protected candidates are skipped.
+pub fn choose_victim(cands: &[Candidate], ended_bursts: bool) -> Option<usize> {
     let shares = growth_shares(cands);
     let best = |eligible: &dyn Fn(usize) -> bool| {
         (0..cands.len())
@@ -55,7 +57,13 @@ pub fn choose_victim(cands: &[Candidate]) -> Option<usize> {
                     .then(cands[b].priority.cmp(&cands[a].priority))
             })
     };
-    best(&|i| cands[i].slope > 0.0).or_else(|| best(&|i| shares[i] > 0.0))
+    best(&|i| cands[i].slope > 0.0).or_else(|| {
+        if ended_bursts {
+            best(&|i| shares[i] > 0.0)
+        } else {
+            None
+        }
+    })
 }
 
 /// Merges a process tree's members into one candidate named by its root, so
@@ -106,7 +114,7 @@ mod tests {
             c(2, 200 * MIB, 180 * MIB as i64, 200e6), // the leaker
             c(3, 50 * MIB, 2 * MIB as i64, 1e6),      // a little noise
         ];
-        assert_eq!(choose_victim(&cands), Some(1));
+        assert_eq!(choose_victim(&cands, true), Some(1));
     }
 
     #[test]
@@ -115,15 +123,17 @@ mod tests {
             c(1, 600 * MIB, 600 * MIB as i64, 0.0),   // grew, now flat
             c(2, 150 * MIB, 150 * MIB as i64, 200e6), // growing now
         ];
-        assert_eq!(choose_victim(&cands), Some(1));
-        // With nobody growing now, the recent gain still names one.
-        assert_eq!(choose_victim(&cands[..1]), Some(0));
+        assert_eq!(choose_victim(&cands, true), Some(1));
+        // With nobody growing now, the recent gain still names one when
+        // stopping it frees memory (a kill), and nobody otherwise.
+        assert_eq!(choose_victim(&cands[..1], true), Some(0));
+        assert_eq!(choose_victim(&cands[..1], false), None);
     }
 
     #[test]
     fn nobody_grows_nobody_is_chosen() {
         let cands = [c(1, 900 * MIB, 0, 0.0), c(2, 100 * MIB, -5, 0.0)];
-        assert_eq!(choose_victim(&cands), None);
+        assert_eq!(choose_victim(&cands, true), None);
     }
 
     #[test]
@@ -131,8 +141,8 @@ mod tests {
         let mut sshd = c(1, 10 * MIB, 100 * MIB as i64, 100e6);
         sshd.protected = true;
         let cands = [sshd, c(2, 10 * MIB, 10 * MIB as i64, 10e6)];
-        assert_eq!(choose_victim(&cands), Some(1));
-        assert_eq!(choose_victim(&cands[..1]), None);
+        assert_eq!(choose_victim(&cands, true), Some(1));
+        assert_eq!(choose_victim(&cands[..1], true), None);
     }
 
     #[test]
@@ -141,8 +151,8 @@ mod tests {
         batch.priority = -10;
         let mut web = c(2, 100 * MIB, 50 * MIB as i64, 50e6);
         web.priority = 10;
-        assert_eq!(choose_victim(&[web.clone(), batch.clone()]), Some(1));
-        assert_eq!(choose_victim(&[batch, web]), Some(0));
+        assert_eq!(choose_victim(&[web.clone(), batch.clone()], true), Some(1));
+        assert_eq!(choose_victim(&[batch, web], true), Some(0));
     }
 
     #[test]
@@ -154,11 +164,11 @@ mod tests {
         members.push((c(7, 100 * MIB, 60 * MIB as i64, 60e6), 7));
         // Judged one by one, the single process looks like the grower...
         let flat: Vec<Candidate> = members.iter().map(|(c, _)| c.clone()).collect();
-        assert_eq!(flat[choose_victim(&flat).unwrap()].pid, 7);
+        assert_eq!(flat[choose_victim(&flat, true).unwrap()].pid, 7);
         // ...grouped, the tree is: 200 MiB of growth against 60.
         let grouped = group_by_root(&members);
         assert_eq!(grouped.len(), 2);
-        let v = &grouped[choose_victim(&grouped).unwrap()];
+        let v = &grouped[choose_victim(&grouped, true).unwrap()];
         assert_eq!(v.pid, 50);
         assert_eq!(v.gained, 200 * MIB as i64);
     }

@@ -112,6 +112,7 @@ pub fn replay(samples: &[Sample], cfg: &SimConfig) -> Vec<SimDecision> {
                 bytes: m.bytes,
                 series: &m.series,
                 stopped: m.stopped,
+                frozen: m.stopped && !m.killed,
                 protected: false,
                 priority: 0,
             })
@@ -122,6 +123,7 @@ pub fn replay(samples: &[Sample], cfg: &SimConfig) -> Vec<SimDecision> {
             usage,
             cfg.limit,
             &cfg.levels,
+            cfg.action,
             &cfg.params,
             cfg.window,
             now,
