@@ -90,8 +90,16 @@ pub fn run(a: Args) -> Result<(), ReplayError> {
         // the engine did.
         let mut right = 0;
         let all = scenarios::all();
-        writeln!(out, "| scenario | expected | first decision | ok |")?;
-        writeln!(out, "| --- | --- | --- | --- |")?;
+        // The same traces under the policies Sentinel replaces: earlyoom
+        // (polls about once a second, kills the biggest below 10% free) and
+        // the kernel OOM killer (at the limit, the biggest).
+        let mut earlyoom_right = 0;
+        let mut kernel_right = 0;
+        writeln!(
+            out,
+            "| scenario | expected | Sentinel's first stop | ok | earlyoom-like (1 s poll, 90%, biggest) | kernel OOM (100%, biggest) |"
+        )?;
+        writeln!(out, "| --- | --- | --- | --- | --- | --- |")?;
         for sc in &all {
             let cfg = config(sc.limit, &a.horizon, &a.step, Action::Freeze)?;
             let d = sim::replay(&sc.samples, &cfg);
@@ -122,14 +130,39 @@ pub fn run(a: Args) -> Result<(), ReplayError> {
                 Err(e) => format!("{first}: {e}"),
             };
             right += ok as usize;
+            let baseline = |floor: f64, poll: f64, right: &mut usize| {
+                let kill = sim::biggest_at_the_floor(&sc.samples, sc.limit, floor, poll);
+                let what = kill
+                    .map(|(t, pid, usage)| {
+                        format!(
+                            "kills pid {pid} at {} (t={t:.1}s)",
+                            human_bytes(usage as f64)
+                        )
+                    })
+                    .unwrap_or_else(|| "none".into());
+                match sc.check_kill(kill) {
+                    Ok(()) => {
+                        *right += 1;
+                        format!("{what}: right victim")
+                    }
+                    Err(e) => format!("{what}: WRONG, {e}"),
+                }
+            };
+            let early = baseline(0.9, 1.0, &mut earlyoom_right);
+            let kernel = baseline(1.0, 0.0, &mut kernel_right);
             writeln!(
                 out,
-                "| {} | {expected} | {first} | {} |",
+                "| {} | {expected} | {first} | {} | {early} | {kernel} |",
                 sc.name,
                 if ok { "yes" } else { "NO" }
             )?;
         }
         writeln!(out, "\nvictim accuracy: {right} of {} scenarios", all.len())?;
+        writeln!(
+            out,
+            "right victim: Sentinel {right} of {n} (reversibly, before 95% of the limit); earlyoom-like {earlyoom_right} of {n} and kernel OOM killer {kernel_right} of {n} (by kill, at 90% and 100%)",
+            n = all.len()
+        )?;
         if right != all.len() {
             return Err(ReplayError::Input("some scenarios went wrong".into()));
         }

@@ -191,6 +191,38 @@ pub fn stops(decisions: &[SimDecision]) -> Vec<&SimDecision> {
     decisions.iter().filter(|d| d.action != "alert").collect()
 }
 
+/// What a floor-and-biggest killer does with the same trace, for
+/// comparison: earlyoom and the kernel OOM killer look at usage only every
+/// `poll_secs` (the kernel: at every allocation, `poll_secs` 0) and, once it
+/// is at `floor` of the limit, kill the process with the most memory.
+/// Returns (time, victim pid, usage seen) of the first kill, if any.
+pub fn biggest_at_the_floor(
+    samples: &[Sample],
+    limit: u64,
+    floor: f64,
+    poll_secs: f64,
+) -> Option<(f64, u32, u64)> {
+    let mut samples = samples.to_vec();
+    samples.sort_by(|a, b| a.t.total_cmp(&b.t).then(a.pid.cmp(&b.pid)));
+    let mut latest: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut next_poll = 0.0;
+    for s in &samples {
+        latest.insert(s.pid, s.bytes);
+        if s.t < next_poll {
+            continue;
+        }
+        next_poll = s.t + poll_secs;
+        let usage: u64 = latest.values().sum();
+        if usage as f64 >= floor * limit as f64 {
+            let (&pid, _) = latest
+                .iter()
+                .max_by_key(|(pid, b)| (**b, std::cmp::Reverse(**pid)))?;
+            return Some((s.t, pid, usage));
+        }
+    }
+    None
+}
+
 /// Parses a trace in JSON lines, one [`Sample`] per line; errors name the line.
 pub fn parse_trace(text: &str, name: &str) -> Result<Vec<Sample>, String> {
     text.lines()
@@ -267,6 +299,21 @@ mod tests {
         assert!(
             !acts[..kill].contains(&(3, "kill")),
             "the new grower was killed before the frozen one {d:?}"
+        );
+    }
+
+    #[test]
+    fn the_biggest_at_the_floor_kills_the_steady_process() {
+        // The failure Sentinel exists to avoid: a 600 MiB steady process
+        // and a leaker; the floor killer takes the steady one, late.
+        let sc = linear_leak_beside_steady();
+        let (t, pid, usage) = biggest_at_the_floor(&sc.samples, sc.limit, 0.9, 1.0).unwrap();
+        assert_eq!(pid, 1);
+        assert!(usage as f64 >= 0.9 * sc.limit as f64 && t > 1.0);
+        // Plateaus under the floor are left alone by it too.
+        assert_eq!(
+            biggest_at_the_floor(&burst_then_plateau().samples, 1024 * MIB, 0.9, 1.0),
+            None
         );
     }
 

@@ -57,6 +57,26 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// Whether a floor-and-biggest killer's first kill (see
+    /// [`super::biggest_at_the_floor`]) chose right: the grower in the
+    /// growth scenarios, nobody in the plateaus. Only the choice is judged;
+    /// when it came (at the floor, by kill) is shown beside it.
+    pub fn check_kill(&self, kill: Option<(f64, u32, u64)>) -> Result<(), String> {
+        match (&self.expect, kill) {
+            (Expect::Nothing, None) => Ok(()),
+            (Expect::Nothing, Some((_, pid, _))) => Err(format!("killed pid {pid} in a plateau")),
+            (_, None) => Err("killed nobody".into()),
+            (Expect::Victim(want) | Expect::OnlyVictim(want), Some((_, pid, _)))
+                if pid != *want =>
+            {
+                Err(format!("killed pid {pid}, not the grower {want}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Samples `bytes(t)` every millisecond over [0, until) and keeps those a
 /// step away from the last kept one (the first is always kept).
 pub(crate) fn reported(
