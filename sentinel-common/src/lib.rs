@@ -136,6 +136,10 @@ pub mod globals {
     pub const OFF_TASK_PID: &str = "OFF_TASK_PID";
     /// `offsetof(struct task_struct, tgid)`.
     pub const OFF_TASK_TGID: &str = "OFF_TASK_TGID";
+    /// Non-zero: the rss_stat program returns at once. A benchmark
+    /// instrument that measures what the kernel's dispatch of the program
+    /// costs by itself; never set by a normal run.
+    pub const RSS_DISPATCH_ONLY: &str = "RSS_DISPATCH_ONLY";
 }
 
 #[cfg(feature = "user")]

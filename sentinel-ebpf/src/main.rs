@@ -78,6 +78,10 @@ static mut RSS_SLOTS: [RssSlot; MAX_CPUS] = [RssSlot::EMPTY; MAX_CPUS];
 #[unsafe(no_mangle)]
 static EXIT_GROUP_DEAD_OFFSET: u64 = 0;
 
+/// Benchmark instrument: non-zero makes rss_stat return at once.
+#[unsafe(no_mangle)]
+static RSS_DISPATCH_ONLY: u64 = 0;
+
 /// Number of possible CPUs, set by the agent; bounds the slot sweeps.
 #[unsafe(no_mangle)]
 static NR_CPUS: u64 = MAX_CPUS as u64;
@@ -355,6 +359,9 @@ fn check(slot: &mut RssSlot) {
 /// `trace_rss_stat(struct mm_struct *mm, int member)`, raw arguments.
 #[btf_tracepoint(function = "rss_stat")]
 pub fn rss_stat_btf(ctx: BtfTracePointContext) -> i32 {
+    if global(&RSS_DISPATCH_ONLY) != 0 {
+        return 0;
+    }
     let mm: u64 = ctx.arg(0);
     let member: i32 = ctx.arg(1);
     let slot = this_cpu_slot();

@@ -321,6 +321,11 @@ impl Agent {
     /// Starts `sentinel run` with `config` (the socket line is added here)
     /// and waits until it answers.
     pub fn start(tag: &str, config: &str, extra: &[&str]) -> Self {
+        Self::start_env(tag, config, extra, &[])
+    }
+
+    /// `start` with extra environment variables for the agent.
+    pub fn start_env(tag: &str, config: &str, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = tempdir::Dir::new(tag);
         let socket = dir.0.join("sentinel.sock").display().to_string();
         let cfg_path = dir.0.join("sentinel.toml");
@@ -333,6 +338,7 @@ impl Agent {
             .arg(&cfg_path)
             .args(extra)
             .env("SENTINEL_LOG", "info,sentinel=debug")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -107,6 +107,13 @@ async fn watch_pressure(
     }
 }
 
+/// `SENTINEL_MEASURE_DISPATCH_ONLY=1`: the benchmark's instrument for the
+/// kernel's own cost of running a program on rss_stat. The agent then sees
+/// no memory events, and says so in status.
+fn dispatch_only() -> bool {
+    std::env::var_os("SENTINEL_MEASURE_DISPATCH_ONLY").is_some_and(|v| v == "1")
+}
+
 pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let mut cfg = Config::load_or_default(&opts.config_path)?;
     if let Some(s) = &opts.socket {
@@ -123,6 +130,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
             step_bytes: cfg.agent.step_bytes,
             large_mmap_bytes: 64 << 20,
             disabled: cfg.agent.disable_probes.clone(),
+            dispatch_only: dispatch_only(),
         }) {
             Ok(p) => (Some(p), String::new()),
             Err(e) => {
@@ -148,6 +156,9 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
             .collect();
         if !missing.is_empty() {
             degraded = format!("probes not attached: {}", missing.join(", "));
+        }
+        if dispatch_only() {
+            degraded = "SENTINEL_MEASURE_DISPATCH_ONLY=1: rss_stat returns at once (benchmark instrument); memory is not watched".into();
         }
     }
 

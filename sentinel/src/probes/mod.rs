@@ -45,6 +45,8 @@ pub struct LoadOptions {
     pub large_mmap_bytes: u64,
     /// Probe names (as in status) not to attach.
     pub disabled: Vec<String>,
+    /// Benchmark instrument: rss_stat attached but returning at once.
+    pub dispatch_only: bool,
 }
 
 /// Every probe name, as status reports them.
@@ -153,6 +155,7 @@ impl Probes {
         let o = offs.as_ref().ok().copied();
         let step_pages = (opts.step_bytes / page_size()).max(1);
         let nr_cpus = aya::util::nr_cpus().map(|n| n as u64).unwrap_or(1024);
+        let dispatch_only = opts.dispatch_only as u64;
         // Mounted before anything else: the exit probe's format is read from
         // it, and the classic tracepoints attach through it.
         let tracefs = ensure_tracefs();
@@ -163,6 +166,7 @@ impl Probes {
             .override_global(globals::STEP_PAGES, &step_pages, true)
             .override_global(globals::LARGE_MMAP_BYTES, &opts.large_mmap_bytes, true)
             .override_global(globals::NR_CPUS, &nr_cpus, true)
+            .override_global(globals::RSS_DISPATCH_ONLY, &dispatch_only, true)
             .override_global(globals::EXIT_GROUP_DEAD_OFFSET, &exit_group_dead, true);
         let vals;
         if let Some(o) = o {

@@ -125,6 +125,74 @@ async fn probe_overhead(label: &str, agent_config: &str, rounds: usize, secs: f6
     );
 }
 
+/// Where the overhead comes from: alternating rounds with no agent, the
+/// agent with every probe detached, the agent whose rss_stat program
+/// returns at once (the kernel's dispatch of a program on that tracepoint,
+/// and the cold probes), and the agent as it ships. Paired per round.
+async fn overhead_floor(rounds: usize, secs: f64) {
+    let cg = MemCgroup::new("bench-floor", 512 * MIB);
+    storm(&cg, 1.0);
+    let none = "disable_probes = [\"rss_stat\", \"page_fault_user\", \"sched_process_fork\", \"mmap\", \"munmap\", \"brk\", \"oom_mark_victim\", \"sched_process_exec\", \"sched_process_exit\"]\n";
+    let arms: [(&str, &str, &[(&str, &str)]); 3] = [
+        ("agent, no probes attached", none, &[]),
+        (
+            "rss_stat program returning at once (+ cold probes)",
+            "",
+            &[("SENTINEL_MEASURE_DISPATCH_ONLY", "1")],
+        ),
+        ("default probes, as shipped", "", &[]),
+    ];
+    let mut detached = Vec::new();
+    let mut with: Vec<Vec<f64>> = vec![Vec::new(); arms.len()];
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..arms.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        if round % 2 == 0 {
+            detached.push(storm(&cg, secs));
+        }
+        for i in order {
+            let (_, cfg, envs) = arms[i];
+            let agent = Agent::start_env("bench-floor", cfg, &[], envs);
+            with[i].push(storm(&cg, secs));
+            drop(agent);
+        }
+        if round % 2 == 1 {
+            detached.push(storm(&cg, secs));
+        }
+    }
+    println!(
+        "## Where the probe overhead comes from (page-fault storm, {rounds} alternating rounds of {secs} s each)\n"
+    );
+    println!("| agent | median faults/s | slowdown vs no agent (median of paired rounds) |");
+    println!("| --- | ---: | ---: |");
+    println!("| no agent | {:.0} | |", median(&mut detached.clone()));
+    let mut last = Vec::new();
+    for (i, (label, ..)) in arms.iter().enumerate() {
+        let mut paired: Vec<f64> = detached
+            .iter()
+            .zip(&with[i])
+            .map(|(d, a)| (1.0 - a / d) * 100.0)
+            .collect();
+        let m = median(&mut paired);
+        last.push(m);
+        println!(
+            "| {label} | {:.0} | {m:.2}% |",
+            median(&mut with[i].clone())
+        );
+    }
+    let mut own: Vec<f64> = with[1]
+        .iter()
+        .zip(&with[2])
+        .map(|(n, f)| (1.0 - f / n) * 100.0)
+        .collect();
+    println!(
+        "\nthe shipped program's own cost over the bare dispatch: {:.2}% (median of paired rounds)\n",
+        median(&mut own)
+    );
+}
+
 struct LeakResult {
     rate: String,
     tripwire: bool,
@@ -241,6 +309,9 @@ async fn main() {
             .trim(),
         online_cpus()
     );
+    if only("overhead-floor") {
+        overhead_floor(11, 2.0).await;
+    }
     if only("overhead") || args.iter().any(|a| a == "overhead-quick") {
         probe_overhead("default probes (page_fault_user off)", "", 9, 2.0).await;
     }
