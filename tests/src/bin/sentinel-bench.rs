@@ -133,7 +133,9 @@ async fn overhead_floor(rounds: usize, secs: f64) {
     let cg = MemCgroup::new("bench-floor", 512 * MIB);
     storm(&cg, 1.0);
     let none = "disable_probes = [\"rss_stat\", \"page_fault_user\", \"sched_process_fork\", \"mmap\", \"munmap\", \"brk\", \"oom_mark_victim\", \"sched_process_exec\", \"sched_process_exit\"]\n";
-    let arms: [(&str, &str, &[(&str, &str)]); 3] = [
+    /// (label, config, environment of the agent)
+    type Arm<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let arms: [Arm; 3] = [
         ("agent, no probes attached", none, &[]),
         (
             "rss_stat program returning at once (+ cold probes)",
