@@ -182,13 +182,26 @@ impl HostState {
     }
 }
 
-/// One limit as the shared-scope decision needs it.
+/// One limit as the decision needs it.
 struct Limit {
     scope: Scope,
     rule: String,
     bytes: u64,
     levels: Levels,
     cap: Action,
+}
+
+impl Limit {
+    /// A process rule's limit.
+    fn of_rule(rule: &policy::Rule) -> Self {
+        Self {
+            scope: Scope::Process,
+            rule: rule.name.clone(),
+            bytes: rule.limit_bytes,
+            levels: rule.levels,
+            cap: rule.action,
+        }
+    }
 }
 
 pub struct Engine {
@@ -490,13 +503,7 @@ impl Engine {
         };
         let rule = &self.cfg.rules[ri];
         let usage = p.usage();
-        let limit = Limit {
-            scope: Scope::Process,
-            rule: rule.name.clone(),
-            bytes: rule.limit_bytes,
-            levels: rule.levels,
-            cap: rule.action,
-        };
+        let limit = Limit::of_rule(rule);
         match p.state {
             ProcState::Killed => return,
             ProcState::Terminating => {
@@ -1110,16 +1117,22 @@ impl Engine {
             tracing::info!(pid, rule, "grace ended, but the rule no longer allows kill");
             return;
         }
+        self.finish(pid, scope, rule, Action::Kill, why.to_string(), now);
+    }
+
+    /// Takes the kill level's rung (capped at `cap`) on `pid` now, with no
+    /// grace: the end of a grace or of a freeze.
+    fn finish(&mut self, pid: u32, scope: Scope, rule: String, cap: Action, why: String, now: f64) {
         let limit = Limit {
             scope,
             rule,
             bytes: 0,
             levels: Levels::default(),
-            cap: Action::Kill,
+            cap,
         };
         let verdict = policy::Verdict {
             trigger: Trigger::Crossed,
-            reason: why.to_string(),
+            reason: why,
         };
         self.act(pid, &limit, Level::Kill, verdict, None, Some(0.0), now);
     }
@@ -1162,22 +1175,12 @@ impl Engine {
             else {
                 continue;
             };
-            let limit = Limit {
-                scope,
-                rule,
-                bytes: 0,
-                levels: Levels::default(),
-                cap,
-            };
-            let verdict = policy::Verdict {
-                trigger: Trigger::Crossed,
-                reason: format!(
-                    "frozen for {:.0} s without its pressure clearing; the rule allows {}",
-                    now - since,
-                    cap.as_str()
-                ),
-            };
-            self.act(pid, &limit, Level::Kill, verdict, None, Some(0.0), now);
+            let why = format!(
+                "frozen for {:.0} s without its pressure clearing; the rule allows {}",
+                now - since,
+                cap.as_str()
+            );
+            self.finish(pid, scope, rule, cap, why, now);
         }
     }
 
@@ -1354,13 +1357,7 @@ impl Engine {
                 rule.limit_bytes
             ),
         };
-        let limit = Limit {
-            scope: Scope::Process,
-            rule: rule.name.clone(),
-            bytes: rule.limit_bytes,
-            levels: rule.levels,
-            cap: rule.action,
-        };
+        let limit = Limit::of_rule(rule);
         self.act(pid, &limit, level, verdict, trend, Some(0.0), t);
     }
 

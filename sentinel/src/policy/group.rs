@@ -211,32 +211,23 @@ mod tests {
             protected,
             priority,
         };
-        let members = [member(1, &a, 10, false), member(2, &b, -10, false)];
-        let d = decide(
-            &members,
-            900 * MIB,
-            1000 * MIB,
-            &Levels::default(),
-            Action::Freeze,
-            &params(),
-            2.0,
-            0.49,
-        )
-        .unwrap();
+        let at_900_of_1000 = |members: &[Member<'_>]| {
+            decide(
+                members,
+                900 * MIB,
+                1000 * MIB,
+                &Levels::default(),
+                Action::Freeze,
+                &params(),
+                2.0,
+                0.49,
+            )
+            .unwrap()
+        };
+        let d = at_900_of_1000(&[member(1, &a, 10, false), member(2, &b, -10, false)]);
         assert_eq!(d.level, Level::Preempt);
         assert_eq!(d.victim.unwrap().root, 2, "the lower class goes first");
-        let members = [member(1, &a, 10, false), member(2, &b, -10, true)];
-        let d = decide(
-            &members,
-            900 * MIB,
-            1000 * MIB,
-            &Levels::default(),
-            Action::Freeze,
-            &params(),
-            2.0,
-            0.49,
-        )
-        .unwrap();
+        let d = at_900_of_1000(&[member(1, &a, 10, false), member(2, &b, -10, true)]);
         assert_eq!(d.victim.unwrap().root, 1, "never the protected one");
     }
 
