@@ -852,3 +852,67 @@ async fn a_freeze_that_does_not_clear_ends_in_a_kill_where_the_rule_allows() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(st.signal(), Some(libc::SIGKILL), "{st}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_host_scope_a_cgroup_that_splits_its_growth_is_one_grower() {
+    if !privileged("at_host_scope_a_cgroup_that_splits_its_growth_is_one_grower") {
+        return;
+    }
+    let _serial = serial_async().await;
+    // Three workers of one service at 70 MB/s each, beside a lone process
+    // at 150 MB/s in another: process by process the lone one grows
+    // fastest, but the service grows faster.
+    let service = MemCgroup::new("hostsplit-svc", 1024 * MIB);
+    let lone = MemCgroup::new("hostsplit-lone", 1024 * MIB);
+    let (used, capacity) = host_used();
+    let limit = ((used + 300 * MIB) as f64 / 0.85) as u64;
+    let cfg = format!(
+        "[host]\naction = \"freeze\"\nmin_available = \"{}\"\ncandidates = \"^/sentinel-test-hostsplit-.*-{}$\"\n",
+        capacity - limit,
+        std::process::id()
+    );
+    let agent = Agent::start("hostsplit", &cfg, &[]);
+    let args = ["--target", "300MiB", "--rate", "70MB/s", "--hold", "30"];
+    let workers: Vec<Hog> = (0..3).map(|_| Hog::spawn(&service, &args)).collect();
+    let other = Hog::spawn(
+        &lone,
+        &["--target", "300MiB", "--rate", "150MB/s", "--hold", "30"],
+    );
+    agent
+        .wait_decision(Duration::from_secs(15), |d| d.action == "freeze")
+        .await
+        .unwrap_or_else(|| panic!("no freeze\n{}", agent.log_text()));
+    std::thread::sleep(Duration::from_millis(300));
+    for w in &workers {
+        assert_eq!(w.state(), Some('T'), "every growing worker is frozen");
+    }
+    // The service went first, all of it at once. (The lone process, still
+    // growing above the preempt line, may be stopped after it.)
+    let freezes: Vec<pb::Decision> = agent
+        .client()
+        .await
+        .list_decisions(pb::ListDecisionsRequest {
+            after_seq: 0,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions
+        .into_iter()
+        .filter(|d| d.action == "freeze")
+        .collect();
+    let first: Vec<u32> = freezes.iter().take(3).map(|d| d.pid).collect();
+    let mut want: Vec<u32> = workers.iter().map(|w| w.pid).collect();
+    let mut got = first.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "{freezes:?}");
+    assert!(
+        freezes[0].reason.contains("its cgroup"),
+        "{}",
+        freezes[0].reason
+    );
+    assert_eq!(freezes[0].cgroup, service.path);
+    assert!(!first.contains(&other.pid));
+}

@@ -813,8 +813,15 @@ impl Engine {
         };
         let targets: Vec<u32> = roster
             .iter()
-            .filter(|&&(_, root, stopped, frozen)| {
-                root == v.root && if v.escalate { frozen } else { !stopped }
+            .filter(|&&(pid, root, stopped, frozen)| {
+                root == v.root
+                    && if v.escalate {
+                        frozen
+                    } else {
+                        // A cgroup judged as one grower at host scope loses
+                        // only its growing members, never a steady one.
+                        !stopped && (!by_cgroup || self.grew_recently(pid, now))
+                    }
             })
             .map(|&(pid, ..)| pid)
             .collect();
@@ -822,14 +829,14 @@ impl Engine {
             Scope::Cgroup(path) => format!("cgroup {path} (limit {} B)", limit.bytes),
             _ => format!("the host (limit {} B)", limit.bytes),
         };
+        let unit = match self.procs.get(&v.root) {
+            Some(p) if by_cgroup && p.cgroup.len() > 1 => format!("its cgroup {}", p.cgroup),
+            _ => format!("this process (tree {})", v.root),
+        };
         let why = if v.escalate {
             "it was frozen for this limit and still holds its memory".to_string()
         } else {
-            format!(
-                "this process (tree {}) has {:.0}% of its recent growth",
-                v.root,
-                v.share * 100.0
-            )
+            format!("{unit} has {:.0}% of its recent growth", v.share * 100.0)
         };
         let ttl = time_left(usage, limit.bytes, Some(g.group_slope));
         for pid in &targets {
@@ -876,14 +883,24 @@ impl Engine {
                         .is_some_and(|l| now - l.t <= GROWTH_WINDOW_SECS)
             })
             .map(|p| {
-                let in_group = if by_cgroup {
-                    &per_cgroup[p.cgroup.as_str()]
+                let root = if !by_cgroup {
+                    tree_root(p.pid, &p.ancestors, &all)
+                } else if p.cgroup.len() > 1 && p.protected.is_none() {
+                    // At host scope a cgroup (a service, a container) is one
+                    // grower, however it splits its growth; named by its
+                    // lowest pid. Protected members stay apart so they
+                    // cannot shield the rest.
+                    per_cgroup[p.cgroup.as_str()]
+                        .iter()
+                        .copied()
+                        .min()
+                        .unwrap_or(p.pid)
                 } else {
-                    &all
+                    tree_root(p.pid, &p.ancestors, &per_cgroup[p.cgroup.as_str()])
                 };
                 group::Member {
                     pid: p.pid,
-                    root: tree_root(p.pid, &p.ancestors, in_group),
+                    root,
                     // The measure its series follows, so gains compare.
                     bytes: p.usage(),
                     series: &p.series,
@@ -894,6 +911,16 @@ impl Engine {
                 }
             })
             .collect()
+    }
+
+    /// Whether `pid` gained memory within the growth window.
+    fn grew_recently(&self, pid: u32, now: f64) -> bool {
+        self.procs.get(&pid).is_some_and(|p| {
+            p.usage() > group::bytes_at(&p.series, now - GROWTH_WINDOW_SECS)
+                || p.series
+                    .trend(now)
+                    .is_some_and(|t| t.ongoing && t.bytes_per_sec > 0.0)
+        })
     }
 
     /// A shared limit rose to a level with nobody to act on (or a rule that
