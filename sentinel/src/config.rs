@@ -14,6 +14,7 @@ use crate::{
 
 pub const DEFAULT_PATH: &str = "/etc/sentinel/sentinel.toml";
 pub const DEFAULT_SOCKET: &str = "/run/sentinel/sentinel.sock";
+pub const DEFAULT_JOURNAL: &str = "/var/lib/sentinel/journal.redb";
 
 /// What a host needs to stay reachable and to keep its containers alive.
 pub const DEFAULT_PROTECTED: &[&str] = &[
@@ -109,8 +110,14 @@ pub struct AgentSettings {
     /// select them only alert. pid 1, kernel threads, the agent and
     /// processes with oom_score_adj -1000 are protected regardless.
     pub protected: Vec<String>,
-    /// Decisions kept in memory for ListDecisions and resuming watchers.
+    /// Decisions kept in memory (the journal file keeps the rest).
     pub decision_log: usize,
+    /// The durable decision journal.
+    pub journal: String,
+    /// Journal retention: at most this many decisions...
+    pub journal_max_entries: u64,
+    /// ...and none older than this.
+    pub journal_max_age: Duration,
     /// The same command line preempted this often within the window is
     /// flagged as crash-looping.
     pub crash_loop: LoopRule,
@@ -140,6 +147,9 @@ impl Default for AgentSettings {
             disable_probes: vec!["page_fault_user".to_string()],
             protected: DEFAULT_PROTECTED.iter().map(|s| s.to_string()).collect(),
             decision_log: 10_000,
+            journal: DEFAULT_JOURNAL.to_string(),
+            journal_max_entries: 1_000_000,
+            journal_max_age: Duration::from_secs(30 * 86400),
             crash_loop: LoopRule::default(),
             max_grace: Duration::from_secs(10),
             settle_timeout: Duration::from_secs(5),
@@ -252,6 +262,9 @@ struct RawAgent {
     disable_probes: Option<Vec<String>>,
     protected: Option<Vec<String>>,
     decision_log: Option<usize>,
+    journal: Option<String>,
+    journal_max_entries: Option<u64>,
+    journal_max_age: Option<Span>,
     crash_loop_count: Option<usize>,
     crash_loop_window: Option<Span>,
     max_grace: Option<Span>,
@@ -378,6 +391,9 @@ impl Config {
             disable_probes: a.disable_probes.unwrap_or(d.disable_probes),
             protected: a.protected.unwrap_or(d.protected),
             decision_log: a.decision_log.unwrap_or(d.decision_log),
+            journal: a.journal.unwrap_or(d.journal),
+            journal_max_entries: a.journal_max_entries.unwrap_or(d.journal_max_entries),
+            journal_max_age: a.journal_max_age.map(|s| s.0).unwrap_or(d.journal_max_age),
             crash_loop: LoopRule {
                 count: a.crash_loop_count.unwrap_or(d.crash_loop.count),
                 window_secs: a
@@ -473,6 +489,13 @@ impl Config {
             Ok(l)
         };
         positive("history", agent.history)?;
+        positive("journal_max_age", agent.journal_max_age)?;
+        if agent.journal_max_entries == 0 {
+            return Err(range_err("journal_max_entries", "must be at least 1"));
+        }
+        if agent.journal.is_empty() {
+            return Err(range_err("journal", "must be a file path"));
+        }
         positive("settle_timeout", agent.settle_timeout)?;
         positive("freeze_timeout", agent.freeze_timeout)?;
         if agent.crash_loop.window_secs <= 0.0 {

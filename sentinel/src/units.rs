@@ -97,9 +97,10 @@ impl Span {
             "s" | "" => value,
             "m" | "min" => value * 60.0,
             "h" => value * 3600.0,
+            "d" => value * 86400.0,
             other => {
                 return Err(format!(
-                    "unknown duration unit `{other}` in `{s}` (use ms, s, m, h)"
+                    "unknown duration unit `{other}` in `{s}` (use ms, s, m, h, d)"
                 ));
             }
         };

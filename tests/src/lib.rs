@@ -292,6 +292,7 @@ pub struct Agent {
     pub socket: String,
     pub dir: tempdir::Dir,
     pub log: PathBuf,
+    cmd: Command,
 }
 
 pub mod tempdir {
@@ -329,44 +330,67 @@ impl Agent {
         let dir = tempdir::Dir::new(tag);
         let socket = dir.0.join("sentinel.sock").display().to_string();
         let cfg_path = dir.0.join("sentinel.toml");
-        let full = format!("[agent]\nsocket = \"{socket}\"\n{config}");
+        let journal = dir.0.join("journal.redb").display().to_string();
+        let full = format!("[agent]\nsocket = \"{socket}\"\njournal = \"{journal}\"\n{config}");
         std::fs::write(&cfg_path, full).unwrap();
         let log = dir.0.join("agent.log");
-        let child = Command::new(sentinel_bin())
-            .arg("run")
+        let mut cmd = Command::new(sentinel_bin());
+        cmd.arg("run")
             .arg("--config")
             .arg(&cfg_path)
             .args(extra)
             .env("SENTINEL_LOG", "info,sentinel=debug")
             .envs(envs.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn sentinel");
+            .stdout(Stdio::null());
+        let child = Self::spawn(&mut cmd, &log);
         let mut agent = Self {
             child,
             socket,
             dir,
             log,
+            cmd,
         };
+        agent.wait_up();
+        agent
+    }
+
+    fn spawn(cmd: &mut Command, log: &Path) -> Child {
+        // Appended to, so a restarted agent's log follows the first one's.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        cmd.stderr(out).spawn().expect("spawn sentinel")
+    }
+
+    fn wait_up(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(Some(st)) = agent.child.try_wait() {
-                panic!("agent exited early ({st}):\n{}", agent.log_text());
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("agent exited early ({st}):\n{}", self.log_text());
             }
-            if Path::new(&agent.socket).exists()
-                && std::os::unix::net::UnixStream::connect(&agent.socket).is_ok()
+            if Path::new(&self.socket).exists()
+                && std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
             {
-                break;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
                 "agent did not come up:\n{}",
-                agent.log_text()
+                self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        agent
+    }
+
+    /// SIGKILL, as a crash would, then the same agent (config, journal,
+    /// socket) started again, waiting until it answers.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&mut self.cmd, &self.log);
+        self.wait_up();
     }
 
     pub fn log_text(&self) -> String {
@@ -460,7 +484,11 @@ impl Agent {
 
     /// Replaces the config (the socket line is kept) and sends SIGHUP.
     pub fn reload(&self, config: &str) {
-        let full = format!("[agent]\nsocket = \"{}\"\n{config}", self.socket);
+        let full = format!(
+            "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n{config}",
+            self.socket,
+            self.dir.0.join("journal.redb").display()
+        );
         std::fs::write(self.dir.0.join("sentinel.toml"), full).unwrap();
         // SAFETY: our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };

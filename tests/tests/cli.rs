@@ -99,7 +99,11 @@ fn a_stale_socket_from_a_crash_is_replaced() {
     let sock = dir.0.join("s.sock");
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap()); // leaves the file
     assert!(sock.exists());
-    let cfg = format!("[agent]\nsocket = \"{}\"\n", sock.display());
+    let cfg = format!(
+        "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n",
+        sock.display(),
+        dir.0.join("journal.redb").display()
+    );
     let agent = Agent::start("stale", "", &[]);
     drop(agent);
     let cfg_path = dir.0.join("c.toml");
@@ -181,7 +185,15 @@ fn without_privileges_the_agent_polls_proc_and_says_why() {
     let dir = tempdir::Dir::new("unpriv");
     let sock = dir.0.join("s.sock");
     let cfg = dir.0.join("c.toml");
-    std::fs::write(&cfg, format!("[agent]\nsocket = \"{}\"\n", sock.display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n",
+            sock.display(),
+            dir.0.join("journal.redb").display()
+        ),
+    )
+    .unwrap();
     if as_root {
         // SAFETY: chown/chmod of our own temp files.
         let p = std::ffi::CString::new(dir.0.display().to_string()).unwrap();

@@ -107,6 +107,14 @@ async fn watch_pressure(
     }
 }
 
+fn join_reason(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a}; {b}")
+    }
+}
+
 /// `SENTINEL_MEASURE_DISPATCH_ONLY=1`: the benchmark's instrument for the
 /// kernel's own cost of running a program on rss_stat. The agent then sees
 /// no memory events, and says so in status.
@@ -162,7 +170,41 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         }
     }
 
-    let journal = Arc::new(Journal::new(cfg.agent.decision_log));
+    let retention = crate::journal::Retention {
+        max_entries: cfg.agent.journal_max_entries,
+        max_age_ms: cfg.agent.journal_max_age.as_millis() as u64,
+    };
+    // A host agent that cannot write its journal still protects the host:
+    // it keeps decisions in memory and says so.
+    let journal = match Journal::open(
+        Path::new(&cfg.agent.journal),
+        cfg.agent.decision_log,
+        retention,
+    ) {
+        Ok((j, report)) => {
+            if report.repaired {
+                tracing::warn!(path = %cfg.agent.journal, "journal was not closed cleanly and was repaired");
+            }
+            if !report.damaged.is_empty() {
+                tracing::error!(
+                    path = %cfg.agent.journal,
+                    damaged = ?report.damaged,
+                    "journal entries that cannot be read back are kept in the file and skipped"
+                );
+                degraded = join_reason(
+                    &degraded,
+                    &format!("journal has {} unreadable entries", report.damaged.len()),
+                );
+            }
+            tracing::info!(path = %cfg.agent.journal, entries = report.entries, last_seq = report.last_seq, "journal open");
+            Arc::new(j)
+        }
+        Err(e) => {
+            tracing::error!("{e}; keeping decisions in memory only");
+            degraded = join_reason(&degraded, &format!("decisions kept in memory only: {e}"));
+            Arc::new(Journal::new(cfg.agent.decision_log))
+        }
+    };
     let actuator: Box<dyn Actuator> = if cfg.agent.dry_run {
         Box::new(DryRun)
     } else {

@@ -86,6 +86,7 @@ impl pb::sentinel_server::Sentinel for Service {
         &self,
         _: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::Status>, Status> {
+        let journal = self.shared.journal.health();
         let e = self.shared.engine();
         let host = e.host_view();
         let now = crate::agent::mono_now();
@@ -117,6 +118,8 @@ impl pb::sentinel_server::Sentinel for Service {
             host_level: host.level.as_str().to_string(),
             psi_some_avg10: host.psi_some_avg10,
             psi_trigger: host.psi_trigger,
+            journal_path: journal.path,
+            journal_write_failures: journal.write_failures,
             crash_loops: e
                 .crash_loops()
                 .into_iter()

@@ -111,6 +111,7 @@ pub async fn status(socket: &str, json: bool) -> Result<(), CliError> {
             "tripwire_fires": s.tripwire_fires, "host_used_bytes": s.host_used_bytes,
             "host_limit_bytes": s.host_limit_bytes, "host_level": s.host_level,
             "psi_some_avg10": s.psi_some_avg10, "psi_trigger": s.psi_trigger,
+            "journal_path": s.journal_path, "journal_write_failures": s.journal_write_failures,
             "crash_loops": s.crash_loops.iter().map(|l| serde_json::json!({
                 "cmdline": l.cmdline, "count": l.count, "seconds_ago": l.seconds_ago,
             })).collect::<Vec<_>>(),
@@ -154,6 +155,20 @@ pub async fn status(socket: &str, json: bool) -> Result<(), CliError> {
         out,
         "tracking {} processes under {} rules; {} decisions, {} kernel OOM kills seen",
         s.tracked_processes, s.rules, s.last_decision_seq, s.kernel_oom_kills
+    )?;
+    writeln!(
+        out,
+        "journal: {}{}",
+        if s.journal_path.is_empty() {
+            "none (memory only)"
+        } else {
+            &s.journal_path
+        },
+        if s.journal_write_failures > 0 {
+            format!(", {} WRITE FAILURES", s.journal_write_failures)
+        } else {
+            String::new()
+        }
     )?;
     writeln!(
         out,

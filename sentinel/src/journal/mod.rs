@@ -1,14 +1,19 @@
-//! The decision log: every decision gets the next sequence number, is kept
-//! (bounded) for queries and resuming watchers, and is broadcast to live
-//! watchers. In memory for now; the durable journal replaces the storage
-//! behind the same interface.
+//! The decision log: every decision gets the next sequence number, is
+//! written durably to the journal file, then kept (bounded) in memory for
+//! queries and broadcast to live watchers. A watcher therefore never sees a
+//! decision that a crash could lose, and one that resumes from a sequence
+//! number reads the gap back from the file.
 
-use std::{collections::VecDeque, sync::Mutex};
+mod store;
 
-use serde::Serialize;
+use std::{collections::VecDeque, path::Path, sync::Mutex};
+
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub use store::{OpenReport, Retention, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {
     /// Sentinel acted (or, in dry-run, would have) on a predicted crossing.
@@ -32,7 +37,7 @@ impl DecisionKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub seq: u64,
     pub time_unix_ms: u64,
@@ -68,26 +73,86 @@ struct Inner {
     next_seq: u64,
     kept: VecDeque<Decision>,
     capacity: usize,
+    store: Option<store::Store>,
+    write_failures: u64,
+    last_error: Option<String>,
+}
+
+/// What status shows of the journal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JournalHealth {
+    /// Empty when decisions are kept in memory only.
+    pub path: String,
+    pub write_failures: u64,
+    pub last_error: Option<String>,
 }
 
 impl Journal {
+    /// A journal in memory only (replay, tests, or no usable file).
     pub fn new(capacity: usize) -> Self {
+        Self::with_store(capacity, None, Vec::new(), 0)
+    }
+
+    /// Opens the journal file at `path`, resuming its sequence numbers and
+    /// loading its most recent `capacity` decisions.
+    pub fn open(
+        path: &Path,
+        capacity: usize,
+        retention: Retention,
+    ) -> Result<(Self, OpenReport), StoreError> {
+        let (st, recent, report) = store::Store::open(path, retention, capacity.max(1))?;
+        let last = report.last_seq;
+        Ok((Self::with_store(capacity, Some(st), recent, last), report))
+    }
+
+    fn with_store(
+        capacity: usize,
+        store: Option<store::Store>,
+        recent: Vec<Decision>,
+        last_seq: u64,
+    ) -> Self {
         let (tx, _) = broadcast::channel(4096);
         Self {
             inner: Mutex::new(Inner {
-                next_seq: 1,
-                kept: VecDeque::new(),
+                next_seq: last_seq + 1,
+                kept: recent.into(),
                 capacity: capacity.max(1),
+                store,
+                write_failures: 0,
+                last_error: None,
             }),
             tx,
         }
     }
 
-    /// Assigns the next sequence number, keeps and broadcasts the decision.
+    pub fn health(&self) -> JournalHealth {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        JournalHealth {
+            path: inner
+                .store
+                .as_ref()
+                .map(|s| s.path().display().to_string())
+                .unwrap_or_default(),
+            write_failures: inner.write_failures,
+            last_error: inner.last_error.clone(),
+        }
+    }
+
+    /// Assigns the next sequence number, writes the decision durably, then
+    /// keeps and broadcasts it. A decision that cannot be written is still
+    /// kept and broadcast (what was done to a process must be seen), and the
+    /// failure is counted and reported in status.
     pub fn append(&self, mut d: Decision) -> Decision {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         d.seq = inner.next_seq;
         inner.next_seq += 1;
+        if let Some(st) = inner.store.as_mut()
+            && let Err(e) = st.append(&d)
+        {
+            tracing::error!(seq = d.seq, "decision not written to the journal: {e}");
+            inner.write_failures += 1;
+            inner.last_error = Some(e.to_string());
+        }
         inner.kept.push_back(d.clone());
         while inner.kept.len() > inner.capacity {
             inner.kept.pop_front();
@@ -97,9 +162,19 @@ impl Journal {
         d
     }
 
-    /// Kept decisions with `seq > after`, oldest first, at most `limit`.
+    /// Decisions with `seq > after`, oldest first, at most `limit`: from
+    /// memory when it holds them, else from the journal file.
     pub fn since(&self, after: u64, limit: usize) -> Vec<Decision> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest_kept = inner.kept.front().map(|d| d.seq).unwrap_or(inner.next_seq);
+        if after + 1 < oldest_kept
+            && let Some(st) = &inner.store
+        {
+            match st.since(after, limit) {
+                Ok(v) => return v,
+                Err(e) => tracing::error!("reading the journal: {e}"),
+            }
+        }
         inner
             .kept
             .iter()
@@ -153,6 +228,74 @@ mod tests {
             predicted_seconds_to_limit: None,
             crash_loop: false,
         }
+    }
+
+    fn retention() -> Retention {
+        Retention {
+            max_entries: 1_000_000,
+            max_age_ms: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn a_reopened_journal_resumes_its_sequence_and_serves_old_decisions() {
+        let dir = std::env::temp_dir().join(format!("sentinel-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j.redb");
+        {
+            let (j, report) = Journal::open(&path, 2, retention()).unwrap();
+            assert_eq!(report, OpenReport::default());
+            for pid in 1..=5 {
+                j.append(d(pid));
+            }
+            assert_eq!(j.health().write_failures, 0);
+        }
+        let (j, report) = Journal::open(&path, 2, retention()).unwrap();
+        assert_eq!((report.entries, report.last_seq), (5, 5));
+        assert!(report.damaged.is_empty());
+        // The next decision continues the sequence.
+        assert_eq!(j.append(d(6)).seq, 6);
+        // Older than memory holds: read back from the file, whole.
+        let all = j.since(0, 100);
+        assert_eq!(
+            all.iter().map(|d| d.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5, 6]
+        );
+        assert_eq!(all[2], Decision { seq: 3, ..d(3) });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn retention_drops_the_oldest_past_the_count_and_the_too_old() {
+        let dir = std::env::temp_dir().join(format!("sentinel-journal-r-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j.redb");
+        {
+            let (j, _) = Journal::open(&path, 10, retention()).unwrap();
+            for pid in 1..=5 {
+                j.append(d(pid)); // time_unix_ms 0: 1970
+            }
+        }
+        let keep3 = Retention {
+            max_entries: 3,
+            max_age_ms: u64::MAX,
+        };
+        let (j, _) = Journal::open(&path, 1, keep3).unwrap();
+        assert_eq!(
+            j.since(0, 100).iter().map(|d| d.seq).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+        drop(j);
+        let a_day = Retention {
+            max_entries: 100,
+            max_age_ms: 86_400_000,
+        };
+        let (j, _) = Journal::open(&path, 1, a_day).unwrap();
+        assert!(j.since(0, 100).is_empty());
+        // Sequence numbers never go back, even with everything pruned.
+        assert_eq!(j.append(d(9)).seq, 6);
+        drop(j);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -63,6 +63,13 @@ pub struct Status {
     /// Command lines preempted often enough to count as crash-looping.
     #[prost(message, repeated, tag = "21")]
     pub crash_loops: ::prost::alloc::vec::Vec<CrashLoop>,
+    /// The durable decision journal; empty when decisions are kept in memory
+    /// only (see degraded_reason).
+    #[prost(string, tag = "22")]
+    pub journal_path: ::prost::alloc::string::String,
+    /// Decisions that could not be written to the journal since the start.
+    #[prost(uint64, tag = "23")]
+    pub journal_write_failures: u64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CrashLoop {
