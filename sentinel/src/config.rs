@@ -114,6 +114,10 @@ pub struct AgentSettings {
     pub decision_log: usize,
     /// The durable decision journal.
     pub journal: String,
+    /// Group that owns the API socket (mode 0660): its members may read.
+    pub socket_group: Option<String>,
+    /// Members may change policy and signal through the API (as uid 0 may).
+    pub admin_group: Option<String>,
     /// Journal retention: at most this many decisions...
     pub journal_max_entries: u64,
     /// ...and none older than this.
@@ -148,6 +152,8 @@ impl Default for AgentSettings {
             protected: DEFAULT_PROTECTED.iter().map(|s| s.to_string()).collect(),
             decision_log: 10_000,
             journal: DEFAULT_JOURNAL.to_string(),
+            socket_group: None,
+            admin_group: None,
             journal_max_entries: 1_000_000,
             journal_max_age: Duration::from_secs(30 * 86400),
             crash_loop: LoopRule::default(),
@@ -263,6 +269,8 @@ struct RawAgent {
     protected: Option<Vec<String>>,
     decision_log: Option<usize>,
     journal: Option<String>,
+    socket_group: Option<String>,
+    admin_group: Option<String>,
     journal_max_entries: Option<u64>,
     journal_max_age: Option<Span>,
     crash_loop_count: Option<usize>,
@@ -392,6 +400,8 @@ impl Config {
             protected: a.protected.unwrap_or(d.protected),
             decision_log: a.decision_log.unwrap_or(d.decision_log),
             journal: a.journal.unwrap_or(d.journal),
+            socket_group: a.socket_group,
+            admin_group: a.admin_group,
             journal_max_entries: a.journal_max_entries.unwrap_or(d.journal_max_entries),
             journal_max_age: a.journal_max_age.map(|s| s.0).unwrap_or(d.journal_max_age),
             crash_loop: LoopRule {

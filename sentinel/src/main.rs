@@ -78,10 +78,28 @@ enum Cmd {
     /// Replay a trace through the model and policy, without a kernel, and
     /// print the decisions (--scenarios: run the built-in scenario table).
     Replay(cli::replay::Args),
-    /// Policy files.
+    /// Policy files, and the running policy.
     Policy {
         #[command(subcommand)]
         cmd: PolicyCmd,
+    },
+    /// Resume a process Sentinel froze (uid 0 or agent.admin_group).
+    Resume {
+        pid: u32,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Never signal this process, not even freeze it (admin).
+    Protect {
+        pid: u32,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Take back `protect` (admin).
+    Unprotect {
+        pid: u32,
+        #[command(flatten)]
+        socket: SocketArg,
     },
 }
 
@@ -89,6 +107,18 @@ enum Cmd {
 enum PolicyCmd {
     /// Validate a config file; errors name the file, line and key.
     Check { file: PathBuf },
+    /// Print the running policy and where it came from.
+    Show {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Replace the running policy with FILE (admin); an invalid one is
+    /// refused and the running one stays.
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
 }
 
 fn init_logging() {
@@ -151,6 +181,21 @@ fn main() -> ExitCode {
             } => {
                 let c = Config::load(&file)?;
                 println!("{}: ok, {} rules", file.display(), c.rules.len());
+            }
+            Cmd::Policy {
+                cmd: PolicyCmd::Show { socket },
+            } => cli::policy_show(&socket.socket).await?,
+            Cmd::Policy {
+                cmd: PolicyCmd::Apply { file, socket },
+            } => cli::policy_apply(&socket.socket, &file).await?,
+            Cmd::Resume { pid, socket } => {
+                cli::operate(&socket.socket, cli::Op::Resume, pid).await?
+            }
+            Cmd::Protect { pid, socket } => {
+                cli::operate(&socket.socket, cli::Op::Protect, pid).await?
+            }
+            Cmd::Unprotect { pid, socket } => {
+                cli::operate(&socket.socket, cli::Op::Unprotect, pid).await?
             }
         }
         Ok(())

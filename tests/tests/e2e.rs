@@ -1014,3 +1014,178 @@ async fn decisions_survive_twenty_crashes_with_no_gap_and_no_loss() {
         all.len()
     );
 }
+
+/// Runs the CLI as uid/gid 65534 (nobody/nogroup); returns (success,
+/// stdout, stderr).
+fn cli_as_nobody(agent: &Agent, args: &[&str]) -> (bool, String, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(sentinel_tests::sentinel_bin());
+    cmd.args(args).arg("--socket").arg(&agent.socket);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run the CLI as nobody");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admins_change_policy_or_processes_and_are_named_in_the_journal() {
+    if !privileged("only_admins_change_policy_or_processes") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("access", 512 * MIB);
+    let cfg = format!(
+        "socket_group = \"nogroup\"\n{}",
+        rule_for(&cg, "leaky", "256MiB", "freeze")
+    );
+    let agent = Agent::start("access", &cfg, &[]);
+    // The temp dir must be passable for nobody to reach the socket.
+    let dir = std::ffi::CString::new(agent.dir.0.display().to_string()).unwrap();
+    // SAFETY: chmod of the test's own temp dir.
+    unsafe { libc::chmod(dir.as_ptr(), 0o711) };
+    let mut hog = Hog::spawn(
+        &cg,
+        &["--target", "300MiB", "--rate", "200MB/s", "--hold", "1"],
+    );
+    agent
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+        .await;
+    let pid = hog.pid.to_string();
+
+    // A member of the socket's group reads...
+    let (ok, out, err) = cli_as_nobody(&agent, &["status"]);
+    assert!(ok && out.contains("mode ebpf"), "{out}{err}");
+    // ...but may not resume, protect or change the policy.
+    for args in [
+        vec!["resume", pid.as_str()],
+        vec!["protect", pid.as_str()],
+        vec!["policy", "apply", "/dev/null"],
+    ] {
+        let (ok, _, err) = cli_as_nobody(&agent, &args);
+        assert!(!ok, "{args:?} was allowed");
+        assert!(
+            err.contains("PermissionDenied")
+                && err.contains("needs uid 0")
+                && err.contains("uid 65534"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(hog.state(), Some('T'), "still frozen");
+    assert!(agent.log_text().contains("refused: not an admin"));
+
+    // Root resumes it; the journal says who, and it finishes its work.
+    let (ok, out, err) = agent.cli(&["resume", &pid]);
+    assert!(ok, "{err}");
+    assert!(out.contains("resumed by uid 0"), "{out}");
+    assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
+    let st = hog.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(st.success(), "{st}");
+    let r = agent
+        .expect_action(hog.pid, "resume", Duration::from_secs(1))
+        .await;
+    assert!(r.reason.contains("resumed by uid 0"), "{r:?}");
+    let (ok, _, err) = agent.cli(&["resume", &pid]);
+    assert!(!ok && err.contains("NotFound"), "{err}");
+
+    // Root protects a process before it grows: it is only alerted, and
+    // runs past its limit to the end of its work.
+    let mut hog = Hog::spawn(
+        &cg,
+        &[
+            "--target",
+            "300MiB",
+            "--rate",
+            "200MB/s",
+            "--prefault",
+            "8MiB",
+            "--delay",
+            "1",
+            "--hold",
+            "0.5",
+        ],
+    );
+    let pid = hog.pid.to_string();
+    let (ok, out, err) = agent.cli(&["protect", &pid]);
+    assert!(ok && out.contains("protected by uid 0"), "{out}{err}");
+    assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
+    assert!(
+        hog.wait_exit(Duration::from_secs(10))
+            .expect("exits")
+            .success()
+    );
+    let all = agent.decisions_for(hog.pid).await;
+    assert!(
+        all.iter()
+            .all(|d| d.action == "protect" || d.action == "alert"),
+        "{all:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_policy_is_refused_both_ways_and_the_old_one_keeps_acting() {
+    if !privileged("a_bad_policy_is_refused_both_ways") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("badpolicy", 512 * MIB);
+    let good = rule_for(&cg, "leaky", "256MiB", "freeze");
+    let agent = Agent::start("badpolicy", &good, &[]);
+    let bad =
+        format!("{good}[[rule]]\nname = \"b\"\nlimit = \"lots\"\nmatch = {{ comm = \"x\" }}\n");
+    // Through the API: refused, naming line and key.
+    let bad_file = agent.dir.0.join("bad.toml");
+    std::fs::write(&bad_file, &bad).unwrap();
+    let (ok, _, err) = agent.cli(&["policy", "apply", &bad_file.display().to_string()]);
+    assert!(!ok);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("rule[1].limit") && err.contains("lots"),
+        "{err}"
+    );
+    // Through SIGHUP: the file now holds the bad policy; refused too.
+    agent.reload(&bad);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        agent.log_text().contains("config reload refused"),
+        "{}",
+        agent.log_text()
+    );
+    // The old policy still acts.
+    let (ok, out, _) = agent.cli(&["policy", "show"]);
+    assert!(
+        ok && out.contains("name = \"leaky\"") && !out.contains("lots"),
+        "{out}"
+    );
+    let hog = Hog::spawn(
+        &cg,
+        &["--target", "400MiB", "--rate", "200MB/s", "--hold", "30"],
+    );
+    let d = agent
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+        .await;
+    assert_eq!(d.rule, "leaky");
+    // A good policy through the API is applied and journalled with who.
+    let good_file = agent.dir.0.join("good.toml");
+    std::fs::write(&good_file, good.replace("256MiB", "300MiB")).unwrap();
+    let (ok, out, err) = agent.cli(&["policy", "apply", &good_file.display().to_string()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("policy") && out.contains("by uid 0"), "{out}");
+    let (_, out, _) = agent.cli(&["policy", "show"]);
+    assert!(
+        out.contains("300MiB") && out.contains("ApplyPolicy by uid 0"),
+        "{out}"
+    );
+}

@@ -225,6 +225,22 @@ pub struct Engine {
     /// SIGKILL due after an unanswered SIGTERM: pid -> (deadline, scope,
     /// rule), re-checked against the rule in force when it comes due.
     graces: HashMap<u32, (f64, Scope, String)>,
+    /// Processes an operator protected through the API: pid -> why.
+    operator_protected: HashMap<u32, String>,
+    /// Where the running policy came from, and its text.
+    pub policy_source: String,
+    pub policy_text: String,
+}
+
+/// Why an operator's request about a process could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("pid {0} is not a process Sentinel tracks")]
+    NotFound(u32),
+    #[error("pid {pid} is {state}, not frozen")]
+    NotFrozen { pid: u32, state: &'static str },
+    #[error("pid {pid}: {why}")]
+    Failed { pid: u32, why: String },
 }
 
 /// Window over which growth shares are measured.
@@ -293,6 +309,9 @@ impl Engine {
             },
             restarts,
             graces: HashMap::new(),
+            operator_protected: HashMap::new(),
+            policy_source: String::new(),
+            policy_text: String::new(),
         }
     }
 
@@ -345,7 +364,9 @@ impl Engine {
     }
 
     fn protected_reason(&self, pid: u32, comm: &str, kernel_thread: bool) -> Option<String> {
-        if pid == 1 {
+        if let Some(why) = self.operator_protected.get(&pid) {
+            Some(why.clone())
+        } else if pid == 1 {
             Some("pid 1".into())
         } else if pid == self.self_pid {
             Some("the agent itself".into())
@@ -407,10 +428,17 @@ impl Engine {
         if p.state != ProcState::Running {
             return None;
         }
+        // Not re-armed for a process already frozen this episode (an
+        // operator resumed it): the kernel would stop it again at once.
+        let frozen_before = p
+            .acted
+            .get(&Scope::Process)
+            .is_some_and(|&a| a >= Action::Freeze);
         let armable = self.mode == Mode::Ebpf
             && self.cfg.agent.tripwire
             && !self.cfg.agent.dry_run
             && p.protected.is_none()
+            && !frozen_before
             && rule.action >= Action::Freeze;
         Some(if armable {
             tripwire_ceiling(
@@ -1424,6 +1452,7 @@ impl Engine {
                 // processes it relieves are resumed on the next tick.
                 self.procs.remove(&e.tgid);
                 self.graces.remove(&e.tgid);
+                self.operator_protected.remove(&e.tgid);
             }
             Some(EventKind::Exec) => {
                 // A new program: what matched the old image (and its
@@ -1592,6 +1621,136 @@ impl Engine {
         v.truncate(limit);
         v
     }
+    /// Records a policy change and who made it.
+    pub fn record_policy(&mut self, who: &str, source: &str, text: &str) -> Decision {
+        self.policy_source = source.to_string();
+        self.policy_text = text.to_string();
+        let d = self.journal.append(Decision {
+            seq: 0,
+            time_unix_ms: unix_ms(),
+            kind: DecisionKind::Policy,
+            pid: 0,
+            comm: String::new(),
+            cgroup: String::new(),
+            rule: String::new(),
+            level: String::new(),
+            action: "apply".into(),
+            outcome: "done".into(),
+            reason: format!(
+                "policy from {source} applied by {who}: {} rules, {} cgroup rules, {} priority classes, host action {}",
+                self.cfg.rules.len(),
+                self.cfg.cgroup_rules.len(),
+                self.cfg.priorities.len(),
+                self.cfg.host.action.as_str()
+            ),
+            resident_bytes: 0,
+            charged_bytes: 0,
+            slope_bytes_per_sec: 0.0,
+            limit_bytes: 0,
+            predicted_seconds_to_limit: None,
+            crash_loop: false,
+        });
+        tracing::info!(seq = d.seq, "{}", d.reason);
+        d
+    }
+
+    /// An operator resumes a process Sentinel froze. What was done to it
+    /// stays on record for this episode, so it is not frozen again at once;
+    /// a kill level its rule allows still applies.
+    pub fn operator_resume(&mut self, pid: u32, who: &str) -> Result<Decision, OpError> {
+        let p = self.procs.get_mut(&pid).ok_or(OpError::NotFound(pid))?;
+        if p.state != ProcState::Frozen {
+            return Err(OpError::NotFrozen {
+                pid,
+                state: p.state.as_str(),
+            });
+        }
+        let fd = p.pidfd.as_ref().ok_or_else(|| OpError::Failed {
+            pid,
+            why: "no pidfd for the process".into(),
+        })?;
+        let outcome = self
+            .actuator
+            .resume(fd)
+            .map_err(|e| OpError::Failed {
+                pid,
+                why: e.to_string(),
+            })?
+            .as_str()
+            .to_string();
+        let rule = p.frozen_for.take().map(|f| f.1).unwrap_or_default();
+        p.state = ProcState::Running;
+        let d = self.journal.append(Decision {
+            seq: 0,
+            time_unix_ms: unix_ms(),
+            kind: DecisionKind::Resume,
+            pid,
+            comm: p.comm.clone(),
+            cgroup: p.cgroup.clone(),
+            rule,
+            level: p.held.level.as_str().into(),
+            action: "resume".into(),
+            outcome,
+            reason: format!("resumed by {who}"),
+            resident_bytes: p.mem.resident(),
+            charged_bytes: p.mem.charged(),
+            slope_bytes_per_sec: 0.0,
+            limit_bytes: 0,
+            predicted_seconds_to_limit: None,
+            crash_loop: false,
+        });
+        tracing::info!(seq = d.seq, pid, "{}", d.reason);
+        self.sync_tripwire(pid);
+        Ok(d)
+    }
+
+    /// An operator protects a process (never signalled, not even frozen),
+    /// or takes that back.
+    pub fn operator_protect(&mut self, pid: u32, on: bool, who: &str) -> Result<Decision, OpError> {
+        if !self.procs.contains_key(&pid) {
+            self.discover(pid).ok_or(OpError::NotFound(pid))?;
+        }
+        if on {
+            self.operator_protected
+                .insert(pid, format!("protected by {who}"));
+        } else {
+            self.operator_protected.remove(&pid);
+        }
+        let p = self.procs.get(&pid).ok_or(OpError::NotFound(pid))?;
+        let why = self.protected_reason(pid, &p.comm, false);
+        let p = self.procs.get_mut(&pid).ok_or(OpError::NotFound(pid))?;
+        p.protected = why;
+        let reason = match (&p.protected, on) {
+            (_, true) => format!("protected by {who}: never signalled, only alerted"),
+            (Some(still), false) => {
+                format!("protection by an operator removed by {who}; still protected: {still}")
+            }
+            (None, false) => format!("protection removed by {who}"),
+        };
+        let d = self.journal.append(Decision {
+            seq: 0,
+            time_unix_ms: unix_ms(),
+            kind: DecisionKind::Protect,
+            pid,
+            comm: p.comm.clone(),
+            cgroup: p.cgroup.clone(),
+            rule: String::new(),
+            level: String::new(),
+            action: if on { "protect" } else { "unprotect" }.into(),
+            outcome: "done".into(),
+            reason,
+            resident_bytes: p.mem.resident(),
+            charged_bytes: p.mem.charged(),
+            slope_bytes_per_sec: 0.0,
+            limit_bytes: 0,
+            predicted_seconds_to_limit: None,
+            crash_loop: false,
+        });
+        tracing::info!(seq = d.seq, pid, "{}", d.reason);
+        self.sync_tripwire(pid);
+        Ok(d)
+    }
+
     pub fn host_view(&self) -> HostView {
         let limit = self.host_limit();
         HostView {

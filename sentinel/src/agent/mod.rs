@@ -10,7 +10,7 @@ use std::{
 
 use tokio::{net::UnixListener, sync::mpsc};
 
-pub use self::engine::{Engine, Mode, ProcState, ProcView, mono_now};
+pub use self::engine::{Engine, Mode, OpError, ProcState, ProcView, mono_now};
 use crate::{
     actuator::{Actuator, DryRun, Signaller},
     collector::ringbuf,
@@ -24,6 +24,7 @@ pub struct Shared {
     pub engine: Mutex<Engine>,
     pub journal: Arc<Journal>,
     pub started: Instant,
+    pub access: crate::api::access::AccessPolicy,
 }
 
 impl Shared {
@@ -57,6 +58,8 @@ pub enum AgentError {
     },
     #[error("API server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("agent.{key}: no group named `{name}` on this host")]
+    NoSuchGroup { key: &'static str, name: String },
 }
 
 /// Refuses a socket that a live agent answers on, so a second agent fails
@@ -70,7 +73,7 @@ async fn check_socket_free(path: &str) -> Result<(), AgentError> {
 
 /// Binds the API socket, replacing a stale one left by a crash. Done last,
 /// so a client that can connect talks to an agent whose probes are live.
-async fn bind_socket(path: &str) -> Result<UnixListener, AgentError> {
+async fn bind_socket(path: &str, group: Option<u32>) -> Result<UnixListener, AgentError> {
     check_socket_free(path).await?;
     let p = Path::new(path);
     let err = |source| AgentError::Socket {
@@ -86,6 +89,9 @@ async fn bind_socket(path: &str) -> Result<UnixListener, AgentError> {
     let listener = UnixListener::bind(p).map_err(err)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(p, None, Some(gid)).map_err(err)?;
+    }
     Ok(listener)
 }
 
@@ -124,6 +130,24 @@ fn dispatch_only() -> bool {
 
 pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let mut cfg = Config::load_or_default(&opts.config_path)?;
+    let policy_text = std::fs::read_to_string(&opts.config_path).unwrap_or_default();
+    let group =
+        |key: &'static str, name: &Option<String>| -> Result<Option<(String, u32)>, AgentError> {
+            name.as_ref()
+                .map(|n| {
+                    crate::api::access::gid_of(n)
+                        .map(|g| (n.clone(), g))
+                        .ok_or_else(|| AgentError::NoSuchGroup {
+                            key,
+                            name: n.clone(),
+                        })
+                })
+                .transpose()
+        };
+    let socket_group = group("socket_group", &cfg.agent.socket_group)?;
+    let access = crate::api::access::AccessPolicy {
+        admin_group: group("admin_group", &cfg.agent.admin_group)?,
+    };
     if let Some(s) = &opts.socket {
         cfg.agent.socket = s.clone();
     }
@@ -218,6 +242,12 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let dry_run = cfg.agent.dry_run;
     let mut engine = Engine::new(cfg, mode, probes, actuator, journal.clone());
     engine.degraded_reason = degraded;
+    engine.policy_source = if policy_text.is_empty() {
+        "built-in defaults".to_string()
+    } else {
+        opts.config_path.display().to_string()
+    };
+    engine.policy_text = policy_text;
     engine.rescan(crate::collector::procfs::list_pids().unwrap_or_default());
     engine.tick(mono_now());
     let host = engine.host_view();
@@ -232,6 +262,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         engine: Mutex::new(engine),
         journal,
         started: Instant::now(),
+        access,
     });
     tracing::info!(mode = mode.as_str(), rules, dry_run, socket = %socket, "sentinel running");
 
@@ -314,9 +345,10 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
             // An invalid new policy is refused; the running one stays.
             match Config::load_or_default(&config_path) {
                 Ok(cfg) => {
-                    let rules = cfg.rules.len();
-                    s.engine().apply_config(cfg);
-                    tracing::info!(rules, path = %config_path.display(), "reloaded config");
+                    let text = std::fs::read_to_string(&config_path).unwrap_or_default();
+                    let mut e = s.engine();
+                    e.apply_config(cfg);
+                    e.record_policy("SIGHUP", &config_path.display().to_string(), &text);
                 }
                 Err(e) => tracing::error!("config reload refused, keeping the running policy: {e}"),
             }
@@ -332,7 +364,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         }
         tracing::info!("shutting down");
     };
-    let listener = bind_socket(&socket).await?;
+    let listener = bind_socket(&socket, socket_group.map(|g| g.1)).await?;
     let served = crate::api::serve(shared, listener, shutdown).await;
     let _ = std::fs::remove_file(&socket);
     served.map_err(AgentError::from)

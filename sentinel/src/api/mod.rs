@@ -1,5 +1,6 @@
 //! The gRPC API (`sentinel.v1`): a thin layer over the engine and journal.
 
+pub mod access;
 pub mod client;
 
 #[allow(clippy::all, missing_docs)]
@@ -14,7 +15,8 @@ use tokio_stream::{Stream, StreamExt, wrappers::UnixListenerStream};
 use tonic::{Request, Response, Status, transport::Server};
 
 use crate::{
-    agent::{ProcView, Shared},
+    agent::{OpError, ProcView, Shared},
+    config::Config,
     journal::Decision,
 };
 
@@ -75,6 +77,34 @@ fn bounded(limit: u32, default: u32, field: &str) -> Result<usize, Status> {
             "{field} is {n}; at most {MAX_LIST}"
         ))),
         n => Ok(n as usize),
+    }
+}
+
+/// Policies larger than this are refused before parsing.
+const MAX_POLICY_BYTES: usize = 1 << 20;
+
+fn bounded_text(text: &str) -> Result<(), Status> {
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(Status::resource_exhausted(format!(
+            "toml is {} bytes; at most {MAX_POLICY_BYTES}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+fn process_ref(r: pb::ProcessRef) -> Result<u32, Status> {
+    if r.pid == 0 {
+        return Err(Status::invalid_argument("pid must be above 0"));
+    }
+    Ok(r.pid)
+}
+
+fn op_status(e: OpError) -> Status {
+    match e {
+        OpError::NotFound(_) => Status::not_found(e.to_string()),
+        OpError::NotFrozen { .. } => Status::failed_precondition(e.to_string()),
+        OpError::Failed { .. } => Status::internal(e.to_string()),
     }
 }
 
@@ -175,6 +205,97 @@ impl pb::sentinel_server::Sentinel for Service {
             .map(pb::Decision::from)
             .collect();
         Ok(Response::new(pb::ListDecisionsResponse { decisions }))
+    }
+
+    async fn get_policy(
+        &self,
+        _: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::Policy>, Status> {
+        let e = self.shared.engine();
+        Ok(Response::new(pb::Policy {
+            source: e.policy_source.clone(),
+            toml: e.policy_text.clone(),
+        }))
+    }
+
+    async fn validate_policy(
+        &self,
+        req: Request<pb::PolicyText>,
+    ) -> Result<Response<pb::ValidatePolicyResponse>, Status> {
+        let text = req.into_inner().toml;
+        bounded_text(&text)?;
+        Ok(Response::new(match Config::parse(&text, "policy") {
+            Ok(c) => pb::ValidatePolicyResponse {
+                valid: true,
+                error: String::new(),
+                rules: c.rules.len() as u32,
+                cgroup_rules: c.cgroup_rules.len() as u32,
+            },
+            Err(e) => pb::ValidatePolicyResponse {
+                valid: false,
+                error: e.to_string(),
+                rules: 0,
+                cgroup_rules: 0,
+            },
+        }))
+    }
+
+    async fn apply_policy(
+        &self,
+        req: Request<pb::PolicyText>,
+    ) -> Result<Response<pb::ApplyPolicyResponse>, Status> {
+        let peer = self.shared.access.require_admin(&req, "ApplyPolicy")?;
+        let text = req.into_inner().toml;
+        bounded_text(&text)?;
+        // Refused whole when invalid: the running policy stays.
+        let cfg = Config::parse(&text, "policy")
+            .map_err(|e| Status::invalid_argument(format!("policy refused: {e}")))?;
+        let mut e = self.shared.engine();
+        e.apply_config(cfg);
+        let who = peer.to_string();
+        let d = e.record_policy(&who, &format!("ApplyPolicy by {who}"), &text);
+        Ok(Response::new(pb::ApplyPolicyResponse {
+            decision: Some(pb::Decision::from(&d)),
+        }))
+    }
+
+    async fn resume(&self, req: Request<pb::ProcessRef>) -> Result<Response<pb::Decision>, Status> {
+        let peer = self.shared.access.require_admin(&req, "Resume")?;
+        let pid = process_ref(req.into_inner())?;
+        let d = self
+            .shared
+            .engine()
+            .operator_resume(pid, &peer.to_string())
+            .map_err(op_status)?;
+        Ok(Response::new(pb::Decision::from(&d)))
+    }
+
+    async fn protect(
+        &self,
+        req: Request<pb::ProcessRef>,
+    ) -> Result<Response<pb::Decision>, Status> {
+        let peer = self.shared.access.require_admin(&req, "Protect")?;
+        let pid = process_ref(req.into_inner())?;
+        let d = self
+            .shared
+            .engine()
+            .operator_protect(pid, true, &peer.to_string())
+            .map_err(op_status)?;
+        Ok(Response::new(pb::Decision::from(&d)))
+    }
+
+    async fn unprotect(
+        &self,
+        req: Request<pb::ProcessRef>,
+    ) -> Result<Response<pb::Decision>, Status> {
+        let peer = self.shared.access.require_admin(&req, "Unprotect")?;
+        let pid = process_ref(req.into_inner())?;
+        let d = self
+            .shared
+            .engine()
+            .operator_protect(pid, false, &peer.to_string())
+            .map_err(op_status)?;
+        Ok(Response::new(pb::Decision::from(&d)))
     }
 
     type WatchDecisionsStream = DecisionStream;

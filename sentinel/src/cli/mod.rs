@@ -17,10 +17,71 @@ use crate::{
 pub enum CliError {
     #[error(transparent)]
     Connect(#[from] client::ConnectError),
-    #[error("the agent refused the request: {0}")]
-    Rpc(#[from] tonic::Status),
+    /// Not a `source`: the code and message are the whole story, printed once.
+    #[error("the agent refused the request: {:?}: {}", .0.code(), .0.message())]
+    Rpc(tonic::Status),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<tonic::Status> for CliError {
+    fn from(s: tonic::Status) -> Self {
+        Self::Rpc(s)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    Resume,
+    Protect,
+    Unprotect,
+}
+
+/// Resume, protect or unprotect a process; prints the journal entry.
+pub async fn operate(socket: &str, op: Op, pid: u32) -> Result<(), CliError> {
+    let mut c = client::connect(socket).await?;
+    let r = pb::ProcessRef { pid };
+    let d = match op {
+        Op::Resume => c.resume(r).await?,
+        Op::Protect => c.protect(r).await?,
+        Op::Unprotect => c.unprotect(r).await?,
+    }
+    .into_inner();
+    print_decision(&mut std::io::stdout().lock(), &d, false)?;
+    Ok(())
+}
+
+pub async fn policy_show(socket: &str) -> Result<(), CliError> {
+    let p = client::connect(socket)
+        .await?
+        .get_policy(pb::GetPolicyRequest {})
+        .await?
+        .into_inner();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "# running policy, from {}", p.source)?;
+    write!(out, "{}", p.toml)?;
+    Ok(())
+}
+
+pub async fn policy_apply(socket: &str, file: &std::path::Path) -> Result<(), CliError> {
+    let toml = std::fs::read_to_string(file).map_err(|source| CliError::Read {
+        path: file.display().to_string(),
+        source,
+    })?;
+    let r = client::connect(socket)
+        .await?
+        .apply_policy(pb::PolicyText { toml })
+        .await?
+        .into_inner();
+    if let Some(d) = r.decision {
+        print_decision(&mut std::io::stdout().lock(), &d, false)?;
+    }
+    Ok(())
 }
 
 /// JSON shape of a decision for `--json` (one object per line).

@@ -24,6 +24,10 @@ pub enum DecisionKind {
     Resume,
     /// Memory pressure (PSI) crossed its trigger: an early warning.
     Pressure,
+    /// The policy changed (reload or ApplyPolicy), and who changed it.
+    Policy,
+    /// An operator protected a process, or took the protection back.
+    Protect,
 }
 
 impl DecisionKind {
@@ -33,6 +37,8 @@ impl DecisionKind {
             Self::KernelOomKill => "kernel_oom_kill",
             Self::Resume => "resume",
             Self::Pressure => "pressure",
+            Self::Policy => "policy",
+            Self::Protect => "protect",
         }
     }
 }

@@ -1,0 +1,135 @@
+//! Who may do what through the API. Anyone who can connect to the socket
+//! (mode 0660, owner root, group `agent.socket_group`) may read; changing
+//! policy or signalling (ApplyPolicy, Resume, Protect, Unprotect) takes
+//! uid 0 or membership of `agent.admin_group`. The kernel vouches for the
+//! peer (SO_PEERCRED), so nothing the client sends decides its role.
+
+use tonic::{Request, Status, transport::server::UdsConnectInfo};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Reader,
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "uid {} (pid {pid})", self.uid),
+            None => write!(f, "uid {}", self.uid),
+        }
+    }
+}
+
+/// The role of a peer: uid 0, or the admin group as its primary or a
+/// supplementary group, is admin.
+pub fn role(peer: &Peer, groups: &[u32], admin_gid: Option<u32>) -> Role {
+    let in_admin = admin_gid.is_some_and(|g| peer.gid == g || groups.contains(&g));
+    if peer.uid == 0 || in_admin {
+        Role::Admin
+    } else {
+        Role::Reader
+    }
+}
+
+/// The `Groups:` line of /proc/PID/status.
+pub fn parse_groups(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The group id of `name`, from the system's group database.
+pub fn gid_of(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getgrnam returns a pointer into static storage or null; the
+    // gid is copied out at once, and the agent resolves groups only at start.
+    let g = unsafe { libc::getgrnam(c.as_ptr()) };
+    // SAFETY: checked non-null just before.
+    (!g.is_null()).then(|| unsafe { (*g).gr_gid })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccessPolicy {
+    pub admin_group: Option<(String, u32)>,
+}
+
+impl AccessPolicy {
+    /// The caller's identity as the kernel reported it at connect.
+    pub fn peer<T>(req: &Request<T>) -> Option<Peer> {
+        let info = req.extensions().get::<UdsConnectInfo>()?;
+        let cred = info.peer_cred?;
+        Some(Peer {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        })
+    }
+
+    /// The caller, when it may change policy or signal processes; otherwise
+    /// PERMISSION_DENIED saying what it would take (and a log line).
+    pub fn require_admin<T>(&self, req: &Request<T>, what: &str) -> Result<Peer, Status> {
+        let peer = Self::peer(req)
+            .ok_or_else(|| Status::permission_denied("the caller's credentials are unknown"))?;
+        let groups = peer
+            .pid
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .map(|s| parse_groups(&s))
+            .unwrap_or_default();
+        if role(&peer, &groups, self.admin_group.as_ref().map(|g| g.1)) == Role::Admin {
+            return Ok(peer);
+        }
+        let needs = match &self.admin_group {
+            Some((name, _)) => format!("uid 0 or group `{name}`"),
+            None => "uid 0 (no agent.admin_group is set)".to_string(),
+        };
+        tracing::warn!(%peer, what, "refused: not an admin");
+        Err(Status::permission_denied(format!(
+            "{what} needs {needs}; the caller is {peer}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(uid: u32, gid: u32) -> Peer {
+        Peer {
+            uid,
+            gid,
+            pid: None,
+        }
+    }
+
+    #[test]
+    fn root_and_the_admin_group_are_admins_everyone_else_reads() {
+        assert_eq!(role(&peer(0, 0), &[], None), Role::Admin);
+        assert_eq!(role(&peer(1000, 1000), &[], None), Role::Reader);
+        assert_eq!(role(&peer(1000, 1000), &[27, 998], Some(998)), Role::Admin);
+        assert_eq!(role(&peer(1000, 998), &[], Some(998)), Role::Admin);
+        assert_eq!(role(&peer(1000, 1000), &[27], Some(998)), Role::Reader);
+    }
+
+    #[test]
+    fn groups_come_from_proc_status() {
+        let s = "Name:\tx\nUid:\t1000\t1000\t1000\t1000\nGroups:\t4 24 27 998 \n";
+        assert_eq!(parse_groups(s), vec![4, 24, 27, 998]);
+        assert!(parse_groups("Groups:\n").is_empty());
+        assert_eq!(gid_of("root"), Some(0));
+        assert_eq!(gid_of("no-such-group-here"), None);
+    }
+}
