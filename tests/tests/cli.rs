@@ -283,3 +283,54 @@ fn replay_of_a_trace_file_names_the_grower() {
     assert_eq!(code, Some(1));
     assert!(err.contains(&format!("{p}:2:")), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_clients_find_health_and_reflection() {
+    let _serial = sentinel_tests::serial_async().await;
+    let agent = Agent::start("generic", "", &["--no-ebpf"]);
+    let channel = sentinel::api::client::channel(&agent.socket).await.unwrap();
+
+    // grpc.health.v1: the service and the server are SERVING.
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["sentinel.v1.Sentinel", ""] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+
+    // Server reflection lists the API without the proto file.
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = refl
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio_stream::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("{first:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"sentinel.v1.Sentinel".to_string()),
+        "{names:?}"
+    );
+}

@@ -57,7 +57,7 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error("API server: {0}")]
-    Serve(#[from] tonic::transport::Error),
+    Serve(#[from] crate::api::ServeError),
     #[error("agent.{key}: no group named `{name}` on this host")]
     NoSuchGroup { key: &'static str, name: String },
 }

@@ -16,6 +16,12 @@ pub enum ConnectError {
 }
 
 pub async fn connect(socket: &str) -> Result<SentinelClient<Channel>, ConnectError> {
+    Ok(SentinelClient::new(channel(socket).await?))
+}
+
+/// A channel to the agent's socket, for any of the services it serves
+/// (`sentinel.v1`, `grpc.health.v1`, server reflection).
+pub async fn channel(socket: &str) -> Result<Channel, ConnectError> {
     // Fail with a plain message before tonic wraps the error.
     if let Err(e) = tokio::net::UnixStream::connect(socket).await {
         return Err(match e.kind() {
@@ -42,5 +48,5 @@ pub async fn connect(socket: &str) -> Result<SentinelClient<Channel>, ConnectErr
             socket: socket.to_string(),
             reason: e.to_string(),
         })?;
-    Ok(SentinelClient::new(channel))
+    Ok(channel)
 }

@@ -357,13 +357,37 @@ where
     Box::pin(head.chain(tokio_stream::wrappers::ReceiverStream::new(rx)))
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    #[error("server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// The API's own descriptors, for server reflection: generic clients
+/// (grpcurl, grpcui) discover `sentinel.v1` without the proto file.
+const DESCRIPTOR: &[u8] = include_bytes!("generated/sentinel_descriptor.bin");
+
+/// Serves `sentinel.v1`, the standard `grpc.health.v1` (SERVING while the
+/// agent runs) and server reflection on `listener` until `shutdown`.
 pub async fn serve(
     shared: Arc<Shared>,
     listener: UnixListener,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::sentinel_server::SentinelServer<Service>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(DESCRIPTOR)
+        .build_v1()?;
     Server::builder()
         .add_service(pb::sentinel_server::SentinelServer::new(Service { shared }))
+        .add_service(health_service)
+        .add_service(reflection)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await
+        .await?;
+    Ok(())
 }
