@@ -334,3 +334,72 @@ async fn generic_clients_find_health_and_reflection() {
         "{names:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_and_too_many_streams_get_precise_codes() {
+    use sentinel::api::pb;
+    let _serial = sentinel_tests::serial_async().await;
+    let agent = Agent::start("limits", "", &["--no-ebpf"]);
+    let mut c = agent.client().await;
+    let code = |r: Result<tonic::Response<pb::Decision>, tonic::Status>| r.unwrap_err().code();
+    assert_eq!(
+        code(c.resume(pb::ProcessRef { pid: 0 }).await),
+        tonic::Code::InvalidArgument
+    );
+    assert_eq!(
+        code(c.resume(pb::ProcessRef { pid: u32::MAX }).await),
+        tonic::Code::NotFound
+    );
+    let own = std::process::id();
+    assert_eq!(
+        code(c.resume(pb::ProcessRef { pid: own }).await),
+        tonic::Code::FailedPrecondition,
+        "a running process cannot be resumed"
+    );
+    let e = c
+        .list_decisions(pb::ListDecisionsRequest {
+            after_seq: 0,
+            limit: 1_000_000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("limit"), "{e}");
+    let v = c
+        .validate_policy(pb::PolicyText {
+            toml: "[agent]\nstep = \"1\"\n".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!v.valid && v.error.contains("agent.step"), "{v:?}");
+
+    // Streams are bounded; a closed one frees its place at once.
+    let mut open = Vec::new();
+    for _ in 0..sentinel::api::MAX_WATCHERS {
+        open.push(
+            c.watch_decisions(pb::WatchDecisionsRequest { after_seq: None })
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let e = c
+        .watch_decisions(pb::WatchDecisionsRequest { after_seq: None })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    drop(open.pop());
+    let mut ok = false;
+    for _ in 0..50 {
+        if c.watch_decisions(pb::WatchDecisionsRequest { after_seq: None })
+            .await
+            .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a closed stream's place was not freed");
+}

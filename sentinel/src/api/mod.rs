@@ -26,6 +26,24 @@ pub const MAX_LIST: u32 = 10_000;
 
 pub struct Service {
     shared: Arc<Shared>,
+    watchers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Live WatchDecisions streams at most; more get RESOURCE_EXHAUSTED.
+pub const MAX_WATCHERS: usize = 64;
+/// A resuming watcher may be this many decisions behind at most; further
+/// back, ListDecisions pages through the journal.
+pub const MAX_BACKLOG: u64 = 100_000;
+/// Largest request accepted (a policy is at most `MAX_POLICY_BYTES`).
+pub const MAX_REQUEST_BYTES: usize = 2 << 20;
+
+/// Counts a live watcher for as long as it is held.
+struct WatcherSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl From<&Decision> for pb::Decision {
@@ -304,6 +322,14 @@ impl pb::sentinel_server::Sentinel for Service {
         &self,
         req: Request<pb::WatchDecisionsRequest>,
     ) -> Result<Response<Self::WatchDecisionsStream>, Status> {
+        use std::sync::atomic::Ordering;
+        if self.watchers.fetch_add(1, Ordering::Relaxed) >= MAX_WATCHERS {
+            self.watchers.fetch_sub(1, Ordering::Relaxed);
+            return Err(Status::resource_exhausted(format!(
+                "{MAX_WATCHERS} decision streams are open already; close one or poll ListDecisions"
+            )));
+        }
+        let slot = WatcherSlot(self.watchers.clone());
         let journal = self.shared.journal.clone();
         // Subscribe before reading the backlog so nothing falls between the
         // two; duplicates are then skipped by sequence number.
@@ -311,12 +337,25 @@ impl pb::sentinel_server::Sentinel for Service {
         let mut last = journal.last_seq();
         let mut backlog = Vec::new();
         if let Some(after) = req.into_inner().after_seq {
+            if last.saturating_sub(after) > MAX_BACKLOG {
+                return Err(Status::resource_exhausted(format!(
+                    "after_seq {after} is {} decisions behind (at most {MAX_BACKLOG}); page with ListDecisions, then watch from nearer",
+                    last - after
+                )));
+            }
             backlog = journal.since(after, usize::MAX);
             last = backlog.last().map(|d| d.seq).unwrap_or(after.max(last));
         }
         let stream = async_stream(backlog, move |tx| async move {
+            let _slot = slot;
             loop {
-                match live.recv().await {
+                // A client that went away frees its slot at once, not at
+                // the next decision.
+                let next = tokio::select! {
+                    _ = tx.closed() => return,
+                    next = live.recv() => next,
+                };
+                match next {
                     Ok(d) if d.seq <= last => continue,
                     Ok(d) => {
                         last = d.seq;
@@ -384,7 +423,13 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(DESCRIPTOR)
         .build_v1()?;
     Server::builder()
-        .add_service(pb::sentinel_server::SentinelServer::new(Service { shared }))
+        .add_service(
+            pb::sentinel_server::SentinelServer::new(Service {
+                shared,
+                watchers: Arc::default(),
+            })
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .add_service(health_service)
         .add_service(reflection)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
