@@ -59,6 +59,8 @@ enum Cmd {
         matched: bool,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: cli::TopFilter,
     },
     /// Decisions the agent made; --follow streams new ones.
     Decisions {
@@ -167,7 +169,8 @@ fn main() -> ExitCode {
                 limit,
                 matched,
                 json,
-            } => cli::top(&socket.socket, limit, matched, json).await?,
+                filter,
+            } => cli::top(&socket.socket, limit, matched, json, filter).await?,
             Cmd::Decisions {
                 socket,
                 follow,

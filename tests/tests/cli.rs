@@ -403,3 +403,88 @@ async fn bad_requests_and_too_many_streams_get_precise_codes() {
     }
     assert!(ok, "a closed stream's place was not freed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_are_filtered_sorted_paged_and_detailed() {
+    use sentinel::api::pb;
+    let _serial = sentinel_tests::serial_async().await;
+    let agent = Agent::start("listing", "", &["--no-ebpf"]);
+    let mut c = agent.client().await;
+    let list = |sort: &str, comm: &str, token: String| pb::ListProcessesRequest {
+        limit: 7,
+        sort: sort.into(),
+        comm: comm.into(),
+        page_token: token,
+        ..Default::default()
+    };
+    // Paging by pid walks every process once, in order.
+    let mut pids = Vec::new();
+    let mut token = String::new();
+    let mut total = None;
+    loop {
+        let r = c
+            .list_processes(list("pid", "", token))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.processes.len() <= 7);
+        assert_eq!(*total.get_or_insert(r.total), r.total);
+        pids.extend(r.processes.iter().map(|p| p.pid));
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        token = r.next_page_token;
+    }
+    assert!(pids.windows(2).all(|w| w[0] < w[1]), "{pids:?}");
+    assert!(pids.len() as u64 >= total.unwrap().min(7));
+    let own = std::process::id();
+    assert!(pids.contains(&own), "the test itself is tracked");
+
+    // Filtered by command name.
+    let comm = std::fs::read_to_string(format!("/proc/{own}/comm")).unwrap();
+    let r = c
+        .list_processes(list("charged", comm.trim(), String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.processes.iter().all(|p| p.comm.contains(comm.trim())));
+    assert!(r.processes.iter().any(|p| p.pid == own));
+    assert!(
+        r.processes
+            .windows(2)
+            .all(|w| w[0].charged_bytes >= w[1].charged_bytes)
+    );
+
+    // Bad arguments are named.
+    let e = c
+        .list_processes(list("size", "", String::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.code() == tonic::Code::InvalidArgument && e.message().starts_with("sort:"),
+        "{e}"
+    );
+    let e = c
+        .list_processes(list("pid", "", "x".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.code() == tonic::Code::InvalidArgument && e.message().contains("page_token"),
+        "{e}"
+    );
+
+    // One process in detail: its samples, newest last.
+    let d = c
+        .get_process(pb::ProcessRef { pid: own })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.process.unwrap().pid, own);
+    assert!(!d.samples.is_empty());
+    assert!(
+        d.samples
+            .windows(2)
+            .all(|w| w[0].seconds_ago >= w[1].seconds_ago)
+    );
+    assert_eq!(d.seconds_to_limit, None, "no rule governs it");
+}

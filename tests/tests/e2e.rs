@@ -178,6 +178,7 @@ async fn steady_process_under_its_limit_is_never_touched() {
         .list_processes(pb::ListProcessesRequest {
             limit: 100,
             matched_only: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -321,6 +322,7 @@ async fn tripwire_stops_a_full_speed_allocator_while_the_agent_is_stalled() {
             .list_processes(pb::ListProcessesRequest {
                 limit: 100,
                 matched_only: true,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -123,6 +123,43 @@ pub struct ProcView {
     pub level: Level,
 }
 
+/// Which processes a listing wants, in what order, from where.
+#[derive(Debug, Clone, Default)]
+pub struct ProcQuery {
+    pub matched_only: bool,
+    pub cgroup_prefix: String,
+    pub comm: String,
+    pub rule: String,
+    pub sort: SortKey,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// Fastest growers first.
+    #[default]
+    Slope,
+    /// Biggest first.
+    Charged,
+    /// Soonest to its limit first.
+    Eta,
+    Pid,
+}
+
+impl std::str::FromStr for SortKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" | "slope" => Ok(Self::Slope),
+            "charged" => Ok(Self::Charged),
+            "eta" => Ok(Self::Eta),
+            "pid" => Ok(Self::Pid),
+            other => Err(format!("`{other}` is not one of slope, charged, eta, pid")),
+        }
+    }
+}
+
 /// What the API shows of the host.
 #[derive(Debug, Clone, Copy)]
 pub struct HostView {
@@ -1583,43 +1620,88 @@ impl Engine {
         }
     }
 
-    /// Processes sorted by slope, fastest first.
-    pub fn views(&self, limit: usize, matched_only: bool) -> Vec<ProcView> {
+    /// Processes matching `q`, sorted and paged; with the number matching.
+    pub fn views(&self, q: &ProcQuery) -> (Vec<ProcView>, usize) {
         let now = mono_now();
         let mut v: Vec<ProcView> = self
             .procs
             .values()
-            .filter(|p| !matched_only || p.rule.is_some())
-            .map(|p| {
-                let trend = p.series.trend(now).filter(|t| t.ongoing);
-                let slope = trend.map(|t| t.bytes_per_sec).unwrap_or(0.0);
-                let limit = p.rule.map(|r| self.cfg.rules[r].limit_bytes).unwrap_or(0);
-                ProcView {
-                    pid: p.pid,
-                    comm: p.comm.clone(),
-                    cgroup: p.cgroup.clone(),
-                    rule: p
-                        .rule
-                        .map(|r| self.cfg.rules[r].name.clone())
-                        .unwrap_or_default(),
-                    mem: p.mem,
-                    slope,
-                    limit,
-                    seconds_to_limit: (limit > 0)
-                        .then(|| crate::model::seconds_to_limit(p.usage(), limit, slope))
-                        .flatten(),
-                    state: p.state,
-                    level: p.held.level,
-                }
+            .filter(|p| !q.matched_only || p.rule.is_some())
+            .filter(|p| p.cgroup.starts_with(&q.cgroup_prefix))
+            .filter(|p| p.comm.contains(&q.comm))
+            .filter(|p| {
+                q.rule.is_empty() || p.rule.is_some_and(|r| self.cfg.rules[r].name == q.rule)
             })
+            .map(|p| self.view(p, now))
             .collect();
-        v.sort_by(|a, b| {
-            b.slope
-                .total_cmp(&a.slope)
-                .then(b.mem.charged().cmp(&a.mem.charged()))
-        });
-        v.truncate(limit);
-        v
+        let total = v.len();
+        match q.sort {
+            SortKey::Slope => v.sort_by(|a, b| {
+                b.slope
+                    .total_cmp(&a.slope)
+                    .then(b.mem.charged().cmp(&a.mem.charged()))
+                    .then(a.pid.cmp(&b.pid))
+            }),
+            SortKey::Charged => v.sort_by(|a, b| {
+                b.mem
+                    .charged()
+                    .cmp(&a.mem.charged())
+                    .then(a.pid.cmp(&b.pid))
+            }),
+            SortKey::Eta => v.sort_by(|a, b| {
+                let eta = |x: &ProcView| x.seconds_to_limit.unwrap_or(f64::INFINITY);
+                eta(a).total_cmp(&eta(b)).then(a.pid.cmp(&b.pid))
+            }),
+            SortKey::Pid => v.sort_by_key(|x| x.pid),
+        }
+        let page: Vec<ProcView> = v.into_iter().skip(q.offset).take(q.limit).collect();
+        (page, total)
+    }
+
+    fn view(&self, p: &Proc, now: f64) -> ProcView {
+        let trend = p.series.trend(now).filter(|t| t.ongoing);
+        let slope = trend.map(|t| t.bytes_per_sec).unwrap_or(0.0);
+        let limit = p.rule.map(|r| self.cfg.rules[r].limit_bytes).unwrap_or(0);
+        ProcView {
+            pid: p.pid,
+            comm: p.comm.clone(),
+            cgroup: p.cgroup.clone(),
+            rule: p
+                .rule
+                .map(|r| self.cfg.rules[r].name.clone())
+                .unwrap_or_default(),
+            mem: p.mem,
+            slope,
+            limit,
+            seconds_to_limit: (limit > 0)
+                .then(|| crate::model::seconds_to_limit(p.usage(), limit, slope))
+                .flatten(),
+            state: p.state,
+            level: p.held.level,
+        }
+    }
+
+    /// One process: its view, its samples (seconds ago, bytes; oldest
+    /// first) and the seconds to each of its rule's lines (warn, preempt,
+    /// kill, limit) at its current slope.
+    pub fn detail(&self, pid: u32) -> Option<(ProcView, Vec<(f64, u64)>, [Option<f64>; 4])> {
+        let p = self.procs.get(&pid)?;
+        let now = mono_now();
+        let view = self.view(p, now);
+        let samples = p.series.samples().map(|s| (now - s.t, s.bytes)).collect();
+        let mut eta = [None; 4];
+        if let Some(r) = p.rule.map(|r| &self.cfg.rules[r]) {
+            let lines = [
+                r.levels.line(Level::Warn, r.limit_bytes),
+                r.levels.line(Level::Preempt, r.limit_bytes),
+                r.levels.line(Level::Kill, r.limit_bytes),
+                r.limit_bytes,
+            ];
+            for (e, line) in eta.iter_mut().zip(lines) {
+                *e = crate::model::seconds_to_limit(p.usage(), line, view.slope);
+            }
+        }
+        Some((view, samples, eta))
     }
     /// Records a policy change and who made it.
     pub fn record_policy(&mut self, who: &str, source: &str, text: &str) -> Decision {

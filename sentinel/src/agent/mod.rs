@@ -10,7 +10,7 @@ use std::{
 
 use tokio::{net::UnixListener, sync::mpsc};
 
-pub use self::engine::{Engine, Mode, OpError, ProcState, ProcView, mono_now};
+pub use self::engine::{Engine, Mode, OpError, ProcQuery, ProcState, ProcView, SortKey, mono_now};
 use crate::{
     actuator::{Actuator, DryRun, Signaller},
     collector::ringbuf,

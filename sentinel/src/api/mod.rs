@@ -15,7 +15,7 @@ use tokio_stream::{Stream, StreamExt, wrappers::UnixListenerStream};
 use tonic::{Request, Response, Status, transport::Server};
 
 use crate::{
-    agent::{OpError, ProcView, Shared},
+    agent::{Engine, OpError, ProcQuery, ProcView, Shared, SortKey},
     config::Config,
     journal::Decision,
 };
@@ -128,6 +128,23 @@ fn op_status(e: OpError) -> Status {
 
 type DecisionStream = Pin<Box<dyn Stream<Item = Result<pb::Decision, Status>> + Send>>;
 
+impl Service {
+    /// A process as the API shows it, with its fault and mapping counts.
+    fn process(&self, e: &Engine, v: ProcView) -> pb::Process {
+        let (f, m) = match &e.probes {
+            Some(p) => (p.faults(v.pid), p.mapped_bytes(v.pid)),
+            None => (None, None),
+        };
+        // Without the fault probe, the kernel's own per-process count.
+        let f = f.or_else(|| {
+            crate::collector::procfs::read_stat(v.pid)
+                .ok()
+                .map(|s| s.faults)
+        });
+        process(v, f, m)
+    }
+}
+
 #[tonic::async_trait]
 impl pb::sentinel_server::Sentinel for Service {
     async fn get_status(
@@ -188,25 +205,68 @@ impl pb::sentinel_server::Sentinel for Service {
     ) -> Result<Response<pb::ListProcessesResponse>, Status> {
         let r = req.into_inner();
         let limit = bounded(r.limit, 20, "limit")?;
+        let sort: SortKey = r
+            .sort
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("sort: {e}")))?;
+        // The token is the offset of the next page; opaque to clients.
+        let offset = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token.parse::<usize>().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "page_token `{}` is not one this server gave",
+                    r.page_token
+                ))
+            })?
+        };
+        let q = ProcQuery {
+            matched_only: r.matched_only,
+            cgroup_prefix: r.cgroup_prefix,
+            comm: r.comm,
+            rule: r.rule,
+            sort,
+            offset,
+            limit,
+        };
         let e = self.shared.engine();
-        let processes = e
-            .views(limit, r.matched_only)
-            .into_iter()
-            .map(|v| {
-                let (f, m) = match &e.probes {
-                    Some(p) => (p.faults(v.pid), p.mapped_bytes(v.pid)),
-                    None => (None, None),
-                };
-                // Without the fault probe, the kernel's own per-process count.
-                let f = f.or_else(|| {
-                    crate::collector::procfs::read_stat(v.pid)
-                        .ok()
-                        .map(|s| s.faults)
-                });
-                process(v, f, m)
-            })
-            .collect();
-        Ok(Response::new(pb::ListProcessesResponse { processes }))
+        let (views, total) = e.views(&q);
+        let next = offset + views.len();
+        let processes = views.into_iter().map(|v| self.process(&e, v)).collect();
+        Ok(Response::new(pb::ListProcessesResponse {
+            processes,
+            next_page_token: if next < total {
+                next.to_string()
+            } else {
+                String::new()
+            },
+            total: total as u64,
+        }))
+    }
+
+    async fn get_process(
+        &self,
+        req: Request<pb::ProcessRef>,
+    ) -> Result<Response<pb::ProcessDetail>, Status> {
+        let pid = process_ref(req.into_inner())?;
+        let e = self.shared.engine();
+        let (view, samples, eta) = e.detail(pid).ok_or_else(|| {
+            Status::not_found(format!("pid {pid} is not a process Sentinel tracks"))
+        })?;
+        Ok(Response::new(pb::ProcessDetail {
+            process: Some(self.process(&e, view)),
+            samples: samples
+                .into_iter()
+                .map(|(ago, bytes)| pb::Sample {
+                    seconds_ago: ago,
+                    bytes,
+                })
+                .collect(),
+            seconds_to_warn: eta[0],
+            seconds_to_preempt: eta[1],
+            seconds_to_kill: eta[2],
+            seconds_to_limit: eta[3],
+        }))
     }
 
     async fn list_decisions(

@@ -243,12 +243,40 @@ pub async fn status(socket: &str, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn top(socket: &str, limit: u32, matched_only: bool, json: bool) -> Result<(), CliError> {
+/// Which processes `sentinel top` lists, in what order.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TopFilter {
+    /// Only processes whose memory cgroup path starts with this.
+    #[arg(long, default_value = "")]
+    pub cgroup: String,
+    /// Only processes whose command name contains this.
+    #[arg(long, default_value = "")]
+    pub comm: String,
+    /// Only processes governed by this rule.
+    #[arg(long, default_value = "")]
+    pub rule: String,
+    /// slope (fastest growers first), charged, eta or pid.
+    #[arg(long, default_value = "slope")]
+    pub sort: String,
+}
+
+pub async fn top(
+    socket: &str,
+    limit: u32,
+    matched_only: bool,
+    json: bool,
+    f: TopFilter,
+) -> Result<(), CliError> {
     let r = client::connect(socket)
         .await?
         .list_processes(pb::ListProcessesRequest {
             limit,
             matched_only,
+            cgroup_prefix: f.cgroup,
+            comm: f.comm,
+            rule: f.rule,
+            sort: f.sort,
+            page_token: String::new(),
         })
         .await?
         .into_inner();

@@ -120,7 +120,7 @@ pub struct CrashLoop {
     #[prost(double, tag = "3")]
     pub seconds_ago: f64,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListProcessesRequest {
     /// How many to return; 0 means 20. At most 10000.
     #[prost(uint32, tag = "1")]
@@ -128,6 +128,22 @@ pub struct ListProcessesRequest {
     /// Only processes governed by a rule.
     #[prost(bool, tag = "2")]
     pub matched_only: bool,
+    /// Only processes whose memory cgroup path starts with this.
+    #[prost(string, tag = "3")]
+    pub cgroup_prefix: ::prost::alloc::string::String,
+    /// Only processes whose command name contains this.
+    #[prost(string, tag = "4")]
+    pub comm: ::prost::alloc::string::String,
+    /// Only processes governed by the rule of this name.
+    #[prost(string, tag = "5")]
+    pub rule: ::prost::alloc::string::String,
+    /// "slope" (default, fastest first), "charged" (biggest first), "eta"
+    /// (soonest to its limit first) or "pid".
+    #[prost(string, tag = "6")]
+    pub sort: ::prost::alloc::string::String,
+    /// From a previous response's next_page_token; empty for the first page.
+    #[prost(string, tag = "7")]
+    pub page_token: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Process {
@@ -169,6 +185,40 @@ pub struct Process {
 pub struct ListProcessesResponse {
     #[prost(message, repeated, tag = "1")]
     pub processes: ::prost::alloc::vec::Vec<Process>,
+    /// Empty on the last page.
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
+    /// Processes matching the filters, over all pages.
+    #[prost(uint64, tag = "3")]
+    pub total: u64,
+}
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct Sample {
+    /// Before the reply was made.
+    #[prost(double, tag = "1")]
+    pub seconds_ago: f64,
+    /// What its rule measures (charged memory, plus file pages if the rule
+    /// opts in).
+    #[prost(uint64, tag = "2")]
+    pub bytes: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ProcessDetail {
+    #[prost(message, optional, tag = "1")]
+    pub process: ::core::option::Option<Process>,
+    /// Oldest first, over the agent's history window.
+    #[prost(message, repeated, tag = "2")]
+    pub samples: ::prost::alloc::vec::Vec<Sample>,
+    /// Seconds until each line of its rule at the current slope; absent when
+    /// no rule governs it or it is not growing toward that line.
+    #[prost(double, optional, tag = "3")]
+    pub seconds_to_warn: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "4")]
+    pub seconds_to_preempt: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "5")]
+    pub seconds_to_kill: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "6")]
+    pub seconds_to_limit: ::core::option::Option<f64>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListDecisionsRequest {
@@ -342,7 +392,8 @@ pub mod sentinel_client {
                 .insert(GrpcMethod::new("sentinel.v1.Sentinel", "GetStatus"));
             self.inner.unary(req, path, codec).await
         }
-        /// Tracked processes, fastest growers first.
+        /// Tracked processes, filtered, sorted (fastest growers first by
+        /// default) and paged.
         pub async fn list_processes(
             &mut self,
             request: impl tonic::IntoRequest<super::ListProcessesRequest>,
@@ -356,6 +407,21 @@ pub mod sentinel_client {
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("sentinel.v1.Sentinel", "ListProcesses"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// One process: its recent samples and its forecast to each line.
+        pub async fn get_process(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ProcessRef>,
+        ) -> std::result::Result<tonic::Response<super::ProcessDetail>, tonic::Status> {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/sentinel.v1.Sentinel/GetProcess");
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("sentinel.v1.Sentinel", "GetProcess"));
             self.inner.unary(req, path, codec).await
         }
         /// Decisions kept by the agent, oldest first.
@@ -505,11 +571,17 @@ pub mod sentinel_server {
             &self,
             request: tonic::Request<super::GetStatusRequest>,
         ) -> std::result::Result<tonic::Response<super::Status>, tonic::Status>;
-        /// Tracked processes, fastest growers first.
+        /// Tracked processes, filtered, sorted (fastest growers first by
+        /// default) and paged.
         async fn list_processes(
             &self,
             request: tonic::Request<super::ListProcessesRequest>,
         ) -> std::result::Result<tonic::Response<super::ListProcessesResponse>, tonic::Status>;
+        /// One process: its recent samples and its forecast to each line.
+        async fn get_process(
+            &self,
+            request: tonic::Request<super::ProcessRef>,
+        ) -> std::result::Result<tonic::Response<super::ProcessDetail>, tonic::Status>;
         /// Decisions kept by the agent, oldest first.
         async fn list_decisions(
             &self,
@@ -692,6 +764,44 @@ pub mod sentinel_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListProcessesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/sentinel.v1.Sentinel/GetProcess" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetProcessSvc<T: Sentinel>(pub Arc<T>);
+                    impl<T: Sentinel> tonic::server::UnaryService<super::ProcessRef> for GetProcessSvc<T> {
+                        type Response = super::ProcessDetail;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ProcessRef>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut =
+                                async move { <T as Sentinel>::get_process(&inner, request).await };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetProcessSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
