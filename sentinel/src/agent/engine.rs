@@ -123,6 +123,15 @@ pub struct ProcView {
     pub level: Level,
 }
 
+/// One process: its view, its samples (seconds ago, bytes; oldest first)
+/// and the seconds to each of its rule's lines (warn, preempt, kill, limit)
+/// at its current slope.
+pub struct ProcDetail {
+    pub view: ProcView,
+    pub samples: Vec<(f64, u64)>,
+    pub eta: [Option<f64>; 4],
+}
+
 /// Which processes a listing wants, in what order, from where.
 #[derive(Debug, Clone, Default)]
 pub struct ProcQuery {
@@ -1681,10 +1690,8 @@ impl Engine {
         }
     }
 
-    /// One process: its view, its samples (seconds ago, bytes; oldest
-    /// first) and the seconds to each of its rule's lines (warn, preempt,
-    /// kill, limit) at its current slope.
-    pub fn detail(&self, pid: u32) -> Option<(ProcView, Vec<(f64, u64)>, [Option<f64>; 4])> {
+    /// One process in detail.
+    pub fn detail(&self, pid: u32) -> Option<ProcDetail> {
         let p = self.procs.get(&pid)?;
         let now = mono_now();
         let view = self.view(p, now);
@@ -1701,7 +1708,7 @@ impl Engine {
                 *e = crate::model::seconds_to_limit(p.usage(), line, view.slope);
             }
         }
-        Some((view, samples, eta))
+        Some(ProcDetail { view, samples, eta })
     }
     /// Records a policy change and who made it.
     pub fn record_policy(&mut self, who: &str, source: &str, text: &str) -> Decision {
