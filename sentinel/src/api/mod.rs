@@ -250,9 +250,10 @@ impl pb::sentinel_server::Sentinel for Service {
     ) -> Result<Response<pb::ProcessDetail>, Status> {
         let pid = process_ref(req.into_inner())?;
         let e = self.shared.engine();
-        let (view, samples, eta) = e.detail(pid).ok_or_else(|| {
-            Status::not_found(format!("pid {pid} is not a process Sentinel tracks"))
-        })?;
+        let crate::agent::engine::ProcDetail { view, samples, eta } =
+            e.detail(pid).ok_or_else(|| {
+                Status::not_found(format!("pid {pid} is not a process Sentinel tracks"))
+            })?;
         Ok(Response::new(pb::ProcessDetail {
             process: Some(self.process(&e, view)),
             samples: samples
