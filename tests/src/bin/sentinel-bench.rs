@@ -293,6 +293,152 @@ async fn overshoot(limit: u64) {
     println!();
 }
 
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The operator interface (issue 4): journal appends per second with every
+/// append committed and synced; time from an action to its decision
+/// reaching a watching client; ListProcesses latency with 10,000 tracked
+/// processes.
+async fn api_bench() {
+    use sentinel::journal::{Decision, DecisionKind, Journal, Retention};
+    println!("## Operator interface\n");
+
+    // Journal appends, durable (fsync per append), in one thread.
+    let dir = sentinel_tests::tempdir::Dir::new("bench-journal");
+    let (j, _) = Journal::open(
+        &dir.0.join("j.redb"),
+        10_000,
+        Retention {
+            max_entries: 1_000_000,
+            max_age_ms: u64::MAX,
+        },
+    )
+    .unwrap();
+    let n = 2000;
+    let t = Instant::now();
+    for pid in 0..n {
+        j.append(Decision {
+            seq: 0,
+            time_unix_ms: 0,
+            kind: DecisionKind::Preempt,
+            pid,
+            comm: "bench".into(),
+            cgroup: "/bench".into(),
+            rule: "r".into(),
+            level: "preempt".into(),
+            action: "freeze".into(),
+            outcome: "done".into(),
+            reason: "a reason of ordinary length, about as long as the real ones are".into(),
+            resident_bytes: 1 << 30,
+            charged_bytes: 1 << 30,
+            slope_bytes_per_sec: 2e8,
+            limit_bytes: 1 << 31,
+            predicted_seconds_to_limit: Some(0.02),
+            crash_loop: false,
+        });
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "journal: {n} durable appends in {secs:.2} s: {:.0} appends/s, {:.2} ms each",
+        n as f64 / secs,
+        secs * 1e3 / n as f64
+    );
+
+    // Action to client: leakers frozen under a rule; the watcher's receipt
+    // time less the decision's own time (both wall clock, one machine).
+    let cg = MemCgroup::new("bench-api", 512 * MIB);
+    let agent = Agent::start("bench-api", &rule_for(&cg, "r", "128MiB", "freeze"), &[]);
+    let mut stream = agent
+        .client()
+        .await
+        .watch_decisions(pb::WatchDecisionsRequest { after_seq: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut lat = Vec::new();
+    for _ in 0..20 {
+        let hog = Hog::spawn(
+            &cg,
+            &["--target", "200MiB", "--rate", "400MB/s", "--hold", "5"],
+        );
+        loop {
+            let d = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio_stream::StreamExt::next(&mut stream),
+            )
+            .await
+            .expect("a decision in time")
+            .unwrap()
+            .unwrap();
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+                * 1e3;
+            if d.pid == hog.pid && d.action == "freeze" {
+                lat.push(now_ms - d.time_unix_ms as f64);
+                break;
+            }
+        }
+        drop(hog);
+    }
+    println!(
+        "action to watching client (20 freezes): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&mut lat.clone(), 0.5),
+        percentile(&mut lat.clone(), 0.99),
+        percentile(&mut lat, 1.0)
+    );
+    drop(agent);
+
+    // ListProcesses with 10,000 tracked processes (sleepers in a capped
+    // cgroup), default sort (slope: every process's trend is computed).
+    let cg = MemCgroup::new("bench-procs", 4096 * MIB);
+    let mut sleepers = Vec::new();
+    for _ in 0..10_000 {
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("600");
+        cg.contain(&mut cmd);
+        sleepers.push(cmd.spawn().expect("spawn sleep"));
+    }
+    let agent = Agent::start("bench-procs", "rescan_interval = \"1s\"\n", &[]);
+    let mut c = agent.client().await;
+    // Wait until the agent tracks them all.
+    let tracked = loop {
+        let s = c
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.tracked_processes >= 10_000 {
+            break s.tracked_processes;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut lat = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        c.list_processes(pb::ListProcessesRequest {
+            limit: 20,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "ListProcesses (top 20 by slope) with {tracked} tracked processes, 200 calls: p50 {:.1} ms, p99 {:.1} ms\n",
+        percentile(&mut lat.clone(), 0.5),
+        percentile(&mut lat, 0.99)
+    );
+    for mut s in sleepers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // SAFETY: geteuid has no preconditions.
@@ -340,6 +486,9 @@ async fn main() {
     }
     if only("overshoot") {
         overshoot(256 * MIB).await;
+    }
+    if only("api") {
+        api_bench().await;
     }
 }
 
