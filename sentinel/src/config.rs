@@ -16,6 +16,31 @@ pub const DEFAULT_PATH: &str = "/etc/sentinel/sentinel.toml";
 pub const DEFAULT_SOCKET: &str = "/run/sentinel/sentinel.sock";
 pub const DEFAULT_JOURNAL: &str = "/var/lib/sentinel/journal.redb";
 
+/// `[agent]` keys that a `SENTINEL_<KEY>` environment variable overrides.
+pub const ENV_KEYS: &[&str] = &[
+    "socket",
+    "reaction_horizon",
+    "step",
+    "rescan_interval",
+    "poll_interval",
+    "history",
+    "dry_run",
+    "tripwire",
+    "disable_probes",
+    "protected",
+    "decision_log",
+    "journal",
+    "journal_max_entries",
+    "journal_max_age",
+    "socket_group",
+    "admin_group",
+    "crash_loop_count",
+    "crash_loop_window",
+    "max_grace",
+    "settle_timeout",
+    "freeze_timeout",
+];
+
 /// What a host needs to stay reachable and to keep its containers alive.
 pub const DEFAULT_PROTECTED: &[&str] = &[
     "sshd",
@@ -357,13 +382,76 @@ impl Config {
         Self::parse(&text, &path.display().to_string())
     }
 
-    /// Reads the config at `path`, or the built-in defaults when `path` is
-    /// the default location and nothing is there.
-    pub fn load_or_default(path: &Path) -> Result<Self, ConfigError> {
-        if path == Path::new(DEFAULT_PATH) && !path.exists() {
-            return Ok(Self::default());
+    /// Reads the config at `path` (the built-in defaults when `path` is the
+    /// default location and nothing is there), then applies `SENTINEL_<KEY>` environment variables over its
+    /// `[agent]` keys.
+    pub fn load_with_env(path: &Path) -> Result<Self, ConfigError> {
+        let text = if path == Path::new(DEFAULT_PATH) && !path.exists() {
+            String::new()
+        } else {
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?
+        };
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::parse_with_env(&text, &path.display().to_string(), &env)
+    }
+
+    /// `parse`, then the `SENTINEL_<KEY>` variables of `env` over the
+    /// `[agent]` keys of the same name (`SENTINEL_DRY_RUN=true`,
+    /// `SENTINEL_STEP=2MiB`). The file is checked first on its own, so its
+    /// errors keep their lines; an error from an override names it.
+    pub fn parse_with_env(
+        text: &str,
+        path: &str,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let base = Self::parse(text, path)?;
+        let overrides: Vec<(String, &str, &str)> = env
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("SENTINEL_")?.to_ascii_lowercase();
+                ENV_KEYS
+                    .contains(&key.as_str())
+                    .then_some((key, k.as_str(), v.as_str()))
+            })
+            .collect();
+        if overrides.is_empty() {
+            return Ok(base);
         }
-        Self::load(path)
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    path: path.to_string(),
+                    line: 1,
+                    column: 1,
+                    key: KeyLabel(None),
+                    message: e.message().to_string(),
+                })?;
+        let agent = table
+            .entry("agent")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let names: Vec<&str> = overrides.iter().map(|o| o.1).collect();
+        if let toml::Value::Table(agent) = agent {
+            for (key, _, value) in &overrides {
+                // A TOML value as written (true, 3, ["a"]), else a string.
+                let v = format!("v = {value}")
+                    .parse::<toml::Table>()
+                    .ok()
+                    .and_then(|t| t.get("v").cloned())
+                    .unwrap_or_else(|| toml::Value::String(value.to_string()));
+                agent.insert(key.clone(), v);
+            }
+        }
+        let merged = toml::to_string(&table).map_err(|e| ConfigError::Invalid {
+            path: path.to_string(),
+            line: 1,
+            column: 1,
+            key: KeyLabel(None),
+            message: e.to_string(),
+        })?;
+        Self::parse(&merged, &format!("{path} with {}", names.join(", ")))
     }
 
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
@@ -767,6 +855,52 @@ match = { descendant_of = 42 }
         );
         let e = err("[[priority]]\nname = \"x\"\npriority = \"high\"\nmatch = { comm = \"x\" }\n");
         assert!(e.contains("priority[0].priority"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_agent_keys_and_names_itself_in_errors() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = Config::parse_with_env(
+            GOOD,
+            "good.toml",
+            &env(&[
+                ("SENTINEL_DRY_RUN", "true"),
+                ("SENTINEL_STEP", "4MiB"),
+                ("SENTINEL_PROTECTED", "[\"a\", \"b\"]"),
+                ("SENTINEL_LOG", "debug"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.agent.dry_run);
+        assert_eq!(c.agent.step_bytes, 4 << 20);
+        assert_eq!(c.agent.protected, vec!["a", "b"]);
+        // The rest of the file stands.
+        assert_eq!(c.agent.reaction_horizon, Duration::from_millis(150));
+        assert_eq!(c.rules.len(), 2);
+        let e = Config::parse_with_env(GOOD, "good.toml", &env(&[("SENTINEL_STEP", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("good.toml with SENTINEL_STEP:")
+                && e.contains("agent.step")
+                && e.contains("lots"),
+            "{e}"
+        );
+        // The file's own errors keep their lines.
+        let e = Config::parse_with_env(
+            "[agent]\nstep = 1\n",
+            "f.toml",
+            &env(&[("SENTINEL_DRY_RUN", "true")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("f.toml:2:"), "{e}");
     }
 
     #[test]

@@ -61,6 +61,9 @@ enum Cmd {
         json: bool,
         #[command(flatten)]
         filter: cli::TopFilter,
+        /// Refresh every this many seconds until interrupted.
+        #[arg(short, long)]
+        watch: Option<f64>,
     },
     /// Decisions the agent made; --follow streams new ones.
     Decisions {
@@ -103,6 +106,9 @@ enum Cmd {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Print a shell completion script, e.g.
+    /// `sentinel completions bash > /etc/bash_completion.d/sentinel`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
@@ -170,7 +176,16 @@ fn main() -> ExitCode {
                 matched,
                 json,
                 filter,
-            } => cli::top(&socket.socket, limit, matched, json, filter).await?,
+                watch,
+            } => match watch {
+                None => cli::top(&socket.socket, limit, matched, json, filter).await?,
+                Some(every) => loop {
+                    // Home and clear, then the table: a refreshing view.
+                    print!("\x1b[H\x1b[2J");
+                    cli::top(&socket.socket, limit, matched, json, filter.clone()).await?;
+                    tokio::time::sleep(std::time::Duration::from_secs_f64(every.max(0.1))).await;
+                },
+            },
             Cmd::Decisions {
                 socket,
                 follow,
@@ -199,6 +214,15 @@ fn main() -> ExitCode {
             }
             Cmd::Unprotect { pid, socket } => {
                 cli::operate(&socket.socket, cli::Op::Unprotect, pid).await?
+            }
+            Cmd::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "sentinel",
+                    &mut std::io::stdout(),
+                );
             }
         }
         Ok(())

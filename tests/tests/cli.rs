@@ -488,3 +488,17 @@ async fn processes_are_filtered_sorted_paged_and_detailed() {
     );
     assert_eq!(d.seconds_to_limit, None, "no rule governs it");
 }
+
+#[test]
+fn shell_completions_name_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run(&["completions", shell]);
+        assert_eq!(code, Some(0), "{shell}: {err}");
+        for cmd in ["status", "decisions", "resume", "protect", "policy"] {
+            assert!(out.contains(cmd), "{shell} completion lacks {cmd}");
+        }
+    }
+    let (code, _, err) = run(&["completions", "cmd.exe"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("cmd.exe"), "{err}");
+}

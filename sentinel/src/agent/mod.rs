@@ -129,7 +129,7 @@ fn dispatch_only() -> bool {
 }
 
 pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
-    let mut cfg = Config::load_or_default(&opts.config_path)?;
+    let mut cfg = Config::load_with_env(&opts.config_path)?;
     let policy_text = std::fs::read_to_string(&opts.config_path).unwrap_or_default();
     let group =
         |key: &'static str, name: &Option<String>| -> Result<Option<(String, u32)>, AgentError> {
@@ -343,7 +343,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         };
         while hup.recv().await.is_some() {
             // An invalid new policy is refused; the running one stays.
-            match Config::load_or_default(&config_path) {
+            match Config::load_with_env(&config_path) {
                 Ok(cfg) => {
                     let text = std::fs::read_to_string(&config_path).unwrap_or_default();
                     let mut e = s.engine();

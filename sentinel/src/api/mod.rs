@@ -327,7 +327,9 @@ impl pb::sentinel_server::Sentinel for Service {
         let text = req.into_inner().toml;
         bounded_text(&text)?;
         // Refused whole when invalid: the running policy stays.
-        let cfg = Config::parse(&text, "policy")
+        // The agent's SENTINEL_* environment applies here as to its file.
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let cfg = Config::parse_with_env(&text, "policy", &env)
             .map_err(|e| Status::invalid_argument(format!("policy refused: {e}")))?;
         let mut e = self.shared.engine();
         e.apply_config(cfg);
