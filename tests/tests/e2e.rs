@@ -1191,3 +1191,109 @@ async fn a_bad_policy_is_refused_both_ways_and_the_old_one_keeps_acting() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_grpc_client_reads_and_is_refused_a_policy_change() {
+    if !privileged("a_python_grpc_client") {
+        return;
+    }
+    let _serial = serial_async().await;
+    // grpcio for /usr/bin/python3 is put here by `cargo xtask test`.
+    let deps = "/opt/sentinel-test/python";
+    let cg = MemCgroup::new("python", 512 * MIB);
+    let cfg = format!(
+        "socket_group = \"nogroup\"\n{}",
+        rule_for(&cg, "leaky", "128MiB", "freeze")
+    );
+    let agent = Agent::start("python", &cfg, &[]);
+    let _hog = Hog::spawn(
+        &cg,
+        &["--target", "200MiB", "--rate", "200MB/s", "--hold", "30"],
+    );
+    let d = agent
+        .wait_decision(Duration::from_secs(10), |d| d.action == "freeze")
+        .await
+        .unwrap_or_else(|| panic!("no freeze\n{}", agent.log_text()));
+
+    // The client's code is generated from the repository's proto, here.
+    let generated = agent.dir.0.join("py");
+    std::fs::create_dir_all(&generated).unwrap();
+    let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sentinel/proto");
+    let gen_out = std::process::Command::new("/usr/bin/python3")
+        .env("PYTHONPATH", deps)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(&proto)
+        .arg(format!("--python_out={}", generated.display()))
+        .arg(format!("--grpc_python_out={}", generated.display()))
+        .arg("sentinel/v1/sentinel.proto")
+        .output()
+        .expect("run grpc_tools.protoc (cargo xtask test installs it)");
+    assert!(
+        gen_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen_out.stderr)
+    );
+    let script = generated.join("client.py");
+    std::fs::write(
+        &script,
+        r#"
+import sys
+import grpc
+from sentinel.v1 import sentinel_pb2 as pb, sentinel_pb2_grpc as rpc
+
+# The HTTP/2 layer under tonic wants an RFC authority; grpc-core would send
+# the socket path. (README: "Querying it".)
+channel = grpc.insecure_channel(
+    "unix:" + sys.argv[1], options=[("grpc.default_authority", "localhost")]
+)
+stub = rpc.SentinelStub(channel)
+procs = stub.ListProcesses(pb.ListProcessesRequest(limit=10, matched_only=True))
+print("processes", " ".join(str(p.pid) for p in procs.processes))
+for d in stub.WatchDecisions(pb.WatchDecisionsRequest(after_seq=0)):
+    print("decision", d.seq, d.pid, d.action)
+    break
+try:
+    stub.ApplyPolicy(pb.PolicyText(toml=""))
+    print("applied")
+except grpc.RpcError as e:
+    print("refused", e.code().name)
+"#,
+    )
+    .unwrap();
+    for p in [&agent.dir.0, &generated] {
+        let c = std::ffi::CString::new(p.display().to_string()).unwrap();
+        // SAFETY: chmod of the test's own temp dirs, so nobody can reach them.
+        unsafe { libc::chmod(c.as_ptr(), 0o755) };
+    }
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("/usr/bin/python3");
+    cmd.env("PYTHONPATH", format!("{}:{deps}", generated.display()))
+        .arg(&script)
+        .arg(&agent.socket);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run the Python client as nobody");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("processes") && lines[0].contains(&d.pid.to_string()),
+        "{text}"
+    );
+    assert!(lines[1].starts_with("decision 1 "), "{text}");
+    assert_eq!(lines[2], "refused PERMISSION_DENIED", "{text}");
+}

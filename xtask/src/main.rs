@@ -135,6 +135,43 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
+/// Where the tests' third-party Python gRPC client finds grpcio: outside
+/// /root, so that the client can run as an unprivileged user.
+const TEST_PYTHON_DEPS: &str = "/opt/sentinel-test/python";
+
+/// Installs grpcio and grpcio-tools for the third-party client test, once.
+/// They go to a world-readable folder (pip --target) for the system's
+/// CPython of the same minor version to import.
+fn test_setup() -> Result<()> {
+    let importable = || {
+        Command::new("/usr/bin/python3")
+            .args(["-c", "import grpc, grpc_tools.protoc"])
+            .env("PYTHONPATH", TEST_PYTHON_DEPS)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if importable() {
+        return Ok(());
+    }
+    // The pip that goes with /usr/bin/python3's minor version: the
+    // machine's own python3 (pyenv) is the same CPython 3.11.
+    run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--target",
+        TEST_PYTHON_DEPS,
+        "grpcio",
+        "grpcio-tools",
+    ]))?;
+    if !importable() {
+        bail!("grpcio installed under {TEST_PYTHON_DEPS} but /usr/bin/python3 cannot import it");
+    }
+    Ok(())
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
@@ -182,6 +219,7 @@ fn main() -> Result<()> {
         }
         Cmd::Test { args } => {
             setup()?;
+            test_setup()?;
             // The end-to-end tests drive the real binaries.
             run(cargo().args(["build", "-p", "sentinel", "-p", "sentinel-tests", "--bins"]))?;
             run(cargo().args(["test", "--workspace"]).args(args))
