@@ -104,7 +104,9 @@ impl Proc {
     /// when the rule opts in. Its series (and so its slope, also at shared
     /// limits) follows the same measure.
     pub fn usage(&self) -> u64 {
-        self.mem.charged() + if self.include_file { self.mem.file } else { 0 }
+        self.mem
+            .charged()
+            .saturating_add(if self.include_file { self.mem.file } else { 0 })
     }
 }
 
@@ -224,7 +226,7 @@ struct HostState {
 
 impl HostState {
     fn used(&self) -> u64 {
-        (self.mem.used() as i64 + self.drift).max(0) as u64
+        (self.mem.used() as i64).saturating_add(self.drift).max(0) as u64
     }
 }
 
@@ -555,9 +557,9 @@ impl Engine {
         p.mem = mem;
         let usage = p.usage();
         p.series.push(t, usage);
-        let delta = mem.charged() as i64 - before as i64;
+        let delta = (mem.charged() as i64).saturating_sub(before as i64);
         if known {
-            self.host.drift += delta;
+            self.host.drift = self.host.drift.saturating_add(delta);
         }
         self.evaluate(pid, t);
         self.evaluate_group(pid, t);
@@ -1462,13 +1464,15 @@ impl Engine {
         self.act(pid, &limit, level, verdict, trend, Some(0.0), t);
     }
 
+    /// Page counts as bytes. Saturating: a corrupt record (the fuzzer's,
+    /// never the kernel's) must not bring the agent down.
     fn pages_to_mem(&self, pages: &[u64; counter::COUNT]) -> Mem {
         let ps = self.page_size;
         Mem {
-            anon: pages[counter::ANON] * ps,
-            file: pages[counter::FILE] * ps,
-            shmem: pages[counter::SHMEM] * ps,
-            swap: pages[counter::SWAP] * ps,
+            anon: pages[counter::ANON].saturating_mul(ps),
+            file: pages[counter::FILE].saturating_mul(ps),
+            shmem: pages[counter::SHMEM].saturating_mul(ps),
+            swap: pages[counter::SWAP].saturating_mul(ps),
         }
     }
 
@@ -1520,7 +1524,7 @@ impl Engine {
             }
             Some(EventKind::Tripwire) => {
                 let mem = self.pages_to_mem(&e.pages);
-                self.on_tripwire(e.tgid, mem, e.aux * self.page_size, t);
+                self.on_tripwire(e.tgid, mem, e.aux.saturating_mul(self.page_size), t);
             }
             None => tracing::debug!(kind = e.kind, "unknown event kind"),
         }
@@ -1900,6 +1904,33 @@ pub fn tripwire_ceiling(limit: u64, preempt_line: u64, step: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_corrupt_record_with_absurd_page_counts_is_handled_not_a_panic() {
+        // Found by the `events` fuzz target: pages times the page size
+        // overflowed.
+        let mut cfg = Config::default();
+        cfg.agent.dry_run = true;
+        let mut e = Engine::new(
+            cfg,
+            Mode::Ebpf,
+            None,
+            Box::new(crate::actuator::DryRun),
+            Arc::new(Journal::new(10)),
+        );
+        let mut ev = Event {
+            kind: EventKind::Rss as u32,
+            tgid: std::process::id(),
+            ts_ns: u64::MAX,
+            pages: [u64::MAX; counter::COUNT],
+            aux: u64::MAX,
+            aux2: 0,
+        };
+        e.handle_batch(&[ev]);
+        ev.kind = EventKind::Tripwire as u32;
+        e.handle_batch(&[ev]);
+        assert!(e.tracked() <= 1);
+    }
 
     #[test]
     fn trees_are_grouped_below_the_groups_top_process() {

@@ -16,12 +16,16 @@ impl Mem {
     /// What the kernel cannot simply drop: anonymous, shmem and swapped-out
     /// pages. Limits and slopes apply to this; file pages are reclaimable.
     pub fn charged(&self) -> u64 {
-        self.anon + self.shmem + self.swap
+        self.anon
+            .saturating_add(self.shmem)
+            .saturating_add(self.swap)
     }
 
     /// Resident set as `ps` shows it.
     pub fn resident(&self) -> u64 {
-        self.anon + self.file + self.shmem
+        self.anon
+            .saturating_add(self.file)
+            .saturating_add(self.shmem)
     }
 }
 
