@@ -557,3 +557,21 @@ fn regex_escape(s: &str) -> String {
         })
         .collect()
 }
+
+/// Makes `cmd` run as uid and gid 65534 (nobody, nogroup), with no
+/// supplementary groups: an unprivileged client. The caller must be root.
+pub fn as_nobody(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}

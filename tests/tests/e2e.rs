@@ -1020,21 +1020,9 @@ async fn decisions_survive_twenty_crashes_with_no_gap_and_no_loss() {
 /// Runs the CLI as uid/gid 65534 (nobody/nogroup); returns (success,
 /// stdout, stderr).
 fn cli_as_nobody(agent: &Agent, args: &[&str]) -> (bool, String, String) {
-    use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(sentinel_tests::sentinel_bin());
     cmd.args(args).arg("--socket").arg(&agent.socket);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(65534) != 0
-                || libc::setuid(65534) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    sentinel_tests::as_nobody(&mut cmd);
     let out = cmd.output().expect("run the CLI as nobody");
     (
         out.status.success(),
@@ -1265,23 +1253,11 @@ except grpc.RpcError as e:
         // SAFETY: chmod of the test's own temp dirs, so nobody can reach them.
         unsafe { libc::chmod(c.as_ptr(), 0o755) };
     }
-    use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new("/usr/bin/python3");
     cmd.env("PYTHONPATH", format!("{}:{deps}", generated.display()))
         .arg(&script)
         .arg(&agent.socket);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(65534) != 0
-                || libc::setuid(65534) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    sentinel_tests::as_nobody(&mut cmd);
     let out = cmd.output().expect("run the Python client as nobody");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -1159,23 +1159,16 @@ impl Engine {
             let usage = p.usage();
             p.series.push(now, usage);
             let d = self.journal.append(Decision {
-                seq: 0,
-                time_unix_ms: unix_ms(),
-                kind: DecisionKind::Resume,
-                pid,
-                comm: p.comm.clone(),
-                cgroup: p.cgroup.clone(),
-                rule,
-                level: level.as_str().into(),
-                action: "resume".into(),
-                outcome,
-                reason,
-                resident_bytes: p.mem.resident(),
-                charged_bytes: p.mem.charged(),
-                slope_bytes_per_sec: 0.0,
                 limit_bytes: limit,
-                predicted_seconds_to_limit: None,
-                crash_loop: false,
+                ..note(
+                    p,
+                    DecisionKind::Resume,
+                    rule,
+                    level.as_str(),
+                    "resume",
+                    outcome,
+                    reason,
+                )
             });
             tracing::info!(seq = d.seq, pid, comm = %d.comm, "resumed: {}", d.reason);
             self.sync_tripwire(pid);
@@ -1773,25 +1766,15 @@ impl Engine {
             .to_string();
         let rule = p.frozen_for.take().map(|f| f.1).unwrap_or_default();
         p.state = ProcState::Running;
-        let d = self.journal.append(Decision {
-            seq: 0,
-            time_unix_ms: unix_ms(),
-            kind: DecisionKind::Resume,
-            pid,
-            comm: p.comm.clone(),
-            cgroup: p.cgroup.clone(),
+        let d = self.journal.append(note(
+            p,
+            DecisionKind::Resume,
             rule,
-            level: p.held.level.as_str().into(),
-            action: "resume".into(),
+            p.held.level.as_str(),
+            "resume",
             outcome,
-            reason: format!("resumed by {who}"),
-            resident_bytes: p.mem.resident(),
-            charged_bytes: p.mem.charged(),
-            slope_bytes_per_sec: 0.0,
-            limit_bytes: 0,
-            predicted_seconds_to_limit: None,
-            crash_loop: false,
-        });
+            format!("resumed by {who}"),
+        ));
         tracing::info!(seq = d.seq, pid, "{}", d.reason);
         self.sync_tripwire(pid);
         Ok(d)
@@ -1820,25 +1803,15 @@ impl Engine {
             }
             (None, false) => format!("protection removed by {who}"),
         };
-        let d = self.journal.append(Decision {
-            seq: 0,
-            time_unix_ms: unix_ms(),
-            kind: DecisionKind::Protect,
-            pid,
-            comm: p.comm.clone(),
-            cgroup: p.cgroup.clone(),
-            rule: String::new(),
-            level: String::new(),
-            action: if on { "protect" } else { "unprotect" }.into(),
-            outcome: "done".into(),
+        let d = self.journal.append(note(
+            p,
+            DecisionKind::Protect,
+            String::new(),
+            "",
+            if on { "protect" } else { "unprotect" },
+            "done".into(),
             reason,
-            resident_bytes: p.mem.resident(),
-            charged_bytes: p.mem.charged(),
-            slope_bytes_per_sec: 0.0,
-            limit_bytes: 0,
-            predicted_seconds_to_limit: None,
-            crash_loop: false,
-        });
+        ));
         tracing::info!(seq = d.seq, pid, "{}", d.reason);
         self.sync_tripwire(pid);
         Ok(d)
@@ -1863,6 +1836,38 @@ impl Engine {
     /// Command lines preempted often enough to be crash-looping.
     pub fn crash_loops(&self) -> Vec<CrashLoop> {
         self.restarts.looping(mono_now())
+    }
+}
+
+/// A decision about `p` that carries no forecast: resumes and operators'
+/// actions.
+fn note(
+    p: &Proc,
+    kind: DecisionKind,
+    rule: String,
+    level: &str,
+    action: &str,
+    outcome: String,
+    reason: String,
+) -> Decision {
+    Decision {
+        seq: 0,
+        time_unix_ms: unix_ms(),
+        kind,
+        pid: p.pid,
+        comm: p.comm.clone(),
+        cgroup: p.cgroup.clone(),
+        rule,
+        level: level.into(),
+        action: action.into(),
+        outcome,
+        reason,
+        resident_bytes: p.mem.resident(),
+        charged_bytes: p.mem.charged(),
+        slope_bytes_per_sec: 0.0,
+        limit_bytes: 0,
+        predicted_seconds_to_limit: None,
+        crash_loop: false,
     }
 }
 

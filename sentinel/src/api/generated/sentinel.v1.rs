@@ -490,7 +490,8 @@ pub mod sentinel_client {
             self.inner.unary(req, path, codec).await
         }
         /// Replaces the running policy (admin). An invalid one is refused with
-        /// INVALID_ARGUMENT naming line and key, and the running one stays.
+        /// INVALID_ARGUMENT naming line and key, and the running one stays. The
+        /// config file is not changed: a restart, or SIGHUP, goes back to it.
         pub async fn apply_policy(
             &mut self,
             request: impl tonic::IntoRequest<super::PolicyText>,
@@ -608,7 +609,8 @@ pub mod sentinel_server {
             request: tonic::Request<super::PolicyText>,
         ) -> std::result::Result<tonic::Response<super::ValidatePolicyResponse>, tonic::Status>;
         /// Replaces the running policy (admin). An invalid one is refused with
-        /// INVALID_ARGUMENT naming line and key, and the running one stays.
+        /// INVALID_ARGUMENT naming line and key, and the running one stays. The
+        /// config file is not changed: a restart, or SIGHUP, goes back to it.
         async fn apply_policy(
             &self,
             request: tonic::Request<super::PolicyText>,
