@@ -79,6 +79,8 @@ enum Cmd {
         since: Option<u64>,
         #[arg(short = 'n', long, default_value_t = 100)]
         limit: u32,
+        #[command(flatten)]
+        filter: cli::DecisionFilter,
     },
     /// Replay a trace through the model and policy, without a kernel, and
     /// print the decisions (--scenarios: run the built-in scenario table).
@@ -192,7 +194,8 @@ fn main() -> ExitCode {
                 json,
                 since,
                 limit,
-            } => cli::decisions(&socket.socket, follow, json, since, limit).await?,
+                filter,
+            } => cli::decisions(&socket.socket, follow, json, since, limit, filter).await?,
             Cmd::Replay(args) => cli::replay::run(args)?,
             Cmd::Policy {
                 cmd: PolicyCmd::Check { file },

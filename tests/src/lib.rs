@@ -431,6 +431,7 @@ impl Agent {
                 .list_decisions(pb::ListDecisionsRequest {
                     after_seq: 0,
                     limit: 1000,
+                    ..Default::default()
                 })
                 .await
                 .expect("ListDecisions")
@@ -472,6 +473,7 @@ impl Agent {
             .list_decisions(pb::ListDecisionsRequest {
                 after_seq: 0,
                 limit: 1000,
+                ..Default::default()
             })
             .await
             .expect("ListDecisions")

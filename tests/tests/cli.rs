@@ -360,6 +360,7 @@ async fn bad_requests_and_too_many_streams_get_precise_codes() {
         .list_decisions(pb::ListDecisionsRequest {
             after_seq: 0,
             limit: 1_000_000,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -896,6 +896,7 @@ async fn at_host_scope_a_cgroup_that_splits_its_growth_is_one_grower() {
         .list_decisions(pb::ListDecisionsRequest {
             after_seq: 0,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -999,6 +1000,7 @@ async fn decisions_survive_twenty_crashes_with_no_gap_and_no_loss() {
         .list_decisions(pb::ListDecisionsRequest {
             after_seq: 0,
             limit: 10_000,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -1176,6 +1178,26 @@ async fn a_bad_policy_is_refused_both_ways_and_the_old_one_keeps_acting() {
     let (_, out, _) = agent.cli(&["policy", "show"]);
     assert!(
         out.contains("300MiB") && out.contains("ApplyPolicy by uid 0"),
+        "{out}"
+    );
+    // The journal, filtered: one policy change (the refused ones are not
+    // changes), and the leaker's freezes by pid and action (the raised
+    // limit resumed it, and it was frozen again at the new line).
+    let (ok, out, _) = agent.cli(&["decisions", "--kind", "policy", "--json"]);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let pid = hog.pid.to_string();
+    let (_, out, _) = agent.cli(&["decisions", "--pid", &pid, "--action", "freeze", "--json"]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty(), "{out}");
+    assert_eq!(lines[0]["seq"], d.seq);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["pid"] == hog.pid && l["action"] == "freeze"),
         "{out}"
     );
 }

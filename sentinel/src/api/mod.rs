@@ -276,10 +276,16 @@ impl pb::sentinel_server::Sentinel for Service {
     ) -> Result<Response<pb::ListDecisionsResponse>, Status> {
         let r = req.into_inner();
         let limit = bounded(r.limit, 100, "limit")?;
+        let keep = |d: &Decision| {
+            r.pid.is_none_or(|p| d.pid == p)
+                && (r.kind.is_empty() || d.kind.as_str() == r.kind)
+                && (r.rule.is_empty() || d.rule == r.rule)
+                && (r.action.is_empty() || d.action == r.action)
+        };
         let decisions = self
             .shared
             .journal
-            .since(r.after_seq, limit)
+            .since_where(r.after_seq, limit, &keep)
             .iter()
             .map(pb::Decision::from)
             .collect();

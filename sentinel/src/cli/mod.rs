@@ -350,12 +350,40 @@ fn print_decision(out: &mut impl Write, d: &pb::Decision, json: bool) -> std::io
     )
 }
 
+/// Which decisions `sentinel decisions` shows.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DecisionFilter {
+    /// Only decisions about this process.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Only this kind: preempt, resume, pressure, kernel_oom_kill, policy,
+    /// protect.
+    #[arg(long, default_value = "")]
+    pub kind: String,
+    /// Only decisions under this rule.
+    #[arg(long, default_value = "")]
+    pub rule: String,
+    /// Only this action: alert, freeze, terminate, kill, resume, ...
+    #[arg(long, default_value = "")]
+    pub action: String,
+}
+
+impl DecisionFilter {
+    fn keeps(&self, d: &pb::Decision) -> bool {
+        self.pid.is_none_or(|p| d.pid == p)
+            && (self.kind.is_empty() || d.kind == self.kind)
+            && (self.rule.is_empty() || d.rule == self.rule)
+            && (self.action.is_empty() || d.action == self.action)
+    }
+}
+
 pub async fn decisions(
     socket: &str,
     follow: bool,
     json: bool,
     since: Option<u64>,
     limit: u32,
+    filter: DecisionFilter,
 ) -> Result<(), CliError> {
     let mut c = client::connect(socket).await?;
     if follow {
@@ -365,6 +393,9 @@ pub async fn decisions(
             .into_inner();
         while let Some(d) = stream.next().await {
             let d = d?;
+            if !filter.keeps(&d) {
+                continue;
+            }
             let mut out = std::io::stdout().lock();
             print_decision(&mut out, &d, json)?;
             out.flush()?;
@@ -375,6 +406,10 @@ pub async fn decisions(
         .list_decisions(pb::ListDecisionsRequest {
             after_seq: since.unwrap_or(0),
             limit,
+            pid: filter.pid,
+            kind: filter.kind,
+            rule: filter.rule,
+            action: filter.action,
         })
         .await?
         .into_inner();

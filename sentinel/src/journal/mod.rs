@@ -171,12 +171,22 @@ impl Journal {
     /// Decisions with `seq > after`, oldest first, at most `limit`: from
     /// memory when it holds them, else from the journal file.
     pub fn since(&self, after: u64, limit: usize) -> Vec<Decision> {
+        self.since_where(after, limit, &|_| true)
+    }
+
+    /// `since`, counting only the decisions `keep` accepts.
+    pub fn since_where(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: &dyn Fn(&Decision) -> bool,
+    ) -> Vec<Decision> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let oldest_kept = inner.kept.front().map(|d| d.seq).unwrap_or(inner.next_seq);
         if after + 1 < oldest_kept
             && let Some(st) = &inner.store
         {
-            match st.since(after, limit) {
+            match st.since_where(after, limit, keep) {
                 Ok(v) => return v,
                 Err(e) => tracing::error!("reading the journal: {e}"),
             }
@@ -184,7 +194,7 @@ impl Journal {
         inner
             .kept
             .iter()
-            .filter(|d| d.seq > after)
+            .filter(|d| d.seq > after && keep(d))
             .take(limit)
             .cloned()
             .collect()
@@ -268,6 +278,9 @@ mod tests {
             vec![1, 2, 3, 4, 5, 6]
         );
         assert_eq!(all[2], Decision { seq: 3, ..d(3) });
+        // Filtered reads count matches, from the file as from memory.
+        let odd = j.since_where(0, 2, &|d| d.pid % 2 == 1);
+        assert_eq!(odd.iter().map(|d| d.pid).collect::<Vec<_>>(), vec![1, 3]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -146,9 +146,15 @@ impl Store {
         Ok(())
     }
 
-    /// Decisions with `seq > after`, oldest first, at most `limit`.
-    /// Damaged entries are skipped here (they are reported at open).
-    pub fn since(&self, after: u64, limit: usize) -> Result<Vec<Decision>, StoreError> {
+    /// Decisions with `seq > after` that `keep` accepts, oldest first, at
+    /// most `limit`. Damaged entries are skipped here (they are reported at
+    /// open).
+    pub fn since_where(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: &dyn Fn(&Decision) -> bool,
+    ) -> Result<Vec<Decision>, StoreError> {
         let r = self.db.begin_read().map_err(|e| self.err(e.to_string()))?;
         let t = r
             .open_table(DECISIONS)
@@ -162,7 +168,9 @@ impl Store {
                 break;
             }
             let (_, v) = entry.map_err(|e| self.err(e.to_string()))?;
-            if let Ok(d) = serde_json::from_slice::<Decision>(v.value()) {
+            if let Ok(d) = serde_json::from_slice::<Decision>(v.value())
+                && keep(&d)
+            {
                 out.push(d);
             }
         }

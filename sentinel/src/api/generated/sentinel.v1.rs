@@ -220,7 +220,7 @@ pub struct ProcessDetail {
     #[prost(double, optional, tag = "6")]
     pub seconds_to_limit: ::core::option::Option<f64>,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListDecisionsRequest {
     /// Only decisions with a larger sequence number.
     #[prost(uint64, tag = "1")]
@@ -228,6 +228,16 @@ pub struct ListDecisionsRequest {
     /// 0 means 100. At most 10000.
     #[prost(uint32, tag = "2")]
     pub limit: u32,
+    /// Filters; every one given must match. The limit counts matches.
+    #[prost(uint32, optional, tag = "3")]
+    pub pid: ::core::option::Option<u32>,
+    /// "preempt", "resume", "pressure", "kernel_oom_kill", "policy", "protect".
+    #[prost(string, tag = "4")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub rule: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub action: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Decision {
