@@ -655,11 +655,7 @@ impl Engine {
             return;
         };
         let members: Vec<u32> = self.group_members(path).map(|p| p.pid).collect();
-        let usage = members
-            .iter()
-            .filter_map(|m| self.procs.get(m))
-            .map(|p| p.mem.charged())
-            .sum();
+        let usage = self.cgroup_usage(path);
         self.relieve(&limit, usage, &members, false, now);
     }
 
@@ -765,12 +761,8 @@ impl Engine {
         let limit = self.host_limit();
         let used = self.host.used();
         let d = self.journal.append(Decision {
-            seq: 0,
             time_unix_ms: unix_ms(),
             kind: DecisionKind::Pressure,
-            pid: 0,
-            comm: String::new(),
-            cgroup: String::new(),
             rule: "host".into(),
             level: Level::Warn.as_str().into(),
             action: Action::Alert.as_str().into(),
@@ -781,7 +773,6 @@ impl Engine {
                 self.host.psi_avg10.unwrap_or(0.0),
                 limit.bytes
             ),
-            resident_bytes: 0,
             charged_bytes: used,
             slope_bytes_per_sec: self
                 .host
@@ -790,8 +781,7 @@ impl Engine {
                 .map(|t| t.bytes_per_sec)
                 .unwrap_or(0.0),
             limit_bytes: limit.bytes,
-            predicted_seconds_to_limit: None,
-            crash_loop: false,
+            ..Default::default()
         });
         tracing::warn!(seq = d.seq, "{}", d.reason);
     }
@@ -1018,7 +1008,6 @@ impl Engine {
             format!("the top grower is pid {pid} ({comm})")
         };
         let d = self.journal.append(Decision {
-            seq: 0,
             time_unix_ms: unix_ms(),
             kind: DecisionKind::Preempt,
             pid,
@@ -1039,7 +1028,6 @@ impl Engine {
                 limit.bytes,
                 g.verdict.reason
             ),
-            resident_bytes: 0,
             charged_bytes: usage,
             slope_bytes_per_sec: g.group_slope,
             limit_bytes: limit.bytes,
@@ -1047,9 +1035,16 @@ impl Engine {
                 Trigger::Predicted { seconds_to_limit } => Some(seconds_to_limit),
                 _ => None,
             },
-            crash_loop: false,
+            ..Default::default()
         });
         tracing::warn!(seq = d.seq, rule = %d.rule, "{}", d.reason);
+    }
+
+    /// What a limited cgroup's members hold against its limit.
+    fn cgroup_usage(&self, group_path: &str) -> u64 {
+        self.group_members(group_path)
+            .map(|p| p.mem.charged())
+            .sum()
     }
 
     /// Known processes in the cgroup at `group_path` or below it.
@@ -1087,8 +1082,7 @@ impl Engine {
                     .cgfs
                     .own_limit(path)
                     .ok_or_else(|| format!("cgroup {path} has no limit any more"))?;
-                let usage = self.group_members(path).map(|p| p.mem.charged()).sum();
-                Ok((usage, limit, r.levels))
+                Ok((self.cgroup_usage(path), limit, r.levels))
             }
             Scope::Host => {
                 let l = self.host_limit();
@@ -1550,14 +1544,12 @@ impl Engine {
             ),
         };
         let d = self.journal.append(Decision {
-            seq: 0,
             time_unix_ms: unix_ms(),
             kind: DecisionKind::KernelOomKill,
             pid: tgid,
             comm,
             cgroup,
             rule,
-            level: String::new(),
             action: "none".into(),
             outcome: "killed by the kernel".into(),
             reason: "the kernel OOM killer chose this process".into(),
@@ -1565,8 +1557,7 @@ impl Engine {
             charged_bytes: mem.charged(),
             slope_bytes_per_sec: slope,
             limit_bytes: limit,
-            predicted_seconds_to_limit: None,
-            crash_loop: false,
+            ..Default::default()
         });
         tracing::error!(seq = d.seq, pid = tgid, comm = %d.comm, cgroup = %d.cgroup, "kernel OOM kill");
     }
@@ -1712,14 +1703,8 @@ impl Engine {
         self.policy_source = source.to_string();
         self.policy_text = text.to_string();
         let d = self.journal.append(Decision {
-            seq: 0,
             time_unix_ms: unix_ms(),
             kind: DecisionKind::Policy,
-            pid: 0,
-            comm: String::new(),
-            cgroup: String::new(),
-            rule: String::new(),
-            level: String::new(),
             action: "apply".into(),
             outcome: "done".into(),
             reason: format!(
@@ -1729,12 +1714,7 @@ impl Engine {
                 self.cfg.priorities.len(),
                 self.cfg.host.action.as_str()
             ),
-            resident_bytes: 0,
-            charged_bytes: 0,
-            slope_bytes_per_sec: 0.0,
-            limit_bytes: 0,
-            predicted_seconds_to_limit: None,
-            crash_loop: false,
+            ..Default::default()
         });
         tracing::info!(seq = d.seq, "{}", d.reason);
         d
@@ -1851,7 +1831,6 @@ fn note(
     reason: String,
 ) -> Decision {
     Decision {
-        seq: 0,
         time_unix_ms: unix_ms(),
         kind,
         pid: p.pid,
@@ -1864,10 +1843,7 @@ fn note(
         reason,
         resident_bytes: p.mem.resident(),
         charged_bytes: p.mem.charged(),
-        slope_bytes_per_sec: 0.0,
-        limit_bytes: 0,
-        predicted_seconds_to_limit: None,
-        crash_loop: false,
+        ..Default::default()
     }
 }
 

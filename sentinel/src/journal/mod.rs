@@ -13,10 +13,11 @@ use tokio::sync::broadcast;
 
 pub use store::{OpenReport, Retention, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {
     /// Sentinel acted (or, in dry-run, would have) on a predicted crossing.
+    #[default]
     Preempt,
     /// The kernel OOM killer killed a process: a miss worth seeing.
     KernelOomKill,
@@ -43,7 +44,9 @@ impl DecisionKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Default` is an empty record: the fields a kind of decision does not
+/// use stay zero.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Decision {
     pub seq: u64,
     pub time_unix_ms: u64,

@@ -198,10 +198,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn equal_growers_go_by_priority_class_and_protected_are_skipped() {
-        let (a, b) = (grower(100 * MIB, 100e6), grower(100 * MIB, 100e6));
-        let member = |pid, series, priority, protected| Member {
+    fn member(pid: u32, series: &Series, priority: i32, protected: bool) -> Member<'_> {
+        Member {
             pid,
             root: pid,
             bytes: 150 * MIB,
@@ -210,50 +208,44 @@ mod tests {
             frozen: false,
             protected,
             priority,
-        };
-        let at_900_of_1000 = |members: &[Member<'_>]| {
-            decide(
-                members,
-                900 * MIB,
-                1000 * MIB,
-                &Levels::default(),
-                Action::Freeze,
-                &params(),
-                2.0,
-                0.49,
-            )
-            .unwrap()
-        };
-        let d = at_900_of_1000(&[member(1, &a, 10, false), member(2, &b, -10, false)]);
-        assert_eq!(d.level, Level::Preempt);
-        assert_eq!(d.victim.unwrap().root, 2, "the lower class goes first");
-        let d = at_900_of_1000(&[member(1, &a, 10, false), member(2, &b, -10, true)]);
-        assert_eq!(d.victim.unwrap().root, 1, "never the protected one");
+        }
     }
 
-    #[test]
-    fn below_every_line_and_not_growing_toward_one_is_no_decision() {
-        let s = grower(100 * MIB, 0.0);
-        let members = [Member {
-            pid: 1,
-            root: 1,
-            bytes: 100 * MIB,
-            series: &s,
-            stopped: false,
-            frozen: false,
-            protected: false,
-            priority: 0,
-        }];
-        let d = decide(
-            &members,
-            600 * MIB,
+    /// The group's decision at `usage` of a 1000 MiB limit.
+    fn decide_at(members: &[Member<'_>], usage: u64) -> Option<GroupDecision> {
+        decide(
+            members,
+            usage,
             1000 * MIB,
             &Levels::default(),
             Action::Freeze,
             &params(),
             2.0,
             0.49,
-        );
-        assert_eq!(d, None);
+        )
+    }
+
+    #[test]
+    fn equal_growers_go_by_priority_class_and_protected_are_skipped() {
+        let (a, b) = (grower(100 * MIB, 100e6), grower(100 * MIB, 100e6));
+        let d = decide_at(
+            &[member(1, &a, 10, false), member(2, &b, -10, false)],
+            900 * MIB,
+        )
+        .unwrap();
+        assert_eq!(d.level, Level::Preempt);
+        assert_eq!(d.victim.unwrap().root, 2, "the lower class goes first");
+        let d = decide_at(
+            &[member(1, &a, 10, false), member(2, &b, -10, true)],
+            900 * MIB,
+        )
+        .unwrap();
+        assert_eq!(d.victim.unwrap().root, 1, "never the protected one");
+    }
+
+    #[test]
+    fn below_every_line_and_not_growing_toward_one_is_no_decision() {
+        let s = grower(100 * MIB, 0.0);
+        assert_eq!(decide_at(&[member(1, &s, 0, false)], 600 * MIB), None);
     }
 }
