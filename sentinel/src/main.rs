@@ -19,9 +19,36 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct SocketArg {
-    /// The agent's API socket.
+    /// The agent's API socket, or https://HOST:PORT for its TCP listener
+    /// (mutual TLS: give --tls-cert, --tls-key and --tls-ca).
     #[arg(long, env = "SENTINEL_SOCKET", default_value = config::DEFAULT_SOCKET)]
     socket: String,
+    /// Client certificate (PEM) for https:// addresses.
+    #[arg(long, env = "SENTINEL_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, env = "SENTINEL_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
+    tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the agent's certificate.
+    #[arg(long, env = "SENTINEL_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+}
+
+impl SocketArg {
+    fn target(&self) -> sentinel::api::client::Target {
+        let tls = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(sentinel::api::client::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            _ => None,
+        };
+        sentinel::api::client::Target {
+            address: self.socket.clone(),
+            tls,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -171,7 +198,7 @@ fn main() -> ExitCode {
                 })
                 .await?
             }
-            Cmd::Status { socket, json } => cli::status(&socket.socket, json).await?,
+            Cmd::Status { socket, json } => cli::status(&socket.target(), json).await?,
             Cmd::Top {
                 socket,
                 limit,
@@ -180,11 +207,11 @@ fn main() -> ExitCode {
                 filter,
                 watch,
             } => match watch {
-                None => cli::top(&socket.socket, limit, matched, json, filter).await?,
+                None => cli::top(&socket.target(), limit, matched, json, filter).await?,
                 Some(every) => loop {
                     // Home and clear, then the table: a refreshing view.
                     print!("\x1b[H\x1b[2J");
-                    cli::top(&socket.socket, limit, matched, json, filter.clone()).await?;
+                    cli::top(&socket.target(), limit, matched, json, filter.clone()).await?;
                     tokio::time::sleep(std::time::Duration::from_secs_f64(every.max(0.1))).await;
                 },
             },
@@ -195,7 +222,7 @@ fn main() -> ExitCode {
                 since,
                 limit,
                 filter,
-            } => cli::decisions(&socket.socket, follow, json, since, limit, filter).await?,
+            } => cli::decisions(&socket.target(), follow, json, since, limit, filter).await?,
             Cmd::Replay(args) => cli::replay::run(args)?,
             Cmd::Policy {
                 cmd: PolicyCmd::Check { file },
@@ -205,18 +232,18 @@ fn main() -> ExitCode {
             }
             Cmd::Policy {
                 cmd: PolicyCmd::Show { socket },
-            } => cli::policy_show(&socket.socket).await?,
+            } => cli::policy_show(&socket.target()).await?,
             Cmd::Policy {
                 cmd: PolicyCmd::Apply { file, socket },
-            } => cli::policy_apply(&socket.socket, &file).await?,
+            } => cli::policy_apply(&socket.target(), &file).await?,
             Cmd::Resume { pid, socket } => {
-                cli::operate(&socket.socket, cli::Op::Resume, pid).await?
+                cli::operate(&socket.target(), cli::Op::Resume, pid).await?
             }
             Cmd::Protect { pid, socket } => {
-                cli::operate(&socket.socket, cli::Op::Protect, pid).await?
+                cli::operate(&socket.target(), cli::Op::Protect, pid).await?
             }
             Cmd::Unprotect { pid, socket } => {
-                cli::operate(&socket.socket, cli::Op::Unprotect, pid).await?
+                cli::operate(&socket.target(), cli::Op::Unprotect, pid).await?
             }
             Cmd::Completions { shell } => {
                 use clap::CommandFactory;

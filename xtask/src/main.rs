@@ -89,8 +89,15 @@ fn cargo_home_bin() -> PathBuf {
         .join("bin")
 }
 
-fn setup() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
+/// Debian packages only the tests use.
+const TEST_APT_PACKAGES: &[&str] = &[
+    // Makes the certificates of the mutual-TLS test.
+    "openssl",
+];
+
+/// Installs whichever of `packages` are missing.
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {
@@ -106,6 +113,11 @@ fn setup() -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
+    Ok(())
+}
+
+fn setup() -> Result<()> {
+    apt_install(APT_PACKAGES)?;
 
     let linker = cargo_home_bin().join("bpf-linker");
     let linker_ok =
@@ -143,6 +155,7 @@ const TEST_PYTHON_DEPS: &str = "/opt/sentinel-test/python";
 /// They go to a world-readable folder (pip --target) for the system's
 /// CPython of the same minor version to import.
 fn test_setup() -> Result<()> {
+    apt_install(TEST_APT_PACKAGES)?;
     let importable = || {
         Command::new("/usr/bin/python3")
             .args(["-c", "import grpc, grpc_tools.protoc"])

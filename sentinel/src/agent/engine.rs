@@ -379,12 +379,16 @@ impl Engine {
     }
 
     /// Swaps in a validated config and re-matches every known process. The
-    /// socket cannot move under a running server, so it is kept.
+    /// listeners cannot move under a running server, so they are kept.
     pub fn apply_config(&mut self, mut cfg: Config) {
         cfg.agent.socket = self.cfg.agent.socket.clone();
         if cfg.agent.dry_run != self.cfg.agent.dry_run {
             tracing::warn!("dry_run changes take effect at the next restart");
             cfg.agent.dry_run = self.cfg.agent.dry_run;
+        }
+        if cfg.api != self.cfg.api {
+            tracing::warn!("[api] changes take effect at the next restart");
+            cfg.api = self.cfg.api.clone();
         }
         self.restarts.set_rule(cfg.agent.crash_loop);
         self.cfg = cfg;

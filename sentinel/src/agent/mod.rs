@@ -58,6 +58,8 @@ pub enum AgentError {
     },
     #[error("API server: {0}")]
     Serve(#[from] crate::api::ServeError),
+    #[error(transparent)]
+    Tls(#[from] crate::api::TlsSetupError),
     #[error("agent.{key}: no group named `{name}` on this host")]
     NoSuchGroup { key: &'static str, name: String },
 }
@@ -147,6 +149,12 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let socket_group = group("socket_group", &cfg.agent.socket_group)?;
     let access = crate::api::access::AccessPolicy {
         admin_group: group("admin_group", &cfg.agent.admin_group)?,
+        tls_admin_names: cfg
+            .api
+            .tcp
+            .as_ref()
+            .map(|t| t.admin_names.clone())
+            .unwrap_or_default(),
     };
     if let Some(s) = &opts.socket {
         cfg.agent.socket = s.clone();
@@ -154,6 +162,13 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     cfg.agent.dry_run |= opts.dry_run;
     let socket = cfg.agent.socket.clone();
     check_socket_free(&socket).await?;
+    // Bound early so a taken port or a bad certificate stops the agent
+    // before it loads probes; connections wait until serving starts.
+    let tcp_api = cfg.api.tcp.clone();
+    let tcp = tcp_api
+        .as_ref()
+        .map(crate::api::TlsListener::bind)
+        .transpose()?;
 
     let (probes, degraded) = if opts.no_ebpf {
         (None, "eBPF disabled with --no-ebpf".to_string())
@@ -365,7 +380,10 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         tracing::info!("shutting down");
     };
     let listener = bind_socket(&socket, socket_group.map(|g| g.1)).await?;
-    let served = crate::api::serve(shared, listener, shutdown).await;
+    if let Some(t) = &tcp_api {
+        tracing::info!(listen = %t.listen, admins = ?t.admin_names, "API on TCP, mutual TLS");
+    }
+    let served = crate::api::serve(shared, listener, tcp, shutdown).await;
     let _ = std::fs::remove_file(&socket);
     served.map_err(AgentError::from)
 }

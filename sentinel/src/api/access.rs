@@ -3,6 +3,12 @@
 //! policy or signalling (ApplyPolicy, Resume, Protect, Unprotect) takes
 //! uid 0 or membership of `agent.admin_group`. The kernel vouches for the
 //! peer (SO_PEERCRED), so nothing the client sends decides its role.
+//!
+//! Over TCP (mutual TLS only) the client certificate, which the handshake
+//! has already checked against the configured CA, is the identity: a DNS
+//! name in its subjectAltName listed in `api.admin_names` makes it admin.
+
+use std::net::SocketAddr;
 
 use tonic::{Request, Status, transport::server::UdsConnectInfo};
 
@@ -12,6 +18,7 @@ pub enum Role {
     Admin,
 }
 
+/// A caller on the Unix socket, as the kernel reported it at connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub uid: u32,
@@ -26,6 +33,52 @@ impl std::fmt::Display for Peer {
             None => write!(f, "uid {}", self.uid),
         }
     }
+}
+
+/// A caller over mutual TLS: the admin name its certificate carries, if
+/// any, and the certificate's SHA-256 so a reader is still identifiable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPeer {
+    pub addr: Option<SocketAddr>,
+    pub admin_name: Option<String>,
+    pub fingerprint: String,
+}
+
+impl std::fmt::Display for TlsPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.admin_name {
+            Some(n) => write!(f, "tls client `{n}`")?,
+            None => write!(f, "tls client sha256:{}", self.fingerprint)?,
+        }
+        match self.addr {
+            Some(a) => write!(f, " from {a}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The first of `admin_names` that the certificate (DER) is valid for,
+/// by the DNS names of its subjectAltName.
+pub fn admin_name_of(cert_der: &[u8], admin_names: &[String]) -> Option<String> {
+    let der = rustls_pki_types::CertificateDer::from(cert_der);
+    let cert = webpki::EndEntityCert::try_from(&der).ok()?;
+    admin_names
+        .iter()
+        .find(|n| {
+            rustls_pki_types::ServerName::try_from(n.as_str())
+                .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+        })
+        .cloned()
+}
+
+/// Lower-case hex SHA-256 of a certificate, as `openssl x509 -fingerprint
+/// -sha256` prints it without the colons.
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, cert_der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The role of a peer: uid 0, or the admin group as its primary or a
@@ -65,9 +118,22 @@ pub fn gid_of(name: &str) -> Option<u32> {
 #[derive(Debug, Clone, Default)]
 pub struct AccessPolicy {
     pub admin_group: Option<(String, u32)>,
+    /// `api.admin_names`: certificate names that are admins over TLS.
+    pub tls_admin_names: Vec<String>,
 }
 
 impl AccessPolicy {
+    /// The caller, when it came over TLS with a client certificate.
+    pub fn tls_peer<T>(&self, req: &Request<T>) -> Option<TlsPeer> {
+        let certs = req.peer_certs()?;
+        let leaf = certs.first()?;
+        Some(TlsPeer {
+            addr: req.remote_addr(),
+            admin_name: admin_name_of(leaf, &self.tls_admin_names),
+            fingerprint: fingerprint(leaf),
+        })
+    }
+
     /// The caller's identity as the kernel reported it at connect.
     pub fn peer<T>(req: &Request<T>) -> Option<Peer> {
         let info = req.extensions().get::<UdsConnectInfo>()?;
@@ -79,9 +145,27 @@ impl AccessPolicy {
         })
     }
 
-    /// The caller, when it may change policy or signal processes; otherwise
-    /// PERMISSION_DENIED saying what it would take (and a log line).
-    pub fn require_admin<T>(&self, req: &Request<T>, what: &str) -> Result<Peer, Status> {
+    /// Who the caller is (for the journal), when it may change policy or
+    /// signal processes; otherwise PERMISSION_DENIED saying what it would
+    /// take (and a log line).
+    pub fn require_admin<T>(&self, req: &Request<T>, what: &str) -> Result<String, Status> {
+        if let Some(tls) = self.tls_peer(req) {
+            if tls.admin_name.is_some() {
+                return Ok(tls.to_string());
+            }
+            let needs = if self.tls_admin_names.is_empty() {
+                "no api.admin_names are set, so TLS clients only read".to_string()
+            } else {
+                format!(
+                    "it needs a client certificate with one of these DNS names in its subjectAltName: {}",
+                    self.tls_admin_names.join(", ")
+                )
+            };
+            tracing::warn!(peer = %tls, what, "refused: not an admin");
+            return Err(Status::permission_denied(format!(
+                "{what} refused to {tls}: {needs}"
+            )));
+        }
         let peer = Self::peer(req)
             .ok_or_else(|| Status::permission_denied("the caller's credentials are unknown"))?;
         let groups = peer
@@ -90,7 +174,7 @@ impl AccessPolicy {
             .map(|s| parse_groups(&s))
             .unwrap_or_default();
         if role(&peer, &groups, self.admin_group.as_ref().map(|g| g.1)) == Role::Admin {
-            return Ok(peer);
+            return Ok(peer.to_string());
         }
         let needs = match &self.admin_group {
             Some((name, _)) => format!("uid 0 or group `{name}`"),

@@ -339,8 +339,7 @@ impl pb::sentinel_server::Sentinel for Service {
             .map_err(|e| Status::invalid_argument(format!("policy refused: {e}")))?;
         let mut e = self.shared.engine();
         e.apply_config(cfg);
-        let who = peer.to_string();
-        let d = e.record_policy(&who, &format!("ApplyPolicy by {who}"), &text);
+        let d = e.record_policy(&peer, &format!("ApplyPolicy by {peer}"), &text);
         Ok(Response::new(pb::ApplyPolicyResponse {
             decision: Some(pb::Decision::from(&d)),
         }))
@@ -352,7 +351,7 @@ impl pb::sentinel_server::Sentinel for Service {
         let d = self
             .shared
             .engine()
-            .operator_resume(pid, &peer.to_string())
+            .operator_resume(pid, &peer)
             .map_err(op_status)?;
         Ok(Response::new(pb::Decision::from(&d)))
     }
@@ -366,7 +365,7 @@ impl pb::sentinel_server::Sentinel for Service {
         let d = self
             .shared
             .engine()
-            .operator_protect(pid, true, &peer.to_string())
+            .operator_protect(pid, true, &peer)
             .map_err(op_status)?;
         Ok(Response::new(pb::Decision::from(&d)))
     }
@@ -380,7 +379,7 @@ impl pb::sentinel_server::Sentinel for Service {
         let d = self
             .shared
             .engine()
-            .operator_protect(pid, false, &peer.to_string())
+            .operator_protect(pid, false, &peer)
             .map_err(op_status)?;
         Ok(Response::new(pb::Decision::from(&d)))
     }
@@ -477,11 +476,83 @@ pub enum ServeError {
 /// (grpcurl, grpcui) discover `sentinel.v1` without the proto file.
 const DESCRIPTOR: &[u8] = include_bytes!("generated/sentinel_descriptor.bin");
 
+/// The TCP listener with what its mutual TLS needs, read and checked
+/// before anything is served so a bad file stops the agent at start.
+pub struct TlsListener {
+    pub incoming: tonic::transport::server::TcpIncoming,
+    pub tls: tonic::transport::ServerTlsConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("api.{key} {path}: cannot read: {source}")]
+    Read {
+        key: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("api.tcp {addr}: cannot listen: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("api: TLS setup from {cert}, {key} and {ca}: {source}")]
+    Tls {
+        cert: String,
+        key: String,
+        ca: String,
+        source: tonic::transport::Error,
+    },
+}
+
+impl TlsListener {
+    pub fn bind(tcp: &crate::config::TcpApi) -> Result<Self, TlsSetupError> {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let read = |key: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| TlsSetupError::Read {
+                key,
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(
+                read("tls_cert", &tcp.cert)?,
+                read("tls_key", &tcp.key)?,
+            ))
+            .client_ca_root(Certificate::from_pem(read(
+                "tls_client_ca",
+                &tcp.client_ca,
+            )?))
+            .client_auth_optional(false)
+            .timeout(std::time::Duration::from_secs(10));
+        // Build it once here: a key that does not match its certificate, or
+        // a file that is not PEM, is an error at start, not at first client.
+        Server::builder()
+            .tls_config(tls.clone())
+            .map_err(|source| TlsSetupError::Tls {
+                cert: tcp.cert.display().to_string(),
+                key: tcp.key.display().to_string(),
+                ca: tcp.client_ca.display().to_string(),
+                source,
+            })?;
+        let incoming = tonic::transport::server::TcpIncoming::bind(tcp.listen)
+            .map_err(|source| TlsSetupError::Bind {
+                addr: tcp.listen,
+                source,
+            })?
+            .with_nodelay(Some(true));
+        Ok(Self { incoming, tls })
+    }
+}
+
 /// Serves `sentinel.v1`, the standard `grpc.health.v1` (SERVING while the
-/// agent runs) and server reflection on `listener` until `shutdown`.
+/// agent runs) and server reflection on the Unix socket, and on TCP with
+/// mutual TLS when configured, until `shutdown`.
 pub async fn serve(
     shared: Arc<Shared>,
     listener: UnixListener,
+    tcp: Option<TlsListener>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -491,17 +562,39 @@ pub async fn serve(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(DESCRIPTOR)
         .build_v1()?;
-    Server::builder()
-        .add_service(
-            pb::sentinel_server::SentinelServer::new(Service {
-                shared,
-                watchers: Arc::default(),
-            })
-            .max_decoding_message_size(MAX_REQUEST_BYTES),
-        )
-        .add_service(health_service)
-        .add_service(reflection)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await?;
+    // One service for both listeners, so the stream limit counts them all.
+    let sentinel = pb::sentinel_server::SentinelServer::new(Service {
+        shared,
+        watchers: Arc::default(),
+    })
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let unix = Server::builder()
+        .add_service(sentinel.clone())
+        .add_service(health_service.clone())
+        .add_service(reflection.clone())
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), wait(stopped.clone()));
+    let tcp = async {
+        let Some(t) = tcp else {
+            return Ok(());
+        };
+        Server::builder()
+            .tls_config(t.tls)?
+            .add_service(sentinel)
+            .add_service(health_service)
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(t.incoming, wait(stopped))
+            .await
+    };
+    let signal = async {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let (u, t, ()) = tokio::join!(unix, tcp, signal);
+    u?;
+    t?;
     Ok(())
 }

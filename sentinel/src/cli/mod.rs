@@ -43,8 +43,8 @@ pub enum Op {
 }
 
 /// Resume, protect or unprotect a process; prints the journal entry.
-pub async fn operate(socket: &str, op: Op, pid: u32) -> Result<(), CliError> {
-    let mut c = client::connect(socket).await?;
+pub async fn operate(socket: &client::Target, op: Op, pid: u32) -> Result<(), CliError> {
+    let mut c = client::connect_to(socket).await?;
     let r = pb::ProcessRef { pid };
     let d = match op {
         Op::Resume => c.resume(r).await?,
@@ -56,8 +56,8 @@ pub async fn operate(socket: &str, op: Op, pid: u32) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn policy_show(socket: &str) -> Result<(), CliError> {
-    let p = client::connect(socket)
+pub async fn policy_show(socket: &client::Target) -> Result<(), CliError> {
+    let p = client::connect_to(socket)
         .await?
         .get_policy(pb::GetPolicyRequest {})
         .await?
@@ -68,12 +68,12 @@ pub async fn policy_show(socket: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn policy_apply(socket: &str, file: &std::path::Path) -> Result<(), CliError> {
+pub async fn policy_apply(socket: &client::Target, file: &std::path::Path) -> Result<(), CliError> {
     let toml = std::fs::read_to_string(file).map_err(|source| CliError::Read {
         path: file.display().to_string(),
         source,
     })?;
-    let r = client::connect(socket)
+    let r = client::connect_to(socket)
         .await?
         .apply_policy(pb::PolicyText { toml })
         .await?
@@ -147,8 +147,8 @@ fn eta(s: Option<f64>) -> String {
     }
 }
 
-pub async fn status(socket: &str, json: bool) -> Result<(), CliError> {
-    let s = client::connect(socket)
+pub async fn status(socket: &client::Target, json: bool) -> Result<(), CliError> {
+    let s = client::connect_to(socket)
         .await?
         .get_status(pb::GetStatusRequest {})
         .await?
@@ -261,13 +261,13 @@ pub struct TopFilter {
 }
 
 pub async fn top(
-    socket: &str,
+    socket: &client::Target,
     limit: u32,
     matched_only: bool,
     json: bool,
     f: TopFilter,
 ) -> Result<(), CliError> {
-    let r = client::connect(socket)
+    let r = client::connect_to(socket)
         .await?
         .list_processes(pb::ListProcessesRequest {
             limit,
@@ -378,14 +378,14 @@ impl DecisionFilter {
 }
 
 pub async fn decisions(
-    socket: &str,
+    socket: &client::Target,
     follow: bool,
     json: bool,
     since: Option<u64>,
     limit: u32,
     filter: DecisionFilter,
 ) -> Result<(), CliError> {
-    let mut c = client::connect(socket).await?;
+    let mut c = client::connect_to(socket).await?;
     if follow {
         let mut stream = c
             .watch_decisions(pb::WatchDecisionsRequest { after_seq: since })

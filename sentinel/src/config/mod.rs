@@ -3,9 +3,13 @@
 //! Every error names the file, the line and the key, so that an operator can
 //! fix a config from the message alone.
 
+mod api;
+
 use std::{fmt, path::Path, time::Duration};
 
 use serde::Deserialize;
+
+pub use api::{ApiSettings, TcpApi};
 
 use crate::{
     policy::{Action, Levels, Pattern, PriorityClass, Rule, Selector, restarts::LoopRule},
@@ -57,6 +61,7 @@ pub const DEFAULT_PROTECTED: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub agent: AgentSettings,
+    pub api: ApiSettings,
     /// Defaults for every scope; rules may override them.
     pub levels: Levels,
     pub rules: Vec<Rule>,
@@ -232,6 +237,7 @@ struct RawConfig {
     host: Option<toml::Spanned<RawHost>>,
     #[serde(default)]
     priority: Vec<toml::Spanned<RawPriority>>,
+    api: Option<toml::Spanned<api::RawApi>>,
 }
 
 #[derive(Deserialize)]
@@ -720,8 +726,18 @@ impl Config {
                 selector,
             });
         }
+        let api = match raw.api {
+            None => ApiSettings::default(),
+            Some(a) => {
+                let start = a.span().start;
+                a.into_inner()
+                    .check(start)
+                    .map_err(|(offset, msg)| invalid(offset, msg))?
+            }
+        };
         Ok(Self {
             agent,
+            api,
             levels,
             rules,
             cgroup_rules,
@@ -772,7 +788,7 @@ match = { descendant_of = 42 }
     #[test]
     fn the_shipped_config_is_valid_and_matches_the_defaults() {
         let c = Config::parse(
-            include_str!("../../deploy/sentinel.toml"),
+            include_str!("../../../deploy/sentinel.toml"),
             "deploy/sentinel.toml",
         )
         .unwrap();
