@@ -5,11 +5,13 @@
 
 pub mod actuator;
 pub mod agent;
+pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod collector;
 pub mod config;
 pub mod journal;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod probes;

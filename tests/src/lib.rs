@@ -331,7 +331,15 @@ impl Agent {
         let socket = dir.0.join("sentinel.sock").display().to_string();
         let cfg_path = dir.0.join("sentinel.toml");
         let journal = dir.0.join("journal.redb").display().to_string();
-        let full = format!("[agent]\nsocket = \"{socket}\"\njournal = \"{journal}\"\n{config}");
+        // Agents run side by side in tests: each takes a free metrics port
+        // (see `metrics_url`) unless the test sets its own.
+        let metrics = if config.contains("[metrics]") {
+            ""
+        } else {
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n"
+        };
+        let full =
+            format!("[agent]\nsocket = \"{socket}\"\njournal = \"{journal}\"\n{config}\n{metrics}");
         std::fs::write(&cfg_path, full).unwrap();
         let log = dir.0.join("agent.log");
         let mut cmd = Command::new(sentinel_bin());
@@ -391,6 +399,19 @@ impl Agent {
         let _ = self.child.wait();
         self.child = Self::spawn(&mut self.cmd, &self.log);
         self.wait_up();
+    }
+
+    /// `http://ADDR/metrics` as the agent logged it when it bound.
+    pub fn metrics_url(&self) -> String {
+        let log = self.log_text();
+        let at = log
+            .rfind("metrics at http://")
+            .unwrap_or_else(|| panic!("the agent logged no metrics address:\n{log}"));
+        log[at + "metrics at ".len()..]
+            .split_whitespace()
+            .next()
+            .expect("an address after `metrics at`")
+            .to_string()
     }
 
     pub fn log_text(&self) -> String {
@@ -487,7 +508,7 @@ impl Agent {
     /// Replaces the config (the socket line is kept) and sends SIGHUP.
     pub fn reload(&self, config: &str) {
         let full = format!(
-            "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n{config}",
+            "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n{config}\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
             self.socket,
             self.dir.0.join("journal.redb").display()
         );

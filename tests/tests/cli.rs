@@ -100,7 +100,7 @@ fn a_stale_socket_from_a_crash_is_replaced() {
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap()); // leaves the file
     assert!(sock.exists());
     let cfg = format!(
-        "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n",
+        "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n[metrics]\nenabled = false\n",
         sock.display(),
         dir.0.join("journal.redb").display()
     );
@@ -188,7 +188,7 @@ fn without_privileges_the_agent_polls_proc_and_says_why() {
     std::fs::write(
         &cfg,
         format!(
-            "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n",
+            "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n[metrics]\nenabled = false\n",
             sock.display(),
             dir.0.join("journal.redb").display()
         ),

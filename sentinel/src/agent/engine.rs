@@ -18,7 +18,7 @@ use crate::{
         procfs::{self, Mem},
     },
     config::Config,
-    journal::{Decision, DecisionKind, Journal},
+    journal::{Decision, DecisionKind, Journal, unix_ms},
     model::{Series, Trend, seconds_to_limit},
     policy::{
         self, Action, Hysteresis, Level, Levels, Params, ProcessFacts, Sampling, Trigger, group,
@@ -309,13 +309,6 @@ pub fn mono_now() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Engine {
     pub fn new(
         cfg: Config,
@@ -386,9 +379,16 @@ impl Engine {
             tracing::warn!("dry_run changes take effect at the next restart");
             cfg.agent.dry_run = self.cfg.agent.dry_run;
         }
-        if cfg.api != self.cfg.api {
-            tracing::warn!("[api] changes take effect at the next restart");
+        if cfg.api != self.cfg.api
+            || cfg.metrics != self.cfg.metrics
+            || cfg.alerting != self.cfg.alerting
+        {
+            tracing::warn!(
+                "[api], [metrics] and [alerting] changes take effect at the next restart"
+            );
             cfg.api = self.cfg.api.clone();
+            cfg.metrics = self.cfg.metrics.clone();
+            cfg.alerting = self.cfg.alerting.clone();
         }
         self.restarts.set_rule(cfg.agent.crash_loop);
         self.cfg = cfg;
@@ -733,7 +733,7 @@ impl Engine {
             }
             Err(e) => tracing::debug!("reading /proc/meminfo: {e}"),
         }
-        self.host.psi_avg10 = host::read_psi_some_avg10();
+        self.host.psi_avg10 = host::read_psi_avg10("some");
         self.expire_graces(now);
         self.resume_cleared(now);
         self.escalate_long_freezes(now);
@@ -1815,6 +1815,62 @@ impl Engine {
             psi_some_avg10: self.host.psi_avg10,
             psi_trigger: self.host.psi_trigger,
         }
+    }
+
+    /// `host`, `cgroup` or `process`: the scope a rule's decisions are about.
+    pub fn scope_of_rule(&self, rule: &str) -> &'static str {
+        if rule == "host" {
+            "host"
+        } else if self.cfg.cgroup_rules.iter().any(|r| r.name == rule) {
+            "cgroup"
+        } else {
+            "process"
+        }
+    }
+
+    /// Whether what an alert about `pid` under `rule` reported still holds:
+    /// the process is frozen, or the rule's scope is still at warn or above.
+    pub fn alert_holds(&self, pid: u32, rule: &str) -> bool {
+        let p = self.procs.get(&pid);
+        if p.is_some_and(|p| p.state == ProcState::Frozen) {
+            return true;
+        }
+        let warn = |s: &ScopeState| s.held.level >= Level::Warn;
+        match self.scope_of_rule(rule) {
+            "host" => self.scopes.get(&Scope::Host).is_some_and(warn),
+            "cgroup" => {
+                let Some(r) = self.cfg.cgroup_rules.iter().find(|r| r.name == rule) else {
+                    return false;
+                };
+                self.scopes.iter().any(|(scope, s)| {
+                    matches!(scope, Scope::Cgroup(path) if r.selector.0.is_match(path)) && warn(s)
+                })
+            }
+            _ => p.is_some_and(|p| p.held.level >= Level::Warn),
+        }
+    }
+
+    /// Tracked processes at each level (normal, warn, preempt, kill) of
+    /// their own rule, and how many are frozen.
+    pub fn level_counts(&self) -> ([u64; 4], u64) {
+        let mut levels = [0u64; 4];
+        let mut frozen = 0;
+        for p in self.procs.values() {
+            levels[p.held.level as usize] += 1;
+            frozen += u64::from(p.state == ProcState::Frozen);
+        }
+        (levels, frozen)
+    }
+
+    /// Limited cgroups at each level.
+    pub fn cgroup_levels(&self) -> [u64; 4] {
+        let mut levels = [0u64; 4];
+        for (scope, s) in &self.scopes {
+            if matches!(scope, Scope::Cgroup(_)) {
+                levels[s.held.level as usize] += 1;
+            }
+        }
+        levels
     }
 
     /// Command lines preempted often enough to be crash-looping.

@@ -25,6 +25,8 @@ pub struct Shared {
     pub journal: Arc<Journal>,
     pub started: Instant,
     pub access: crate::api::access::AccessPolicy,
+    /// Alert delivery, when any receiver is configured.
+    pub alerting: Option<Arc<crate::alert::Alerting>>,
 }
 
 impl Shared {
@@ -60,6 +62,13 @@ pub enum AgentError {
     Serve(#[from] crate::api::ServeError),
     #[error(transparent)]
     Tls(#[from] crate::api::TlsSetupError),
+    #[error(
+        "metrics.listen {addr}: cannot listen: {source} (set another address, or [metrics] enabled = false)"
+    )]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("agent.{key}: no group named `{name}` on this host")]
     NoSuchGroup { key: &'static str, name: String },
 }
@@ -130,8 +139,28 @@ fn dispatch_only() -> bool {
     std::env::var_os("SENTINEL_MEASURE_DISPATCH_ONLY").is_some_and(|v| v == "1")
 }
 
+/// Keeps the agent's pages in RAM, so that it is not itself slowed by
+/// reclaim or swap-in at the moment memory runs out. ONFAULT locks pages
+/// as they are touched, so reserved but unused memory (thread stacks)
+/// costs nothing.
+fn lock_memory() {
+    // SAFETY: mlockall has no memory-safety preconditions.
+    let r = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
+    if r == 0 {
+        tracing::debug!("agent memory locked");
+    } else {
+        tracing::warn!(
+            "could not lock the agent's memory ({}): under memory pressure its own pages may be reclaimed; give it CAP_IPC_LOCK or LimitMEMLOCK=infinity",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let mut cfg = Config::load_with_env(&opts.config_path)?;
+    if cfg.agent.lock_memory {
+        lock_memory();
+    }
     let policy_text = std::fs::read_to_string(&opts.config_path).unwrap_or_default();
     let group =
         |key: &'static str, name: &Option<String>| -> Result<Option<(String, u32)>, AgentError> {
@@ -169,6 +198,18 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         .as_ref()
         .map(crate::api::TlsListener::bind)
         .transpose()?;
+    let metrics = cfg
+        .metrics
+        .listen
+        .map(|addr| {
+            crate::metrics::http::bind(addr).map_err(|source| AgentError::Metrics { addr, source })
+        })
+        .transpose()?;
+    let top_growers = cfg.metrics.top_growers;
+    let alerting = cfg
+        .alerting
+        .enabled()
+        .then(|| Arc::new(crate::alert::Alerting::new(&cfg.alerting)));
 
     let (probes, degraded) = if opts.no_ebpf {
         (None, "eBPF disabled with --no-ebpf".to_string())
@@ -278,7 +319,18 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         journal,
         started: Instant::now(),
         access,
+        alerting: alerting.clone(),
     });
+    if let Some(a) = alerting {
+        tracing::info!(receivers = a.receivers().len(), "alerting on");
+        crate::alert::spawn(a, shared.clone());
+    }
+    if let Some(l) = metrics {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        }
+        tokio::spawn(crate::metrics::http::serve(l, shared.clone(), top_growers));
+    }
     tracing::info!(mode = mode.as_str(), rules, dry_run, socket = %socket, "sentinel running");
 
     let (tx, mut rx) = mpsc::channel(1024);

@@ -58,11 +58,11 @@ pub fn read_meminfo() -> io::Result<HostMem> {
     Ok(parse_meminfo(&fs::read_to_string("/proc/meminfo")?))
 }
 
-/// The share of the last 10 s in which some task stalled on memory, in
-/// percent (the `some avg10` of PSI).
-pub fn parse_psi_some_avg10(text: &str) -> Option<f64> {
+/// The share of the last 10 s in which some task (`kind` "some") or all
+/// tasks ("full") stalled on memory, in percent (PSI's `avg10`).
+pub fn parse_psi_avg10(text: &str, kind: &str) -> Option<f64> {
     text.lines()
-        .find(|l| l.starts_with("some "))?
+        .find(|l| l.strip_prefix(kind).is_some_and(|r| r.starts_with(' ')))?
         .split_whitespace()
         .find_map(|f| f.strip_prefix("avg10="))?
         .parse()
@@ -70,8 +70,8 @@ pub fn parse_psi_some_avg10(text: &str) -> Option<f64> {
 }
 
 /// `None` when the kernel has no PSI (CONFIG_PSI off, or psi=0).
-pub fn read_psi_some_avg10() -> Option<f64> {
-    parse_psi_some_avg10(&fs::read_to_string(PSI_MEMORY).ok()?)
+pub fn read_psi_avg10(kind: &str) -> Option<f64> {
+    parse_psi_avg10(&fs::read_to_string(PSI_MEMORY).ok()?, kind)
 }
 
 /// A PSI poll trigger: the file becomes ready (POLLPRI) when tasks stalled
@@ -138,8 +138,9 @@ mod tests {
     #[test]
     fn psi_some_line() {
         let text = "some avg10=1.53 avg60=0.20 avg300=0.04 total=12345\nfull avg10=0.50 avg60=0.00 avg300=0.00 total=100\n";
-        assert_eq!(parse_psi_some_avg10(text), Some(1.53));
-        assert_eq!(parse_psi_some_avg10("nonsense"), None);
+        assert_eq!(parse_psi_avg10(text, "some"), Some(1.53));
+        assert_eq!(parse_psi_avg10(text, "full"), Some(0.5));
+        assert_eq!(parse_psi_avg10("nonsense", "some"), None);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Stat {
     pub faults: u64,
     /// The state letter: R, S, D, T (stopped), t, Z, ...
     pub state: char,
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
 }
 
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -58,6 +60,8 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let start_time = rest.get(19)?.parse().ok()?;
     let minflt: u64 = rest.get(7)?.parse().ok()?;
     let majflt: u64 = rest.get(9)?.parse().ok()?;
+    let utime: u64 = rest.get(11)?.parse().ok()?;
+    let stime: u64 = rest.get(12)?.parse().ok()?;
     let state = rest.first()?.chars().next()?;
     Some(Stat {
         state,
@@ -66,7 +70,40 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         start_time,
         kernel_thread: flags & PF_KTHREAD != 0,
         faults: minflt + majflt,
+        cpu_ticks: utime + stime,
     })
+}
+
+/// Clock ticks per second (`USER_HZ`), the unit of stat's times.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// A process's CPU seconds, resident bytes (statm, the kernel's own RSS)
+/// and start time in seconds since the Unix epoch.
+pub fn usage(pid: u32) -> io::Result<(f64, u64, f64)> {
+    let stat = read_stat(pid)?;
+    let statm = fs::read_to_string(proc_path(pid, "statm"))?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no memory effects.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let boot: f64 = fs::read_to_string("/proc/stat")?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let hz = clock_ticks() as f64;
+    Ok((
+        stat.cpu_ticks as f64 / hz,
+        pages * page,
+        boot + stat.start_time as f64 / hz,
+    ))
 }
 
 /// Parses the memory lines of /proc/PID/status (values in kB).
@@ -200,6 +237,7 @@ mod tests {
         assert_eq!(s.start_time, 98765);
         assert_eq!(s.faults, 100);
         assert_eq!(s.state, 'S');
+        assert_eq!(s.cpu_ticks, 8, "utime 5 + stime 3");
         assert!(!s.kernel_thread);
     }
 

@@ -4,12 +4,14 @@
 //! fix a config from the message alone.
 
 mod api;
+mod outputs;
 
 use std::{fmt, path::Path, time::Duration};
 
 use serde::Deserialize;
 
 pub use api::{ApiSettings, TcpApi};
+pub use outputs::{AlertingSettings, DEFAULT_METRICS, MetricsSettings};
 
 use crate::{
     policy::{Action, Levels, Pattern, PriorityClass, Rule, Selector, restarts::LoopRule},
@@ -43,6 +45,7 @@ pub const ENV_KEYS: &[&str] = &[
     "max_grace",
     "settle_timeout",
     "freeze_timeout",
+    "lock_memory",
 ];
 
 /// What a host needs to stay reachable and to keep its containers alive.
@@ -62,6 +65,8 @@ pub const DEFAULT_PROTECTED: &[&str] = &[
 pub struct Config {
     pub agent: AgentSettings,
     pub api: ApiSettings,
+    pub metrics: MetricsSettings,
+    pub alerting: AlertingSettings,
     /// Defaults for every scope; rules may override them.
     pub levels: Levels,
     pub rules: Vec<Rule>,
@@ -163,6 +168,9 @@ pub struct AgentSettings {
     /// A process frozen this long without its pressure clearing is killed
     /// (terminated) when the rule that froze it allows that.
     pub freeze_timeout: Duration,
+    /// Lock the agent's own memory (mlockall), so reclaim cannot slow it
+    /// when it is needed most.
+    pub lock_memory: bool,
 }
 
 impl Default for AgentSettings {
@@ -190,6 +198,7 @@ impl Default for AgentSettings {
             max_grace: Duration::from_secs(10),
             settle_timeout: Duration::from_secs(5),
             freeze_timeout: Duration::from_secs(30),
+            lock_memory: true,
         }
     }
 }
@@ -238,6 +247,10 @@ struct RawConfig {
     #[serde(default)]
     priority: Vec<toml::Spanned<RawPriority>>,
     api: Option<toml::Spanned<api::RawApi>>,
+    #[serde(default)]
+    metrics: outputs::RawMetrics,
+    #[serde(default)]
+    alerting: outputs::RawAlerting,
 }
 
 #[derive(Deserialize)]
@@ -309,6 +322,7 @@ struct RawAgent {
     max_grace: Option<Span>,
     settle_timeout: Option<Span>,
     freeze_timeout: Option<Span>,
+    lock_memory: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -508,6 +522,7 @@ impl Config {
             max_grace: a.max_grace.map(|s| s.0).unwrap_or(d.max_grace),
             settle_timeout: a.settle_timeout.map(|s| s.0).unwrap_or(d.settle_timeout),
             freeze_timeout: a.freeze_timeout.map(|s| s.0).unwrap_or(d.freeze_timeout),
+            lock_memory: a.lock_memory.unwrap_or(d.lock_memory),
         };
         // A key set out of range: its own line, wherever it is indented.
         let range_err = |what: &str, msg: &str| {
@@ -735,9 +750,19 @@ impl Config {
                     .map_err(|(offset, msg)| invalid(offset, msg))?
             }
         };
+        let metrics = raw
+            .metrics
+            .check()
+            .map_err(|(offset, msg)| invalid(offset, msg))?;
+        let alerting = raw
+            .alerting
+            .check()
+            .map_err(|(offset, msg)| invalid(offset, msg))?;
         Ok(Self {
             agent,
             api,
+            metrics,
+            alerting,
             levels,
             rules,
             cgroup_rules,

@@ -6,14 +6,28 @@
 
 mod store;
 
-use std::{collections::VecDeque, path::Path, sync::Mutex};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    path::Path,
+    sync::Mutex,
+};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub use store::{OpenReport, Retention, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Milliseconds since the Unix epoch: a decision's wall-clock time.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {
     /// Sentinel acted (or, in dry-run, would have) on a predicted crossing.
@@ -85,6 +99,8 @@ struct Inner {
     store: Option<store::Store>,
     write_failures: u64,
     last_error: Option<String>,
+    /// Decisions appended since start, by (kind, action, rule), for metrics.
+    counts: BTreeMap<(DecisionKind, String, String), u64>,
 }
 
 /// What status shows of the journal.
@@ -129,6 +145,7 @@ impl Journal {
                 store,
                 write_failures: 0,
                 last_error: None,
+                counts: BTreeMap::new(),
             }),
             tx,
         }
@@ -162,6 +179,10 @@ impl Journal {
             inner.write_failures += 1;
             inner.last_error = Some(e.to_string());
         }
+        *inner
+            .counts
+            .entry((d.kind, d.action.clone(), d.rule.clone()))
+            .or_default() += 1;
         inner.kept.push_back(d.clone());
         while inner.kept.len() > inner.capacity {
             inner.kept.pop_front();
@@ -169,6 +190,12 @@ impl Journal {
         // Sent under the lock so that broadcast order is sequence order.
         let _ = self.tx.send(d.clone());
         d
+    }
+
+    /// Decisions appended since the agent started, by kind, action and rule.
+    pub fn counts(&self) -> Vec<((DecisionKind, String, String), u64)> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Decisions with `seq > after`, oldest first, at most `limit`: from

@@ -1,0 +1,140 @@
+//! Alerting: decisions become alerts pushed to Alertmanager (API v2) and
+//! generic webhooks, resolved when their condition clears.
+//!
+//! The alert task follows the journal like any watcher, so the engine
+//! never waits on it; when it falls behind it reads the journal file, and
+//! each receiver has its own bounded queue, retries and circuit breaker.
+//! `model`, `breaker`, `labels` and `wire` are pure; `deliver` and this
+//! module do the I/O.
+
+pub mod breaker;
+pub mod deliver;
+pub mod labels;
+pub mod model;
+pub mod wire;
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    agent::Shared,
+    config::AlertingSettings,
+    journal::{Decision, unix_ms},
+};
+use deliver::{Kind, Outbox, ReceiverView};
+use model::{Key, Tracker, Until};
+
+/// How often alerts are checked for resolution and resent.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Alerting {
+    settings: AlertingSettings,
+    host: String,
+    outboxes: Vec<Arc<Outbox>>,
+    firing: AtomicUsize,
+}
+
+impl Alerting {
+    pub fn new(settings: &AlertingSettings) -> Self {
+        let host = settings.host.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default()
+        });
+        let outboxes = settings
+            .alertmanagers
+            .iter()
+            .map(|u| (Kind::Alertmanager, u))
+            .chain(settings.webhooks.iter().map(|u| (Kind::Webhook, u)))
+            .map(|(k, u)| Arc::new(Outbox::new(k, u, settings)))
+            .collect();
+        Self {
+            settings: settings.clone(),
+            host,
+            outboxes,
+            firing: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn receivers(&self) -> Vec<ReceiverView> {
+        self.outboxes.iter().map(|o| o.view()).collect()
+    }
+
+    /// Alerts firing now.
+    pub fn firing(&self) -> usize {
+        self.firing.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, alerts: &[model::Alert]) {
+        for o in &self.outboxes {
+            o.push(alerts);
+        }
+    }
+}
+
+/// Starts delivery to each receiver and the task that turns decisions into
+/// alerts. Runs until the agent stops.
+pub fn spawn(alerting: Arc<Alerting>, shared: Arc<Shared>) {
+    let s = &alerting.settings;
+    for o in &alerting.outboxes {
+        tokio::spawn(o.clone().run(s.timeout, s.backoff_max));
+    }
+    tokio::spawn(follow(alerting, shared));
+}
+
+async fn follow(alerting: Arc<Alerting>, shared: Arc<Shared>) {
+    let s = &alerting.settings;
+    let mut tracker = Tracker::new(
+        alerting.host.clone(),
+        s.resend_interval.as_millis() as u64,
+        s.min_firing.as_millis() as u64,
+    );
+    let mut rx = shared.journal.subscribe();
+    // Alerts start with what happens from now on: a restart does not
+    // replay old decisions as new alerts.
+    let mut last_seq = shared.journal.last_seq();
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            got = rx.recv() => {
+                let batch: Vec<Decision> = match got {
+                    Ok(d) => vec![d],
+                    // Behind the broadcast: catch up from the journal.
+                    Err(RecvError::Lagged(_)) => shared.journal.since(last_seq, 100_000),
+                    Err(RecvError::Closed) => return,
+                };
+                for d in &batch {
+                    if d.seq <= last_seq {
+                        continue;
+                    }
+                    last_seq = d.seq;
+                    let scope = shared.engine().scope_of_rule(&d.rule);
+                    let out = tracker.on_decision(d, scope, unix_ms());
+                    alerting.send(&out);
+                }
+            }
+            _ = sweep.tick() => {
+                let holding: HashSet<Key> = {
+                    let e = shared.engine();
+                    tracker
+                        .keys()
+                        .filter(|(k, until)| *until == Until::Cleared && e.alert_holds(k.pid, &k.rule))
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                };
+                let out = tracker.sweep(unix_ms(), |k| holding.contains(k));
+                alerting.send(&out);
+            }
+        }
+        alerting.firing.store(tracker.firing(), Ordering::Relaxed);
+    }
+}

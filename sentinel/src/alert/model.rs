@@ -1,0 +1,394 @@
+//! From decisions to alerts, and when they resolve. Pure: decisions and
+//! the time come in, alerts to send come out.
+//!
+//! An alert is keyed by its name, pid and rule. It fires on the decision,
+//! is sent again every resend interval while its condition holds (each
+//! send valid for three intervals, so a dead agent's alerts lapse), and is
+//! resolved once the condition is gone, though never sooner than
+//! `min_firing` after it fired, so a receiver that groups alerts for a few
+//! seconds still sees a process that a kill ended at once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::journal::{Decision, DecisionKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub alertname: &'static str,
+    pub pid: u32,
+    pub rule: String,
+}
+
+/// What ends an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// The scope falls below its warn level and the process is not frozen
+    /// (the agent is asked).
+    Cleared,
+    /// Nothing to ask: `min_firing` after the last occurrence.
+    Lapsed,
+}
+
+/// One alert as receivers get it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at_ms: u64,
+    /// For a firing alert, when it lapses unless sent again; for a
+    /// resolved one, when it ended.
+    pub ends_at_ms: u64,
+    pub resolved: bool,
+}
+
+struct Active {
+    alert: Alert,
+    until: Until,
+    /// The last decision behind it (a repeat of a one-off event counts).
+    last_ms: u64,
+    sent_ms: u64,
+}
+
+pub struct Tracker {
+    host: String,
+    resend_ms: u64,
+    min_firing_ms: u64,
+    active: HashMap<Key, Active>,
+}
+
+/// `warning` for warnings, `critical` for what stopped or lost a process.
+fn severity(alertname: &str) -> &'static str {
+    match alertname {
+        "SentinelMemoryWarning" | "SentinelMemoryPressure" => "warning",
+        _ => "critical",
+    }
+}
+
+fn describe(d: &Decision, alertname: &str) -> String {
+    match alertname {
+        "SentinelMemoryWarning" => format!(
+            "pid {} ({}) at {} of rule {}: {}",
+            d.pid, d.comm, d.level, d.rule, d.reason
+        ),
+        "SentinelPreempted" => format!(
+            "Sentinel {} pid {} ({}) at {} of rule {}: {}",
+            match d.action.as_str() {
+                "freeze" => "froze",
+                "terminate" => "terminated",
+                "kill" => "killed",
+                other => other,
+            },
+            d.pid,
+            d.comm,
+            d.level,
+            d.rule,
+            d.reason
+        ),
+        _ => d.reason.clone(),
+    }
+}
+
+impl Tracker {
+    pub fn new(host: String, resend_ms: u64, min_firing_ms: u64) -> Self {
+        Self {
+            host,
+            resend_ms,
+            min_firing_ms,
+            active: HashMap::new(),
+        }
+    }
+
+    /// Alerts that are firing now.
+    pub fn firing(&self) -> usize {
+        self.active.len()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = (&Key, Until)> {
+        self.active.iter().map(|(k, a)| (k, a.until))
+    }
+
+    /// The alert a decision raises, if any: warnings and actions on a
+    /// process or scope, memory pressure, and kernel OOM kills.
+    pub fn alert_of(&self, d: &Decision, scope: &str) -> Option<(Key, Alert, Until)> {
+        let (alertname, until) = match d.kind {
+            DecisionKind::Preempt if d.action == "alert" => {
+                ("SentinelMemoryWarning", Until::Cleared)
+            }
+            DecisionKind::Preempt => ("SentinelPreempted", Until::Cleared),
+            DecisionKind::KernelOomKill => ("SentinelKernelOomKill", Until::Lapsed),
+            DecisionKind::Pressure => ("SentinelMemoryPressure", Until::Lapsed),
+            _ => return None,
+        };
+        let mut labels = BTreeMap::new();
+        let mut put = |k: &str, v: &str| {
+            if !v.is_empty() {
+                labels.insert(k.to_string(), v.to_string());
+            }
+        };
+        put("alertname", alertname);
+        put("severity", severity(alertname));
+        put("host", &self.host);
+        if d.pid != 0 {
+            put("pid", &d.pid.to_string());
+        }
+        put("comm", &d.comm);
+        put("cgroup", &d.cgroup);
+        put("rule", &d.rule);
+        put("scope", scope);
+        put("level", &d.level);
+        put("action", &d.action);
+        put(
+            "container_id",
+            super::labels::container_id(&d.cgroup).unwrap_or(""),
+        );
+        put(
+            "pod_uid",
+            &super::labels::pod_uid(&d.cgroup).unwrap_or_default(),
+        );
+        let mut annotations = BTreeMap::new();
+        annotations.insert("summary".into(), describe(d, alertname));
+        annotations.insert("description".into(), d.reason.clone());
+        annotations.insert("outcome".into(), d.outcome.clone());
+        annotations.insert("decision_seq".into(), d.seq.to_string());
+        if d.limit_bytes > 0 {
+            annotations.insert("charged_bytes".into(), d.charged_bytes.to_string());
+            annotations.insert("limit_bytes".into(), d.limit_bytes.to_string());
+        }
+        let key = Key {
+            alertname,
+            pid: d.pid,
+            rule: d.rule.clone(),
+        };
+        let alert = Alert {
+            labels,
+            annotations,
+            starts_at_ms: d.time_unix_ms,
+            ends_at_ms: 0,
+            resolved: false,
+        };
+        Some((key, alert, until))
+    }
+
+    fn lapse_ms(&self, now_ms: u64) -> u64 {
+        now_ms + 3 * self.resend_ms
+    }
+
+    /// The alerts to send for a decision: the new or changed alert, and
+    /// the resolution of what it replaces (same key, other labels).
+    pub fn on_decision(&mut self, d: &Decision, scope: &str, now_ms: u64) -> Vec<Alert> {
+        let Some((key, mut alert, until)) = self.alert_of(d, scope) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let ends = self.lapse_ms(now_ms);
+        if let Some(a) = self.active.get_mut(&key) {
+            if a.alert.labels == alert.labels {
+                // The same alert again: keep its start, refresh the rest.
+                alert.starts_at_ms = a.alert.starts_at_ms;
+            } else {
+                let mut old = a.alert.clone();
+                old.resolved = true;
+                old.ends_at_ms = now_ms;
+                out.push(old);
+            }
+        }
+        alert.ends_at_ms = ends;
+        out.push(alert.clone());
+        self.active.insert(
+            key,
+            Active {
+                alert,
+                until,
+                last_ms: now_ms,
+                sent_ms: now_ms,
+            },
+        );
+        out
+    }
+
+    /// Resolutions of alerts whose condition is gone (`holds` says whether
+    /// a `Cleared` alert's condition still holds) and resends of the rest.
+    pub fn sweep(&mut self, now_ms: u64, holds: impl Fn(&Key) -> bool) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let (resend, min_firing, lapse) =
+            (self.resend_ms, self.min_firing_ms, self.lapse_ms(now_ms));
+        let mut keys: Vec<Key> = self.active.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            let a = self.active.get_mut(&key).expect("listed just above");
+            let old_enough = now_ms.saturating_sub(a.last_ms) >= min_firing;
+            let over = match a.until {
+                Until::Cleared => old_enough && !holds(&key),
+                Until::Lapsed => old_enough,
+            };
+            if over {
+                let mut alert = self.active.remove(&key).expect("present").alert;
+                alert.resolved = true;
+                alert.ends_at_ms = now_ms;
+                out.push(alert);
+            } else if now_ms.saturating_sub(a.sent_ms) >= resend {
+                a.sent_ms = now_ms;
+                a.alert.ends_at_ms = lapse;
+                out.push(a.alert.clone());
+            }
+        }
+        out
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, as Alertmanager's API takes.
+pub fn rfc3339(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        unix_ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(kind: DecisionKind, pid: u32, action: &str, level: &str) -> Decision {
+        Decision {
+            seq: 7,
+            time_unix_ms: 1_000,
+            kind,
+            pid,
+            comm: "leaker".into(),
+            cgroup: "/kubepods/burstable/pod0d6d5b55-1b3b-4c2e-9b6a-6a2f7b0c9e11/3f9a1c0de7b2a4f6c8e0d2b4a6f8c0e2d4b6a8f0c2e4d6b8a0f2c4e6d8b0a2f4".into(),
+            rule: "workers".into(),
+            level: level.into(),
+            action: action.into(),
+            outcome: "done".into(),
+            reason: "growing at 50 MB/s".into(),
+            limit_bytes: 100,
+            charged_bytes: 90,
+            ..Decision::default()
+        }
+    }
+
+    #[test]
+    fn an_action_fires_with_its_labels_and_resolves_when_the_condition_clears() {
+        let mut t = Tracker::new("node-1".into(), 60_000, 30_000);
+        let out = t.on_decision(
+            &decision(DecisionKind::Preempt, 42, "freeze", "preempt"),
+            "process",
+            1_000,
+        );
+        assert_eq!(out.len(), 1);
+        let a = &out[0];
+        assert!(!a.resolved);
+        assert_eq!(a.ends_at_ms, 181_000);
+        for (k, v) in [
+            ("alertname", "SentinelPreempted"),
+            ("severity", "critical"),
+            ("host", "node-1"),
+            ("pid", "42"),
+            ("comm", "leaker"),
+            ("rule", "workers"),
+            ("scope", "process"),
+            ("level", "preempt"),
+            ("action", "freeze"),
+            ("pod_uid", "0d6d5b55-1b3b-4c2e-9b6a-6a2f7b0c9e11"),
+            (
+                "container_id",
+                "3f9a1c0de7b2a4f6c8e0d2b4a6f8c0e2d4b6a8f0c2e4d6b8a0f2c4e6d8b0a2f4",
+            ),
+        ] {
+            assert_eq!(a.labels.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert!(a.annotations["summary"].starts_with("Sentinel froze pid 42 (leaker)"));
+
+        // Still frozen: nothing until the resend interval, then a resend.
+        assert!(t.sweep(30_000, |_| true).is_empty());
+        let again = t.sweep(61_000, |_| true);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].starts_at_ms, 1_000);
+        assert_eq!(again[0].ends_at_ms, 241_000);
+
+        // Cleared: resolved, once.
+        let done = t.sweep(62_000, |_| false);
+        assert_eq!(done.len(), 1);
+        assert!(done[0].resolved);
+        assert_eq!(done[0].ends_at_ms, 62_000);
+        assert_eq!(t.firing(), 0);
+        assert!(t.sweep(200_000, |_| false).is_empty());
+    }
+
+    #[test]
+    fn a_kill_that_ends_the_condition_at_once_still_fires_for_min_firing() {
+        let mut t = Tracker::new("h".into(), 60_000, 30_000);
+        t.on_decision(
+            &decision(DecisionKind::Preempt, 42, "kill", "kill"),
+            "process",
+            1_000,
+        );
+        assert!(t.sweep(20_000, |_| false).is_empty(), "held for min_firing");
+        assert_eq!(t.sweep(31_000, |_| false).len(), 1);
+    }
+
+    #[test]
+    fn an_escalation_replaces_the_alert_and_resolves_the_old_label_set() {
+        let mut t = Tracker::new("h".into(), 60_000, 0);
+        t.on_decision(
+            &decision(DecisionKind::Preempt, 42, "freeze", "preempt"),
+            "process",
+            1_000,
+        );
+        let out = t.on_decision(
+            &decision(DecisionKind::Preempt, 42, "kill", "kill"),
+            "process",
+            2_000,
+        );
+        assert_eq!(out.len(), 2);
+        assert!(out[0].resolved && out[0].labels["action"] == "freeze");
+        assert!(!out[1].resolved && out[1].labels["action"] == "kill");
+        assert_eq!(t.firing(), 1);
+        // A warning is its own alert beside the action.
+        t.on_decision(
+            &decision(DecisionKind::Preempt, 42, "alert", "warn"),
+            "process",
+            3_000,
+        );
+        assert_eq!(t.firing(), 2);
+        // Policy changes raise nothing.
+        assert!(
+            t.on_decision(&decision(DecisionKind::Policy, 0, "", ""), "", 4_000)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn one_off_events_lapse_after_min_firing_since_the_last_one() {
+        let mut t = Tracker::new("h".into(), 60_000, 30_000);
+        let oom = decision(DecisionKind::KernelOomKill, 9, "", "");
+        let a = t.on_decision(&oom, "process", 1_000);
+        assert_eq!(a[0].labels["alertname"], "SentinelKernelOomKill");
+        t.on_decision(&oom, "process", 20_000);
+        assert!(t.sweep(40_000, |_| true).is_empty());
+        let r = t.sweep(50_000, |_| true);
+        assert!(r.len() == 1 && r[0].resolved);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_480_109_123), "2026-11-24T00:28:29.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,407 @@
+//! Prometheus metrics: a snapshot of the agent (plain data) rendered as the
+//! text exposition. `http` takes the snapshot and serves it.
+
+pub mod exposition;
+pub mod http;
+
+use exposition::{Exposition, Type};
+
+use crate::alert::deliver::ReceiverView;
+
+/// One of the fastest-growing processes, shown with its identity; at most
+/// `metrics.top_growers` of them, so label cardinality stays bounded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grower {
+    pub pid: u32,
+    pub comm: String,
+    pub rule: String,
+    pub slope_bytes_per_sec: f64,
+    pub charged_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub version: String,
+    pub mode: String,
+    pub dry_run: bool,
+    pub host_available_bytes: u64,
+    pub host_total_bytes: u64,
+    pub host_used_bytes: u64,
+    pub host_limit_bytes: u64,
+    /// 0 normal, 1 warn, 2 preempt, 3 kill.
+    pub host_level: u8,
+    /// Memory PSI `some` and `full` avg10, as ratios (0..1).
+    pub psi_some: Option<f64>,
+    pub psi_full: Option<f64>,
+    /// Tracked processes at each level of their own rule.
+    pub process_levels: [u64; 4],
+    /// Limited cgroups at each level.
+    pub cgroup_levels: [u64; 4],
+    pub tracked: u64,
+    pub frozen: u64,
+    /// (kind, action, scope, count) since start.
+    pub decisions: Vec<(String, String, String, u64)>,
+    pub tripwire_fires: u64,
+    pub kernel_oom_kills: u64,
+    pub probe_events: u64,
+    pub lost_events: u64,
+    /// (probe, attached).
+    pub probes: Vec<(String, bool)>,
+    pub top: Vec<Grower>,
+    pub journal_write_failures: u64,
+    pub last_decision_seq: u64,
+    pub alerts_firing: u64,
+    pub receivers: Vec<ReceiverView>,
+    pub resident_bytes: u64,
+    pub cpu_seconds: f64,
+    pub start_time_seconds: f64,
+}
+
+const LEVELS: [&str; 4] = ["normal", "warn", "preempt", "kill"];
+
+pub fn render(s: &Snapshot) -> String {
+    let mut e = Exposition::new();
+    e.family(
+        "sentinel_build_info",
+        Type::Gauge,
+        "Version and mode of the running agent (always 1).",
+    )
+    .sample(
+        "sentinel_build_info",
+        &[
+            ("version", &s.version),
+            ("mode", &s.mode),
+            ("dry_run", if s.dry_run { "true" } else { "false" }),
+        ],
+        1.0,
+    );
+    e.single(
+        "sentinel_host_memory_available_bytes",
+        Type::Gauge,
+        "MemAvailable plus SwapFree.",
+        s.host_available_bytes as f64,
+    );
+    e.single(
+        "sentinel_host_memory_total_bytes",
+        Type::Gauge,
+        "MemTotal plus SwapTotal.",
+        s.host_total_bytes as f64,
+    );
+    e.single(
+        "sentinel_host_memory_used_bytes",
+        Type::Gauge,
+        "Host usage as Sentinel judges it: total less available.",
+        s.host_used_bytes as f64,
+    );
+    e.single(
+        "sentinel_host_memory_limit_bytes",
+        Type::Gauge,
+        "The host's 100% line: total less host.min_available.",
+        s.host_limit_bytes as f64,
+    );
+    e.single(
+        "sentinel_host_level",
+        Type::Gauge,
+        "The host scope's level: 0 normal, 1 warn, 2 preempt, 3 kill.",
+        f64::from(s.host_level),
+    );
+    let psi: Vec<(&str, f64)> = [("some", s.psi_some), ("full", s.psi_full)]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    if !psi.is_empty() {
+        e.family(
+            "sentinel_host_memory_pressure_ratio",
+            Type::Gauge,
+            "Memory PSI avg10: share of time tasks stalled on memory (some or full).",
+        );
+        for (kind, v) in psi {
+            e.sample(
+                "sentinel_host_memory_pressure_ratio",
+                &[("kind", kind), ("window", "10s")],
+                v,
+            );
+        }
+    }
+    e.family(
+        "sentinel_processes",
+        Type::Gauge,
+        "Tracked processes by the level of their own rule.",
+    );
+    for (l, n) in LEVELS.iter().zip(s.process_levels) {
+        e.sample("sentinel_processes", &[("level", l)], n as f64);
+    }
+    e.family(
+        "sentinel_cgroups",
+        Type::Gauge,
+        "Limited cgroups under a cgroup rule, by level.",
+    );
+    for (l, n) in LEVELS.iter().zip(s.cgroup_levels) {
+        e.sample("sentinel_cgroups", &[("level", l)], n as f64);
+    }
+    e.single(
+        "sentinel_tracked_processes",
+        Type::Gauge,
+        "Processes the agent tracks.",
+        s.tracked as f64,
+    );
+    e.single(
+        "sentinel_frozen_processes",
+        Type::Gauge,
+        "Processes Sentinel holds frozen now.",
+        s.frozen as f64,
+    );
+    e.family(
+        "sentinel_decisions_total",
+        Type::Counter,
+        "Decisions since the agent started, by kind, action and scope.",
+    );
+    for (kind, action, scope, n) in &s.decisions {
+        e.sample(
+            "sentinel_decisions_total",
+            &[("kind", kind), ("action", action), ("scope", scope)],
+            *n as f64,
+        );
+    }
+    e.single(
+        "sentinel_tripwire_fires_total",
+        Type::Counter,
+        "Processes the in-kernel tripwire stopped.",
+        s.tripwire_fires as f64,
+    );
+    e.single(
+        "sentinel_kernel_oom_kills_total",
+        Type::Counter,
+        "Kernel OOM kills seen (each one a miss).",
+        s.kernel_oom_kills as f64,
+    );
+    e.single(
+        "sentinel_probe_events_total",
+        Type::Counter,
+        "Events the eBPF probes delivered.",
+        s.probe_events as f64,
+    );
+    e.single(
+        "sentinel_probe_lost_events_total",
+        Type::Counter,
+        "Events lost because the ring buffer was full.",
+        s.lost_events as f64,
+    );
+    e.family(
+        "sentinel_probe_attached",
+        Type::Gauge,
+        "Whether each probe is attached (0 means degraded).",
+    );
+    for (name, attached) in &s.probes {
+        e.sample(
+            "sentinel_probe_attached",
+            &[("probe", name)],
+            f64::from(u8::from(*attached)),
+        );
+    }
+    e.family(
+        "sentinel_top_grower_slope_bytes_per_second",
+        Type::Gauge,
+        "Growth rate of the fastest-growing processes (bounded set).",
+    );
+    for g in &s.top {
+        let pid = g.pid.to_string();
+        e.sample(
+            "sentinel_top_grower_slope_bytes_per_second",
+            &[("pid", &pid), ("comm", &g.comm), ("rule", &g.rule)],
+            g.slope_bytes_per_sec,
+        );
+    }
+    e.family(
+        "sentinel_top_grower_charged_bytes",
+        Type::Gauge,
+        "Charged memory (anon + shmem + swap) of the fastest-growing processes.",
+    );
+    for g in &s.top {
+        let pid = g.pid.to_string();
+        e.sample(
+            "sentinel_top_grower_charged_bytes",
+            &[("pid", &pid), ("comm", &g.comm), ("rule", &g.rule)],
+            g.charged_bytes as f64,
+        );
+    }
+    e.single(
+        "sentinel_journal_write_failures_total",
+        Type::Counter,
+        "Decisions that could not be written to the journal file.",
+        s.journal_write_failures as f64,
+    );
+    e.single(
+        "sentinel_last_decision_seq",
+        Type::Gauge,
+        "Sequence number of the latest decision.",
+        s.last_decision_seq as f64,
+    );
+    e.single(
+        "sentinel_alerts_firing",
+        Type::Gauge,
+        "Alerts Sentinel is sending as firing.",
+        s.alerts_firing as f64,
+    );
+    if !s.receivers.is_empty() {
+        e.family(
+            "sentinel_alert_queue_length",
+            Type::Gauge,
+            "Alerts waiting for delivery, per receiver.",
+        );
+        for r in &s.receivers {
+            e.sample(
+                "sentinel_alert_queue_length",
+                &[("receiver", &r.name), ("type", r.kind.as_str())],
+                r.queued as f64,
+            );
+        }
+        e.family(
+            "sentinel_alerts_delivered_total",
+            Type::Counter,
+            "Alerts a receiver accepted.",
+        );
+        for r in &s.receivers {
+            e.sample(
+                "sentinel_alerts_delivered_total",
+                &[("receiver", &r.name), ("type", r.kind.as_str())],
+                r.counters.delivered as f64,
+            );
+        }
+        e.family(
+            "sentinel_alert_delivery_failures_total",
+            Type::Counter,
+            "Failed delivery requests (each retried).",
+        );
+        for r in &s.receivers {
+            e.sample(
+                "sentinel_alert_delivery_failures_total",
+                &[("receiver", &r.name), ("type", r.kind.as_str())],
+                r.counters.failures as f64,
+            );
+        }
+        e.family(
+            "sentinel_alerts_dropped_total",
+            Type::Counter,
+            "Alerts dropped from a full queue (the journal keeps every decision).",
+        );
+        for r in &s.receivers {
+            e.sample(
+                "sentinel_alerts_dropped_total",
+                &[("receiver", &r.name), ("type", r.kind.as_str())],
+                r.counters.dropped as f64,
+            );
+        }
+        e.family(
+            "sentinel_alert_breaker_state",
+            Type::Gauge,
+            "Circuit breaker per receiver: 0 closed, 1 open, 2 half-open.",
+        );
+        for r in &s.receivers {
+            e.sample(
+                "sentinel_alert_breaker_state",
+                &[("receiver", &r.name), ("type", r.kind.as_str())],
+                f64::from(r.breaker.code()),
+            );
+        }
+        e.family(
+            "sentinel_alert_breaker_opened_total",
+            Type::Counter,
+            "Times a receiver's circuit breaker opened.",
+        );
+        for r in &s.receivers {
+            e.sample(
+                "sentinel_alert_breaker_opened_total",
+                &[("receiver", &r.name), ("type", r.kind.as_str())],
+                r.breaker_opened as f64,
+            );
+        }
+    }
+    e.single(
+        "process_resident_memory_bytes",
+        Type::Gauge,
+        "The agent's own resident memory.",
+        s.resident_bytes as f64,
+    );
+    e.single(
+        "process_cpu_seconds_total",
+        Type::Counter,
+        "The agent's own CPU time, user and system.",
+        s.cpu_seconds,
+    );
+    e.single(
+        "process_start_time_seconds",
+        Type::Gauge,
+        "When the agent started, in seconds since the Unix epoch.",
+        s.start_time_seconds,
+    );
+    e.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every sample line belongs to the family declared above it, and no
+    /// family is declared twice: what Prometheus's parser insists on.
+    fn check_format(text: &str) {
+        let mut declared = std::collections::HashSet::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                assert!(declared.insert(name.clone()), "{name} declared twice");
+                current = name;
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(name, current, "{line}");
+                let value = line.rsplit(' ').next().unwrap();
+                assert!(value.parse::<f64>().is_ok() || value == "+Inf", "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_renders_every_family_in_base_units() {
+        let s = Snapshot {
+            version: "0.1.0".into(),
+            mode: "ebpf".into(),
+            host_available_bytes: 1 << 30,
+            psi_some: Some(0.25),
+            process_levels: [10, 2, 1, 0],
+            frozen: 1,
+            decisions: vec![("preempt".into(), "freeze".into(), "process".into(), 3)],
+            probes: vec![("rss_stat".into(), true)],
+            top: vec![Grower {
+                pid: 42,
+                comm: "leak\"er".into(),
+                rule: "workers".into(),
+                slope_bytes_per_sec: 5e7,
+                charged_bytes: 1 << 20,
+            }],
+            resident_bytes: 20 << 20,
+            cpu_seconds: 1.5,
+            ..Snapshot::default()
+        };
+        let text = render(&s);
+        check_format(&text);
+        for line in [
+            "sentinel_host_memory_available_bytes 1073741824",
+            "sentinel_host_memory_pressure_ratio{kind=\"some\",window=\"10s\"} 0.25",
+            "sentinel_processes{level=\"warn\"} 2",
+            "sentinel_frozen_processes 1",
+            "sentinel_decisions_total{kind=\"preempt\",action=\"freeze\",scope=\"process\"} 3",
+            "sentinel_probe_attached{probe=\"rss_stat\"} 1",
+            "sentinel_top_grower_slope_bytes_per_second{pid=\"42\",comm=\"leak\\\"er\",rule=\"workers\"} 50000000",
+            "process_resident_memory_bytes 20971520",
+            "process_cpu_seconds_total 1.5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        // No PSI on the kernel: no pressure family rather than a fake 0.
+        let text = render(&Snapshot::default());
+        check_format(&text);
+        assert!(!text.contains("pressure_ratio"));
+        assert!(!text.contains("sentinel_alert_queue_length"));
+    }
+}
