@@ -170,6 +170,8 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the runtime's threads exist (see the function).
+    let cgroup_ns = matches!(cli.cmd, Cmd::Run { .. }).then(agent::join_host_cgroup_namespace);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -195,6 +197,7 @@ fn main() -> ExitCode {
                     socket,
                     dry_run,
                     no_ebpf,
+                    cgroup_namespace: cgroup_ns.map(|r| r.map_err(|e| e.to_string())),
                 })
                 .await?
             }

@@ -15,6 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod observability;
+
 pub use sentinel::api::pb;
 use sentinel::api::{client, pb::sentinel_client::SentinelClient};
 use tonic::transport::Channel;
@@ -327,6 +329,18 @@ impl Agent {
 
     /// `start` with extra environment variables for the agent.
     pub fn start_env(tag: &str, config: &str, extra: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::start_with(tag, config, extra, envs, |c| c)
+    }
+
+    /// `start_env`, with `wrap` turning `sentinel run ...` into the command
+    /// actually started (e.g. under unshare, inside a cgroup).
+    pub fn start_with(
+        tag: &str,
+        config: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        wrap: impl FnOnce(Command) -> Command,
+    ) -> Self {
         let dir = tempdir::Dir::new(tag);
         let socket = dir.0.join("sentinel.sock").display().to_string();
         let cfg_path = dir.0.join("sentinel.toml");
@@ -350,6 +364,7 @@ impl Agent {
             .env("SENTINEL_LOG", "info,sentinel=debug")
             .envs(envs.iter().copied())
             .stdout(Stdio::null());
+        let mut cmd = wrap(cmd);
         let child = Self::spawn(&mut cmd, &log);
         let mut agent = Self {
             child,

@@ -43,6 +43,8 @@ pub struct RunOptions {
     /// Skip eBPF entirely and poll /proc (for kernels without BPF, and to
     /// test the fallback).
     pub no_ebpf: bool,
+    /// What `join_host_cgroup_namespace` did, run before the runtime.
+    pub cgroup_namespace: Option<Result<bool, String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +139,40 @@ fn join_reason(a: &str, b: &str) -> String {
 /// no memory events, and says so in status.
 fn dispatch_only() -> bool {
     std::env::var_os("SENTINEL_MEASURE_DISPATCH_ONLY").is_some_and(|v| v == "1")
+}
+
+/// Whether pid 1's cgroups, as /proc/1/cgroup shows them from here, lie
+/// outside this cgroup namespace (`/..`): then paths the agent reads are
+/// relative to a namespace of its own, not the host's.
+pub fn outside_namespace(init_cgroup: &str) -> bool {
+    init_cgroup
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .any(|path| path.starts_with("/.."))
+}
+
+/// In a container that shares the host's PID namespace (a DaemonSet with
+/// hostPID), /proc/PID/cgroup is relative to the container's own cgroup
+/// namespace (`/../../kubepods...`), which no rule or candidate pattern
+/// written for host paths matches. Joining pid 1's cgroup namespace makes
+/// every path the host's. setns applies to the calling thread and to the
+/// threads it starts, so this runs before the runtime starts any.
+/// Ok(false): nothing to do (already sharing pid 1's view).
+pub fn join_host_cgroup_namespace() -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let Ok(init) = std::fs::read_to_string("/proc/1/cgroup") else {
+        return Ok(false);
+    };
+    if !outside_namespace(&init) {
+        return Ok(false);
+    }
+    let f = std::fs::File::open("/proc/1/ns/cgroup")?;
+    // SAFETY: a valid namespace fd; setns only changes this thread's
+    // cgroup namespace.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWCGROUP) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(true)
 }
 
 /// Keeps the agent's pages in RAM, so that it is not itself slowed by
@@ -297,7 +333,20 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let rules = cfg.rules.len();
     let dry_run = cfg.agent.dry_run;
     let mut engine = Engine::new(cfg, mode, probes, actuator, journal.clone());
-    engine.degraded_reason = degraded;
+    engine.degraded_reason = match &opts.cgroup_namespace {
+        Some(Ok(true)) => {
+            tracing::info!("joined the host's cgroup namespace: cgroup paths are the host's");
+            degraded
+        }
+        Some(Err(e)) => {
+            let why = format!(
+                "the agent runs in a cgroup namespace of its own and cannot join pid 1's ({e}): cgroup paths outside it read /../.., which cgroup rules and host candidates do not match"
+            );
+            tracing::warn!("{why}");
+            join_reason(&degraded, &why)
+        }
+        _ => degraded,
+    };
     engine.policy_source = if policy_text.is_empty() {
         "built-in defaults".to_string()
     } else {
@@ -438,4 +487,16 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let served = crate::api::serve(shared, listener, tcp, shutdown).await;
     let _ = std::fs::remove_file(&socket);
     served.map_err(AgentError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pid_1_outside_the_namespace_shows_as_dot_dot() {
+        let host = "12:memory:/\n0::/init.scope\n";
+        let from_a_container = "12:memory:/../../..\n0::/../../../init.scope\n";
+        assert!(!super::outside_namespace(host));
+        assert!(super::outside_namespace(from_a_container));
+        assert!(!super::outside_namespace(""));
+    }
 }

@@ -44,11 +44,18 @@ pub struct Alerting {
 
 impl Alerting {
     pub fn new(settings: &AlertingSettings) -> Self {
-        let host = settings.host.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_default()
-        });
+        // The environment wins: a DaemonSet sets it from the node's name,
+        // where the hostname would be the pod's.
+        let from_env = std::env::var("SENTINEL_ALERTING_HOST")
+            .ok()
+            .filter(|h| !h.is_empty());
+        let host = from_env
+            .or_else(|| settings.host.clone())
+            .unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_default()
+            });
         let outboxes = settings
             .alertmanagers
             .iter()

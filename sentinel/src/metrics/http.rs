@@ -25,6 +25,8 @@ pub fn snapshot(shared: &Shared, top: usize) -> Snapshot {
         let e = shared.engine();
         s.mode = e.mode.as_str().to_string();
         s.dry_run = e.cfg.agent.dry_run;
+        s.degraded = !e.degraded_reason.is_empty();
+        s.crash_loops = e.crash_loops().len() as u64;
         let h = e.host_view();
         s.host_available_bytes = h.mem.available;
         s.host_total_bytes = h.mem.total;

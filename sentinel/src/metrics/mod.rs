@@ -24,6 +24,10 @@ pub struct Snapshot {
     pub version: String,
     pub mode: String,
     pub dry_run: bool,
+    /// Some probe or eBPF itself is missing (status says why).
+    pub degraded: bool,
+    /// Command lines flagged as crash-looping now.
+    pub crash_loops: u64,
     pub host_available_bytes: u64,
     pub host_total_bytes: u64,
     pub host_used_bytes: u64,
@@ -74,6 +78,18 @@ pub fn render(s: &Snapshot) -> String {
             ("dry_run", if s.dry_run { "true" } else { "false" }),
         ],
         1.0,
+    );
+    e.single(
+        "sentinel_degraded",
+        Type::Gauge,
+        "1 when a probe or eBPF is unavailable and the agent sees growth later (sentinel status says why).",
+        f64::from(u8::from(s.degraded)),
+    );
+    e.single(
+        "sentinel_crash_loops",
+        Type::Gauge,
+        "Command lines preempted often enough to count as crash-looping.",
+        s.crash_loops as f64,
     );
     e.single(
         "sentinel_host_memory_available_bytes",
@@ -358,6 +374,63 @@ mod tests {
                 let value = line.rsplit(' ').next().unwrap();
                 assert!(value.parse::<f64>().is_ok() || value == "+Inf", "{line}");
             }
+        }
+    }
+
+    /// Metric names (`sentinel_*`, `process_*`) in a text of queries.
+    fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+        let re = regex::Regex::new(r"\b(sentinel_[a-z0-9_]+|process_[a-z_]+)\b").unwrap();
+        re.find_iter(text).map(|m| m.as_str().to_string()).collect()
+    }
+
+    #[test]
+    fn the_shipped_dashboard_and_rules_only_use_metrics_the_agent_exports() {
+        use crate::alert::{breaker::BreakerState, deliver};
+        let s = Snapshot {
+            psi_some: Some(0.0),
+            psi_full: Some(0.0),
+            receivers: vec![deliver::ReceiverView {
+                kind: deliver::Kind::Alertmanager,
+                name: "http://am:9093".into(),
+                queued: 0,
+                breaker: BreakerState::Closed,
+                breaker_opened: 0,
+                counters: deliver::Counters::default(),
+            }],
+            ..Snapshot::default()
+        };
+        let exported: std::collections::BTreeSet<String> = render(&s)
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect();
+        for (file, text) in [
+            (
+                "deploy/grafana/sentinel-dashboard.json",
+                include_str!("../../../deploy/grafana/sentinel-dashboard.json"),
+            ),
+            (
+                "deploy/prometheus/sentinel-rules.yml",
+                include_str!("../../../deploy/prometheus/sentinel-rules.yml"),
+            ),
+        ] {
+            // Only what sits in expressions: the dashboard's "expr" fields,
+            // the rules' `expr:` lines.
+            let exprs: String = text
+                .lines()
+                .filter(|l| l.contains("\"expr\"") || l.trim_start().starts_with("expr:"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let used = names_in(&exprs);
+            assert!(
+                used.len() >= 5,
+                "{file}: found too few metrics to mean anything: {used:?}"
+            );
+            let unknown: Vec<_> = used.difference(&exported).collect();
+            assert!(
+                unknown.is_empty(),
+                "{file} uses metrics the agent does not export: {unknown:?}"
+            );
         }
     }
 

@@ -1,0 +1,373 @@
+//! Sentinel wired to the monitoring operators already run: Debian's
+//! Prometheus scraping the agent and evaluating the shipped rules, and
+//! Debian's Alertmanager receiving the agent's own alerts. Every component
+//! is real and started here on loopback; leakers run in capped cgroups.
+
+use std::time::Duration;
+
+use sentinel_tests::{
+    Agent, Hog, MIB, MemCgroup,
+    observability::{Alertmanager, Prometheus, WebhookSink, http_get, metric, wait_for},
+    privileged, rule_for, serial_async, tempdir,
+};
+
+fn repo_file(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+}
+
+/// Runs a tool of the monitoring stack (installed by `cargo xtask test`).
+fn tool(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} (installed by `cargo xtask test`): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?}:\n{text}");
+    text
+}
+
+#[test]
+fn promtool_checks_and_unit_tests_the_shipped_rules() {
+    let rules = repo_file("deploy/prometheus");
+    let out = tool(
+        std::process::Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(rules.join("sentinel-rules.yml")),
+    );
+    assert!(out.contains("SUCCESS: 13 rules found"), "{out}");
+    let out = tool(
+        std::process::Command::new("promtool")
+            .args(["test", "rules", "sentinel-rules.test.yml"])
+            .current_dir(&rules),
+    );
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn the_alertmanager_route_example_is_a_valid_config() {
+    let out = tool(
+        std::process::Command::new("amtool")
+            .arg("check-config")
+            .arg(repo_file("deploy/alertmanager/route-example.yml")),
+    );
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+fn scrape(agent: &Agent) -> String {
+    let (status, body) = http_get(&agent.metrics_url()).expect("the agent serves metrics");
+    assert_eq!(status, 200);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_agent_and_the_shipped_rule_fires_for_a_leaker() {
+    if !privileged("prometheus_scrapes_the_agent") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("prom", 512 * MIB);
+    let agent = Agent::start("prom", &rule_for(&cg, "leaky", "256MiB", "freeze"), &[]);
+    let target = agent
+        .metrics_url()
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    let dir = tempdir::Dir::new("prometheus");
+    let prom = Prometheus::start(
+        &dir.0,
+        &target,
+        &repo_file("deploy/prometheus/sentinel-rules.yml"),
+    );
+    wait_for(
+        "Prometheus to scrape the agent",
+        Duration::from_secs(30),
+        || prom.query("up{job=\"sentinel\"}").filter(|&v| v == 1.0),
+    );
+    assert!(
+        prom.alerts()
+            .iter()
+            .all(|(name, _, _)| name != "SentinelProcessPreempted"),
+        "nothing is preempted yet: {:?}",
+        prom.alerts()
+    );
+
+    let hog = Hog::spawn(
+        &cg,
+        &["--target", "400MiB", "--rate", "200MB/s", "--hold", "60"],
+    );
+    agent
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+        .await;
+    let text = scrape(&agent);
+    assert_eq!(
+        metric(&text, "sentinel_frozen_processes"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "sentinel_decisions_total{kind=\"preempt\",action=\"freeze\",scope=\"process\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+
+    let labels = wait_for(
+        "the shipped rule to fire in Prometheus",
+        Duration::from_secs(30),
+        || {
+            prom.alerts()
+                .into_iter()
+                .find(|(name, state, _)| name == "SentinelProcessPreempted" && state == "firing")
+                .map(|(_, _, labels)| labels)
+        },
+    );
+    assert_eq!(labels["severity"], "critical");
+    assert_eq!(labels["level"], "preempt");
+
+    // The leaker gone: its level clears and the alert with it.
+    drop(hog);
+    wait_for(
+        "the alert to clear in Prometheus",
+        Duration::from_secs(30),
+        || {
+            prom.alerts()
+                .iter()
+                .all(|(name, _, _)| name != "SentinelProcessPreempted")
+                .then_some(())
+        },
+    );
+    assert!(
+        prom.log_text().contains("Server is ready"),
+        "{}",
+        prom.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_gets_the_leakers_alert_and_its_resolution() {
+    if !privileged("alertmanager_gets_the_leakers_alert") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let sink = WebhookSink::start();
+    let dir = tempdir::Dir::new("alertmanager");
+    let am = Alertmanager::start(&dir.0, &sink.url);
+    let cg = MemCgroup::new("amleak", 512 * MIB);
+    let agent = Agent::start(
+        "amleak",
+        &format!(
+            "{}\n[alerting]\nalertmanagers = [\"{}\"]\nhost = \"test-node\"\nmin_firing = \"1s\"\n",
+            rule_for(&cg, "leaky", "256MiB", "freeze"),
+            am.url
+        ),
+        &[],
+    );
+
+    let mut hog = Hog::spawn(
+        &cg,
+        &["--target", "400MiB", "--rate", "200MB/s", "--hold", "60"],
+    );
+    agent
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+        .await;
+    let pid = hog.pid.to_string();
+    let alert = wait_for("the alert in Alertmanager", Duration::from_secs(20), || {
+        am.active().into_iter().find(|a| {
+            a["labels"]["alertname"] == "SentinelPreempted" && a["labels"]["pid"] == pid.as_str()
+        })
+    });
+    let l = &alert["labels"];
+    assert_eq!(l["host"], "test-node");
+    assert_eq!(l["comm"], "memhog");
+    assert_eq!(l["cgroup"], cg.path.as_str());
+    assert_eq!(l["rule"], "leaky");
+    assert_eq!(l["scope"], "process");
+    assert_eq!(l["level"], "preempt");
+    assert_eq!(l["action"], "freeze");
+    assert_eq!(l["severity"], "critical");
+    assert_eq!(alert["status"]["state"], "active");
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Sentinel froze pid {pid} (memhog)")),
+        "{alert}"
+    );
+    // The warning at 70% came first, as its own alert.
+    assert!(
+        am.active()
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "SentinelMemoryWarning"
+                && a["labels"]["pid"] == pid.as_str()),
+        "{:?}",
+        am.active()
+    );
+    // Alertmanager passed it on to its receiver.
+    let firing = |status: &str| {
+        sink.all().into_iter().any(|n| {
+            n["alerts"].as_array().is_some_and(|a| {
+                a.iter().any(|x| {
+                    x["status"] == status
+                        && x["labels"]["alertname"] == "SentinelPreempted"
+                        && x["labels"]["pid"] == pid.as_str()
+                })
+            })
+        })
+    };
+    wait_for(
+        "Alertmanager to notify the receiver",
+        Duration::from_secs(20),
+        || firing("firing").then_some(()),
+    );
+
+    // The leaker ends: the condition is gone, so the alert resolves.
+    // SAFETY: the test's own child.
+    unsafe { libc::kill(hog.pid as i32, libc::SIGKILL) };
+    hog.wait_exit(Duration::from_secs(5));
+    wait_for(
+        "the resolution in Alertmanager",
+        Duration::from_secs(30),
+        || {
+            am.active()
+                .iter()
+                .all(|a| a["labels"]["pid"] != pid.as_str())
+                .then_some(())
+        },
+    );
+    wait_for("the resolved notification", Duration::from_secs(20), || {
+        firing("resolved").then_some(())
+    });
+    assert!(agent.log_text().contains("alerting on"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_alertmanager_down_decisions_go_on_the_breaker_opens_and_queued_alerts_arrive_later() {
+    if !privileged("with_alertmanager_down") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let sink = WebhookSink::start();
+    let dir = tempdir::Dir::new("amdown");
+    let mut am = Alertmanager::start(&dir.0, &sink.url);
+    am.stop();
+    let storm = MemCgroup::new("amstorm", 256 * MIB);
+    let held = MemCgroup::new("amheld", 512 * MIB);
+    // Storm processes only raise alerts (no signals); one leaker is frozen
+    // and stays so, so its alert is still firing when Alertmanager is back.
+    let agent = Agent::start(
+        "amdown",
+        &format!(
+            "{}{}\n[alerting]\nalertmanagers = [\"{}\"]\nmin_firing = \"1s\"\nbreaker_open = \"2s\"\n",
+            rule_for(&storm, "storm", "64MiB", "alert"),
+            rule_for(&held, "held", "256MiB", "freeze"),
+            am.url
+        ),
+        &[],
+    );
+    let hog = Hog::spawn(
+        &held,
+        &["--target", "400MiB", "--rate", "200MB/s", "--hold", "60"],
+    );
+    agent
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+        .await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        let mut cmd = std::process::Command::new(sentinel_tests::memhog_bin());
+        cmd.args(["--target", "60MiB", "--rate", "max", "--hold", "0.05"])
+            .stdout(std::process::Stdio::null());
+        storm.contain(&mut cmd);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut c) = cmd.spawn() {
+                    let _ = c.wait();
+                }
+            }
+        })
+    };
+
+    // Decisions go on while every delivery fails, and the breaker opens.
+    let seq = |t: &str| metric(t, "sentinel_last_decision_seq").unwrap_or(0.0);
+    let before = seq(&scrape(&agent));
+    let text = wait_for("the breaker to open", Duration::from_secs(30), || {
+        let t = scrape(&agent);
+        (metric(&t, "sentinel_alert_breaker_opened_total").unwrap_or(0.0) >= 1.0).then_some(t)
+    });
+    assert!(
+        metric(&text, "sentinel_alert_delivery_failures_total").unwrap() >= 3.0,
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let text = scrape(&agent);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spawner.join().unwrap();
+    let during = seq(&text) - before;
+    assert!(
+        during >= 10.0,
+        "decisions went on while alerts failed: {during}\n{text}"
+    );
+    let queued = metric(&text, "sentinel_alert_queue_length").unwrap();
+    assert!(queued >= 10.0, "alerts wait in the queue: {text}");
+    assert_eq!(metric(&text, "sentinel_alerts_delivered_total"), Some(0.0));
+    assert_eq!(metric(&text, "sentinel_alerts_dropped_total"), Some(0.0));
+    // The journal has every one of them.
+    let (_, out, _) = agent.cli(&["decisions", "--json", "--rule", "storm", "--limit", "10000"]);
+    assert!(
+        out.lines().count() as f64 >= during - 2.0,
+        "{}",
+        out.lines().count()
+    );
+
+    // Alertmanager back: the queue drains (the breaker half-opens and the
+    // trial succeeds) and the frozen leaker's alert is there.
+    am.restart();
+    let text = wait_for("the queue to drain", Duration::from_secs(30), || {
+        let t = scrape(&agent);
+        (metric(&t, "sentinel_alert_queue_length") == Some(0.0)).then_some(t)
+    });
+    let delivered = metric(&text, "sentinel_alerts_delivered_total").unwrap();
+    eprintln!(
+        "while Alertmanager was down: {during} decisions, {queued} alerts queued; after: {delivered} delivered"
+    );
+    assert!(delivered >= queued, "{text}");
+    assert_eq!(
+        metric(&text, "sentinel_alert_breaker_state"),
+        Some(0.0),
+        "closed again"
+    );
+    let pid = hog.pid.to_string();
+    wait_for(
+        "the queued alert in Alertmanager",
+        Duration::from_secs(20),
+        || {
+            am.active().into_iter().find(|a| {
+                a["labels"]["alertname"] == "SentinelPreempted"
+                    && a["labels"]["pid"] == pid.as_str()
+            })
+        },
+    );
+    wait_for(
+        "Alertmanager to notify the queued alert",
+        Duration::from_secs(20),
+        || {
+            sink.all()
+                .iter()
+                .any(|n| {
+                    n["alerts"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x["labels"]["pid"] == pid.as_str()))
+                })
+                .then_some(())
+        },
+    );
+    assert!(am.log_text().contains("Listening"), "{}", am.log_text());
+}
