@@ -47,8 +47,11 @@ fn global(g: &'static u64) -> u64 {
 const SIGSTOP: u32 = 19;
 const MAX_TRACKED: u32 = 65_536;
 
+/// 1 MiB holds about 18,000 events, seconds of the busiest hosts' traffic
+/// (each event is a 1 MiB step of some process). Userspace maps the data
+/// twice (for wrap-around), so every MiB here is two of the agent's RSS.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 /// Per-CPU counters: see `sentinel_common::stat`.
 #[map]

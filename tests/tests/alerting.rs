@@ -157,15 +157,18 @@ async fn alertmanager_gets_the_leakers_alert_and_its_resolution() {
     }
     let _serial = serial_async().await;
     let sink = WebhookSink::start();
+    // The agent's own generic webhook, beside Alertmanager.
+    let direct = WebhookSink::start();
     let dir = tempdir::Dir::new("alertmanager");
     let am = Alertmanager::start(&dir.0, &sink.url);
     let cg = MemCgroup::new("amleak", 512 * MIB);
     let agent = Agent::start(
         "amleak",
         &format!(
-            "{}\n[alerting]\nalertmanagers = [\"{}\"]\nhost = \"test-node\"\nmin_firing = \"1s\"\n",
+            "{}\n[alerting]\nalertmanagers = [\"{}\"]\nwebhooks = [\"{}\"]\nhost = \"test-node\"\nmin_firing = \"1s\"\n",
             rule_for(&cg, "leaky", "256MiB", "freeze"),
-            am.url
+            am.url,
+            direct.url
         ),
         &[],
     );
@@ -244,6 +247,28 @@ async fn alertmanager_gets_the_leakers_alert_and_its_resolution() {
     wait_for("the resolved notification", Duration::from_secs(20), || {
         firing("resolved").then_some(())
     });
+    // The webhook got the same alert, firing then resolved, with the
+    // status spelled out.
+    let direct_statuses: Vec<String> = direct
+        .all()
+        .iter()
+        .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|a| {
+            a["labels"]["alertname"] == "SentinelPreempted" && a["labels"]["pid"] == pid.as_str()
+        })
+        .map(|a| a["status"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        direct_statuses.first().map(String::as_str),
+        Some("firing"),
+        "{direct_statuses:?}"
+    );
+    assert_eq!(
+        direct_statuses.last().map(String::as_str),
+        Some("resolved"),
+        "{direct_statuses:?}"
+    );
+    assert!(direct.all().iter().all(|b| b["source"] == "sentinel"));
     assert!(agent.log_text().contains("alerting on"));
 }
 

@@ -273,6 +273,9 @@ pub struct Engine {
     /// SIGKILL due after an unanswered SIGTERM: pid -> (deadline, scope,
     /// rule), re-checked against the rule in force when it comes due.
     graces: HashMap<u32, (f64, Scope, String)>,
+    /// Woken when a grace starts, so that the loop watches graces closely
+    /// only while there are any.
+    pub grace_started: Arc<tokio::sync::Notify>,
     /// Processes an operator protected through the API: pid -> why.
     operator_protected: HashMap<u32, String>,
     /// Where the running policy came from, and its text.
@@ -350,6 +353,7 @@ impl Engine {
             },
             restarts,
             graces: HashMap::new(),
+            grace_started: Arc::default(),
             operator_protected: HashMap::new(),
             policy_source: String::new(),
             policy_text: String::new(),
@@ -734,7 +738,7 @@ impl Engine {
             Err(e) => tracing::debug!("reading /proc/meminfo: {e}"),
         }
         self.host.psi_avg10 = host::read_psi_avg10("some");
-        self.expire_graces(now);
+        let _ = self.expire_graces(now);
         self.resume_cleared(now);
         self.escalate_long_freezes(now);
         self.restarts.prune(now);
@@ -1174,9 +1178,10 @@ impl Engine {
     }
 
     /// SIGKILL for processes that did not exit within their grace.
-    pub fn expire_graces(&mut self, now: f64) {
+    /// Ends the graces that are due; whether any are left.
+    pub fn expire_graces(&mut self, now: f64) -> bool {
         if self.graces.is_empty() {
-            return;
+            return false;
         }
         let due: Vec<u32> = self
             .graces
@@ -1187,6 +1192,7 @@ impl Engine {
         for pid in due {
             self.end_grace(pid, "it did not exit within its grace after SIGTERM", now);
         }
+        !self.graces.is_empty()
     }
 
     /// Its scope reached the limit during the grace: kill now.
@@ -1363,6 +1369,7 @@ impl Engine {
         {
             self.graces
                 .insert(pid, (now + g, limit.scope.clone(), limit.rule.clone()));
+            self.grace_started.notify_one();
             reason = format!("{reason}; SIGKILL in {g:.1} s unless it exits first");
         }
         let mut crash_loop = false;

@@ -87,14 +87,40 @@ impl Alerting {
     }
 }
 
+/// Niceness of the alerting thread: under CPU contention the scheduler
+/// serves the threads that make decisions first.
+const NICE: i32 = 10;
+
 /// Starts delivery to each receiver and the task that turns decisions into
-/// alerts. Runs until the agent stops.
-pub fn spawn(alerting: Arc<Alerting>, shared: Arc<Shared>) {
-    let s = &alerting.settings;
-    for o in &alerting.outboxes {
-        tokio::spawn(o.clone().run(s.timeout, s.backoff_max));
-    }
-    tokio::spawn(follow(alerting, shared));
+/// alerts, on a thread of their own at a lower CPU priority, so that
+/// formatting, connecting and retrying never compete on equal terms with
+/// the engine. Runs until the agent stops.
+pub fn spawn(alerting: Arc<Alerting>, shared: Arc<Shared>) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("sentinel-alerts".into())
+        .spawn(move || {
+            // SAFETY: gettid and setpriority on this thread only.
+            let r = unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICE)
+            };
+            if r != 0 {
+                tracing::debug!(
+                    "alerting thread keeps normal priority: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            rt.block_on(async move {
+                let s = &alerting.settings;
+                for o in &alerting.outboxes {
+                    tokio::spawn(o.clone().run(s.timeout, s.backoff_max));
+                }
+                follow(alerting, shared).await;
+            });
+        })?;
+    Ok(())
 }
 
 async fn follow(alerting: Arc<Alerting>, shared: Arc<Shared>) {

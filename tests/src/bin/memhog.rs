@@ -1,7 +1,7 @@
 //! A controllable memory grower for tests and benchmarks.
 //!
 //! memhog --target 400MiB [--rate 200MB/s | --rate max] [--hold 10]
-//!        [--prefault 8MiB] [--delay 1] [--ignore-term]
+//!        [--prefault 8MiB] [--delay 1] [--ignore-term] [--cycle]
 //!
 //! Maps `target` bytes of anonymous memory and touches it page by page at
 //! `rate` (bytes per second, or as fast as possible with `max`), after first
@@ -30,6 +30,9 @@ fn main() {
     let mut start_delay = 0.0f64;
     let mut prefault = 0usize;
     let mut storm: Option<f64> = None;
+    // --cycle: grow, hold, free, wait `hold`, and again, forever (a
+    // process with a steady churn, for the footprint benchmark).
+    let mut cycle = false;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -43,6 +46,11 @@ fn main() {
             "--storm" => storm = Some(v.parse::<f64>().expect("--storm SECS")),
             "--cpu" => sentinel_tests::pin_to_cpus([v.parse().expect("--cpu N")])
                 .expect("sched_setaffinity"),
+            "--cycle" => {
+                cycle = true;
+                i += 1;
+                continue;
+            }
             "--ignore-term" => {
                 // A process that does not answer SIGTERM, for the grace
                 // before SIGKILL.
@@ -86,6 +94,23 @@ fn main() {
         return;
     }
 
+    loop {
+        grow(base, len, page, touched, rate);
+        writeln!(out, "done {len}").unwrap();
+        out.flush().unwrap();
+        std::thread::sleep(Duration::from_secs_f64(hold));
+        if !cycle {
+            return;
+        }
+        // SAFETY: the whole mapping, which we own.
+        unsafe { libc::madvise(base.cast(), len, libc::MADV_DONTNEED) };
+        touched = 0;
+        std::thread::sleep(Duration::from_secs_f64(hold));
+    }
+}
+
+/// Touches pages from `touched` to `len` at `rate` bytes/s (None: at once).
+fn grow(base: *mut u8, len: usize, page: usize, mut touched: usize, rate: Option<f64>) {
     let start = Instant::now();
     let base_touched = touched;
     while touched < len {
@@ -102,9 +127,6 @@ fn main() {
             std::thread::sleep(Duration::from_micros(500));
         }
     }
-    writeln!(out, "done {touched}").unwrap();
-    out.flush().unwrap();
-    std::thread::sleep(Duration::from_secs_f64(hold));
 }
 
 /// Page-fault microbenchmark: touch every page of the mapping (each touch a

@@ -8,9 +8,17 @@
 //! 2. Leaker overshoot: peak charged memory of a leaker relative to its
 //!    limit across rates up to the fastest the machine allows, with and
 //!    without the in-kernel tripwire, and the lead time of the action.
+//! 3. API: durable journal appends, action-to-watcher latency, ListProcesses
+//!    with 10,000 processes.
+//! 4. Alerting: decision latency with receivers up, refusing, hanging.
+//! 5. Footprint (`footprint`, ten minutes; `footprint-quick`, one): the
+//!    agent's resident memory and CPU with 1,000 churning processes.
 //!
 //! Every memory-hungry process runs in a capped cgroup, and the agent's only
 //! rule selects that cgroup.
+
+mod alerting;
+mod footprint;
 
 use std::time::{Duration, Instant};
 
@@ -489,6 +497,17 @@ async fn main() {
     }
     if only("api") {
         api_bench().await;
+    }
+    if only("alerting") {
+        alerting::alerting(200).await;
+    }
+    // Ten minutes: only when asked for (`footprint`, or `footprint-quick`
+    // for a one-minute run with the same fleet).
+    if args.iter().any(|a| a == "footprint") {
+        footprint::footprint(1000, 600).await;
+    }
+    if args.iter().any(|a| a == "footprint-quick") {
+        footprint::footprint(1000, 60).await;
     }
 }
 
