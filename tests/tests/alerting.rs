@@ -304,21 +304,7 @@ async fn with_alertmanager_down_decisions_go_on_the_breaker_opens_and_queued_ale
         .expect_action(hog.pid, "freeze", Duration::from_secs(10))
         .await;
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let spawner = {
-        let stop = stop.clone();
-        let mut cmd = std::process::Command::new(sentinel_tests::memhog_bin());
-        cmd.args(["--target", "60MiB", "--rate", "max", "--hold", "0.05"])
-            .stdout(std::process::Stdio::null());
-        storm.contain(&mut cmd);
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(mut c) = cmd.spawn() {
-                    let _ = c.wait();
-                }
-            }
-        })
-    };
+    let storm_load = sentinel_tests::Storm::start(&storm, 1);
 
     // Decisions go on while every delivery fails, and the breaker opens.
     let seq = |t: &str| metric(t, "sentinel_last_decision_seq").unwrap_or(0.0);
@@ -333,8 +319,7 @@ async fn with_alertmanager_down_decisions_go_on_the_breaker_opens_and_queued_ale
     );
     std::thread::sleep(Duration::from_secs(3));
     let text = scrape(&agent);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    spawner.join().unwrap();
+    storm_load.stop();
     let during = seq(&text) - before;
     assert!(
         during >= 10.0,

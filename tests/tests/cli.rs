@@ -518,29 +518,38 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     );
 }
 
+/// A new P-256 key, unencrypted, for `openssl req`.
+const EC_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 /// A certificate `name`.pem/.key signed by `ca`, with `ext` (subjectAltName
 /// and extended key usage).
 fn issue(dir: &std::path::Path, ca: &str, name: &str, ext: &str) {
-    let key = format!("{name}.key");
-    let csr = format!("{name}.csr");
-    let extfile = format!("{name}.ext");
+    let (key, csr, extfile) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+    );
     std::fs::write(dir.join(&extfile), ext).unwrap();
+    let subject = format!("/CN={name}");
     openssl(
         dir,
         &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ],
+            &["req"][..],
+            EC_KEY,
+            &["-keyout", &key, "-out", &csr, "-subj", &subject],
+        ]
+        .concat(),
+    );
+    let (ca_pem, ca_key, pem) = (
+        format!("{ca}.pem"),
+        format!("{ca}.key"),
+        format!("{name}.pem"),
     );
     openssl(
         dir,
@@ -550,14 +559,14 @@ fn issue(dir: &std::path::Path, ca: &str, name: &str, ext: &str) {
             "-in",
             &csr,
             "-CA",
-            &format!("{ca}.pem"),
+            &ca_pem,
             "-CAkey",
-            &format!("{ca}.key"),
+            &ca_key,
             "-CAcreateserial",
             "-days",
             "2",
             "-out",
-            &format!("{name}.pem"),
+            &pem,
             "-extfile",
             &extfile,
         ],
@@ -565,29 +574,32 @@ fn issue(dir: &std::path::Path, ca: &str, name: &str, ext: &str) {
 }
 
 fn new_ca(dir: &std::path::Path, name: &str) {
+    let (key, pem, subject) = (
+        format!("{name}.key"),
+        format!("{name}.pem"),
+        format!("/CN={name}"),
+    );
     openssl(
         dir,
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
+            &["req", "-x509"][..],
+            EC_KEY,
+            &[
+                "-keyout",
+                &key,
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-subj",
+                &subject,
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
     );
 }
 

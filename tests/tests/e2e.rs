@@ -934,23 +934,7 @@ async fn decisions_survive_twenty_crashes_with_no_gap_and_no_loss() {
         &rule_for(&cg, "storm", "64MiB", "kill"),
         &["--dry-run"],
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let spawners: Vec<_> = (0..2)
-        .map(|_| {
-            let stop = stop.clone();
-            let mut cmd = std::process::Command::new(sentinel_tests::memhog_bin());
-            cmd.args(["--target", "60MiB", "--rate", "max", "--hold", "0.05"])
-                .stdout(std::process::Stdio::null());
-            cg.contain(&mut cmd);
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    if let Ok(mut c) = cmd.spawn() {
-                        let _ = c.wait();
-                    }
-                }
-            })
-        })
-        .collect();
+    let storm = sentinel_tests::Storm::start(&cg, 2);
 
     // What the watcher was told, across every crash and reconnect.
     let mut acked: Vec<pb::Decision> = Vec::new();
@@ -981,10 +965,7 @@ async fn decisions_survive_twenty_crashes_with_no_gap_and_no_loss() {
             acked.push(d);
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for s in spawners {
-        let _ = s.join();
-    }
+    storm.stop();
     assert!(
         acked.len() >= 40,
         "the storm produced too few decisions to mean anything: {}\n{}",

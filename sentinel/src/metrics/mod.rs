@@ -259,78 +259,55 @@ pub fn render(s: &Snapshot) -> String {
         "Alerts Sentinel is sending as firing.",
         s.alerts_firing as f64,
     );
-    if !s.receivers.is_empty() {
-        e.family(
+    type PerReceiver = fn(&ReceiverView) -> f64;
+    let per_receiver: [(&str, Type, &str, PerReceiver); 6] = [
+        (
             "sentinel_alert_queue_length",
             Type::Gauge,
             "Alerts waiting for delivery, per receiver.",
-        );
-        for r in &s.receivers {
-            e.sample(
-                "sentinel_alert_queue_length",
-                &[("receiver", &r.name), ("type", r.kind.as_str())],
-                r.queued as f64,
-            );
-        }
-        e.family(
+            |r| r.queued as f64,
+        ),
+        (
             "sentinel_alerts_delivered_total",
             Type::Counter,
             "Alerts a receiver accepted.",
-        );
-        for r in &s.receivers {
-            e.sample(
-                "sentinel_alerts_delivered_total",
-                &[("receiver", &r.name), ("type", r.kind.as_str())],
-                r.counters.delivered as f64,
-            );
-        }
-        e.family(
+            |r| r.counters.delivered as f64,
+        ),
+        (
             "sentinel_alert_delivery_failures_total",
             Type::Counter,
             "Failed delivery requests (each retried).",
-        );
-        for r in &s.receivers {
-            e.sample(
-                "sentinel_alert_delivery_failures_total",
-                &[("receiver", &r.name), ("type", r.kind.as_str())],
-                r.counters.failures as f64,
-            );
-        }
-        e.family(
+            |r| r.counters.failures as f64,
+        ),
+        (
             "sentinel_alerts_dropped_total",
             Type::Counter,
             "Alerts dropped from a full queue (the journal keeps every decision).",
-        );
-        for r in &s.receivers {
-            e.sample(
-                "sentinel_alerts_dropped_total",
-                &[("receiver", &r.name), ("type", r.kind.as_str())],
-                r.counters.dropped as f64,
-            );
-        }
-        e.family(
+            |r| r.counters.dropped as f64,
+        ),
+        (
             "sentinel_alert_breaker_state",
             Type::Gauge,
             "Circuit breaker per receiver: 0 closed, 1 open, 2 half-open.",
-        );
-        for r in &s.receivers {
-            e.sample(
-                "sentinel_alert_breaker_state",
-                &[("receiver", &r.name), ("type", r.kind.as_str())],
-                f64::from(r.breaker.code()),
-            );
-        }
-        e.family(
+            |r| f64::from(r.breaker.code()),
+        ),
+        (
             "sentinel_alert_breaker_opened_total",
             Type::Counter,
             "Times a receiver's circuit breaker opened.",
-        );
-        for r in &s.receivers {
-            e.sample(
-                "sentinel_alert_breaker_opened_total",
-                &[("receiver", &r.name), ("type", r.kind.as_str())],
-                r.breaker_opened as f64,
-            );
+            |r| r.breaker_opened as f64,
+        ),
+    ];
+    if !s.receivers.is_empty() {
+        for (name, kind, help, value) in per_receiver {
+            e.family(name, kind, help);
+            for r in &s.receivers {
+                e.sample(
+                    name,
+                    &[("receiver", &r.name), ("type", r.kind.as_str())],
+                    value(r),
+                );
+            }
         }
     }
     e.single(
