@@ -15,6 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod gpu;
 pub mod observability;
 
 pub use sentinel::api::pb;

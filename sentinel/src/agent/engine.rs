@@ -3,10 +3,14 @@
 //! and the host. It owns no task or socket: `agent::run` feeds it kernel
 //! events and timer ticks, and the API reads views of it.
 
+mod gpu;
+
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
 };
+
+pub use gpu::{GpuDeviceView, GpuState};
 
 use sentinel_common::{Event, EventKind, counter};
 
@@ -64,6 +68,19 @@ pub enum Scope {
     /// A limited memory cgroup (its path).
     Cgroup(String),
     Host,
+    /// A GPU's memory (its NVML index).
+    Gpu(u32),
+}
+
+/// How the members of a shared limit form growers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grouping {
+    /// Process trees (a cgroup's limit).
+    Trees,
+    /// Cgroups as one grower each (the host).
+    Cgroups,
+    /// Process trees, measured by their memory on this GPU.
+    Gpu(u32),
 }
 
 pub struct Proc {
@@ -123,6 +140,8 @@ pub struct ProcView {
     pub seconds_to_limit: Option<f64>,
     pub state: ProcState,
     pub level: Level,
+    /// GPU memory over all devices.
+    pub gpu_bytes: u64,
 }
 
 /// One process: its view, its samples (seconds ago, bytes; oldest first)
@@ -265,6 +284,8 @@ pub struct Engine {
     self_pid: u32,
     page_size: u64,
     cgfs: CgroupFs,
+    /// GPU devices and their processes' GPU memory, from NVML.
+    pub gpu: gpu::GpuState,
     /// Effective limit of each cgroup path seen, cleared on every rescan.
     group_limits: HashMap<String, Option<(String, u64)>>,
     scopes: HashMap<Scope, ScopeState>,
@@ -339,6 +360,7 @@ impl Engine {
             self_pid: std::process::id(),
             page_size: crate::probes::page_size(),
             cgfs: CgroupFs::detect(),
+            gpu: gpu::GpuState::default(),
             group_limits: HashMap::new(),
             scopes: HashMap::new(),
             host: HostState {
@@ -664,7 +686,7 @@ impl Engine {
         };
         let members: Vec<u32> = self.group_members(path).map(|p| p.pid).collect();
         let usage = self.cgroup_usage(path);
-        self.relieve(&limit, usage, &members, false, now);
+        self.relieve(&limit, usage, &members, Grouping::Trees, now);
     }
 
     fn host_limit(&self) -> Limit {
@@ -722,7 +744,7 @@ impl Engine {
             .map(|p| p.pid)
             .collect();
         let usage = self.host.used();
-        self.relieve(&limit, usage, &members, true, now);
+        self.relieve(&limit, usage, &members, Grouping::Cgroups, now);
     }
 
     /// A fresh /proc/meminfo sample, then everything due on the agent's
@@ -817,7 +839,8 @@ impl Engine {
     /// its usage is at or will reach in time, act on the member (or tree)
     /// driving the growth, not the biggest; warn once per rise when nobody
     /// can be acted on. After acting, wait until the action took effect.
-    fn relieve(&mut self, limit: &Limit, usage: u64, pids: &[u32], by_cgroup: bool, now: f64) {
+    fn relieve(&mut self, limit: &Limit, usage: u64, pids: &[u32], grouping: Grouping, now: f64) {
+        let by_cgroup = grouping == Grouping::Cgroups;
         if usage >= limit.bytes {
             // At the limit itself, no grace is left.
             let hurried: Vec<u32> = self
@@ -843,7 +866,7 @@ impl Engine {
         // (pid, tree root, stopped, frozen) of each member, kept past the
         // borrow.
         let (g, roster) = {
-            let members = self.group_view(pids, by_cgroup, now);
+            let members = self.group_view(pids, grouping, now);
             let g = group::decide(
                 &members,
                 usage,
@@ -901,6 +924,7 @@ impl Engine {
             .collect();
         let what = match &limit.scope {
             Scope::Cgroup(path) => format!("cgroup {path} (limit {} B)", limit.bytes),
+            Scope::Gpu(d) => format!("GPU {d} (memory {} B)", limit.bytes),
             _ => format!("the host (limit {} B)", limit.bytes),
         };
         let unit = match self.procs.get(&v.root) {
@@ -914,7 +938,10 @@ impl Engine {
         };
         let ttl = time_left(usage, limit.bytes, Some(g.group_slope));
         for pid in &targets {
-            let trend = self.procs.get(pid).and_then(|p| p.series.trend(now));
+            let trend = match grouping {
+                Grouping::Gpu(d) => self.gpu.trend(d, *pid, now),
+                _ => self.procs.get(pid).and_then(|p| p.series.trend(now)),
+            };
             let verdict = policy::Verdict {
                 trigger: g.verdict.trigger,
                 reason: format!(
@@ -940,7 +967,11 @@ impl Engine {
     /// that moved within the growth window or that the agent stopped (quiet
     /// ones cannot be victims), each with the root of its tree among all of
     /// `pids` (within its cgroup, at host scope).
-    fn group_view(&self, pids: &[u32], by_cgroup: bool, now: f64) -> Vec<group::Member<'_>> {
+    fn group_view(&self, pids: &[u32], grouping: Grouping, now: f64) -> Vec<group::Member<'_>> {
+        if let Grouping::Gpu(device) = grouping {
+            return self.gpu_members(device, pids, now);
+        }
+        let by_cgroup = grouping == Grouping::Cgroups;
         let all: HashSet<u32> = pids.iter().copied().collect();
         let mut per_cgroup: HashMap<&str, HashSet<u32>> = HashMap::new();
         if by_cgroup {
@@ -1029,6 +1060,7 @@ impl Engine {
                 "{} at {usage} B reached its {} level ({:.0}% of {} B); {top}: {}",
                 match &limit.scope {
                     Scope::Cgroup(p) => format!("cgroup {p}"),
+                    Scope::Gpu(d) => format!("GPU {d}"),
                     _ => "the host".to_string(),
                 },
                 g.level.as_str(),
@@ -1096,6 +1128,13 @@ impl Engine {
                 let l = self.host_limit();
                 Ok((self.host.used(), l.bytes, l.levels))
             }
+            Scope::Gpu(d) => {
+                let dev = self
+                    .gpu
+                    .device(*d)
+                    .ok_or_else(|| format!("GPU {d} is no longer reported"))?;
+                Ok((dev.used, dev.total, self.cfg.gpu.levels))
+            }
         }
     }
 
@@ -1125,6 +1164,7 @@ impl Engine {
                         Scope::Process => "it".to_string(),
                         Scope::Cgroup(path) => format!("cgroup {path}"),
                         Scope::Host => "the host".to_string(),
+                        Scope::Gpu(d) => format!("GPU {d}"),
                     };
                     let mut held = Hysteresis {
                         level: Level::Preempt,
@@ -1253,6 +1293,7 @@ impl Engine {
                 .find(|r| r.name == rule)
                 .map(|r| r.action),
             Scope::Host => Some(self.cfg.host.action),
+            Scope::Gpu(_) => Some(self.cfg.gpu.action),
         }
     }
 
@@ -1403,7 +1444,14 @@ impl Engine {
             outcome,
             reason,
             resident_bytes: p.mem.resident(),
-            charged_bytes: p.mem.charged(),
+            // What the limit applies to: memory on the device for a GPU.
+            charged_bytes: match limit.scope {
+                Scope::Gpu(d) => self
+                    .gpu
+                    .last_bytes(d, pid)
+                    .unwrap_or_else(|| p.mem.charged()),
+                _ => p.mem.charged(),
+            },
             slope_bytes_per_sec: trend.map(|t| t.bytes_per_sec).unwrap_or(0.0),
             limit_bytes: limit.bytes,
             predicted_seconds_to_limit: predicted,
@@ -1686,6 +1734,7 @@ impl Engine {
                 .flatten(),
             state: p.state,
             level: p.held.level,
+            gpu_bytes: self.gpu.bytes_of(p.pid),
         }
     }
 
@@ -1828,6 +1877,8 @@ impl Engine {
     pub fn scope_of_rule(&self, rule: &str) -> &'static str {
         if rule == "host" {
             "host"
+        } else if gpu::device_of_rule(rule).is_some() {
+            "gpu"
         } else if self.cfg.cgroup_rules.iter().any(|r| r.name == rule) {
             "cgroup"
         } else {
@@ -1845,6 +1896,9 @@ impl Engine {
         let warn = |s: &ScopeState| s.held.level >= Level::Warn;
         match self.scope_of_rule(rule) {
             "host" => self.scopes.get(&Scope::Host).is_some_and(warn),
+            "gpu" => gpu::device_of_rule(rule)
+                .and_then(|d| self.scopes.get(&Scope::Gpu(d)))
+                .is_some_and(warn),
             "cgroup" => {
                 let Some(r) = self.cfg.cgroup_rules.iter().find(|r| r.name == rule) else {
                     return false;

@@ -126,6 +126,43 @@ async fn watch_pressure(
     }
 }
 
+/// Samples every GPU each `every` and hands the pass to the engine, on a
+/// thread of its own: NVML calls block. Without a driver it says so once
+/// and ends; a failing pass is reported when its error changes and the
+/// next pass is tried as usual.
+fn sample_gpus(shared: &Shared, library: &str, every: std::time::Duration) {
+    let gpu = match crate::collector::gpu::Gpu::open(library) {
+        Ok(g) => g,
+        Err(why) => {
+            shared.engine().gpu_unavailable(why);
+            return;
+        }
+    };
+    let driver = gpu.driver_version().unwrap_or_default();
+    tracing::info!(%driver, "GPU monitoring on");
+    shared.engine().gpu.driver = driver;
+    let mut last_error = String::new();
+    loop {
+        let started = Instant::now();
+        match gpu.sample() {
+            Ok(sample) => {
+                last_error.clear();
+                shared.engine().observe_gpu(sample, mono_now());
+            }
+            Err(e) => {
+                if e != last_error {
+                    tracing::warn!("GPU sampling failed: {e}");
+                    last_error = e.clone();
+                }
+                let mut eng = shared.engine();
+                eng.gpu.unavailable = e;
+                eng.gpu.error_count += 1;
+            }
+        }
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
+    }
+}
+
 fn join_reason(a: &str, b: &str) -> String {
     if a.is_empty() {
         b.to_string()
@@ -254,6 +291,10 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         })
         .transpose()?;
     let top_growers = cfg.metrics.top_growers;
+    let gpu = cfg
+        .gpu
+        .enabled
+        .then(|| (cfg.gpu.library.clone(), cfg.gpu.interval));
     let alerting = cfg
         .alerting
         .enabled()
@@ -391,6 +432,22 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         if let Err(e) = crate::alert::spawn(a, shared.clone()) {
             tracing::error!("alerting could not start: {e}; decisions are still journalled");
         }
+    }
+    match gpu {
+        Some((library, every)) => {
+            let s = shared.clone();
+            let started = std::thread::Builder::new()
+                .name("sentinel-gpu".into())
+                .spawn(move || sample_gpus(&s, &library, every));
+            if let Err(e) = started {
+                shared
+                    .engine()
+                    .gpu_unavailable(format!("no thread for GPU sampling: {e}"));
+            }
+        }
+        None => shared
+            .engine()
+            .gpu_unavailable("disabled in the config ([gpu] enabled = false)".into()),
     }
     if let Some(l) = metrics {
         if let Ok(addr) = l.local_addr() {

@@ -85,6 +85,7 @@ fn process(v: ProcView, faults: Option<u64>, mapped: Option<i64>) -> pb::Process
         page_faults: faults.unwrap_or(0),
         mapped_bytes: mapped.unwrap_or(0),
         level: v.level.as_str().to_string(),
+        gpu_bytes: v.gpu_bytes,
     }
 }
 
@@ -196,6 +197,21 @@ impl pb::sentinel_server::Sentinel for Service {
                 .collect(),
             uptime_seconds: self.shared.started.elapsed().as_secs_f64(),
             tripwire_fires: c.tripwire_fires,
+            gpus: e
+                .gpu_views()
+                .into_iter()
+                .map(|g| pb::GpuDevice {
+                    index: g.index,
+                    uuid: g.uuid,
+                    name: g.name,
+                    total_bytes: g.total,
+                    used_bytes: g.used,
+                    level: g.level.as_str().to_string(),
+                    error: g.error.unwrap_or_default(),
+                })
+                .collect(),
+            gpu_unavailable: e.gpu.unavailable.clone(),
+            gpu_driver: e.gpu.driver.clone(),
         }))
     }
 

@@ -176,6 +176,11 @@ pub async fn status(socket: &client::Target, json: bool) -> Result<(), CliError>
             "crash_loops": s.crash_loops.iter().map(|l| serde_json::json!({
                 "cmdline": l.cmdline, "count": l.count, "seconds_ago": l.seconds_ago,
             })).collect::<Vec<_>>(),
+            "gpu_unavailable": s.gpu_unavailable, "gpu_driver": s.gpu_driver,
+            "gpus": s.gpus.iter().map(|g| serde_json::json!({
+                "index": g.index, "uuid": g.uuid, "name": g.name, "total_bytes": g.total_bytes,
+                "used_bytes": g.used_bytes, "level": g.level, "error": g.error,
+            })).collect::<Vec<_>>(),
         });
         writeln!(out, "{v}")?;
         return Ok(());
@@ -239,6 +244,27 @@ pub async fn status(socket: &client::Target, json: bool) -> Result<(), CliError>
     for p in &s.probes {
         let mark = if p.attached { "ok  " } else { "MISS" };
         writeln!(out, "  {mark} {:<20} {}", p.name, p.detail)?;
+    }
+    if !s.gpu_unavailable.is_empty() {
+        writeln!(out, "GPU: unavailable: {}", s.gpu_unavailable)?;
+    } else if !s.gpus.is_empty() {
+        writeln!(out, "GPU: driver {}", s.gpu_driver)?;
+    }
+    for g in &s.gpus {
+        writeln!(
+            out,
+            "  gpu {} {}: {} of {} used, level {}{}",
+            g.index,
+            g.name,
+            human_bytes(g.used_bytes as f64),
+            human_bytes(g.total_bytes as f64),
+            g.level,
+            if g.error.is_empty() {
+                String::new()
+            } else {
+                format!(", READ FAILED: {}", g.error)
+            }
+        )?;
     }
     Ok(())
 }

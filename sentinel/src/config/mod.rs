@@ -4,6 +4,7 @@
 //! fix a config from the message alone.
 
 mod api;
+mod gpu;
 mod outputs;
 
 use std::{fmt, path::Path, time::Duration};
@@ -11,6 +12,7 @@ use std::{fmt, path::Path, time::Duration};
 use serde::Deserialize;
 
 pub use api::{ApiSettings, TcpApi};
+pub use gpu::GpuPolicy;
 pub use outputs::{AlertingSettings, DEFAULT_METRICS, MetricsSettings};
 
 use crate::{
@@ -67,6 +69,7 @@ pub struct Config {
     pub api: ApiSettings,
     pub metrics: MetricsSettings,
     pub alerting: AlertingSettings,
+    pub gpu: GpuPolicy,
     /// Defaults for every scope; rules may override them.
     pub levels: Levels,
     pub rules: Vec<Rule>,
@@ -251,6 +254,7 @@ struct RawConfig {
     metrics: outputs::RawMetrics,
     #[serde(default)]
     alerting: outputs::RawAlerting,
+    gpu: Option<gpu::RawGpu>,
 }
 
 #[derive(Deserialize)]
@@ -758,11 +762,22 @@ impl Config {
             .alerting
             .check()
             .map_err(|(offset, msg)| invalid(offset, msg))?;
+        let gpu = match raw.gpu {
+            None => GpuPolicy {
+                levels,
+                ..GpuPolicy::default()
+            },
+            Some(g) => {
+                let l = levels_of(levels, g.levels.clone(), "gpu.levels")?;
+                g.check(l).map_err(|(offset, msg)| invalid(offset, msg))?
+            }
+        };
         Ok(Self {
             agent,
             api,
             metrics,
             alerting,
+            gpu,
             levels,
             rules,
             cgroup_rules,

@@ -35,6 +35,22 @@ pub fn snapshot(shared: &Shared, top: usize) -> Snapshot {
         s.host_level = h.level as u8;
         (s.process_levels, s.frozen) = e.level_counts();
         s.cgroup_levels = e.cgroup_levels();
+        s.gpu_available = e.gpu.unavailable.is_empty() && e.gpu.samples > 0;
+        s.gpu_read_errors = e.gpu.error_count;
+        s.gpus = e
+            .gpu_views()
+            .into_iter()
+            .map(|g| {
+                (
+                    g.index,
+                    g.uuid,
+                    g.used,
+                    g.total,
+                    g.level as u8,
+                    g.error.is_none(),
+                )
+            })
+            .collect();
         s.tracked = e.tracked() as u64;
         s.kernel_oom_kills = e.kernel_oom_kills;
         if let Some(p) = &e.probes {

@@ -56,6 +56,10 @@ pub struct Snapshot {
     pub last_decision_seq: u64,
     pub alerts_firing: u64,
     pub receivers: Vec<ReceiverView>,
+    /// (index, uuid, used, total, level code, readable).
+    pub gpus: Vec<(u32, String, u64, u64, u8, bool)>,
+    pub gpu_available: bool,
+    pub gpu_read_errors: u64,
     pub resident_bytes: u64,
     pub cpu_seconds: f64,
     pub start_time_seconds: f64,
@@ -259,6 +263,50 @@ pub fn render(s: &Snapshot) -> String {
         "Alerts Sentinel is sending as firing.",
         s.alerts_firing as f64,
     );
+    e.single(
+        "sentinel_gpu_available",
+        Type::Gauge,
+        "1 while NVML answers (sentinel status says why not).",
+        f64::from(u8::from(s.gpu_available)),
+    );
+    e.single(
+        "sentinel_gpu_read_errors_total",
+        Type::Counter,
+        "Failed NVML reads of a device (each pass that failed for it).",
+        s.gpu_read_errors as f64,
+    );
+    type PerGpu = fn(&(u32, String, u64, u64, u8, bool)) -> f64;
+    let per_gpu: [(&str, &str, PerGpu); 4] = [
+        (
+            "sentinel_gpu_memory_used_bytes",
+            "GPU memory in use per device.",
+            |g| g.2 as f64,
+        ),
+        (
+            "sentinel_gpu_memory_total_bytes",
+            "GPU memory per device.",
+            |g| g.3 as f64,
+        ),
+        (
+            "sentinel_gpu_level",
+            "A GPU's level as a shared limit: 0 normal, 1 warn, 2 preempt, 3 kill.",
+            |g| f64::from(g.4),
+        ),
+        (
+            "sentinel_gpu_readable",
+            "1 when the last read of the device succeeded.",
+            |g| f64::from(u8::from(g.5)),
+        ),
+    ];
+    if !s.gpus.is_empty() {
+        for (name, help, value) in per_gpu {
+            e.family(name, Type::Gauge, help);
+            for g in &s.gpus {
+                let index = g.0.to_string();
+                e.sample(name, &[("gpu", &index), ("uuid", &g.1)], value(g));
+            }
+        }
+    }
     type PerReceiver = fn(&ReceiverView) -> f64;
     let per_receiver: [(&str, Type, &str, PerReceiver); 6] = [
         (

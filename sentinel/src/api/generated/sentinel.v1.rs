@@ -108,6 +108,35 @@ pub struct Status {
     /// Decisions that could not be written to the journal since the start.
     #[prost(uint64, tag = "23")]
     pub journal_write_failures: u64,
+    /// GPUs as NVML reports them.
+    #[prost(message, repeated, tag = "24")]
+    pub gpus: ::prost::alloc::vec::Vec<GpuDevice>,
+    /// Empty while GPU monitoring works; otherwise why it is off (no driver,
+    /// disabled, a failing driver).
+    #[prost(string, tag = "25")]
+    pub gpu_unavailable: ::prost::alloc::string::String,
+    /// The NVIDIA driver's version, when NVML answered.
+    #[prost(string, tag = "26")]
+    pub gpu_driver: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GpuDevice {
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+    #[prost(string, tag = "2")]
+    pub uuid: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "4")]
+    pub total_bytes: u64,
+    #[prost(uint64, tag = "5")]
+    pub used_bytes: u64,
+    /// Its level as a shared limit: "normal", "warn", "preempt" or "kill".
+    #[prost(string, tag = "6")]
+    pub level: ::prost::alloc::string::String,
+    /// Set when the last read of it failed (the figures are the last good ones).
+    #[prost(string, tag = "7")]
+    pub error: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CrashLoop {
@@ -180,6 +209,9 @@ pub struct Process {
     /// Its level under its rule: "normal", "warn", "preempt" or "kill".
     #[prost(string, tag = "13")]
     pub level: ::prost::alloc::string::String,
+    /// GPU memory it holds over all devices (NVML); 0 without GPUs.
+    #[prost(uint64, tag = "14")]
+    pub gpu_bytes: u64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListProcessesResponse {
