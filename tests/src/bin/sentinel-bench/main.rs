@@ -11,7 +11,9 @@
 //! 3. API: durable journal appends, action-to-watcher latency, ListProcesses
 //!    with 10,000 processes.
 //! 4. Alerting: decision latency with receivers up, refusing, hanging.
-//! 5. Footprint (`footprint`, ten minutes; `footprint-quick`, one): the
+//! 5. GPU: NVML sampling cost at 10 Hz and the lag from a driver change to
+//!    the decision, against the fake NVML (8 devices, 200 processes).
+//! 6. Footprint (`footprint`, ten minutes; `footprint-quick`, one): the
 //!    agent's resident memory and CPU with 1,000 churning processes.
 //!
 //! Every memory-hungry process runs in a capped cgroup, and the agent's only
@@ -19,6 +21,7 @@
 
 mod alerting;
 mod footprint;
+mod gpu;
 
 use std::time::{Duration, Instant};
 
@@ -500,6 +503,9 @@ async fn main() {
     }
     if only("alerting") {
         alerting::alerting(200).await;
+    }
+    if only("gpu") {
+        gpu::gpu_bench().await;
     }
     // Ten minutes: only when asked for (`footprint`, or `footprint-quick`
     // for a one-minute run with the same fleet).
