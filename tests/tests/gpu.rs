@@ -214,3 +214,72 @@ fn without_an_nvidia_driver_the_agent_runs_and_says_why_once() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_gpu_limit_stops_its_grower_long_before_the_device_is_full() {
+    if !privileged("a_rules_gpu_limit") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("gpurule", 64 * MIB);
+    let mut steady = sleeper(&cg);
+    let mut grower = sleeper(&cg);
+    let (steady_pid, grower_pid) = (steady.id(), grower.id());
+    let dir = tempdir::Dir::new("gpurule-scn");
+    let scn = Scenario::new(&dir.0);
+    let at = |grown: u64| {
+        format!(
+            "device 0 total {} name Fake L4\nproc 0 {steady_pid} {}\nproc 0 {grower_pid} {grown}\n",
+            24 * GIB,
+            GIB
+        )
+    };
+    scn.write(&at(256 * MIB));
+    let lib = fake_nvml();
+    // Each process of the rule may hold 2 GiB on a device; the device
+    // (24 GiB) is nowhere near its own levels.
+    let rule = sentinel_tests::rule_for(&cg, "trainers", "1GiB", "freeze").replace(
+        "action = \"freeze\"\n",
+        "action = \"freeze\"\ngpu_limit = \"2GiB\"\n",
+    );
+    let agent = Agent::start_env(
+        "gpurule",
+        &format!(
+            "{rule}\n[gpu]\nlibrary = \"{}\"\ninterval = \"50ms\"\n",
+            lib.display()
+        ),
+        &["--no-ebpf"],
+        &[("FAKE_NVML_SCENARIO", scn.path.to_str().unwrap())],
+    );
+    let mut grown = 256 * MIB;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state(grower_pid) != Some('T') {
+        assert!(
+            Instant::now() < deadline,
+            "never stopped:\n{}",
+            agent.log_text()
+        );
+        grown += 50 * MIB;
+        assert!(
+            grown < 2 * GIB,
+            "the grower reached its GPU limit before it was stopped"
+        );
+        scn.write(&at(grown));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let d = agent
+        .expect_action(grower_pid, "freeze", Duration::from_secs(2))
+        .await;
+    assert_eq!(d.rule, "trainers");
+    assert_eq!(d.limit_bytes, 2 * GIB);
+    assert!(d.reason.contains("on GPU 0"), "{d:?}");
+    eprintln!(
+        "stopped at {:.2} GiB of its 2 GiB GPU limit",
+        grown as f64 / GIB as f64
+    );
+    assert!(agent.decisions_for(steady_pid).await.is_empty());
+    for c in [&mut steady, &mut grower] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

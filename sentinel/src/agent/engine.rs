@@ -70,6 +70,11 @@ pub enum Scope {
     Host,
     /// A GPU's memory (its NVML index).
     Gpu(u32),
+    /// One process's memory on one GPU, under its rule's `gpu_limit`.
+    GpuProcess {
+        device: u32,
+        pid: u32,
+    },
 }
 
 /// How the members of a shared limit form growers.
@@ -925,6 +930,12 @@ impl Engine {
         let what = match &limit.scope {
             Scope::Cgroup(path) => format!("cgroup {path} (limit {} B)", limit.bytes),
             Scope::Gpu(d) => format!("GPU {d} (memory {} B)", limit.bytes),
+            Scope::GpuProcess { device, pid } => {
+                format!(
+                    "pid {pid}'s memory on GPU {device} (limit {} B)",
+                    limit.bytes
+                )
+            }
             _ => format!("the host (limit {} B)", limit.bytes),
         };
         let unit = match self.procs.get(&v.root) {
@@ -1061,6 +1072,7 @@ impl Engine {
                 match &limit.scope {
                     Scope::Cgroup(p) => format!("cgroup {p}"),
                     Scope::Gpu(d) => format!("GPU {d}"),
+                    Scope::GpuProcess { device, pid } => format!("pid {pid} on GPU {device}"),
                     _ => "the host".to_string(),
                 },
                 g.level.as_str(),
@@ -1135,6 +1147,19 @@ impl Engine {
                     .ok_or_else(|| format!("GPU {d} is no longer reported"))?;
                 Ok((dev.used, dev.total, self.cfg.gpu.levels))
             }
+            Scope::GpuProcess { device, pid } => {
+                let r = self
+                    .cfg
+                    .rules
+                    .iter()
+                    .find(|r| r.name == rule)
+                    .ok_or_else(|| format!("rule `{rule}` was removed"))?;
+                let limit = r
+                    .gpu_limit_bytes
+                    .ok_or_else(|| format!("rule `{rule}` has no gpu_limit any more"))?;
+                let used = self.gpu.last_bytes(*device, *pid).unwrap_or(0);
+                Ok((used, limit, r.levels))
+            }
         }
     }
 
@@ -1165,6 +1190,7 @@ impl Engine {
                         Scope::Cgroup(path) => format!("cgroup {path}"),
                         Scope::Host => "the host".to_string(),
                         Scope::Gpu(d) => format!("GPU {d}"),
+                        Scope::GpuProcess { device, .. } => format!("its memory on GPU {device}"),
                     };
                     let mut held = Hysteresis {
                         level: Level::Preempt,
@@ -1280,7 +1306,7 @@ impl Engine {
     /// How far up the ladder the named rule of `scope` may go now.
     fn cap_of(&self, scope: &Scope, rule: &str) -> Option<Action> {
         match scope {
-            Scope::Process => self
+            Scope::Process | Scope::GpuProcess { .. } => self
                 .cfg
                 .rules
                 .iter()
@@ -1632,6 +1658,10 @@ impl Engine {
         let now = mono_now();
         let live: std::collections::HashSet<u32> = pids.iter().copied().collect();
         self.procs.retain(|pid, _| live.contains(pid));
+        self.scopes.retain(|scope, _| match scope {
+            Scope::GpuProcess { pid, .. } => live.contains(pid),
+            _ => true,
+        });
         // The kernel samples ungoverned processes and skips foreign-mm
         // updates, so a process that went quiet right after a skipped change
         // would keep a stale reading: refresh quiet ones from /proc.
@@ -1907,7 +1937,12 @@ impl Engine {
                     matches!(scope, Scope::Cgroup(path) if r.selector.0.is_match(path)) && warn(s)
                 })
             }
-            _ => p.is_some_and(|p| p.held.level >= Level::Warn),
+            _ => {
+                p.is_some_and(|p| p.held.level >= Level::Warn)
+                    || self.scopes.iter().any(|(scope, s)| {
+                        matches!(scope, Scope::GpuProcess { pid: q, .. } if *q == pid) && warn(s)
+                    })
+            }
         }
     }
 

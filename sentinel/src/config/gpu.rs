@@ -109,4 +109,17 @@ mod tests {
             .to_string();
         assert!(e.contains("gpu.levels"), "{e}");
     }
+
+    #[test]
+    fn a_rule_may_bound_its_processes_gpu_memory() {
+        let rule = "[[rule]]\nname = \"t\"\nlimit = \"1G\"\ngpu_limit = \"8GiB\"\nmatch = { comm = \"^t$\" }\n";
+        let c = Config::parse(rule, "t").unwrap();
+        assert_eq!(c.rules[0].gpu_limit_bytes, Some(8 << 30));
+        let c = Config::parse(&rule.replace("gpu_limit = \"8GiB\"\n", ""), "t").unwrap();
+        assert_eq!(c.rules[0].gpu_limit_bytes, None);
+        let e = Config::parse(&rule.replace("8GiB", "0"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gpu_limit must be above 0"), "{e}");
+    }
 }

@@ -339,6 +339,7 @@ struct RawRule {
     levels: Option<toml::Spanned<RawLevels>>,
     #[serde(default)]
     include_file: bool,
+    gpu_limit: Option<ByteSize>,
     #[serde(rename = "match")]
     selector: toml::Spanned<RawMatch>,
 }
@@ -694,6 +695,12 @@ impl Config {
                     format!("rule name `{}` is used twice", r.name),
                 ));
             }
+            if r.gpu_limit.is_some_and(|g| g.0 == 0) {
+                return Err(invalid(
+                    rule_start,
+                    format!("rule `{}`: gpu_limit must be above 0", r.name),
+                ));
+            }
             let selector = selector_of("rule", &r.name, r.selector)?;
             rules.push(Rule {
                 name: r.name,
@@ -701,6 +708,7 @@ impl Config {
                 action: r.action,
                 levels: levels_of(levels, r.levels, &format!("rule[{}].levels", rules.len()))?,
                 include_file: r.include_file,
+                gpu_limit_bytes: r.gpu_limit.map(|g| g.0),
                 selector,
             });
         }

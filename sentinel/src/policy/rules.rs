@@ -92,6 +92,10 @@ pub struct Rule {
     /// process must not outgrow); by default only memory the kernel cannot
     /// simply reclaim (anon, shmem, swap) counts.
     pub include_file: bool,
+    /// Most GPU memory a matched process may hold on any one device, with
+    /// the same levels and cap; `None`: its GPU memory is only judged as
+    /// part of its device's.
+    pub gpu_limit_bytes: Option<u64>,
     pub selector: Selector,
 }
 
@@ -147,6 +151,7 @@ mod tests {
             action: Action::Freeze,
             levels: Levels::default(),
             include_file: false,
+            gpu_limit_bytes: None,
             selector: sel,
         }
     }

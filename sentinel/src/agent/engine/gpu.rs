@@ -127,6 +127,7 @@ impl Engine {
                 .or_insert_with(|| Series::new(HISTORY_SECS))
                 .push(now, bytes);
         }
+        self.judge_gpu_rules(now);
         for dev in sample.devices {
             self.gpu
                 .series
@@ -154,6 +155,36 @@ impl Engine {
                 cap: self.cfg.gpu.action,
             };
             self.relieve(&limit, used, &pids, Grouping::Gpu(index), now);
+        }
+    }
+
+    /// Each process under a rule with a `gpu_limit`, on each device it
+    /// uses: its memory there against that limit.
+    fn judge_gpu_rules(&mut self, now: f64) {
+        let due: Vec<(u32, u32, u64, Limit)> = self
+            .gpu
+            .procs
+            .iter()
+            .filter_map(|(&(device, pid), series)| {
+                let rule = &self.cfg.rules[self.procs.get(&pid)?.rule?];
+                let bytes = rule.gpu_limit_bytes?;
+                let used = series.last()?.bytes;
+                Some((
+                    device,
+                    pid,
+                    used,
+                    Limit {
+                        scope: Scope::GpuProcess { device, pid },
+                        rule: rule.name.clone(),
+                        bytes,
+                        levels: rule.levels,
+                        cap: rule.action,
+                    },
+                ))
+            })
+            .collect();
+        for (device, pid, used, limit) in due {
+            self.relieve(&limit, used, &[pid], Grouping::Gpu(device), now);
         }
     }
 
