@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sentinel_tests::{
     Agent, MIB, MemCgroup,
     gpu::{Scenario, fake_nvml},
-    observability::{http_get, metric},
+    observability::{WebhookSink, http_get, metric, wait_for},
     pb, privileged, serial, serial_async, tempdir,
 };
 
@@ -60,11 +60,13 @@ async fn the_gpu_grower_is_frozen_before_the_device_fills_and_the_steady_one_is_
     };
     scn.write(&at(512 * MIB));
     let lib = fake_nvml();
+    let sink = WebhookSink::start();
     let mut agent = Agent::start_env(
         "gpu",
         &format!(
-            "[gpu]\nlibrary = \"{}\"\ninterval = \"50ms\"\naction = \"freeze\"\n",
-            lib.display()
+            "[gpu]\nlibrary = \"{}\"\ninterval = \"50ms\"\naction = \"freeze\"\n[alerting]\nwebhooks = [\"{}\"]\nmin_firing = \"1s\"\n",
+            lib.display(),
+            sink.url
         ),
         &["--no-ebpf"],
         &[("FAKE_NVML_SCENARIO", scn.path.to_str().unwrap())],
@@ -116,6 +118,24 @@ async fn the_gpu_grower_is_frozen_before_the_device_fills_and_the_steady_one_is_
         agent.decisions_for(steady_pid).await
     );
     assert_eq!(state(steady_pid), Some('S'));
+
+    // The decision is alerted like any other, as a GPU scope.
+    let grower_label = grower_pid.to_string();
+    let alert = wait_for(
+        "the GPU alert at the webhook",
+        Duration::from_secs(10),
+        || {
+            sink.all()
+                .iter()
+                .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
+                .find(|a| {
+                    a["labels"]["alertname"] == "SentinelPreempted"
+                        && a["labels"]["pid"] == grower_label.as_str()
+                })
+        },
+    );
+    assert_eq!(alert["labels"]["rule"], "gpu:0", "{alert}");
+    assert_eq!(alert["labels"]["scope"], "gpu", "{alert}");
 
     // Status, processes and metrics show the device and the grower.
     let s = status(&agent).await;
@@ -282,4 +302,78 @@ async fn a_rules_gpu_limit_stops_its_grower_long_before_the_device_is_full() {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nvml_pids_are_mapped_to_what_the_agent_sees() {
+    if !privileged("nvml_pids_are_mapped") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("gpuns", 64 * MIB);
+    // A GPU process in a container's PID namespace: sleep as pid 1 of a
+    // new one. NVML names it by its host pid.
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--pid", "--fork", "sleep", "120"]);
+    cg.contain(&mut cmd);
+    let mut outer = cmd.spawn().unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", outer.id());
+    let inner: u32 = wait_for("the namespaced sleep", Duration::from_secs(5), || {
+        std::fs::read_to_string(&children)
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    });
+    let ghost = 4_000_000; // above pid_max: a pid no namespace here has
+    let dir = tempdir::Dir::new("gpuns-scn");
+    let scn = Scenario::new(&dir.0);
+    scn.write(&format!(
+        "device 0 total {} name Fake T4\nproc 0 {inner} {GIB}\nproc 0 {ghost} {GIB}\n",
+        16 * GIB
+    ));
+    let agent = Agent::start_env(
+        "gpuns",
+        &format!(
+            "[gpu]\nlibrary = \"{}\"\ninterval = \"50ms\"\n",
+            fake_nvml().display()
+        ),
+        &["--no-ebpf"],
+        &[("FAKE_NVML_SCENARIO", scn.path.to_str().unwrap())],
+    );
+    let mut s = status(&agent).await;
+    for _ in 0..40 {
+        if !s.gpus.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s = status(&agent).await;
+    }
+    assert_eq!(s.gpu_unmapped_pids, vec![ghost], "{s:?}");
+    let p = agent
+        .client()
+        .await
+        .get_process(pb::ProcessRef { pid: inner })
+        .await
+        .unwrap()
+        .into_inner()
+        .process
+        .unwrap();
+    assert_eq!(p.gpu_bytes, GIB);
+    assert_eq!(p.ns_pid, 1, "pid 1 inside its own namespace");
+    let (ok, text, err) = agent.cli(&["top", "--sort", "pid", "-n", "1000"]);
+    assert!(ok, "{err}");
+    assert!(text.lines().next().unwrap().contains(" GPU "), "{text}");
+    let (_, text, _) = agent.cli(&["status"]);
+    assert!(
+        text.contains(&format!(
+            "not visible here (run in the host's PID namespace): [{ghost}]"
+        )),
+        "{text}"
+    );
+    // SAFETY: the test's own processes.
+    unsafe { libc::kill(inner as i32, libc::SIGKILL) };
+    let _ = outer.kill();
+    let _ = outer.wait();
 }

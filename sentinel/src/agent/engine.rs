@@ -147,6 +147,9 @@ pub struct ProcView {
     pub level: Level,
     /// GPU memory over all devices.
     pub gpu_bytes: u64,
+    /// Its pid inside its own PID namespace, for GPU processes in
+    /// containers (0 when the same as `pid` or not known).
+    pub ns_pid: u32,
 }
 
 /// One process: its view, its samples (seconds ago, bytes; oldest first)
@@ -1765,6 +1768,7 @@ impl Engine {
             state: p.state,
             level: p.held.level,
             gpu_bytes: self.gpu.bytes_of(p.pid),
+            ns_pid: self.gpu.ns_pids.get(&p.pid).copied().unwrap_or(0),
         }
     }
 

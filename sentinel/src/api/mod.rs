@@ -86,6 +86,7 @@ fn process(v: ProcView, faults: Option<u64>, mapped: Option<i64>) -> pb::Process
         mapped_bytes: mapped.unwrap_or(0),
         level: v.level.as_str().to_string(),
         gpu_bytes: v.gpu_bytes,
+        ns_pid: v.ns_pid,
     }
 }
 
@@ -212,6 +213,7 @@ impl pb::sentinel_server::Sentinel for Service {
                 .collect(),
             gpu_unavailable: e.gpu.unavailable.clone(),
             gpu_driver: e.gpu.driver.clone(),
+            gpu_unmapped_pids: e.gpu.unmapped.iter().copied().collect(),
         }))
     }
 

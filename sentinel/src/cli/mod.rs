@@ -177,6 +177,7 @@ pub async fn status(socket: &client::Target, json: bool) -> Result<(), CliError>
                 "cmdline": l.cmdline, "count": l.count, "seconds_ago": l.seconds_ago,
             })).collect::<Vec<_>>(),
             "gpu_unavailable": s.gpu_unavailable, "gpu_driver": s.gpu_driver,
+            "gpu_unmapped_pids": s.gpu_unmapped_pids,
             "gpus": s.gpus.iter().map(|g| serde_json::json!({
                 "index": g.index, "uuid": g.uuid, "name": g.name, "total_bytes": g.total_bytes,
                 "used_bytes": g.used_bytes, "level": g.level, "error": g.error,
@@ -250,6 +251,13 @@ pub async fn status(socket: &client::Target, json: bool) -> Result<(), CliError>
     } else if !s.gpus.is_empty() {
         writeln!(out, "GPU: driver {}", s.gpu_driver)?;
     }
+    if !s.gpu_unmapped_pids.is_empty() {
+        writeln!(
+            out,
+            "  GPU processes not visible here (run in the host's PID namespace): {:?}",
+            s.gpu_unmapped_pids
+        )?;
+    }
     for g in &s.gpus {
         writeln!(
             out,
@@ -315,25 +323,51 @@ pub async fn top(
                 "slope_bytes_per_sec": p.slope_bytes_per_sec, "limit_bytes": p.limit_bytes,
                 "predicted_seconds_to_limit": p.predicted_seconds_to_limit, "state": p.state,
                 "page_faults": p.page_faults, "mapped_bytes": p.mapped_bytes,
-                "level": p.level,
+                "level": p.level, "gpu_bytes": p.gpu_bytes, "ns_pid": p.ns_pid,
             });
             writeln!(out, "{v}")?;
         }
         return Ok(());
     }
+    // The GPU column only where some process holds GPU memory.
+    let gpu = r.processes.iter().any(|p| p.gpu_bytes > 0);
+    let gpu_cell = |p: &pb::Process| {
+        if !gpu {
+            String::new()
+        } else if p.gpu_bytes > 0 {
+            format!("{:>11} ", human_bytes(p.gpu_bytes as f64))
+        } else {
+            format!("{:>11} ", "-")
+        }
+    };
     writeln!(
         out,
-        "{:>8} {:<16} {:>11} {:>11} {:>12} {:>11} {:>8} {:<11} {:<7} {:<12} CGROUP",
-        "PID", "COMM", "RESIDENT", "CHARGED", "SLOPE", "LIMIT", "ETA", "STATE", "LEVEL", "RULE"
+        "{:>8} {:<16} {:>11} {:>11} {}{:>12} {:>11} {:>8} {:<11} {:<7} {:<12} CGROUP",
+        "PID",
+        "COMM",
+        "RESIDENT",
+        "CHARGED",
+        if gpu {
+            format!("{:>11} ", "GPU")
+        } else {
+            String::new()
+        },
+        "SLOPE",
+        "LIMIT",
+        "ETA",
+        "STATE",
+        "LEVEL",
+        "RULE"
     )?;
     for p in &r.processes {
         writeln!(
             out,
-            "{:>8} {:<16} {:>11} {:>11} {:>12} {:>11} {:>8} {:<11} {:<7} {:<12} {}",
+            "{:>8} {:<16} {:>11} {:>11} {}{:>12} {:>11} {:>8} {:<11} {:<7} {:<12} {}",
             p.pid,
             p.comm,
             human_bytes(p.resident_bytes as f64),
             human_bytes(p.charged_bytes as f64),
+            gpu_cell(p),
             rate(p.slope_bytes_per_sec),
             if p.limit_bytes > 0 {
                 human_bytes(p.limit_bytes as f64)

@@ -129,6 +129,27 @@ pub fn parse_status_mem(text: &str) -> Mem {
     m
 }
 
+/// The `NSpid:` line of /proc/PID/status: the pid in this /proc's PID
+/// namespace first, then in each nested one down to the process's own.
+pub fn parse_nspid(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pid a process has inside its own PID namespace (a container's),
+/// when that differs from the pid seen here.
+pub fn read_ns_pid(pid: u32) -> Option<u32> {
+    let pids = parse_nspid(&fs::read_to_string(proc_path(pid, "status")).ok()?);
+    (pids.len() > 1).then(|| *pids.last().expect("more than one"))
+}
+
 /// The cgroup that governs the process's memory: the v1 memory controller's
 /// path when one is mounted that way, else the unified (v2) path.
 pub fn parse_cgroup(text: &str) -> String {
@@ -246,6 +267,16 @@ mod tests {
         let text = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
         assert!(parse_stat(text).unwrap().kernel_thread);
         assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn nspid_lists_the_pid_in_each_namespace() {
+        assert_eq!(
+            parse_nspid("Name:\tsleep\nNSpid:\t4321\t7\t1\n"),
+            vec![4321, 7, 1]
+        );
+        assert_eq!(parse_nspid("NSpid:\t4321\n"), vec![4321]);
+        assert!(parse_nspid("Name:\tx\n").is_empty());
     }
 
     #[test]

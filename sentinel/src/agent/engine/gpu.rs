@@ -38,6 +38,12 @@ pub struct GpuState {
     pub errors: BTreeMap<u32, String>,
     /// Device read failures since start.
     pub error_count: u64,
+    /// Pids NVML reports that this agent cannot see: NVML gives host pids,
+    /// so an agent outside the host's PID namespace cannot act on them.
+    pub unmapped: std::collections::BTreeSet<u32>,
+    /// GPU processes' pids inside their own PID namespace (containers),
+    /// where that differs.
+    pub ns_pids: HashMap<u32, u32>,
     pub samples: u64,
 }
 
@@ -115,17 +121,32 @@ impl Engine {
         self.gpu
             .procs
             .retain(|k, _| seen.contains(k) || !read.contains(&k.0));
+        let had_unmapped = !self.gpu.unmapped.is_empty();
+        self.gpu.unmapped.clear();
+        let seen_pids: HashSet<u32> = seen.iter().map(|k| k.1).collect();
+        self.gpu.ns_pids.retain(|pid, _| seen_pids.contains(pid));
         for ((device, pid), bytes) in sample.processes {
-            if !self.procs.contains_key(&pid) {
+            if !self.procs.contains_key(&pid) && self.discover(pid).is_none() {
                 // NVML's pids are the host's; one this agent cannot see
-                // (another PID namespace) is still counted on its device.
-                let _ = self.discover(pid);
+                // (it runs in another PID namespace) is still counted on
+                // its device, but cannot be acted on.
+                self.gpu.unmapped.insert(pid);
+            } else if !self.gpu.ns_pids.contains_key(&pid)
+                && let Some(inner) = crate::collector::procfs::read_ns_pid(pid)
+            {
+                self.gpu.ns_pids.insert(pid, inner);
             }
             self.gpu
                 .procs
                 .entry((device, pid))
                 .or_insert_with(|| Series::new(HISTORY_SECS))
                 .push(now, bytes);
+        }
+        if !had_unmapped && !self.gpu.unmapped.is_empty() {
+            tracing::warn!(
+                pids = ?self.gpu.unmapped,
+                "GPU processes NVML reports are not visible to the agent: it needs the host's PID namespace (hostPID) to act on them"
+            );
         }
         self.judge_gpu_rules(now);
         for dev in sample.devices {

@@ -118,6 +118,10 @@ pub struct Status {
     /// The NVIDIA driver's version, when NVML answered.
     #[prost(string, tag = "26")]
     pub gpu_driver: ::prost::alloc::string::String,
+    /// Pids NVML reports that the agent cannot see (it is not in the host's
+    /// PID namespace): counted on their devices, never acted on.
+    #[prost(uint32, repeated, tag = "27")]
+    pub gpu_unmapped_pids: ::prost::alloc::vec::Vec<u32>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GpuDevice {
@@ -212,6 +216,10 @@ pub struct Process {
     /// GPU memory it holds over all devices (NVML); 0 without GPUs.
     #[prost(uint64, tag = "14")]
     pub gpu_bytes: u64,
+    /// For a GPU process in a container: its pid inside its own PID
+    /// namespace (0 when it is the same as pid).
+    #[prost(uint32, tag = "15")]
+    pub ns_pid: u32,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListProcessesResponse {
