@@ -440,6 +440,15 @@ impl Agent {
             .expect("connect to agent")
     }
 
+    pub async fn status(&self) -> pb::Status {
+        self.client()
+            .await
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// Runs the CLI against this agent; returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(sentinel_bin())
@@ -558,6 +567,33 @@ impl Drop for Agent {
 }
 
 pub const MIB: u64 = 1 << 20;
+
+/// Wall-clock milliseconds, as decisions carry them.
+pub fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1e3
+}
+
+/// The next decision on a WatchDecisions stream that `want` accepts,
+/// within `within`.
+pub async fn next_decision(
+    stream: &mut tonic::Streaming<pb::Decision>,
+    within: Duration,
+    want: impl Fn(&pb::Decision) -> bool,
+) -> Option<pb::Decision> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        match tokio::time::timeout(deadline - Instant::now(), stream.message()).await {
+            Ok(Ok(Some(d))) if want(&d) => return Some(d),
+            Ok(Ok(Some(_))) => continue,
+            _ => return None,
+        }
+    }
+    None
+}
 
 /// Short-lived leakers (60 MiB at full speed, held 50 ms) started back to
 /// back in `cg` by `threads` threads until stopped or dropped: a storm of

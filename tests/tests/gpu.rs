@@ -14,16 +14,6 @@ use sentinel_tests::{
 
 const GIB: u64 = 1 << 30;
 
-async fn status(agent: &Agent) -> pb::Status {
-    agent
-        .client()
-        .await
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 /// A process that only sleeps: the fake driver says how much GPU memory
 /// it holds.
 fn sleeper(cg: &MemCgroup) -> std::process::Child {
@@ -71,7 +61,7 @@ async fn the_gpu_grower_is_frozen_before_the_device_fills_and_the_steady_one_is_
         &["--no-ebpf"],
         &[("FAKE_NVML_SCENARIO", scn.path.to_str().unwrap())],
     );
-    let s = status(&agent).await;
+    let s = agent.status().await;
     assert_eq!(s.gpu_unavailable, "", "{s:?}\n{}", agent.log_text());
     assert_eq!(s.gpu_driver, "550.54.14");
 
@@ -138,7 +128,7 @@ async fn the_gpu_grower_is_frozen_before_the_device_fills_and_the_steady_one_is_
     assert_eq!(alert["labels"]["scope"], "gpu", "{alert}");
 
     // Status, processes and metrics show the device and the grower.
-    let s = status(&agent).await;
+    let s = agent.status().await;
     assert_eq!(s.gpus.len(), 1, "{s:?}");
     assert_eq!(s.gpus[0].name, "Fake A100");
     assert_eq!(s.gpus[0].level, "preempt");
@@ -163,7 +153,7 @@ async fn the_gpu_grower_is_frozen_before_the_device_fills_and_the_steady_one_is_
     scn.write(&format!("{}error 0 memory 15\n", at(grown)));
     let mut reported = None;
     for _ in 0..50 {
-        let s = status(&agent).await;
+        let s = agent.status().await;
         if !s.gpus[0].error.is_empty() {
             reported = Some(s.gpus[0].error.clone());
             break;
@@ -180,7 +170,7 @@ async fn the_gpu_grower_is_frozen_before_the_device_fills_and_the_steady_one_is_
     scn.write(&at(grown));
     let mut back = false;
     for _ in 0..50 {
-        if status(&agent).await.gpus[0].error.is_empty() {
+        if agent.status().await.gpus[0].error.is_empty() {
             back = true;
             break;
         }
@@ -342,13 +332,13 @@ async fn nvml_pids_are_mapped_to_what_the_agent_sees() {
         &["--no-ebpf"],
         &[("FAKE_NVML_SCENARIO", scn.path.to_str().unwrap())],
     );
-    let mut s = status(&agent).await;
+    let mut s = agent.status().await;
     for _ in 0..40 {
         if !s.gpus.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        s = status(&agent).await;
+        s = agent.status().await;
     }
     assert_eq!(s.gpu_unmapped_pids, vec![ghost], "{s:?}");
     let p = agent

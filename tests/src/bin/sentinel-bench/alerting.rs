@@ -5,14 +5,13 @@
 //! delivery waits out its timeout). For each: the time from a leaker's
 //! start to its first decision in the journal.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sentinel_tests::{
     Agent, MIB, MemCgroup, memhog_bin,
     observability::{WebhookSink, free_port, http_get, metric},
     pb, rule_for,
 };
-use tokio_stream::StreamExt;
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -55,23 +54,14 @@ async fn latencies(label: &str, receivers: &str, leakers: usize) -> (Vec<f64>, S
         cmd.args(["--target", "60MiB", "--rate", "max", "--hold", "0.05"])
             .stdout(std::process::Stdio::null());
         cg.contain(&mut cmd);
-        let t0 = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-            * 1e3;
+        let t0 = sentinel_tests::unix_ms();
         let mut child = cmd.spawn().unwrap();
         let pid = child.id();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
-                Ok(Some(Ok(d))) if d.pid == pid => {
-                    out.push(d.time_unix_ms as f64 - t0);
-                    break;
-                }
-                Ok(Some(Ok(_))) => continue,
-                _ => break,
-            }
+        if let Some(d) =
+            sentinel_tests::next_decision(&mut stream, Duration::from_secs(5), |d| d.pid == pid)
+                .await
+        {
+            out.push(d.time_unix_ms as f64 - t0);
         }
         let _ = child.wait();
     }

@@ -10,7 +10,6 @@ use sentinel_tests::{
     gpu::{Scenario, fake_nvml},
     pb,
 };
-use tokio_stream::StreamExt;
 
 const GIB: u64 = 1 << 30;
 const DEVICES: u32 = 8;
@@ -100,23 +99,14 @@ pub async fn gpu_bench() {
     let mut lags = Vec::new();
     for round in 0..20 {
         let hot = round % DEVICES;
-        let t0 = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-            * 1e3;
+        let t0 = sentinel_tests::unix_ms();
         scn.write(&scenario(&pids, Some(hot)));
         let rule = format!("gpu:{hot}");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
-                Ok(Some(Ok(d))) if d.rule == rule => {
-                    lags.push(d.time_unix_ms as f64 - t0);
-                    break;
-                }
-                Ok(Some(Ok(_))) => continue,
-                _ => break,
-            }
+        if let Some(d) =
+            sentinel_tests::next_decision(&mut stream, Duration::from_secs(5), |d| d.rule == rule)
+                .await
+        {
+            lags.push(d.time_unix_ms as f64 - t0);
         }
         // Back to normal, long enough for the level to clear, and a phase
         // that moves across the sampling period from round to round (else

@@ -63,16 +63,6 @@ fn storm(cg: &MemCgroup, secs: f64) -> f64 {
     faults / seconds
 }
 
-async fn status(agent: &Agent) -> pb::Status {
-    agent
-        .client()
-        .await
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 async fn probe_overhead(label: &str, agent_config: &str, rounds: usize, secs: f64) {
     let cg = MemCgroup::new("bench-storm", 512 * MIB);
     // Warm up page allocator and caches.
@@ -88,14 +78,14 @@ async fn probe_overhead(label: &str, agent_config: &str, rounds: usize, secs: f6
             off.push(storm(&cg, secs));
         }
         let agent = Agent::start("bench-storm", agent_config, &[]);
-        let before = status(&agent).await;
+        let before = agent.status().await;
         if !agent_config.contains("rss_stat") {
             assert_eq!(before.mode, "ebpf", "probes must be attached: {before:?}");
         }
         let t = Instant::now();
         on.push(storm(&cg, secs));
         let elapsed = t.elapsed().as_secs_f64();
-        let after = status(&agent).await;
+        let after = agent.status().await;
         events_per_sec.push((after.probe_events - before.probe_events) as f64 / elapsed);
         lost += after.lost_events - before.lost_events;
         drop(agent);
