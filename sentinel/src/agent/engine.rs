@@ -3,6 +3,7 @@
 //! and the host. It owns no task or socket: `agent::run` feeds it kernel
 //! events and timer ticks, and the API reads views of it.
 
+mod admission;
 mod gpu;
 
 use std::{

@@ -27,6 +27,8 @@ pub struct Shared {
     pub access: crate::api::access::AccessPolicy,
     /// Alert delivery, when any receiver is configured.
     pub alerting: Option<Arc<crate::alert::Alerting>>,
+    /// Memory reservations and the queue for them.
+    pub admission: crate::api::admission::Hub,
 }
 
 impl Shared {
@@ -426,6 +428,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         started: Instant::now(),
         access,
         alerting: alerting.clone(),
+        admission: Default::default(),
     });
     if let Some(a) = alerting {
         tracing::info!(receivers = a.receivers().len(), "alerting on");
@@ -513,7 +516,10 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
                 _ = graces.tick(), if in_grace => in_grace = s.engine().expire_graces(mono_now()),
                 // Inline: a /proc/meminfo read and in-memory checks, shorter
                 // than handing them to another thread.
-                _ = tick.tick() => s.engine().tick(mono_now()),
+                _ = tick.tick() => {
+                    s.engine().tick(mono_now());
+                    s.admission.pass(&s);
+                }
                 _ = rescan.tick() => {
                     let s = s.clone();
                     let _ = tokio::task::spawn_blocking(move || {

@@ -50,8 +50,13 @@ pub async fn connect(socket: &str) -> Result<SentinelClient<Channel>, ConnectErr
 }
 
 pub async fn connect_to(target: &Target) -> Result<SentinelClient<Channel>, ConnectError> {
+    Ok(SentinelClient::new(channel_to(target).await?))
+}
+
+/// A channel to the agent at `target`, for any of its services.
+pub async fn channel_to(target: &Target) -> Result<Channel, ConnectError> {
     if !target.address.contains("://") {
-        return connect(&target.address).await;
+        return channel(&target.address).await;
     }
     let tls_err = |reason: String| ConnectError::Tls {
         address: target.address.clone(),
@@ -83,7 +88,7 @@ pub async fn connect_to(target: &Target) -> Result<SentinelClient<Channel>, Conn
         .connect()
         .await
         .map_err(|e| tls_err(error_chain(&e)))?;
-    let mut client = SentinelClient::new(channel);
+    let mut client = SentinelClient::new(channel.clone());
     // Under TLS 1.3 the server judges the client certificate after the
     // client thinks the handshake is done, so a refusal shows only as the
     // first call failing; make that call here, where it can be explained.
@@ -97,7 +102,7 @@ pub async fn connect_to(target: &Target) -> Result<SentinelClient<Channel>, Conn
             _ => s.message().to_string(),
         }));
     }
-    Ok(client)
+    Ok(channel)
 }
 
 /// The whole cause chain: a refused handshake is only named at the bottom.

@@ -1,6 +1,7 @@
 //! The gRPC API (`sentinel.v1`): a thin layer over the engine and journal.
 
 pub mod access;
+pub mod admission;
 pub mod client;
 
 #[allow(clippy::all, missing_docs)]
@@ -577,10 +578,17 @@ pub async fn serve(
     health
         .set_serving::<pb::sentinel_server::SentinelServer<Service>>()
         .await;
+    health
+        .set_serving::<pb::admission_server::AdmissionServer<admission::Service>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(DESCRIPTOR)
         .build_v1()?;
     // One service for both listeners, so the stream limit counts them all.
+    let admission = pb::admission_server::AdmissionServer::new(admission::Service {
+        shared: shared.clone(),
+    })
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
     let sentinel = pb::sentinel_server::SentinelServer::new(Service {
         shared,
         watchers: Arc::default(),
@@ -592,6 +600,7 @@ pub async fn serve(
     };
     let unix = Server::builder()
         .add_service(sentinel.clone())
+        .add_service(admission.clone())
         .add_service(health_service.clone())
         .add_service(reflection.clone())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), wait(stopped.clone()));
@@ -602,6 +611,7 @@ pub async fn serve(
         Server::builder()
             .tls_config(t.tls)?
             .add_service(sentinel)
+            .add_service(admission)
             .add_service(health_service)
             .add_service(reflection)
             .serve_with_incoming_shutdown(t.incoming, wait(stopped))

@@ -1,6 +1,7 @@
 //! The client side of the binary: `status`, `top`, `decisions`, and the
 //! offline `replay`.
 
+pub mod exec;
 pub mod replay;
 
 use std::io::Write;

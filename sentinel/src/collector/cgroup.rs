@@ -69,6 +69,18 @@ impl CgroupFs {
         }
     }
 
+    /// What the kernel charges to the cgroup at `path` now (v1
+    /// memory.usage_in_bytes, v2 memory.current).
+    pub fn usage(&self, path: &str) -> Option<u64> {
+        let rel = path.trim_start_matches('/');
+        let file = match (&self.v1_memory, &self.v2) {
+            (Some(root), _) => root.join(rel).join("memory.usage_in_bytes"),
+            (None, Some(root)) => root.join(rel).join("memory.current"),
+            (None, None) => return None,
+        };
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
     /// The nearest cgroup at or above `path` that has a limit, and that
     /// limit: the line its members share.
     pub fn effective_limit(&self, path: &str) -> Option<(String, u64)> {

@@ -43,6 +43,9 @@ pub enum DecisionKind {
     Policy,
     /// An operator protected a process, or took the protection back.
     Protect,
+    /// Admission control granted, released, expired or refused a memory
+    /// reservation (`action` says which).
+    Admission,
 }
 
 impl DecisionKind {
@@ -54,6 +57,7 @@ impl DecisionKind {
             Self::Pressure => "pressure",
             Self::Policy => "policy",
             Self::Protect => "protect",
+            Self::Admission => "admission",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Rules and the decision to act. Pure: facts about a process and its trend
 //! in, a decision out; the agent does the I/O.
 
+pub mod admission;
 pub mod group;
 pub mod levels;
 pub mod restarts;

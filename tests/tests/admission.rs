@@ -1,0 +1,263 @@
+//! Admission control end to end: `sentinel exec --reserve` against a real
+//! agent, with workers in capped cgroups.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use sentinel_tests::{
+    Agent, MIB, MemCgroup, memhog_bin, pb, privileged, sentinel_bin, serial_async,
+};
+
+const GIB: u64 = 1 << 30;
+
+/// A worker that grows to 1.5 GiB at 1 GB/s and holds it for a second.
+const WORKER: [&str; 6] = ["--target", "1536MiB", "--rate", "1GB/s", "--hold", "1"];
+
+fn memhogs_in(cg: &MemCgroup) -> usize {
+    cg.pids()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "memhog")
+        })
+        .count()
+}
+
+fn exec(agent: &Agent, cg: &MemCgroup, args: &[&str], cmd: &[&str]) -> Child {
+    let mut c = Command::new(sentinel_bin());
+    c.arg("exec")
+        .args(["--socket", &agent.socket])
+        .args(args)
+        .arg("--")
+        .args(cmd)
+        .stdout(Stdio::null());
+    cg.contain(&mut c);
+    c.spawn().unwrap()
+}
+
+async fn admission_events(agent: &Agent, action: &str) -> Vec<pb::Decision> {
+    agent
+        .client()
+        .await
+        .list_decisions(pb::ListDecisionsRequest {
+            kind: "admission".into(),
+            action: action.into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stampede_through_exec_finishes_without_oom_kills_three_at_a_time() {
+    if !privileged("a_stampede_through_exec") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let memhog = memhog_bin().display().to_string();
+
+    // Bare: eight workers of 1.5 GiB at once in 6 GiB. The kernel kills.
+    let bare = MemCgroup::new("stampede-bare", 6 * GIB);
+    let mut kids: Vec<Child> = (0..8)
+        .map(|_| {
+            let mut c = Command::new(&memhog);
+            c.args(WORKER).stdout(Stdio::null());
+            bare.contain(&mut c);
+            c.spawn().unwrap()
+        })
+        .collect();
+    for k in &mut kids {
+        let _ = k.wait();
+    }
+    assert!(
+        bare.oom_kills() > 0,
+        "launched bare, the stampede must OOM-kill"
+    );
+    eprintln!("bare: {} kernel OOM kills", bare.oom_kills());
+
+    // Through `sentinel exec --reserve 1600M`, from the same 6 GiB.
+    let cg = MemCgroup::new("stampede", 6 * GIB);
+    let agent = Agent::start("stampede", "", &[]);
+    let mut cmd = vec![memhog.as_str()];
+    cmd.extend(WORKER);
+    let mut workers: Vec<Child> = (0..8)
+        .map(|_| {
+            exec(
+                &agent,
+                &cg,
+                &["--reserve", "1600M", "--scope", "cgroup", "--wait", "5m"],
+                &cmd,
+            )
+        })
+        .collect();
+    let mut most = 0;
+    let mut codes = vec![None; workers.len()];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while codes.iter().any(Option::is_none) {
+        assert!(
+            Instant::now() < deadline,
+            "the stampede did not finish:\n{}",
+            agent.log_text()
+        );
+        most = most.max(memhogs_in(&cg));
+        for (w, code) in workers.iter_mut().zip(codes.iter_mut()) {
+            if code.is_none()
+                && let Ok(Some(st)) = w.try_wait()
+            {
+                *code = Some(st.code());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "through exec: at most {most} workers at once, {} OOM kills",
+        cg.oom_kills()
+    );
+    assert!(
+        codes.iter().all(|c| *c == Some(Some(0))),
+        "every worker finished: {codes:?}"
+    );
+    assert_eq!(cg.oom_kills(), 0, "no OOM kill through admission");
+    assert!(most <= 3, "at most 3 at a time, saw {most}");
+    assert!(most >= 2, "they did run side by side ({most})");
+    assert_eq!(admission_events(&agent, "granted").await.len(), 8);
+    assert_eq!(admission_events(&agent, "released").await.len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_budget_full_a_critical_request_goes_before_earlier_low_ones() {
+    if !privileged("a_critical_request_goes_first") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("prio", 2 * GIB);
+    let agent = Agent::start("prio", "", &[]);
+    let args = |p: &'static str, holder: &'static str, size: &'static str| {
+        vec![
+            "--reserve",
+            size,
+            "--scope",
+            "cgroup",
+            "--wait",
+            "1m",
+            "--priority",
+            p,
+            "--holder",
+            holder,
+        ]
+    };
+    // Takes most of the 2 GiB for two seconds.
+    let mut first = exec(
+        &agent,
+        &cg,
+        &args("normal", "first", "1536M"),
+        &["sleep", "2"],
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut low_a = exec(&agent, &cg, &args("low", "low-a", "1G"), &["sleep", "1"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut low_b = exec(&agent, &cg, &args("low", "low-b", "1G"), &["sleep", "1"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut critical = exec(
+        &agent,
+        &cg,
+        &args("critical", "critical", "1G"),
+        &["sleep", "1"],
+    );
+    for c in [&mut first, &mut low_a, &mut low_b, &mut critical] {
+        assert_eq!(c.wait().unwrap().code(), Some(0));
+    }
+    let order: Vec<String> = admission_events(&agent, "granted")
+        .await
+        .into_iter()
+        .map(|d| d.reason)
+        .collect();
+    let at = |h: &str| {
+        order
+            .iter()
+            .position(|r| r.contains(&format!("for {h} ")))
+            .unwrap_or_else(|| panic!("{h} never granted: {order:?}"))
+    };
+    assert!(at("first") < at("critical"), "{order:?}");
+    assert!(
+        at("critical") < at("low-a"),
+        "critical before the earlier low ones: {order:?}"
+    );
+    assert!(
+        at("low-a") < at("low-b"),
+        "first come first served within a level: {order:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_exits_without_releasing_frees_its_reservation() {
+    if !privileged("a_holder_that_exits") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let agent = Agent::start("orphan", "", &[]);
+    let mut holder = Command::new("sleep").arg("30").spawn().unwrap();
+    let channel = sentinel::api::client::channel(&agent.socket).await.unwrap();
+    let mut adm = pb::admission_client::AdmissionClient::new(channel);
+    let r = adm
+        .reserve(pb::ReserveRequest {
+            bytes: 64 * MIB,
+            pid: holder.id(),
+            holder: "a job that crashes".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, "granted");
+    let listed = adm
+        .list_reservations(pb::ListReservationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.granted.len(), 1);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = adm
+            .list_reservations(pb::ListReservationsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if listed.granted.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still held: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let orphaned = admission_events(&agent, "orphaned").await;
+    assert_eq!(orphaned.len(), 1, "{orphaned:?}");
+    assert!(
+        orphaned[0].reason.contains("exited without releasing"),
+        "{orphaned:?}"
+    );
+    // Bad input is refused with the field named.
+    let e = adm
+        .reserve(pb::ReserveRequest {
+            bytes: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("bytes"), "{e:?}");
+    let e = adm
+        .reserve(pb::ReserveRequest {
+            bytes: 1,
+            priority: "urgent".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("priority"), "{e:?}");
+}
