@@ -261,3 +261,50 @@ async fn a_holder_that_exits_without_releasing_frees_its_reservation() {
         .unwrap_err();
     assert!(e.message().contains("priority"), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_exits_75_when_not_admitted_in_time_and_status_shows_the_queue() {
+    if !privileged("exec_exits_75") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("late", GIB);
+    let agent = Agent::start("late", "", &[]);
+    let cgroup = ["--scope", "cgroup", "--reserve", "900M"];
+    let mut holder = exec(&agent, &cg, &cgroup, &["sleep", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while agent.status().await.reservations == 0 {
+        assert!(Instant::now() < deadline, "the holder was never granted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut late = exec(
+        &agent,
+        &cg,
+        &[&cgroup[..], &["--wait", "1500ms", "--priority", "high"]].concat(),
+        &["true"],
+    );
+    // While it waits: status and metrics show it queued at its priority.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = agent.status().await;
+    assert_eq!(s.admission_queued, vec![0, 0, 0, 1, 0], "{s:?}");
+    assert!(s.reserved_bytes > 0);
+    let text = sentinel_tests::observability::http_get(&agent.metrics_url())
+        .unwrap()
+        .1;
+    assert_eq!(
+        sentinel_tests::observability::metric(
+            &text,
+            "sentinel_admission_queued{priority=\"high\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        late.wait().unwrap().code(),
+        Some(75),
+        "not admitted in time"
+    );
+    assert_eq!(holder.wait().unwrap().code(), Some(0));
+    let timed_out = admission_events(&agent, "timed_out").await;
+    assert_eq!(timed_out.len(), 1, "{timed_out:?}");
+}

@@ -182,6 +182,18 @@ impl Hub {
         }
     }
 
+    /// Reservations granted, the bytes they still hold back, and requests
+    /// queued at each priority (background first).
+    pub fn summary(&self) -> (usize, u64, [usize; 5]) {
+        let st = self.lock();
+        let held = st.0.reservations().map(Reservation::outstanding).sum();
+        (
+            st.0.reservations().count(),
+            held,
+            Priority::ALL.map(|p| st.0.queued_at(p)),
+        )
+    }
+
     /// The reservation held by the tree rooted at `pid`, if any: growth
     /// within it is expected.
     pub fn held_by(&self, pid: u32) -> Option<Reservation> {

@@ -155,6 +155,8 @@ impl pb::sentinel_server::Sentinel for Service {
         _: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::Status>, Status> {
         let journal = self.shared.journal.health();
+        // Before the engine's lock: a grant pass takes this one, then that.
+        let admission = self.shared.admission.summary();
         let e = self.shared.engine();
         let host = e.host_view();
         let now = crate::agent::mono_now();
@@ -215,6 +217,9 @@ impl pb::sentinel_server::Sentinel for Service {
             gpu_unavailable: e.gpu.unavailable.clone(),
             gpu_driver: e.gpu.driver.clone(),
             gpu_unmapped_pids: e.gpu.unmapped.iter().copied().collect(),
+            reservations: admission.0 as u32,
+            reserved_bytes: admission.1,
+            admission_queued: admission.2.iter().map(|&n| n as u32).collect(),
         }))
     }
 

@@ -179,6 +179,8 @@ pub async fn status(socket: &client::Target, json: bool) -> Result<(), CliError>
             })).collect::<Vec<_>>(),
             "gpu_unavailable": s.gpu_unavailable, "gpu_driver": s.gpu_driver,
             "gpu_unmapped_pids": s.gpu_unmapped_pids,
+            "reservations": s.reservations, "reserved_bytes": s.reserved_bytes,
+            "admission_queued": s.admission_queued,
             "gpus": s.gpus.iter().map(|g| serde_json::json!({
                 "index": g.index, "uuid": g.uuid, "name": g.name, "total_bytes": g.total_bytes,
                 "used_bytes": g.used_bytes, "level": g.level, "error": g.error,
@@ -246,6 +248,17 @@ pub async fn status(socket: &client::Target, json: bool) -> Result<(), CliError>
     for p in &s.probes {
         let mark = if p.attached { "ok  " } else { "MISS" };
         writeln!(out, "  {mark} {:<20} {}", p.name, p.detail)?;
+    }
+    let queued: u32 = s.admission_queued.iter().sum();
+    if s.reservations > 0 || queued > 0 {
+        writeln!(
+            out,
+            "admission: {} reservations holding back {}, {} queued (background..critical: {:?})",
+            s.reservations,
+            human_bytes(s.reserved_bytes as f64),
+            queued,
+            s.admission_queued
+        )?;
     }
     if !s.gpu_unavailable.is_empty() {
         writeln!(out, "GPU: unavailable: {}", s.gpu_unavailable)?;

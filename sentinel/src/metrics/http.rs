@@ -105,6 +105,10 @@ pub fn snapshot(shared: &Shared, top: usize) -> Snapshot {
     });
     s.psi_some = host::read_psi_avg10("some").map(|p| p / 100.0);
     s.psi_full = host::read_psi_avg10("full").map(|p| p / 100.0);
+    let (granted, held, queued) = shared.admission.summary();
+    s.reservations = granted as u64;
+    s.reserved_bytes = held;
+    s.admission_queued = queued.map(|n| n as u64);
     s.journal_write_failures = shared.journal.health().write_failures;
     s.last_decision_seq = shared.journal.last_seq();
     if let Some(a) = &shared.alerting {

@@ -60,6 +60,10 @@ pub struct Snapshot {
     pub gpus: Vec<(u32, String, u64, u64, u8, bool)>,
     pub gpu_available: bool,
     pub gpu_read_errors: u64,
+    /// Admission: reservations, bytes they hold back, queued per priority.
+    pub reservations: u64,
+    pub reserved_bytes: u64,
+    pub admission_queued: [u64; 5],
     pub resident_bytes: u64,
     pub cpu_seconds: f64,
     pub start_time_seconds: f64,
@@ -306,6 +310,33 @@ pub fn render(s: &Snapshot) -> String {
                 e.sample(name, &[("gpu", &index), ("uuid", &g.1)], value(g));
             }
         }
+    }
+    e.single(
+        "sentinel_admission_reservations",
+        Type::Gauge,
+        "Memory reservations granted and not yet released.",
+        s.reservations as f64,
+    );
+    e.single(
+        "sentinel_admission_reserved_bytes",
+        Type::Gauge,
+        "What reservations still hold back (granted less what their trees use).",
+        s.reserved_bytes as f64,
+    );
+    e.family(
+        "sentinel_admission_queued",
+        Type::Gauge,
+        "Reservation requests waiting, per priority.",
+    );
+    for (p, n) in crate::policy::admission::Priority::ALL
+        .iter()
+        .zip(s.admission_queued)
+    {
+        e.sample(
+            "sentinel_admission_queued",
+            &[("priority", p.as_str())],
+            n as f64,
+        );
     }
     type PerReceiver = fn(&ReceiverView) -> f64;
     let per_receiver: [(&str, Type, &str, PerReceiver); 6] = [

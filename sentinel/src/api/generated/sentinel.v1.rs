@@ -201,6 +201,15 @@ pub struct Status {
     /// PID namespace): counted on their devices, never acted on.
     #[prost(uint32, repeated, tag = "27")]
     pub gpu_unmapped_pids: ::prost::alloc::vec::Vec<u32>,
+    /// Admission control: reservations granted, the bytes they still hold
+    /// back, and requests waiting at each priority (background, low, normal,
+    /// high, critical).
+    #[prost(uint32, tag = "28")]
+    pub reservations: u32,
+    #[prost(uint64, tag = "29")]
+    pub reserved_bytes: u64,
+    #[prost(uint32, repeated, tag = "30")]
+    pub admission_queued: ::prost::alloc::vec::Vec<u32>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GpuDevice {
