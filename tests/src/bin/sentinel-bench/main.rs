@@ -13,12 +13,15 @@
 //! 4. Alerting: decision latency with receivers up, refusing, hanging.
 //! 5. GPU: NVML sampling cost at 10 Hz and the lag from a driver change to
 //!    the decision, against the fake NVML (8 devices, 200 processes).
-//! 6. Footprint (`footprint`, ten minutes; `footprint-quick`, one): the
+//! 6. Admission: grant latency with memory free, Reserve/Release pairs per
+//!    second.
+//! 7. Footprint (`footprint`, ten minutes; `footprint-quick`, one): the
 //!    agent's resident memory and CPU with 1,000 churning processes.
 //!
 //! Every memory-hungry process runs in a capped cgroup, and the agent's only
 //! rule selects that cgroup.
 
+mod admission;
 mod alerting;
 mod footprint;
 mod gpu;
@@ -496,6 +499,9 @@ async fn main() {
     }
     if only("gpu") {
         gpu::gpu_bench().await;
+    }
+    if only("admission") {
+        admission::admission_bench(2000).await;
     }
     // Ten minutes: only when asked for (`footprint`, or `footprint-quick`
     // for a one-minute run with the same fleet).
