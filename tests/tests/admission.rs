@@ -308,3 +308,99 @@ async fn exec_exits_75_when_not_admitted_in_time_and_status_shows_the_queue() {
     let timed_out = admission_events(&agent, "timed_out").await;
     assert_eq!(timed_out.len(), 1, "{timed_out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growth_inside_a_reservation_is_expected_and_beyond_it_is_a_runaway() {
+    if !privileged("growth_inside_a_reservation") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("reserved", 2 * GIB);
+    let agent = Agent::start(
+        "reserved",
+        &format!(
+            "[[cgroup]]\nname = \"jobs\"\nmatch = \"^{}$\"\naction = \"freeze\"\n",
+            cg.path.replace('.', "\\\\.")
+        ),
+        &[],
+    );
+    let memhog = memhog_bin().display().to_string();
+    let grow = |hold: &'static str| {
+        vec![
+            memhog.clone(),
+            "--target".into(),
+            "1800MiB".into(),
+            "--rate".into(),
+            "400MB/s".into(),
+            "--hold".into(),
+            hold.to_string(),
+        ]
+    };
+    // Past the 85% line of the 2 GiB cgroup, inside its 1900M reservation:
+    // expected, so it runs to the end.
+    let cmd = grow("1");
+    let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let mut inside = exec(
+        &agent,
+        &cg,
+        &["--reserve", "1900M", "--scope", "cgroup"],
+        &argv,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(st) = inside.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reserved worker never finished (frozen?)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(0));
+    let frozen: Vec<_> = agent
+        .client()
+        .await
+        .list_decisions(pb::ListDecisionsRequest {
+            action: "freeze".into(),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions;
+    assert!(
+        frozen.is_empty(),
+        "growth inside the reservation was stopped: {frozen:?}"
+    );
+
+    // The same growth on a 512M reservation goes past it: a runaway.
+    let cmd = grow("30");
+    let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let mut beyond = exec(
+        &agent,
+        &cg,
+        &["--reserve", "512M", "--scope", "cgroup"],
+        &argv,
+    );
+    let pid = loop {
+        if let Some(p) = cg.pids().into_iter().find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "memhog")
+        }) {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "no worker started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let d = agent
+        .expect_action(pid, "freeze", Duration::from_secs(15))
+        .await;
+    assert_eq!(d.rule, "jobs");
+    // SAFETY: the test's own process tree.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let _ = beyond.wait();
+}

@@ -295,6 +295,8 @@ pub struct Engine {
     cgfs: CgroupFs,
     /// GPU devices and their processes' GPU memory, from NVML.
     pub gpu: gpu::GpuState,
+    /// Reservations by tree root: (bytes, used), from admission control.
+    reserved: HashMap<u32, (u64, u64)>,
     /// Effective limit of each cgroup path seen, cleared on every rescan.
     group_limits: HashMap<String, Option<(String, u64)>>,
     scopes: HashMap<Scope, ScopeState>,
@@ -370,6 +372,7 @@ impl Engine {
             page_size: crate::probes::page_size(),
             cgfs: CgroupFs::detect(),
             gpu: gpu::GpuState::default(),
+            reserved: HashMap::new(),
             group_limits: HashMap::new(),
             scopes: HashMap::new(),
             host: HostState {
@@ -1026,7 +1029,8 @@ impl Engine {
                     series: &p.series,
                     stopped: p.state.stopped(),
                     frozen: p.state == ProcState::Frozen,
-                    protected: p.protected.is_some(),
+                    // Growing inside its reservation is what it asked for.
+                    protected: p.protected.is_some() || self.within_reservation(p),
                     priority: p.priority,
                 }
             })
@@ -1908,12 +1912,15 @@ impl Engine {
         }
     }
 
-    /// `host`, `cgroup` or `process`: the scope a rule's decisions are about.
+    /// `host`, `cgroup`, `gpu`, `admission` or `process`: the scope a
+    /// rule's decisions are about.
     pub fn scope_of_rule(&self, rule: &str) -> &'static str {
         if rule == "host" {
             "host"
         } else if gpu::device_of_rule(rule).is_some() {
             "gpu"
+        } else if rule == "admission" {
+            "admission"
         } else if self.cfg.cgroup_rules.iter().any(|r| r.name == rule) {
             "cgroup"
         } else {

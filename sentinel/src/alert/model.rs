@@ -59,7 +59,11 @@ pub struct Tracker {
 /// `warning` for warnings, `critical` for what stopped or lost a process.
 fn severity(alertname: &str) -> &'static str {
     match alertname {
-        "SentinelMemoryWarning" | "SentinelMemoryPressure" => "warning",
+        "SentinelReservationGranted" => "info",
+        "SentinelMemoryWarning"
+        | "SentinelMemoryPressure"
+        | "SentinelAdmissionDenied"
+        | "SentinelReservationEnded" => "warning",
         _ => "critical",
     }
 }
@@ -117,6 +121,12 @@ impl Tracker {
             DecisionKind::Preempt => ("SentinelPreempted", Until::Cleared),
             DecisionKind::KernelOomKill => ("SentinelKernelOomKill", Until::Lapsed),
             DecisionKind::Pressure => ("SentinelMemoryPressure", Until::Lapsed),
+            DecisionKind::Admission => match d.action.as_str() {
+                "granted" => ("SentinelReservationGranted", Until::Lapsed),
+                "denied" | "timed_out" | "displaced" => ("SentinelAdmissionDenied", Until::Lapsed),
+                "expired" | "orphaned" => ("SentinelReservationEnded", Until::Lapsed),
+                _ => return None,
+            },
             _ => return None,
         };
         let mut labels = BTreeMap::new();
@@ -383,6 +393,28 @@ mod tests {
         assert!(t.sweep(40_000, |_| true).is_empty());
         let r = t.sweep(50_000, |_| true);
         assert!(r.len() == 1 && r[0].resolved);
+    }
+
+    #[test]
+    fn admission_grants_denials_and_expiries_are_alerts_releases_are_not() {
+        let mut t = Tracker::new("h".into(), 60_000, 30_000);
+        let mut d = decision(DecisionKind::Admission, 7, "granted", "");
+        d.rule = "admission".into();
+        let a = t.on_decision(&d, "process", 1_000);
+        assert_eq!(a[0].labels["alertname"], "SentinelReservationGranted");
+        assert_eq!(a[0].labels["severity"], "info");
+        for (action, name) in [
+            ("denied", "SentinelAdmissionDenied"),
+            ("timed_out", "SentinelAdmissionDenied"),
+            ("expired", "SentinelReservationEnded"),
+            ("orphaned", "SentinelReservationEnded"),
+        ] {
+            d.action = action.into();
+            let a = t.on_decision(&d, "process", 2_000);
+            assert_eq!(a.last().unwrap().labels["alertname"], name, "{action}");
+        }
+        d.action = "released".into();
+        assert!(t.on_decision(&d, "process", 3_000).is_empty());
     }
 
     #[test]

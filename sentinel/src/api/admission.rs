@@ -110,7 +110,7 @@ impl Hub {
         let mut st = self.lock();
         let (model, waiters) = &mut *st;
         let (ended, granted) = {
-            let e = shared.engine();
+            let mut e = shared.engine();
             let ended = model.expire(now, |pid| {
                 std::path::Path::new(&format!("/proc/{pid}")).exists()
             });
@@ -121,6 +121,12 @@ impl Hub {
             for (id, used) in usage {
                 model.set_used(id, used);
             }
+            e.set_reservations(
+                model
+                    .reservations()
+                    .map(|r| (r.pid, (r.bytes, r.used)))
+                    .collect(),
+            );
             let granted = model.grant(|pool| e.pool_free(pool).unwrap_or(0), now);
             let mut ended = ended;
             ended.extend(model.time_out(now));

@@ -1,10 +1,32 @@
 //! What admission control asks of the engine: how much a pool could give
 //! now, and what a reservation's process tree uses.
 
+use std::collections::HashMap;
+
 use super::Engine;
 use crate::{collector::procfs, policy::admission::Pool};
 
 impl Engine {
+    /// The reservations in force, by the root of the tree that holds each:
+    /// (bytes reserved, bytes its tree uses). Set by admission control on
+    /// each pass, so the engine never waits on its lock.
+    pub fn set_reservations(&mut self, held: HashMap<u32, (u64, u64)>) {
+        self.reserved = held;
+    }
+
+    /// Whether `p` grows inside a reservation its tree holds: expected
+    /// growth, so never a runaway to stop at a shared limit.
+    pub(super) fn within_reservation(&self, p: &super::Proc) -> bool {
+        if self.reserved.is_empty() {
+            return false;
+        }
+        std::iter::once(&p.pid).chain(p.ancestors.iter()).any(|a| {
+            self.reserved
+                .get(a)
+                .is_some_and(|&(bytes, used)| used <= bytes)
+        })
+    }
+
     /// A pool's available memory less its floor: the host's headroom to
     /// its 100% line, or a cgroup's limit less what the kernel charges it.
     /// None for a cgroup without a limit.
