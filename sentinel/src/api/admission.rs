@@ -44,32 +44,34 @@ fn pool_name(p: &Pool) -> String {
     }
 }
 
-fn granted_pb(r: &Reservation, now: f64) -> pb::Reservation {
+/// The fields a queued request and a granted reservation share.
+fn entry(
+    (id, bytes, pool, priority, holder, pid): (u64, u64, &Pool, Priority, &str, u32),
+    state: &str,
+    used_bytes: u64,
+    seconds_left: f64,
+) -> pb::Reservation {
     pb::Reservation {
-        id: r.id,
-        bytes: r.bytes,
-        pool: pool_name(&r.pool),
-        priority: r.priority.as_str().into(),
-        holder: r.holder.clone(),
-        pid: r.pid,
-        state: "granted".into(),
-        used_bytes: r.used,
-        seconds_left: (r.expires_at - now).max(0.0),
+        id,
+        bytes,
+        pool: pool_name(pool),
+        priority: priority.as_str().into(),
+        holder: holder.to_string(),
+        pid,
+        state: state.into(),
+        used_bytes,
+        seconds_left: seconds_left.max(0.0),
     }
 }
 
+fn granted_pb(r: &Reservation, now: f64) -> pb::Reservation {
+    let key = (r.id, r.bytes, &r.pool, r.priority, r.holder.as_str(), r.pid);
+    entry(key, "granted", r.used, r.expires_at - now)
+}
+
 fn queued_pb(r: &Ask, now: f64) -> pb::Reservation {
-    pb::Reservation {
-        id: r.id,
-        bytes: r.bytes,
-        pool: pool_name(&r.pool),
-        priority: r.priority.as_str().into(),
-        holder: r.holder.clone(),
-        pid: r.pid,
-        state: "queued".into(),
-        used_bytes: 0,
-        seconds_left: (r.deadline - now).max(0.0),
-    }
+    let key = (r.id, r.bytes, &r.pool, r.priority, r.holder.as_str(), r.pid);
+    entry(key, "queued", 0, r.deadline - now)
 }
 
 impl Hub {
