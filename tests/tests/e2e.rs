@@ -1248,6 +1248,16 @@ try:
     print("applied")
 except grpc.RpcError as e:
     print("refused", e.code().name)
+adm = rpc.AdmissionStub(channel)
+try:
+    adm.Reserve(pb.ReserveRequest(bytes=1 << 20, pid=1))
+    print("reserved for pid 1")
+except grpc.RpcError as e:
+    print("reserve for another user", e.code().name)
+r = adm.Reserve(pb.ReserveRequest(bytes=1 << 20, holder="python"))
+print("reserve for itself", r.state)
+adm.Release(pb.ReleaseRequest(id=r.id))
+print("released")
 "#,
     )
     .unwrap();
@@ -1275,6 +1285,13 @@ except grpc.RpcError as e:
     );
     assert!(lines[1].starts_with("decision 1 "), "{text}");
     assert_eq!(lines[2], "refused PERMISSION_DENIED", "{text}");
+    // Admission: its own processes yes, another user's no.
+    assert_eq!(
+        lines[3], "reserve for another user PERMISSION_DENIED",
+        "{text}"
+    );
+    assert_eq!(lines[4], "reserve for itself granted", "{text}");
+    assert_eq!(lines[5], "released", "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,9 @@ type Waiter = oneshot::Sender<Result<Reservation, Status>>;
 
 pub struct Hub {
     state: std::sync::Mutex<(Admission, HashMap<u64, Waiter>)>,
+    /// Who asked for each request or reservation (uid), so that only they
+    /// or an admin may release it.
+    owners: std::sync::Mutex<HashMap<u64, u32>>,
     events: broadcast::Sender<pb::ReservationEvent>,
 }
 
@@ -32,6 +35,7 @@ impl Default for Hub {
     fn default() -> Self {
         Self {
             state: std::sync::Mutex::new((Admission::new(MAX_QUEUE), HashMap::new())),
+            owners: Default::default(),
             events: broadcast::channel(1024).0,
         }
     }
@@ -165,6 +169,10 @@ impl Hub {
                     None,
                 ),
             };
+            self.owners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&r.id);
             if let (Some(code), Some(w)) = (code, waiters.remove(&r.id)) {
                 let _ = w.send(Err(Status::new(code, why.clone())));
             }
@@ -221,7 +229,21 @@ impl pb::admission_server::Admission for Service {
         &self,
         req: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        let caller = super::access::AccessPolicy::peer(&req).and_then(|p| p.pid);
+        let peer = super::access::AccessPolicy::peer(&req);
+        let caller = peer.as_ref().and_then(|p| p.pid);
+        // Anyone who can connect may reserve for their own processes; for
+        // another user's, it takes an admin (it would hold their memory
+        // back from everyone else's work).
+        if req.get_ref().pid != 0 {
+            let owner = super::access::uid_of(req.get_ref().pid).ok_or_else(|| {
+                Status::not_found(format!("pid {}: no such process", req.get_ref().pid))
+            })?;
+            if peer.as_ref().map(|p| p.uid) != Some(owner) {
+                self.shared
+                    .access
+                    .require_admin(&req, "Reserve for another user's process")?;
+            }
+        }
         let r = req.into_inner();
         if r.bytes == 0 {
             return Err(Status::invalid_argument("bytes must be above 0"));
@@ -289,6 +311,14 @@ impl pb::admission_server::Admission for Service {
             match st.0.enqueue(ask.clone(), capacity) {
                 Ok((id, displaced)) => {
                     st.1.insert(id, tx);
+                    if let Some(p) = &peer {
+                        self.shared
+                            .admission
+                            .owners
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(id, p.uid);
+                    }
                     if let Some(Ended::Displaced(q)) = displaced
                         && let Some(w) = st.1.remove(&q.id)
                     {
@@ -356,9 +386,25 @@ impl pb::admission_server::Admission for Service {
         &self,
         req: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
-        let id = req.into_inner().id;
+        let id = req.get_ref().id;
         let hub = &self.shared.admission;
+        let owner = hub
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied();
+        let caller = super::access::AccessPolicy::peer(&req).map(|p| p.uid);
+        if owner.is_some() && caller != owner {
+            self.shared
+                .access
+                .require_admin(&req, "Release of another user's reservation")?;
+        }
         let released = hub.lock().0.release(id);
+        hub.owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         let Some(r) = released else {
             return Err(Status::not_found(format!("no reservation {id}")));
         };
