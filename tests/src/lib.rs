@@ -129,6 +129,17 @@ impl MemCgroup {
     }
 
     /// Highest memory charge of the cgroup since it was created.
+    /// Page cache charged to the cgroup now (the binaries and libraries
+    /// its processes mapped), which limits on anon memory do not count.
+    pub fn file_bytes(&self) -> u64 {
+        let key = if self.v2 { "file " } else { "cache " };
+        self.read("memory.stat")
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn peak_bytes(&self) -> u64 {
         let f = if self.v2 {
             "memory.peak"
