@@ -451,6 +451,16 @@ impl Agent {
             .expect("connect to agent")
     }
 
+    /// WatchDecisions from after `after_seq` (None: from the start).
+    pub async fn watch(&self, after_seq: Option<u64>) -> tonic::Streaming<pb::Decision> {
+        self.client()
+            .await
+            .watch_decisions(pb::WatchDecisionsRequest { after_seq })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn status(&self) -> pb::Status {
         self.client()
             .await

@@ -33,13 +33,7 @@ async fn leaker_is_frozen_before_its_limit_and_the_decision_is_served() {
         agent.log_text()
     );
 
-    let mut watch = agent
-        .client()
-        .await
-        .watch_decisions(pb::WatchDecisionsRequest { after_seq: None })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = agent.watch(None).await;
 
     let hog = Hog::spawn(
         &cg,
@@ -943,13 +937,7 @@ async fn decisions_survive_twenty_crashes_with_no_gap_and_no_loss() {
     let mut acked: Vec<pb::Decision> = Vec::new();
     for round in 0..20 {
         let after = acked.last().map(|d| d.seq);
-        let mut stream = agent
-            .client()
-            .await
-            .watch_decisions(pb::WatchDecisionsRequest { after_seq: after })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut stream = agent.watch(after).await;
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = got.clone();
         let reader = tokio::spawn(async move {

@@ -6,11 +6,6 @@ use std::time::Instant;
 
 use sentinel_tests::{Agent, MIB, pb};
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 pub async fn admission_bench(pairs: usize) {
     println!("## Admission control\n");
     let agent = Agent::start("bench-admission", "", &[]);
@@ -49,8 +44,8 @@ pub async fn admission_bench(pairs: usize) {
     println!("|---|---|");
     println!(
         "| grant latency, memory free | p50 {:.2} ms, p99 {:.2} ms |",
-        percentile(&mut grant_ms, 0.5),
-        percentile(&mut grant_ms, 0.99)
+        super::percentile(&mut grant_ms, 0.5),
+        super::percentile(&mut grant_ms, 0.99)
     );
     println!("| Reserve/Release pairs | {:.0}/s |\n", pairs as f64 / secs);
 }

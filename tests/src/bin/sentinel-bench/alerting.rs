@@ -10,13 +10,8 @@ use std::time::Duration;
 use sentinel_tests::{
     Agent, MIB, MemCgroup, memhog_bin,
     observability::{WebhookSink, free_port, http_get, metric},
-    pb, rule_for,
+    rule_for,
 };
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
 
 /// Accepts connections and never answers.
 fn blackhole() -> String {
@@ -41,13 +36,7 @@ async fn latencies(label: &str, receivers: &str, leakers: usize) -> (Vec<f64>, S
         ),
         &["--dry-run"],
     );
-    let mut stream = agent
-        .client()
-        .await
-        .watch_decisions(pb::WatchDecisionsRequest { after_seq: None })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = agent.watch(None).await;
     let mut out = Vec::with_capacity(leakers);
     for _ in 0..leakers {
         let mut cmd = std::process::Command::new(memhog_bin());
@@ -127,8 +116,8 @@ pub async fn alerting(leakers: usize) {
             println!("| {label} | 0 | | | | {delivery} |");
             continue;
         }
-        let p50 = percentile(&mut v, 0.5);
-        let p99 = percentile(&mut v, 0.99);
+        let p50 = super::percentile(&mut v, 0.5);
+        let p99 = super::percentile(&mut v, 0.99);
         let b = *base.get_or_insert(p50);
         println!(
             "| {label} | {} | {p50:.1} | {p99:.1} | {:.2} | {delivery} |",

@@ -8,7 +8,6 @@ use sentinel::collector::procfs;
 use sentinel_tests::{
     Agent, MIB, MemCgroup,
     gpu::{Scenario, fake_nvml},
-    pb,
 };
 
 const GIB: u64 = 1 << 30;
@@ -88,13 +87,7 @@ pub async fn gpu_bench() {
         &[],
         &[("FAKE_NVML_SCENARIO", scn.path.to_str().unwrap())],
     );
-    let mut stream = agent
-        .client()
-        .await
-        .watch_decisions(pb::WatchDecisionsRequest { after_seq: None })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = agent.watch(None).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut lags = Vec::new();
     for round in 0..20 {
@@ -114,13 +107,13 @@ pub async fn gpu_bench() {
         scn.write(&scenario(&pids, None));
         tokio::time::sleep(Duration::from_millis(600 + 37 * round as u64 % 100)).await;
     }
-    lags.sort_by(f64::total_cmp);
-    let pct = |p: f64| lags[((lags.len() - 1) as f64 * p).round() as usize];
+    let (p50, p99) = (
+        super::percentile(&mut lags, 0.5),
+        super::percentile(&mut lags, 0.99),
+    );
     println!(
-        "driver change to decision: {} of 20 seen; p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (sampling every 100 ms)\n",
+        "driver change to decision: {} of 20 seen; p50 {p50:.0} ms, p99 {p99:.0} ms, max {:.0} ms (sampling every 100 ms)\n",
         lags.len(),
-        pct(0.5),
-        pct(0.99),
         lags.last().copied().unwrap_or(0.0)
     );
     for c in &mut fleet {

@@ -297,8 +297,9 @@ async fn overshoot(limit: u64) {
     println!();
 }
 
+/// The `p` quantile (0..1) of `v`, which it sorts.
 fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+    v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
@@ -355,13 +356,7 @@ async fn api_bench() {
     // time less the decision's own time (both wall clock, one machine).
     let cg = MemCgroup::new("bench-api", 512 * MIB);
     let agent = Agent::start("bench-api", &rule_for(&cg, "r", "128MiB", "freeze"), &[]);
-    let mut stream = agent
-        .client()
-        .await
-        .watch_decisions(pb::WatchDecisionsRequest { after_seq: None })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = agent.watch(None).await;
     let mut lat = Vec::new();
     for _ in 0..20 {
         let hog = Hog::spawn(
