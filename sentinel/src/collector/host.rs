@@ -74,6 +74,14 @@ pub fn read_psi_avg10(kind: &str) -> Option<f64> {
     parse_psi_avg10(&fs::read_to_string(PSI_MEMORY).ok()?, kind)
 }
 
+/// `some` and `full` avg10 from one read of the file.
+pub fn read_psi_both() -> (Option<f64>, Option<f64>) {
+    match fs::read_to_string(PSI_MEMORY) {
+        Ok(t) => (parse_psi_avg10(&t, "some"), parse_psi_avg10(&t, "full")),
+        Err(_) => (None, None),
+    }
+}
+
 /// A PSI poll trigger: the file becomes ready (POLLPRI) when tasks stalled
 /// on memory for `stall` per second. Kept open for as long as the trigger
 /// should live.

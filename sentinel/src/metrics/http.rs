@@ -103,8 +103,9 @@ pub fn snapshot(shared: &Shared, top: usize) -> Snapshot {
         }
         same
     });
-    s.psi_some = host::read_psi_avg10("some").map(|p| p / 100.0);
-    s.psi_full = host::read_psi_avg10("full").map(|p| p / 100.0);
+    let (some, full) = host::read_psi_both();
+    s.psi_some = some.map(|p| p / 100.0);
+    s.psi_full = full.map(|p| p / 100.0);
     let (granted, held, queued) = shared.admission.summary();
     s.reservations = granted as u64;
     s.reserved_bytes = held;

@@ -44,6 +44,9 @@ pub struct GpuState {
     /// GPU processes' pids inside their own PID namespace (containers),
     /// where that differs.
     pub ns_pids: HashMap<u32, u32>,
+    /// Each process's GPU memory over all devices, summed once per pass
+    /// so that listing thousands of processes does not rescan every device.
+    totals: HashMap<u32, u64>,
     pub samples: u64,
 }
 
@@ -76,11 +79,16 @@ impl GpuState {
 
     /// A process's GPU memory over all devices.
     pub fn bytes_of(&self, pid: u32) -> u64 {
-        self.procs
-            .iter()
-            .filter(|((_, p), _)| *p == pid)
-            .filter_map(|(_, s)| s.last().map(|l| l.bytes))
-            .sum()
+        self.totals.get(&pid).copied().unwrap_or(0)
+    }
+
+    fn sum_totals(&mut self) {
+        self.totals.clear();
+        for ((_, pid), s) in &self.procs {
+            if let Some(l) = s.last() {
+                *self.totals.entry(*pid).or_default() += l.bytes;
+            }
+        }
     }
 }
 
@@ -142,6 +150,7 @@ impl Engine {
                 .or_insert_with(|| Series::new(HISTORY_SECS))
                 .push(now, bytes);
         }
+        self.gpu.sum_totals();
         if !had_unmapped && !self.gpu.unmapped.is_empty() {
             tracing::warn!(
                 pids = ?self.gpu.unmapped,
