@@ -209,12 +209,6 @@ impl Hub {
             Priority::ALL.map(|p| st.0.queued_at(p)),
         )
     }
-
-    /// The reservation held by the tree rooted at `pid`, if any: growth
-    /// within it is expected.
-    pub fn held_by(&self, pid: u32) -> Option<Reservation> {
-        self.lock().0.held_by(pid).cloned()
-    }
 }
 
 pub struct Service {

@@ -309,11 +309,6 @@ impl Admission {
         }
         out
     }
-
-    /// The reservation held by the tree rooted at `pid`, if any.
-    pub fn held_by(&self, pid: u32) -> Option<&Reservation> {
-        self.granted.values().find(|r| r.pid == pid)
-    }
 }
 
 #[cfg(test)]
