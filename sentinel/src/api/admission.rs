@@ -28,6 +28,9 @@ pub struct Hub {
     /// Who asked for each request or reservation (uid), so that only they
     /// or an admin may release it.
     owners: std::sync::Mutex<HashMap<u64, u32>>,
+    /// The engine was last handed a non-empty set of reservations, so an
+    /// idle pass must still tell it they are gone.
+    engine_told: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<pb::ReservationEvent>,
 }
 
@@ -36,6 +39,7 @@ impl Default for Hub {
         Self {
             state: std::sync::Mutex::new((Admission::new(MAX_QUEUE), HashMap::new())),
             owners: Default::default(),
+            engine_told: Default::default(),
             events: broadcast::channel(1024).0,
         }
     }
@@ -115,6 +119,15 @@ impl Hub {
         let now = mono_now();
         let mut st = self.lock();
         let (model, waiters) = &mut *st;
+        use std::sync::atomic::Ordering::Relaxed;
+        // Nothing waiting, nothing held, nothing to take back: the tick
+        // need not take the engine's lock.
+        if model.queued() == 0
+            && model.reservations().next().is_none()
+            && !self.engine_told.load(Relaxed)
+        {
+            return;
+        }
         let (ended, granted) = {
             let mut e = shared.engine();
             let ended = model.expire(now, |pid| {
@@ -133,6 +146,8 @@ impl Hub {
                     .map(|r| (r.pid, (r.bytes, r.used)))
                     .collect(),
             );
+            self.engine_told
+                .store(model.reservations().next().is_some(), Relaxed);
             let granted = model.grant(|pool| e.pool_free(pool).unwrap_or(0), now);
             let mut ended = ended;
             ended.extend(model.time_out(now));
