@@ -3,7 +3,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use sentinel::{
     agent::{self, RunOptions},
-    cli,
+    cli::{self, SocketArg},
     config::{self, Config},
 };
 
@@ -15,40 +15,6 @@ use sentinel::{
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
-}
-
-#[derive(clap::Args, Clone)]
-struct SocketArg {
-    /// The agent's API socket, or https://HOST:PORT for its TCP listener
-    /// (mutual TLS: give --tls-cert, --tls-key and --tls-ca).
-    #[arg(long, env = "SENTINEL_SOCKET", default_value = config::DEFAULT_SOCKET)]
-    socket: String,
-    /// Client certificate (PEM) for https:// addresses.
-    #[arg(long, env = "SENTINEL_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
-    tls_cert: Option<PathBuf>,
-    /// The client certificate's key (PEM).
-    #[arg(long, env = "SENTINEL_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
-    tls_key: Option<PathBuf>,
-    /// CA certificate (PEM) that signed the agent's certificate.
-    #[arg(long, env = "SENTINEL_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
-    tls_ca: Option<PathBuf>,
-}
-
-impl SocketArg {
-    fn target(&self) -> sentinel::api::client::Target {
-        let tls = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
-            (Some(cert), Some(key), Some(ca)) => Some(sentinel::api::client::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                ca: ca.clone(),
-            }),
-            _ => None,
-        };
-        sentinel::api::client::Target {
-            address: self.socket.clone(),
-            tls,
-        }
-    }
 }
 
 #[derive(Subcommand)]
@@ -68,12 +34,7 @@ enum Cmd {
         no_ebpf: bool,
     },
     /// Agent health, probes and counters.
-    Status {
-        #[command(flatten)]
-        socket: SocketArg,
-        #[arg(long)]
-        json: bool,
-    },
+    Status(cli::status::Args),
     /// Tracked processes, fastest growers first.
     Top {
         #[command(flatten)]
@@ -238,7 +199,7 @@ fn main() -> ExitCode {
                 })
                 .await?
             }
-            Cmd::Status { socket, json } => cli::status(&socket.target(), json).await?,
+            Cmd::Status(args) => cli::status::run(args).await?,
             Cmd::Top {
                 socket,
                 limit,
