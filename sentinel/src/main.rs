@@ -36,23 +36,7 @@ enum Cmd {
     /// Agent health, probes and counters.
     Status(cli::status::Args),
     /// Tracked processes, fastest growers first.
-    Top {
-        #[command(flatten)]
-        socket: SocketArg,
-        /// How many to show.
-        #[arg(short = 'n', long, default_value_t = 20)]
-        limit: u32,
-        /// Only processes a rule governs.
-        #[arg(long)]
-        matched: bool,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        filter: cli::TopFilter,
-        /// Refresh every this many seconds until interrupted.
-        #[arg(short, long)]
-        watch: Option<f64>,
-    },
+    Top(cli::top::Args),
     /// Decisions the agent made; --follow streams new ones.
     Decisions {
         #[command(flatten)]
@@ -200,22 +184,7 @@ fn main() -> ExitCode {
                 .await?
             }
             Cmd::Status(args) => cli::status::run(args).await?,
-            Cmd::Top {
-                socket,
-                limit,
-                matched,
-                json,
-                filter,
-                watch,
-            } => match watch {
-                None => cli::top(&socket.target(), limit, matched, json, filter).await?,
-                Some(every) => loop {
-                    // Home and clear, then the table: a refreshing view.
-                    print!("\x1b[H\x1b[2J");
-                    cli::top(&socket.target(), limit, matched, json, filter.clone()).await?;
-                    tokio::time::sleep(std::time::Duration::from_secs_f64(every.max(0.1))).await;
-                },
-            },
+            Cmd::Top(args) => cli::top::run(args).await?,
             Cmd::Decisions {
                 socket,
                 follow,

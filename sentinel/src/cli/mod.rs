@@ -6,17 +6,15 @@ mod output;
 pub mod replay;
 mod socket;
 pub mod status;
+pub mod top;
 
 use std::io::Write;
 
 use tokio_stream::StreamExt;
 
-use self::output::{eta, print_decision, rate};
+use self::output::print_decision;
 pub use self::socket::SocketArg;
-use crate::{
-    api::{client, pb},
-    units::human_bytes,
-};
+use crate::api::{client, pb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -85,113 +83,6 @@ pub async fn policy_apply(socket: &client::Target, file: &std::path::Path) -> Re
         .into_inner();
     if let Some(d) = r.decision {
         print_decision(&mut std::io::stdout().lock(), &d, false)?;
-    }
-    Ok(())
-}
-
-/// Which processes `sentinel top` lists, in what order.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct TopFilter {
-    /// Only processes whose memory cgroup path starts with this.
-    #[arg(long, default_value = "")]
-    pub cgroup: String,
-    /// Only processes whose command name contains this.
-    #[arg(long, default_value = "")]
-    pub comm: String,
-    /// Only processes governed by this rule.
-    #[arg(long, default_value = "")]
-    pub rule: String,
-    /// slope (fastest growers first), charged, eta or pid.
-    #[arg(long, default_value = "slope")]
-    pub sort: String,
-}
-
-pub async fn top(
-    socket: &client::Target,
-    limit: u32,
-    matched_only: bool,
-    json: bool,
-    f: TopFilter,
-) -> Result<(), CliError> {
-    let r = client::connect_to(socket)
-        .await?
-        .list_processes(pb::ListProcessesRequest {
-            limit,
-            matched_only,
-            cgroup_prefix: f.cgroup,
-            comm: f.comm,
-            rule: f.rule,
-            sort: f.sort,
-            page_token: String::new(),
-        })
-        .await?
-        .into_inner();
-    let mut out = std::io::stdout().lock();
-    if json {
-        for p in &r.processes {
-            let v = serde_json::json!({
-                "pid": p.pid, "comm": p.comm, "cgroup": p.cgroup, "rule": p.rule,
-                "resident_bytes": p.resident_bytes, "charged_bytes": p.charged_bytes,
-                "slope_bytes_per_sec": p.slope_bytes_per_sec, "limit_bytes": p.limit_bytes,
-                "predicted_seconds_to_limit": p.predicted_seconds_to_limit, "state": p.state,
-                "page_faults": p.page_faults, "mapped_bytes": p.mapped_bytes,
-                "level": p.level, "gpu_bytes": p.gpu_bytes, "ns_pid": p.ns_pid,
-            });
-            writeln!(out, "{v}")?;
-        }
-        return Ok(());
-    }
-    // The GPU column only where some process holds GPU memory.
-    let gpu = r.processes.iter().any(|p| p.gpu_bytes > 0);
-    let gpu_cell = |p: &pb::Process| {
-        if !gpu {
-            String::new()
-        } else if p.gpu_bytes > 0 {
-            format!("{:>11} ", human_bytes(p.gpu_bytes as f64))
-        } else {
-            format!("{:>11} ", "-")
-        }
-    };
-    writeln!(
-        out,
-        "{:>8} {:<16} {:>11} {:>11} {}{:>12} {:>11} {:>8} {:<11} {:<7} {:<12} CGROUP",
-        "PID",
-        "COMM",
-        "RESIDENT",
-        "CHARGED",
-        if gpu {
-            format!("{:>11} ", "GPU")
-        } else {
-            String::new()
-        },
-        "SLOPE",
-        "LIMIT",
-        "ETA",
-        "STATE",
-        "LEVEL",
-        "RULE"
-    )?;
-    for p in &r.processes {
-        writeln!(
-            out,
-            "{:>8} {:<16} {:>11} {:>11} {}{:>12} {:>11} {:>8} {:<11} {:<7} {:<12} {}",
-            p.pid,
-            p.comm,
-            human_bytes(p.resident_bytes as f64),
-            human_bytes(p.charged_bytes as f64),
-            gpu_cell(p),
-            rate(p.slope_bytes_per_sec),
-            if p.limit_bytes > 0 {
-                human_bytes(p.limit_bytes as f64)
-            } else {
-                "-".into()
-            },
-            eta(p.predicted_seconds_to_limit),
-            p.state,
-            p.level,
-            if p.rule.is_empty() { "-" } else { &p.rule },
-            p.cgroup
-        )?;
     }
     Ok(())
 }
