@@ -38,22 +38,7 @@ enum Cmd {
     /// Tracked processes, fastest growers first.
     Top(cli::top::Args),
     /// Decisions the agent made; --follow streams new ones.
-    Decisions {
-        #[command(flatten)]
-        socket: SocketArg,
-        #[arg(short, long)]
-        follow: bool,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-        /// Only decisions after this sequence number.
-        #[arg(long)]
-        since: Option<u64>,
-        #[arg(short = 'n', long, default_value_t = 100)]
-        limit: u32,
-        #[command(flatten)]
-        filter: cli::DecisionFilter,
-    },
+    Decisions(cli::decisions::Args),
     /// Replay a trace through the model and policy, without a kernel, and
     /// print the decisions (--scenarios: run the built-in scenario table).
     Replay(cli::replay::Args),
@@ -185,14 +170,7 @@ fn main() -> ExitCode {
             }
             Cmd::Status(args) => cli::status::run(args).await?,
             Cmd::Top(args) => cli::top::run(args).await?,
-            Cmd::Decisions {
-                socket,
-                follow,
-                json,
-                since,
-                limit,
-                filter,
-            } => cli::decisions(&socket.target(), follow, json, since, limit, filter).await?,
+            Cmd::Decisions(args) => cli::decisions::run(args).await?,
             Cmd::Replay(args) => cli::replay::run(args)?,
             Cmd::Policy {
                 cmd: PolicyCmd::Check { file },

@@ -1,6 +1,7 @@
 //! The client side of the binary: `status`, `top`, `decisions`, and the
 //! offline `replay`.
 
+pub mod decisions;
 pub mod exec;
 mod output;
 pub mod replay;
@@ -9,8 +10,6 @@ pub mod status;
 pub mod top;
 
 use std::io::Write;
-
-use tokio_stream::StreamExt;
 
 use self::output::print_decision;
 pub use self::socket::SocketArg;
@@ -83,76 +82,6 @@ pub async fn policy_apply(socket: &client::Target, file: &std::path::Path) -> Re
         .into_inner();
     if let Some(d) = r.decision {
         print_decision(&mut std::io::stdout().lock(), &d, false)?;
-    }
-    Ok(())
-}
-
-/// Which decisions `sentinel decisions` shows.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct DecisionFilter {
-    /// Only decisions about this process.
-    #[arg(long)]
-    pub pid: Option<u32>,
-    /// Only this kind: preempt, resume, pressure, kernel_oom_kill, policy,
-    /// protect.
-    #[arg(long, default_value = "")]
-    pub kind: String,
-    /// Only decisions under this rule.
-    #[arg(long, default_value = "")]
-    pub rule: String,
-    /// Only this action: alert, freeze, terminate, kill, resume, ...
-    #[arg(long, default_value = "")]
-    pub action: String,
-}
-
-impl DecisionFilter {
-    fn keeps(&self, d: &pb::Decision) -> bool {
-        self.pid.is_none_or(|p| d.pid == p)
-            && (self.kind.is_empty() || d.kind == self.kind)
-            && (self.rule.is_empty() || d.rule == self.rule)
-            && (self.action.is_empty() || d.action == self.action)
-    }
-}
-
-pub async fn decisions(
-    socket: &client::Target,
-    follow: bool,
-    json: bool,
-    since: Option<u64>,
-    limit: u32,
-    filter: DecisionFilter,
-) -> Result<(), CliError> {
-    let mut c = client::connect_to(socket).await?;
-    if follow {
-        let mut stream = c
-            .watch_decisions(pb::WatchDecisionsRequest { after_seq: since })
-            .await?
-            .into_inner();
-        while let Some(d) = stream.next().await {
-            let d = d?;
-            if !filter.keeps(&d) {
-                continue;
-            }
-            let mut out = std::io::stdout().lock();
-            print_decision(&mut out, &d, json)?;
-            out.flush()?;
-        }
-        return Ok(());
-    }
-    let r = c
-        .list_decisions(pb::ListDecisionsRequest {
-            after_seq: since.unwrap_or(0),
-            limit,
-            pid: filter.pid,
-            kind: filter.kind,
-            rule: filter.rule,
-            action: filter.action,
-        })
-        .await?
-        .into_inner();
-    let mut out = std::io::stdout().lock();
-    for d in &r.decisions {
-        print_decision(&mut out, d, json)?;
     }
     Ok(())
 }
