@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use sentinel::{
     agent::{self, RunOptions},
     cli::{self, SocketArg},
-    config::{self, Config},
+    config,
 };
 
 #[derive(Parser)]
@@ -43,10 +43,7 @@ enum Cmd {
     /// print the decisions (--scenarios: run the built-in scenario table).
     Replay(cli::replay::Args),
     /// Policy files, and the running policy.
-    Policy {
-        #[command(subcommand)]
-        cmd: PolicyCmd,
-    },
+    Policy(cli::policy::Args),
     /// Wait for a memory reservation, run CMD under it, release it when CMD
     /// ends, and exit as CMD did; exit 75 when not admitted in time.
     Exec {
@@ -94,24 +91,6 @@ enum Cmd {
     /// Print a shell completion script, e.g.
     /// `sentinel completions bash > /etc/bash_completion.d/sentinel`.
     Completions { shell: clap_complete::Shell },
-}
-
-#[derive(Subcommand)]
-enum PolicyCmd {
-    /// Validate a config file; errors name the file, line and key.
-    Check { file: PathBuf },
-    /// Print the running policy and where it came from.
-    Show {
-        #[command(flatten)]
-        socket: SocketArg,
-    },
-    /// Replace the running policy with FILE (admin); an invalid one is
-    /// refused and the running one stays.
-    Apply {
-        file: PathBuf,
-        #[command(flatten)]
-        socket: SocketArg,
-    },
 }
 
 fn init_logging() {
@@ -172,18 +151,7 @@ fn main() -> ExitCode {
             Cmd::Top(args) => cli::top::run(args).await?,
             Cmd::Decisions(args) => cli::decisions::run(args).await?,
             Cmd::Replay(args) => cli::replay::run(args)?,
-            Cmd::Policy {
-                cmd: PolicyCmd::Check { file },
-            } => {
-                let c = Config::load(&file)?;
-                println!("{}: ok, {} rules", file.display(), c.rules.len());
-            }
-            Cmd::Policy {
-                cmd: PolicyCmd::Show { socket },
-            } => cli::policy_show(&socket.target()).await?,
-            Cmd::Policy {
-                cmd: PolicyCmd::Apply { file, socket },
-            } => cli::policy_apply(&socket.target(), &file).await?,
+            Cmd::Policy(args) => cli::policy::run(args).await?,
             Cmd::Exec {
                 reserve,
                 priority,

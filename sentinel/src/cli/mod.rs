@@ -4,12 +4,11 @@
 pub mod decisions;
 pub mod exec;
 mod output;
+pub mod policy;
 pub mod replay;
 mod socket;
 pub mod status;
 pub mod top;
-
-use std::io::Write;
 
 use self::output::print_decision;
 pub use self::socket::SocketArg;
@@ -29,6 +28,9 @@ pub enum CliError {
         path: String,
         source: std::io::Error,
     },
+    /// `policy check`: the file's own error, naming file, line and key.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl From<tonic::Status> for CliError {
@@ -55,33 +57,5 @@ pub async fn operate(socket: &client::Target, op: Op, pid: u32) -> Result<(), Cl
     }
     .into_inner();
     print_decision(&mut std::io::stdout().lock(), &d, false)?;
-    Ok(())
-}
-
-pub async fn policy_show(socket: &client::Target) -> Result<(), CliError> {
-    let p = client::connect_to(socket)
-        .await?
-        .get_policy(pb::GetPolicyRequest {})
-        .await?
-        .into_inner();
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "# running policy, from {}", p.source)?;
-    write!(out, "{}", p.toml)?;
-    Ok(())
-}
-
-pub async fn policy_apply(socket: &client::Target, file: &std::path::Path) -> Result<(), CliError> {
-    let toml = std::fs::read_to_string(file).map_err(|source| CliError::Read {
-        path: file.display().to_string(),
-        source,
-    })?;
-    let r = client::connect_to(socket)
-        .await?
-        .apply_policy(pb::PolicyText { toml })
-        .await?
-        .into_inner();
-    if let Some(d) = r.decision {
-        print_decision(&mut std::io::stdout().lock(), &d, false)?;
-    }
     Ok(())
 }
