@@ -71,23 +71,11 @@ enum Cmd {
         cmd: Vec<String>,
     },
     /// Resume a process Sentinel froze (uid 0 or agent.admin_group).
-    Resume {
-        pid: u32,
-        #[command(flatten)]
-        socket: SocketArg,
-    },
+    Resume(cli::process_ops::Args),
     /// Never signal this process, not even freeze it (admin).
-    Protect {
-        pid: u32,
-        #[command(flatten)]
-        socket: SocketArg,
-    },
+    Protect(cli::process_ops::Args),
     /// Take back `protect` (admin).
-    Unprotect {
-        pid: u32,
-        #[command(flatten)]
-        socket: SocketArg,
-    },
+    Unprotect(cli::process_ops::Args),
     /// Print a shell completion script, e.g.
     /// `sentinel completions bash > /etc/bash_completion.d/sentinel`.
     Completions { shell: clap_complete::Shell },
@@ -177,14 +165,12 @@ fn main() -> ExitCode {
                 .await?;
                 std::process::exit(code);
             }
-            Cmd::Resume { pid, socket } => {
-                cli::operate(&socket.target(), cli::Op::Resume, pid).await?
+            Cmd::Resume(args) => cli::process_ops::run(cli::process_ops::Op::Resume, args).await?,
+            Cmd::Protect(args) => {
+                cli::process_ops::run(cli::process_ops::Op::Protect, args).await?
             }
-            Cmd::Protect { pid, socket } => {
-                cli::operate(&socket.target(), cli::Op::Protect, pid).await?
-            }
-            Cmd::Unprotect { pid, socket } => {
-                cli::operate(&socket.target(), cli::Op::Unprotect, pid).await?
+            Cmd::Unprotect(args) => {
+                cli::process_ops::run(cli::process_ops::Op::Unprotect, args).await?
             }
             Cmd::Completions { shell } => {
                 use clap::CommandFactory;

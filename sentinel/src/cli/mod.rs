@@ -5,14 +5,14 @@ pub mod decisions;
 pub mod exec;
 mod output;
 pub mod policy;
+pub mod process_ops;
 pub mod replay;
 mod socket;
 pub mod status;
 pub mod top;
 
-use self::output::print_decision;
 pub use self::socket::SocketArg;
-use crate::api::{client, pb};
+use crate::api::client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -37,25 +37,4 @@ impl From<tonic::Status> for CliError {
     fn from(s: tonic::Status) -> Self {
         Self::Rpc(s)
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum Op {
-    Resume,
-    Protect,
-    Unprotect,
-}
-
-/// Resume, protect or unprotect a process; prints the journal entry.
-pub async fn operate(socket: &client::Target, op: Op, pid: u32) -> Result<(), CliError> {
-    let mut c = client::connect_to(socket).await?;
-    let r = pb::ProcessRef { pid };
-    let d = match op {
-        Op::Resume => c.resume(r).await?,
-        Op::Protect => c.protect(r).await?,
-        Op::Unprotect => c.unprotect(r).await?,
-    }
-    .into_inner();
-    print_decision(&mut std::io::stdout().lock(), &d, false)?;
-    Ok(())
 }

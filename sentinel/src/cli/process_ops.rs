@@ -1,0 +1,34 @@
+//! `sentinel resume`, `protect` and `unprotect`: the operator's actions on
+//! one process. They take the same arguments and print the journal entry
+//! the agent made.
+
+use super::{CliError, SocketArg, output::print_decision};
+use crate::api::{client, pb};
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub pid: u32,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    Resume,
+    Protect,
+    Unprotect,
+}
+
+/// Resume, protect or unprotect a process; prints the journal entry.
+pub async fn run(op: Op, args: Args) -> Result<(), CliError> {
+    let mut c = client::connect_to(&args.socket.target()).await?;
+    let r = pb::ProcessRef { pid: args.pid };
+    let d = match op {
+        Op::Resume => c.resume(r).await?,
+        Op::Protect => c.protect(r).await?,
+        Op::Unprotect => c.unprotect(r).await?,
+    }
+    .into_inner();
+    print_decision(&mut std::io::stdout().lock(), &d, false)?;
+    Ok(())
+}
