@@ -3,8 +3,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use sentinel::{
     agent::{self, RunOptions},
-    cli::{self, SocketArg},
-    config,
+    cli, config,
 };
 
 #[derive(Parser)]
@@ -46,30 +45,7 @@ enum Cmd {
     Policy(cli::policy::Args),
     /// Wait for a memory reservation, run CMD under it, release it when CMD
     /// ends, and exit as CMD did; exit 75 when not admitted in time.
-    Exec {
-        /// Memory CMD's process tree will need (e.g. 1600M, 12GiB).
-        #[arg(long, value_parser = parse_size)]
-        reserve: u64,
-        /// background, low, normal, high or critical.
-        #[arg(long, default_value = "normal")]
-        priority: String,
-        /// How long to wait for the grant (e.g. 30s, 10m); 0 for not at all.
-        #[arg(long, default_value = "10m", value_parser = parse_span)]
-        wait: f64,
-        /// Reserve from the host, or from this process's memory cgroup.
-        #[arg(long, default_value = "host", value_parser = ["host", "cgroup"])]
-        scope: String,
-        /// Longest life of the reservation (default 24h).
-        #[arg(long, value_parser = parse_span)]
-        ttl: Option<f64>,
-        /// Shown to operators instead of the command line.
-        #[arg(long)]
-        holder: Option<String>,
-        #[command(flatten)]
-        socket: SocketArg,
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-        cmd: Vec<String>,
-    },
+    Exec(cli::exec::Args),
     /// Resume a process Sentinel froze (uid 0 or agent.admin_group).
     Resume(cli::process_ops::Args),
     /// Never signal this process, not even freeze it (admin).
@@ -89,17 +65,6 @@ fn init_logging() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    sentinel::units::ByteSize::parse(s).map(|b| b.0)
-}
-
-fn parse_span(s: &str) -> Result<f64, String> {
-    if s == "0" {
-        return Ok(0.0);
-    }
-    sentinel::units::Span::parse(s).map(|d| d.0.as_secs_f64())
 }
 
 fn main() -> ExitCode {
@@ -140,29 +105,8 @@ fn main() -> ExitCode {
             Cmd::Decisions(args) => cli::decisions::run(args).await?,
             Cmd::Replay(args) => cli::replay::run(args)?,
             Cmd::Policy(args) => cli::policy::run(args).await?,
-            Cmd::Exec {
-                reserve,
-                priority,
-                wait,
-                scope,
-                ttl,
-                holder,
-                socket,
-                cmd,
-            } => {
-                let code = cli::exec::run(
-                    &socket.target(),
-                    cli::exec::ExecArgs {
-                        bytes: reserve,
-                        priority,
-                        scope,
-                        wait_secs: wait,
-                        ttl_secs: ttl.unwrap_or(0.0),
-                        holder,
-                        cmd,
-                    },
-                )
-                .await?;
+            Cmd::Exec(args) => {
+                let code = cli::exec::run(args).await?;
                 std::process::exit(code);
             }
             Cmd::Resume(args) => cli::process_ops::run(cli::process_ops::Op::Resume, args).await?,
