@@ -1,18 +1,91 @@
-//! The client side of the binary: `status`, `top`, `decisions`, and the
-//! offline `replay`.
+//! The command line: `Cli` and its `Cmd` table here, and one module per
+//! subcommand with its clap `Args` beside the code that runs it. `run` is
+//! the agent; `replay`, `completions` and `policy check` work offline;
+//! every other subcommand is a client of a running agent's API.
 
+pub mod completions;
 pub mod decisions;
 pub mod exec;
 mod output;
 pub mod policy;
 pub mod process_ops;
 pub mod replay;
+pub mod run;
 mod socket;
 pub mod status;
 pub mod top;
 
+use clap::{Parser, Subcommand};
+
+use self::process_ops::Op;
 pub use self::socket::SocketArg;
 use crate::api::client;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Predicts which process will exhaust memory and stops it first"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run the agent (needs root for eBPF and for signalling processes).
+    Run(run::Args),
+    /// Agent health, probes and counters.
+    Status(status::Args),
+    /// Tracked processes, fastest growers first.
+    Top(top::Args),
+    /// Decisions the agent made; --follow streams new ones.
+    Decisions(decisions::Args),
+    /// Replay a trace through the model and policy, without a kernel, and
+    /// print the decisions (--scenarios: run the built-in scenario table).
+    Replay(replay::Args),
+    /// Policy files, and the running policy.
+    Policy(policy::Args),
+    /// Wait for a memory reservation, run CMD under it, release it when CMD
+    /// ends, and exit as CMD did; exit 75 when not admitted in time.
+    Exec(exec::Args),
+    /// Resume a process Sentinel froze (uid 0 or agent.admin_group).
+    Resume(process_ops::Args),
+    /// Never signal this process, not even freeze it (admin).
+    Protect(process_ops::Args),
+    /// Take back `protect` (admin).
+    Unprotect(process_ops::Args),
+    /// Print a shell completion script, e.g.
+    /// `sentinel completions bash > /etc/bash_completion.d/sentinel`.
+    Completions(completions::Args),
+}
+
+/// How the process ends when a subcommand succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success,
+    /// Exactly this status: `exec` passes on its command's, or 75.
+    Code(i32),
+}
+
+/// Runs one subcommand. `run`'s `cgroup_namespace` must already be filled
+/// in (see `run::Args`).
+pub async fn dispatch(cmd: Cmd) -> Result<Exit, CliError> {
+    match cmd {
+        Cmd::Run(args) => run::run(args).await?,
+        Cmd::Status(args) => status::run(args).await?,
+        Cmd::Top(args) => top::run(args).await?,
+        Cmd::Decisions(args) => decisions::run(args).await?,
+        Cmd::Replay(args) => replay::run(args)?,
+        Cmd::Policy(args) => policy::run(args).await?,
+        Cmd::Exec(args) => return Ok(Exit::Code(exec::run(args).await?)),
+        Cmd::Resume(args) => process_ops::run(Op::Resume, args).await?,
+        Cmd::Protect(args) => process_ops::run(Op::Protect, args).await?,
+        Cmd::Unprotect(args) => process_ops::run(Op::Unprotect, args).await?,
+        Cmd::Completions(args) => completions::run(args),
+    }
+    Ok(Exit::Success)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -31,10 +104,25 @@ pub enum CliError {
     /// `policy check`: the file's own error, naming file, line and key.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// `run`: the agent's own error.
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
 }
 
 impl From<tonic::Status> for CliError {
     fn from(s: tonic::Status) -> Self {
         Self::Rpc(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

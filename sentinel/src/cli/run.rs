@@ -1,0 +1,51 @@
+//! `sentinel run`: the agent itself.
+
+use std::path::PathBuf;
+
+use super::CliError;
+use crate::{
+    agent::{self, RunOptions},
+    config,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, env = "SENTINEL_CONFIG", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Overrides the config's socket.
+    #[arg(long)]
+    pub socket: Option<String>,
+    /// Decide and record, but signal nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not load eBPF; poll /proc instead.
+    #[arg(long)]
+    pub no_ebpf: bool,
+    /// Not a flag: what `agent::join_host_cgroup_namespace` did. main.rs
+    /// calls it and fills this in before the runtime starts any thread.
+    #[arg(skip)]
+    pub cgroup_namespace: Option<Result<bool, String>>,
+}
+
+pub async fn run(args: Args) -> Result<(), CliError> {
+    init_logging();
+    agent::run(RunOptions {
+        config_path: args.config,
+        socket: args.socket,
+        dry_run: args.dry_run,
+        no_ebpf: args.no_ebpf,
+        cgroup_namespace: args.cgroup_namespace,
+    })
+    .await?;
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SENTINEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
