@@ -86,87 +86,7 @@ fn print(out: &mut impl Write, d: &SimDecision, json: bool) -> std::io::Result<(
 pub fn run(a: Args) -> Result<(), ReplayError> {
     let mut out = std::io::stdout().lock();
     if a.scenarios {
-        // The victim-accuracy table: every scenario, what was expected, what
-        // the engine did.
-        let mut right = 0;
-        let all = scenarios::all();
-        // The same traces under the policies Sentinel replaces: earlyoom
-        // (polls about once a second, kills the biggest below 10% free) and
-        // the kernel OOM killer (at the limit, the biggest).
-        let mut earlyoom_right = 0;
-        let mut kernel_right = 0;
-        writeln!(
-            out,
-            "| scenario | expected | Sentinel's first stop | ok | earlyoom-like (1 s poll, 90%, biggest) | kernel OOM (100%, biggest) |"
-        )?;
-        writeln!(out, "| --- | --- | --- | --- | --- | --- |")?;
-        for sc in &all {
-            let cfg = config(sc.limit, &a.horizon, &a.step, Action::Freeze)?;
-            let d = sim::replay(&sc.samples, &cfg);
-            let expected = match sc.expect {
-                scenarios::Expect::Victim(p) => format!("stop pid {p} first"),
-                scenarios::Expect::OnlyVictim(p) => format!("stop pid {p} only"),
-                scenarios::Expect::Nothing => "no action".to_string(),
-            };
-            let checked = sc.check(&d);
-            let ok = checked.is_ok();
-            let stops = sim::stops(&d);
-            let first = stops
-                .first()
-                .map(|f| {
-                    format!(
-                        "{} pid {} at {} of {} ({} stops, {} warnings)",
-                        f.action,
-                        f.pid,
-                        human_bytes(f.group_bytes as f64),
-                        human_bytes(sc.limit as f64),
-                        stops.len(),
-                        d.len() - stops.len()
-                    )
-                })
-                .unwrap_or_else(|| format!("none ({} warnings)", d.len()));
-            let first = match checked {
-                Ok(()) => first,
-                Err(e) => format!("{first}: {e}"),
-            };
-            right += ok as usize;
-            let baseline = |floor: f64, poll: f64, right: &mut usize| {
-                let kill = sim::biggest_at_the_floor(&sc.samples, sc.limit, floor, poll);
-                let what = kill
-                    .map(|(t, pid, usage)| {
-                        format!(
-                            "kills pid {pid} at {} (t={t:.1}s)",
-                            human_bytes(usage as f64)
-                        )
-                    })
-                    .unwrap_or_else(|| "none".into());
-                match sc.check_kill(kill) {
-                    Ok(()) => {
-                        *right += 1;
-                        format!("{what}: right victim")
-                    }
-                    Err(e) => format!("{what}: WRONG, {e}"),
-                }
-            };
-            let early = baseline(0.9, 1.0, &mut earlyoom_right);
-            let kernel = baseline(1.0, 0.0, &mut kernel_right);
-            writeln!(
-                out,
-                "| {} | {expected} | {first} | {} | {early} | {kernel} |",
-                sc.name,
-                if ok { "yes" } else { "NO" }
-            )?;
-        }
-        writeln!(out, "\nvictim accuracy: {right} of {} scenarios", all.len())?;
-        writeln!(
-            out,
-            "right victim: Sentinel {right} of {n} (reversibly, before 95% of the limit); earlyoom-like {earlyoom_right} of {n} and kernel OOM killer {kernel_right} of {n} (by kill, at 90% and 100%)",
-            n = all.len()
-        )?;
-        if right != all.len() {
-            return Err(ReplayError::Input("some scenarios went wrong".into()));
-        }
-        return Ok(());
+        return scenario_table(&mut out, &a.horizon, &a.step);
     }
     let path = a
         .trace
@@ -183,4 +103,96 @@ pub fn run(a: Args) -> Result<(), ReplayError> {
         print(&mut out, &d, a.json)?;
     }
     Ok(())
+}
+
+/// The victim-accuracy table: every scenario, what was expected, what the
+/// engine did.
+fn scenario_table(out: &mut impl Write, horizon: &str, step: &str) -> Result<(), ReplayError> {
+    let mut right = 0;
+    let all = scenarios::all();
+    // The same traces under the policies Sentinel replaces: earlyoom
+    // (polls about once a second, kills the biggest below 10% free) and
+    // the kernel OOM killer (at the limit, the biggest).
+    let mut earlyoom_right = 0;
+    let mut kernel_right = 0;
+    writeln!(
+        out,
+        "| scenario | expected | Sentinel's first stop | ok | earlyoom-like (1 s poll, 90%, biggest) | kernel OOM (100%, biggest) |"
+    )?;
+    writeln!(out, "| --- | --- | --- | --- | --- | --- |")?;
+    for sc in &all {
+        let cfg = config(sc.limit, horizon, step, Action::Freeze)?;
+        let (first, ok) = sentinel_cell(sc, &cfg);
+        right += ok as usize;
+        let (early, early_ok) = baseline_cell(sc, 0.9, 1.0);
+        earlyoom_right += early_ok as usize;
+        let (kernel, kernel_ok) = baseline_cell(sc, 1.0, 0.0);
+        kernel_right += kernel_ok as usize;
+        let expected = match sc.expect {
+            scenarios::Expect::Victim(p) => format!("stop pid {p} first"),
+            scenarios::Expect::OnlyVictim(p) => format!("stop pid {p} only"),
+            scenarios::Expect::Nothing => "no action".to_string(),
+        };
+        writeln!(
+            out,
+            "| {} | {expected} | {first} | {} | {early} | {kernel} |",
+            sc.name,
+            if ok { "yes" } else { "NO" }
+        )?;
+    }
+    writeln!(out, "\nvictim accuracy: {right} of {} scenarios", all.len())?;
+    writeln!(
+        out,
+        "right victim: Sentinel {right} of {n} (reversibly, before 95% of the limit); earlyoom-like {earlyoom_right} of {n} and kernel OOM killer {kernel_right} of {n} (by kill, at 90% and 100%)",
+        n = all.len()
+    )?;
+    if right != all.len() {
+        return Err(ReplayError::Input("some scenarios went wrong".into()));
+    }
+    Ok(())
+}
+
+/// What the engine stopped first in one scenario, and whether that was right.
+fn sentinel_cell(sc: &scenarios::Scenario, cfg: &SimConfig) -> (String, bool) {
+    let d = sim::replay(&sc.samples, cfg);
+    let checked = sc.check(&d);
+    let ok = checked.is_ok();
+    let stops = sim::stops(&d);
+    let first = stops
+        .first()
+        .map(|f| {
+            format!(
+                "{} pid {} at {} of {} ({} stops, {} warnings)",
+                f.action,
+                f.pid,
+                human_bytes(f.group_bytes as f64),
+                human_bytes(sc.limit as f64),
+                stops.len(),
+                d.len() - stops.len()
+            )
+        })
+        .unwrap_or_else(|| format!("none ({} warnings)", d.len()));
+    let first = match checked {
+        Ok(()) => first,
+        Err(e) => format!("{first}: {e}"),
+    };
+    (first, ok)
+}
+
+/// What a kill-the-biggest policy polling every `poll` seconds, acting at
+/// `floor` of the limit, would have killed, and whether that was right.
+fn baseline_cell(sc: &scenarios::Scenario, floor: f64, poll: f64) -> (String, bool) {
+    let kill = sim::biggest_at_the_floor(&sc.samples, sc.limit, floor, poll);
+    let what = kill
+        .map(|(t, pid, usage)| {
+            format!(
+                "kills pid {pid} at {} (t={t:.1}s)",
+                human_bytes(usage as f64)
+            )
+        })
+        .unwrap_or_else(|| "none".into());
+    match sc.check_kill(kill) {
+        Ok(()) => (format!("{what}: right victim"), true),
+        Err(e) => (format!("{what}: WRONG, {e}"), false),
+    }
 }
