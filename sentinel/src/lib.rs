@@ -1,7 +1,8 @@
 //! Sentinel: predicts which process will exhaust memory and stops it first.
 //!
 //! `model` and `policy` are pure; `probes`, `collector` and `actuator` touch
-//! the system; `agent` wires them; `api` serves them; `cli` is the client.
+//! the system; `agent` wires them; `api` serves them; `cli` is the command
+//! line (the agent's `run` and the clients of its API).
 
 pub mod actuator;
 pub mod agent;
