@@ -14,6 +14,7 @@ use std::{
 
 mod agent;
 mod cgroup;
+pub mod cli;
 mod decisions;
 pub mod gpu;
 mod hog;
