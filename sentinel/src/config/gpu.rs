@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::RawLevels;
+use super::parse::RawLevels;
 use crate::{
     policy::{Action, Levels},
     units::Span,
@@ -47,7 +47,7 @@ pub(super) struct RawGpu {
     pub(super) enabled: Option<bool>,
     pub(super) library: Option<String>,
     pub(super) interval: Option<toml::Spanned<Span>>,
-    #[serde(default = "super::alert")]
+    #[serde(default = "super::parse::alert")]
     pub(super) action: Action,
     pub(super) levels: Option<toml::Spanned<RawLevels>>,
 }

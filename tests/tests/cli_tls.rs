@@ -1,0 +1,237 @@
+//! The TCP listener, as an operator meets it: served only with mutual TLS,
+//! and the client certificate decides the role. This needs no root: the
+//! agent runs without eBPF.
+
+use std::process::Command;
+
+use sentinel_tests::{Agent, cli::run, serial, tempdir};
+
+/// Runs openssl in `dir`, failing the test with its output.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed by `cargo xtask setup`");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A new P-256 key, unencrypted, for `openssl req`.
+const EC_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// A certificate `name`.pem/.key signed by `ca`, with `ext` (subjectAltName
+/// and extended key usage).
+fn issue(dir: &std::path::Path, ca: &str, name: &str, ext: &str) {
+    let (key, csr, extfile) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+    );
+    std::fs::write(dir.join(&extfile), ext).unwrap();
+    let subject = format!("/CN={name}");
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            EC_KEY,
+            &["-keyout", &key, "-out", &csr, "-subj", &subject],
+        ]
+        .concat(),
+    );
+    let (ca_pem, ca_key, pem) = (
+        format!("{ca}.pem"),
+        format!("{ca}.key"),
+        format!("{name}.pem"),
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &pem,
+            "-extfile",
+            &extfile,
+        ],
+    );
+}
+
+fn new_ca(dir: &std::path::Path, name: &str) {
+    let (key, pem, subject) = (
+        format!("{name}.key"),
+        format!("{name}.pem"),
+        format!("/CN={name}"),
+    );
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            EC_KEY,
+            &[
+                "-keyout",
+                &key,
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-subj",
+                &subject,
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
+}
+
+#[test]
+fn tcp_serves_only_mutual_tls_and_the_certificate_decides_the_role() {
+    let _serial = serial();
+    let pki = tempdir::Dir::new("pki");
+    let d = pki.0.as_path();
+    new_ca(d, "ca");
+    new_ca(d, "rogue-ca");
+    issue(
+        d,
+        "ca",
+        "server",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    let client = "extendedKeyUsage=clientAuth\nsubjectAltName=DNS:";
+    issue(d, "ca", "admin", &format!("{client}ops-admin.sentinel\n"));
+    issue(d, "ca", "reader", &format!("{client}viewer.sentinel\n"));
+    // Names itself an admin, but no configured CA signed it.
+    issue(
+        d,
+        "rogue-ca",
+        "rogue",
+        &format!("{client}ops-admin.sentinel\n"),
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = |f: &str| d.join(f).display().to_string();
+    let agent = Agent::start(
+        "tls",
+        &format!(
+            "[api]\ntcp = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"\nadmin_names = [\"ops-admin.sentinel\"]\n",
+            p("server.pem"),
+            p("server.key"),
+            p("ca.pem")
+        ),
+        &["--no-ebpf"],
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let as_holder = |who: &str, args: &[&str]| {
+        let (who_cert, who_key) = (p(&format!("{who}.pem")), p(&format!("{who}.key")));
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--socket",
+            &url,
+            "--tls-cert",
+            &who_cert,
+            "--tls-key",
+            &who_key,
+            "--tls-ca",
+        ]);
+        let ca = p("ca.pem");
+        all.push(&ca);
+        run(&all)
+    };
+
+    // Any certificate the CA signed reads.
+    let (code, out, err) = as_holder("reader", &["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("\"mode\""), "{out}");
+
+    // Only a listed name changes policy; the refusal says what it takes.
+    let policy = d.join("policy.toml");
+    std::fs::write(&policy, "[agent]\ndry_run = false\n").unwrap();
+    let (code, _, err) = as_holder(
+        "reader",
+        &["policy", "apply", &policy.display().to_string()],
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("ApplyPolicy refused to tls client sha256:"),
+        "{err}"
+    );
+    assert!(err.contains("ops-admin.sentinel"), "{err}");
+    assert!(agent.log_text().contains("refused: not an admin"));
+
+    let (code, _, err) = as_holder("admin", &["policy", "apply", &policy.display().to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = agent.cli(&["decisions", "--json", "--kind", "policy"]);
+    assert!(
+        out.contains("ApplyPolicy by tls client `ops-admin.sentinel` from 127.0.0.1:"),
+        "the journal names the certificate holder: {out}"
+    );
+
+    // A certificate from another CA is refused in the handshake, whatever
+    // name it carries.
+    let (code, _, err) = as_holder("rogue", &["status"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("did not accept the client certificate"),
+        "{err}"
+    );
+
+    // No client certificate, and plain HTTP/2, get nothing.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+        let ca = Certificate::from_pem(std::fs::read(d.join("ca.pem")).unwrap());
+        let no_cert = Endpoint::from_shared(url.clone())
+            .unwrap()
+            .tls_config(ClientTlsConfig::new().ca_certificate(ca))
+            .unwrap();
+        let status = match no_cert.connect().await {
+            Err(_) => true,
+            Ok(ch) => sentinel::api::pb::sentinel_client::SentinelClient::new(ch)
+                .get_status(sentinel::api::pb::GetStatusRequest::default())
+                .await
+                .is_err(),
+        };
+        assert!(status, "a client without a certificate was served");
+        let plain = Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
+        let served = match plain.connect().await {
+            Err(_) => false,
+            Ok(ch) => sentinel::api::pb::sentinel_client::SentinelClient::new(ch)
+                .get_status(sentinel::api::pb::GetStatusRequest::default())
+                .await
+                .is_ok(),
+        };
+        assert!(!served, "plain HTTP/2 was served on the TLS port");
+    });
+    let (code, _, err) = run(&["status", "--socket", &format!("http://127.0.0.1:{port}")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("use https://"), "{err}");
+
+    // The Unix socket is served as before.
+    let (ok, _, err) = agent.cli(&["status"]);
+    assert!(ok, "{err}");
+}
