@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sentinel::api::{client, pb::sentinel_client::SentinelClient};
+use sentinel_api::{client, pb::sentinel_client::SentinelClient};
 use tonic::transport::Channel;
 
 use crate::{pb, sentinel_bin, tempdir};

@@ -26,7 +26,7 @@ pub use agent::Agent;
 pub use cgroup::{MemCgroup, rule_for};
 pub use decisions::{next_decision, unix_ms};
 pub use hog::Hog;
-pub use sentinel::api::pb;
+pub use sentinel_api::pb;
 pub use storm::Storm;
 
 /// Privileged tests run one at a time: they share the kernel and time.

@@ -201,7 +201,7 @@ async fn a_holder_that_exits_without_releasing_frees_its_reservation() {
     let _serial = serial_async().await;
     let agent = Agent::start("orphan", "", &[]);
     let mut holder = Command::new("sleep").arg("30").spawn().unwrap();
-    let channel = sentinel::api::client::channel(&agent.socket).await.unwrap();
+    let channel = sentinel_api::client::channel(&agent.socket).await.unwrap();
     let mut adm = pb::admission_client::AdmissionClient::new(channel);
     let r = adm
         .reserve(pb::ReserveRequest {

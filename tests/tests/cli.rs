@@ -64,7 +64,7 @@ fn client_without_an_agent_says_how_to_start_one() {
 fn replay_runs_the_scenario_table() {
     let (code, out, err) = run(&["replay", "--scenarios"]);
     assert_eq!(code, Some(0), "{out}{err}");
-    let n = sentinel::sim::scenarios::all().len();
+    let n = sentinel_core::sim::scenarios::all().len();
     assert!(
         out.contains(&format!("victim accuracy: {n} of {n} scenarios")),
         "{out}"
@@ -74,7 +74,7 @@ fn replay_runs_the_scenario_table() {
 #[test]
 fn replay_of_a_trace_file_names_the_grower() {
     let dir = tempdir::Dir::new("replay");
-    let sc = sentinel::sim::scenarios::linear_leak_beside_steady();
+    let sc = sentinel_core::sim::scenarios::linear_leak_beside_steady();
     let text: String = sc
         .samples
         .iter()

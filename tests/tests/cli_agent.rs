@@ -167,7 +167,7 @@ fn without_privileges_the_agent_polls_proc_and_says_why() {
 async fn generic_clients_find_health_and_reflection() {
     let _serial = sentinel_tests::serial_async().await;
     let agent = Agent::start("generic", "", &["--no-ebpf"]);
-    let channel = sentinel::api::client::channel(&agent.socket).await.unwrap();
+    let channel = sentinel_api::client::channel(&agent.socket).await.unwrap();
 
     // grpc.health.v1: the service and the server are SERVING.
     use tonic_health::pb::{
@@ -216,7 +216,7 @@ async fn generic_clients_find_health_and_reflection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_and_too_many_streams_get_precise_codes() {
-    use sentinel::api::pb;
+    use sentinel_api::pb;
     let _serial = sentinel_tests::serial_async().await;
     let agent = Agent::start("limits", "", &["--no-ebpf"]);
     let mut c = agent.client().await;
@@ -286,7 +286,7 @@ async fn bad_requests_and_too_many_streams_get_precise_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_are_filtered_sorted_paged_and_detailed() {
-    use sentinel::api::pb;
+    use sentinel_api::pb;
     let _serial = sentinel_tests::serial_async().await;
     let agent = Agent::start("listing", "", &["--no-ebpf"]);
     let mut c = agent.client().await;

@@ -211,8 +211,8 @@ fn tcp_serves_only_mutual_tls_and_the_certificate_decides_the_role() {
             .unwrap();
         let status = match no_cert.connect().await {
             Err(_) => true,
-            Ok(ch) => sentinel::api::pb::sentinel_client::SentinelClient::new(ch)
-                .get_status(sentinel::api::pb::GetStatusRequest::default())
+            Ok(ch) => sentinel_api::pb::sentinel_client::SentinelClient::new(ch)
+                .get_status(sentinel_api::pb::GetStatusRequest::default())
                 .await
                 .is_err(),
         };
@@ -220,8 +220,8 @@ fn tcp_serves_only_mutual_tls_and_the_certificate_decides_the_role() {
         let plain = Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
         let served = match plain.connect().await {
             Err(_) => false,
-            Ok(ch) => sentinel::api::pb::sentinel_client::SentinelClient::new(ch)
-                .get_status(sentinel::api::pb::GetStatusRequest::default())
+            Ok(ch) => sentinel_api::pb::sentinel_client::SentinelClient::new(ch)
+                .get_status(sentinel_api::pb::GetStatusRequest::default())
                 .await
                 .is_ok(),
         };

@@ -292,7 +292,7 @@ async fn a_python_grpc_client_reads_and_is_refused_a_policy_change() {
     // The client's code is generated from the repository's proto, here.
     let generated = agent.dir.0.join("py");
     std::fs::create_dir_all(&generated).unwrap();
-    let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sentinel/proto");
+    let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sentinel/api/proto");
     let gen_out = std::process::Command::new("/usr/bin/python3")
         .env("PYTHONPATH", deps)
         .args(["-m", "grpc_tools.protoc", "-I"])

@@ -40,7 +40,7 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Regenerate the gRPC code from sentinel/proto/ into sentinel/src/api/generated.
+    /// Regenerate the gRPC code from sentinel/api/proto/ into sentinel/api/src/generated.
     Codegen,
     /// Regenerate deploy/kubernetes/prometheusrule.yaml from the Prometheus rules.
     Manifests,
@@ -202,13 +202,13 @@ fn cargo() -> Command {
 
 fn codegen() -> Result<()> {
     let root = root();
-    let out = root.join("sentinel/src/api/generated");
+    let out = root.join("sentinel/api/src/generated");
     std::fs::create_dir_all(&out)?;
     let fds = protox::compile(
         ["sentinel/v1/sentinel.proto"],
-        [root.join("sentinel/proto")],
+        [root.join("sentinel/api/proto")],
     )
-    .context("compiling sentinel/proto/sentinel/v1/sentinel.proto")?;
+    .context("compiling sentinel/api/proto/sentinel/v1/sentinel.proto")?;
     std::fs::write(
         out.join("sentinel_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),

@@ -1,11 +1,11 @@
 //! Carrying out decisions on processes. Everything goes through a pidfd;
-//! nothing here signals a bare pid.
+//! nothing here signals a bare pid. Whether to signal at all (dry-run, a
+//! rule that only alerts) is the engine's decision, not this module's.
 
 mod pidfd;
 
 pub use pidfd::Pidfd;
-
-use crate::policy::Action;
+use sentinel_core::engine::Signal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
@@ -13,86 +13,30 @@ pub enum ActError {
     Signal { pid: u32, source: std::io::Error },
 }
 
-/// What happened when a decision was carried out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Done,
-    DryRun,
-    /// Alert-only rules.
-    Recorded,
-}
-
-impl Outcome {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Done => "done",
-            Self::DryRun => "dry-run",
-            Self::Recorded => "recorded",
-        }
-    }
-}
-
-pub trait Actuator: Send + Sync {
-    fn act(&self, target: &Pidfd, action: Action) -> Result<Outcome, ActError>;
-    fn resume(&self, target: &Pidfd) -> Result<Outcome, ActError>;
-}
-
-/// Sends real signals.
-pub struct Signaller;
-
-impl Actuator for Signaller {
-    fn act(&self, target: &Pidfd, action: Action) -> Result<Outcome, ActError> {
-        let sig = match action {
-            Action::Alert => return Ok(Outcome::Recorded),
-            Action::Freeze => libc::SIGSTOP,
-            Action::Terminate => libc::SIGTERM,
-            Action::Kill => libc::SIGKILL,
-        };
-        let send = |sig| {
-            target.send_signal(sig).map_err(|source| ActError::Signal {
-                pid: target.pid,
-                source,
-            })
-        };
-        send(sig)?;
-        if action == Action::Terminate {
+/// Sends `signal` through the process's pidfd.
+pub fn send(target: &Pidfd, signal: Signal) -> Result<(), ActError> {
+    let send = |sig| {
+        target.send_signal(sig).map_err(|source| ActError::Signal {
+            pid: target.pid,
+            source,
+        })
+    };
+    match signal {
+        Signal::Freeze => send(libc::SIGSTOP),
+        Signal::Resume => send(libc::SIGCONT),
+        Signal::Terminate => {
+            send(libc::SIGTERM)?;
             // A stopped process handles SIGTERM only once it runs again.
-            send(libc::SIGCONT)?;
+            send(libc::SIGCONT)
         }
-        if action == Action::Kill {
+        Signal::Kill => {
+            send(libc::SIGKILL)?;
             // Frees the address space now; failure only means the kernel
             // reaps it a little later on its own.
             if let Err(e) = target.mrelease() {
                 tracing::debug!(pid = target.pid, "process_mrelease: {e}");
             }
+            Ok(())
         }
-        Ok(Outcome::Done)
-    }
-
-    fn resume(&self, target: &Pidfd) -> Result<Outcome, ActError> {
-        target
-            .send_signal(libc::SIGCONT)
-            .map(|_| Outcome::Done)
-            .map_err(|source| ActError::Signal {
-                pid: target.pid,
-                source,
-            })
-    }
-}
-
-/// Runs the whole engine but signals nothing.
-pub struct DryRun;
-
-impl Actuator for DryRun {
-    fn act(&self, _: &Pidfd, action: Action) -> Result<Outcome, ActError> {
-        Ok(if action == Action::Alert {
-            Outcome::Recorded
-        } else {
-            Outcome::DryRun
-        })
-    }
-
-    fn resume(&self, _: &Pidfd) -> Result<Outcome, ActError> {
-        Ok(Outcome::DryRun)
     }
 }

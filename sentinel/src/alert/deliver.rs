@@ -19,7 +19,9 @@ use super::{
     model::Alert,
     wire,
 };
-use crate::{agent::mono_now, config::AlertingSettings};
+use sentinel_core::config::AlertingSettings;
+
+use crate::host::mono_now;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

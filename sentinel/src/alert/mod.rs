@@ -24,10 +24,11 @@ use std::{
 
 use tokio::sync::broadcast::error::RecvError;
 
+use sentinel_core::config::AlertingSettings;
+
 use crate::{
-    agent::Shared,
-    config::AlertingSettings,
     journal::{Decision, unix_ms},
+    service::Sentinel,
 };
 use deliver::{Kind, Outbox, ReceiverView};
 use model::{Key, Tracker, Until};
@@ -95,7 +96,7 @@ const NICE: i32 = 10;
 /// alerts, on a thread of their own at a lower CPU priority, so that
 /// formatting, connecting and retrying never compete on equal terms with
 /// the engine. Runs until the agent stops.
-pub fn spawn(alerting: Arc<Alerting>, shared: Arc<Shared>) -> std::io::Result<()> {
+pub fn spawn(alerting: Arc<Alerting>, sentinel: Arc<Sentinel>) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -117,23 +118,24 @@ pub fn spawn(alerting: Arc<Alerting>, shared: Arc<Shared>) -> std::io::Result<()
                 for o in &alerting.outboxes {
                     tokio::spawn(o.clone().run(s.timeout, s.backoff_max));
                 }
-                follow(alerting, shared).await;
+                follow(alerting, sentinel).await;
             });
         })?;
     Ok(())
 }
 
-async fn follow(alerting: Arc<Alerting>, shared: Arc<Shared>) {
+async fn follow(alerting: Arc<Alerting>, sentinel: Arc<Sentinel>) {
     let s = &alerting.settings;
     let mut tracker = Tracker::new(
         alerting.host.clone(),
         s.resend_interval.as_millis() as u64,
         s.min_firing.as_millis() as u64,
     );
-    let mut rx = shared.journal.subscribe();
+    let journal = sentinel.journal();
+    let mut rx = journal.subscribe();
     // Alerts start with what happens from now on: a restart does not
     // replay old decisions as new alerts.
-    let mut last_seq = shared.journal.last_seq();
+    let mut last_seq = journal.last_seq();
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -142,7 +144,7 @@ async fn follow(alerting: Arc<Alerting>, shared: Arc<Shared>) {
                 let batch: Vec<Decision> = match got {
                     Ok(d) => vec![d],
                     // Behind the broadcast: catch up from the journal.
-                    Err(RecvError::Lagged(_)) => shared.journal.since(last_seq, 100_000),
+                    Err(RecvError::Lagged(_)) => journal.since(last_seq, 100_000),
                     Err(RecvError::Closed) => return,
                 };
                 for d in &batch {
@@ -150,20 +152,26 @@ async fn follow(alerting: Arc<Alerting>, shared: Arc<Shared>) {
                         continue;
                     }
                     last_seq = d.seq;
-                    let scope = shared.engine().scope_of_rule(&d.rule);
-                    let out = tracker.on_decision(d, scope, unix_ms());
+                    let out = tracker.on_decision(d, unix_ms());
                     alerting.send(&out);
                 }
             }
             _ = sweep.tick() => {
-                let holding: HashSet<Key> = {
-                    let e = shared.engine();
-                    tracker
-                        .keys()
-                        .filter(|(k, until)| *until == Until::Cleared && e.alert_holds(k.pid, &k.rule))
-                        .map(|(k, _)| k.clone())
-                        .collect()
-                };
+                let cleared: Vec<Key> = tracker
+                    .keys()
+                    .filter(|(_, until)| *until == Until::Cleared)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let asked: Vec<_> = cleared
+                    .iter()
+                    .map(|k| (k.pid, k.rule.clone(), k.scope))
+                    .collect();
+                let holding: HashSet<Key> = cleared
+                    .into_iter()
+                    .zip(sentinel.alerts_hold(&asked))
+                    .filter(|(_, holds)| *holds)
+                    .map(|(k, _)| k)
+                    .collect();
                 let out = tracker.sweep(unix_ms(), |k| holding.contains(k));
                 alerting.send(&out);
             }

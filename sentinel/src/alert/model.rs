@@ -10,6 +10,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use sentinel_core::{
+    decision::{DecisionAction, ScopeKind},
+    policy::Level,
+};
+
 use crate::journal::{Decision, DecisionKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,6 +22,9 @@ pub struct Key {
     pub alertname: &'static str,
     pub pid: u32,
     pub rule: String,
+    /// Which scope the rule is at, so that the agent can tell whether the
+    /// condition still holds.
+    pub scope: Option<ScopeKind>,
 }
 
 /// What ends an alert.
@@ -68,23 +76,31 @@ fn severity(alertname: &str) -> &'static str {
     }
 }
 
+fn level(d: &Decision) -> &'static str {
+    d.level.map(Level::as_str).unwrap_or("")
+}
+
 fn describe(d: &Decision, alertname: &str) -> String {
     match alertname {
         "SentinelMemoryWarning" => format!(
             "pid {} ({}) at {} of rule {}: {}",
-            d.pid, d.comm, d.level, d.rule, d.reason
+            d.pid,
+            d.comm,
+            level(d),
+            d.rule,
+            d.reason
         ),
         "SentinelPreempted" => format!(
             "Sentinel {} pid {} ({}) at {} of rule {}: {}",
-            match d.action.as_str() {
-                "freeze" => "froze",
-                "terminate" => "terminated",
-                "kill" => "killed",
-                other => other,
+            match d.action {
+                DecisionAction::Freeze => "froze",
+                DecisionAction::Terminate => "terminated",
+                DecisionAction::Kill => "killed",
+                other => other.as_str(),
             },
             d.pid,
             d.comm,
-            d.level,
+            level(d),
             d.rule,
             d.reason
         ),
@@ -113,18 +129,21 @@ impl Tracker {
 
     /// The alert a decision raises, if any: warnings and actions on a
     /// process or scope, memory pressure, and kernel OOM kills.
-    pub fn alert_of(&self, d: &Decision, scope: &str) -> Option<(Key, Alert, Until)> {
+    pub fn alert_of(&self, d: &Decision) -> Option<(Key, Alert, Until)> {
+        use DecisionAction as A;
         let (alertname, until) = match d.kind {
-            DecisionKind::Preempt if d.action == "alert" => {
+            DecisionKind::Preempt if d.action == A::Alert => {
                 ("SentinelMemoryWarning", Until::Cleared)
             }
             DecisionKind::Preempt => ("SentinelPreempted", Until::Cleared),
             DecisionKind::KernelOomKill => ("SentinelKernelOomKill", Until::Lapsed),
             DecisionKind::Pressure => ("SentinelMemoryPressure", Until::Lapsed),
-            DecisionKind::Admission => match d.action.as_str() {
-                "granted" => ("SentinelReservationGranted", Until::Lapsed),
-                "denied" | "timed_out" | "displaced" => ("SentinelAdmissionDenied", Until::Lapsed),
-                "expired" | "orphaned" => ("SentinelReservationEnded", Until::Lapsed),
+            DecisionKind::Admission => match d.action {
+                A::Granted => ("SentinelReservationGranted", Until::Lapsed),
+                A::Denied | A::TimedOut | A::Displaced => {
+                    ("SentinelAdmissionDenied", Until::Lapsed)
+                }
+                A::Expired | A::Orphaned => ("SentinelReservationEnded", Until::Lapsed),
                 _ => return None,
             },
             _ => return None,
@@ -144,9 +163,9 @@ impl Tracker {
         put("comm", &d.comm);
         put("cgroup", &d.cgroup);
         put("rule", &d.rule);
-        put("scope", scope);
-        put("level", &d.level);
-        put("action", &d.action);
+        put("scope", d.scope.map(ScopeKind::as_str).unwrap_or(""));
+        put("level", level(d));
+        put("action", d.action.as_str());
         put(
             "container_id",
             super::labels::container_id(&d.cgroup).unwrap_or(""),
@@ -158,7 +177,7 @@ impl Tracker {
         let mut annotations = BTreeMap::new();
         annotations.insert("summary".into(), describe(d, alertname));
         annotations.insert("description".into(), d.reason.clone());
-        annotations.insert("outcome".into(), d.outcome.clone());
+        annotations.insert("outcome".into(), d.outcome.to_string());
         annotations.insert("decision_seq".into(), d.seq.to_string());
         if d.limit_bytes > 0 {
             annotations.insert("charged_bytes".into(), d.charged_bytes.to_string());
@@ -168,6 +187,7 @@ impl Tracker {
             alertname,
             pid: d.pid,
             rule: d.rule.clone(),
+            scope: d.scope,
         };
         let alert = Alert {
             labels,
@@ -185,8 +205,8 @@ impl Tracker {
 
     /// The alerts to send for a decision: the new or changed alert, and
     /// the resolution of what it replaces (same key, other labels).
-    pub fn on_decision(&mut self, d: &Decision, scope: &str, now_ms: u64) -> Vec<Alert> {
-        let Some((key, mut alert, until)) = self.alert_of(d, scope) else {
+    pub fn on_decision(&mut self, d: &Decision, now_ms: u64) -> Vec<Alert> {
+        let Some((key, mut alert, until)) = self.alert_of(d) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -273,7 +293,15 @@ pub fn rfc3339(unix_ms: u64) -> String {
 mod tests {
     use super::*;
 
-    fn decision(kind: DecisionKind, pid: u32, action: &str, level: &str) -> Decision {
+    fn action(a: &str) -> DecisionAction {
+        if a.is_empty() {
+            DecisionAction::None
+        } else {
+            serde_json::from_value(a.into()).unwrap()
+        }
+    }
+
+    fn decision(kind: DecisionKind, pid: u32, act: &str, level: &str) -> Decision {
         Decision {
             seq: 7,
             time_unix_ms: 1_000,
@@ -282,9 +310,10 @@ mod tests {
             comm: "leaker".into(),
             cgroup: "/kubepods/burstable/pod0d6d5b55-1b3b-4c2e-9b6a-6a2f7b0c9e11/3f9a1c0de7b2a4f6c8e0d2b4a6f8c0e2d4b6a8f0c2e4d6b8a0f2c4e6d8b0a2f4".into(),
             rule: "workers".into(),
-            level: level.into(),
-            action: action.into(),
-            outcome: "done".into(),
+            level: (!level.is_empty()).then(|| level.parse().unwrap()),
+            action: action(act),
+            outcome: sentinel_core::decision::Outcome::Done,
+            scope: Some(ScopeKind::Process),
             reason: "growing at 50 MB/s".into(),
             limit_bytes: 100,
             charged_bytes: 90,
@@ -297,7 +326,6 @@ mod tests {
         let mut t = Tracker::new("node-1".into(), 60_000, 30_000);
         let out = t.on_decision(
             &decision(DecisionKind::Preempt, 42, "freeze", "preempt"),
-            "process",
             1_000,
         );
         assert_eq!(out.len(), 1);
@@ -343,11 +371,7 @@ mod tests {
     #[test]
     fn a_kill_that_ends_the_condition_at_once_still_fires_for_min_firing() {
         let mut t = Tracker::new("h".into(), 60_000, 30_000);
-        t.on_decision(
-            &decision(DecisionKind::Preempt, 42, "kill", "kill"),
-            "process",
-            1_000,
-        );
+        t.on_decision(&decision(DecisionKind::Preempt, 42, "kill", "kill"), 1_000);
         assert!(t.sweep(20_000, |_| false).is_empty(), "held for min_firing");
         assert_eq!(t.sweep(31_000, |_| false).len(), 1);
     }
@@ -357,28 +381,19 @@ mod tests {
         let mut t = Tracker::new("h".into(), 60_000, 0);
         t.on_decision(
             &decision(DecisionKind::Preempt, 42, "freeze", "preempt"),
-            "process",
             1_000,
         );
-        let out = t.on_decision(
-            &decision(DecisionKind::Preempt, 42, "kill", "kill"),
-            "process",
-            2_000,
-        );
+        let out = t.on_decision(&decision(DecisionKind::Preempt, 42, "kill", "kill"), 2_000);
         assert_eq!(out.len(), 2);
         assert!(out[0].resolved && out[0].labels["action"] == "freeze");
         assert!(!out[1].resolved && out[1].labels["action"] == "kill");
         assert_eq!(t.firing(), 1);
         // A warning is its own alert beside the action.
-        t.on_decision(
-            &decision(DecisionKind::Preempt, 42, "alert", "warn"),
-            "process",
-            3_000,
-        );
+        t.on_decision(&decision(DecisionKind::Preempt, 42, "alert", "warn"), 3_000);
         assert_eq!(t.firing(), 2);
         // Policy changes raise nothing.
         assert!(
-            t.on_decision(&decision(DecisionKind::Policy, 0, "", ""), "", 4_000)
+            t.on_decision(&decision(DecisionKind::Policy, 0, "", ""), 4_000)
                 .is_empty()
         );
     }
@@ -387,9 +402,9 @@ mod tests {
     fn one_off_events_lapse_after_min_firing_since_the_last_one() {
         let mut t = Tracker::new("h".into(), 60_000, 30_000);
         let oom = decision(DecisionKind::KernelOomKill, 9, "", "");
-        let a = t.on_decision(&oom, "process", 1_000);
+        let a = t.on_decision(&oom, 1_000);
         assert_eq!(a[0].labels["alertname"], "SentinelKernelOomKill");
-        t.on_decision(&oom, "process", 20_000);
+        t.on_decision(&oom, 20_000);
         assert!(t.sweep(40_000, |_| true).is_empty());
         let r = t.sweep(50_000, |_| true);
         assert!(r.len() == 1 && r[0].resolved);
@@ -400,21 +415,22 @@ mod tests {
         let mut t = Tracker::new("h".into(), 60_000, 30_000);
         let mut d = decision(DecisionKind::Admission, 7, "granted", "");
         d.rule = "admission".into();
-        let a = t.on_decision(&d, "process", 1_000);
+        d.scope = Some(ScopeKind::Admission);
+        let a = t.on_decision(&d, 1_000);
         assert_eq!(a[0].labels["alertname"], "SentinelReservationGranted");
         assert_eq!(a[0].labels["severity"], "info");
-        for (action, name) in [
+        for (act, name) in [
             ("denied", "SentinelAdmissionDenied"),
             ("timed_out", "SentinelAdmissionDenied"),
             ("expired", "SentinelReservationEnded"),
             ("orphaned", "SentinelReservationEnded"),
         ] {
-            d.action = action.into();
-            let a = t.on_decision(&d, "process", 2_000);
-            assert_eq!(a.last().unwrap().labels["alertname"], name, "{action}");
+            d.action = action(act);
+            let a = t.on_decision(&d, 2_000);
+            assert_eq!(a.last().unwrap().labels["alertname"], name, "{act}");
         }
-        d.action = "released".into();
-        assert!(t.on_decision(&d, "process", 3_000).is_empty());
+        d.action = action("released");
+        assert!(t.on_decision(&d, 3_000).is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::Write;
 use tokio_stream::StreamExt;
 
 use super::{CliError, SocketArg, output::print_decision};
-use crate::api::{client, pb};
+use sentinel_api::{client, pb};
 
 #[derive(clap::Args)]
 pub struct Args {

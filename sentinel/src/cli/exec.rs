@@ -4,10 +4,8 @@
 use std::process::Command;
 
 use super::{CliError, SocketArg};
-use crate::{
-    api::{client, pb},
-    units::{ByteSize, Span},
-};
+use sentinel_api::{client, pb};
+use sentinel_core::units::{ByteSize, Span};
 
 /// Exit status when the reservation was not granted in time (or the queue
 /// was full): EX_TEMPFAIL, "try again later".

@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 use self::process_ops::Op;
 pub use self::socket::SocketArg;
-use crate::api::client;
+use sentinel_api::client;
 
 #[derive(Parser)]
 #[command(
@@ -103,7 +103,7 @@ pub enum CliError {
     },
     /// `policy check`: the file's own error, naming file, line and key.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] sentinel_core::config::ConfigError),
     /// `run`: the agent's own error.
     #[error(transparent)]
     Agent(#[from] crate::agent::AgentError),

@@ -6,7 +6,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::{api::pb, units::human_bytes};
+use sentinel_api::pb;
+use sentinel_core::units::human_bytes;
 
 /// JSON shape of a decision for `--json` (one object per line).
 #[derive(Serialize)]

@@ -7,10 +7,8 @@ use std::{
 };
 
 use super::{CliError, SocketArg, output::print_decision};
-use crate::{
-    api::{client, pb},
-    config::Config,
-};
+use sentinel_api::{client, pb};
+use sentinel_core::config::Config;
 
 #[derive(clap::Args)]
 pub struct Args {

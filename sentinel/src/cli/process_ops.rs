@@ -3,7 +3,7 @@
 //! the agent made.
 
 use super::{CliError, SocketArg, output::print_decision};
-use crate::api::{client, pb};
+use sentinel_api::{client, pb};
 
 #[derive(clap::Args)]
 pub struct Args {

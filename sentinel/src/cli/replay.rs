@@ -1,9 +1,11 @@
-//! `sentinel replay`: the simulator from the command line.
+//! `sentinel replay`: the simulator from the command line. It runs the
+//! engine itself on a fake host, so what it prints is what the agent
+//! would decide.
 
 use std::{io::Write, path::PathBuf};
 
-use crate::{
-    policy::{Action, Levels, Params, Sampling},
+use sentinel_core::{
+    policy::Action,
     sim::{self, SimConfig, SimDecision, scenarios},
     units::{ByteSize, Span, human_bytes},
 };
@@ -46,15 +48,9 @@ fn config(limit: u64, horizon: &str, step: &str, action: Action) -> Result<SimCo
     let step = ByteSize::parse(step).map_err(|e| ReplayError::Input(format!("--step: {e}")))?;
     Ok(SimConfig {
         limit,
-        levels: Levels::default(),
         action,
-        params: Params {
-            horizon_secs: horizon.0.as_secs_f64(),
-            sampling: Sampling::Step { step_bytes: step.0 },
-            min_confidence: 0.6,
-        },
-        window: 2.0,
-        settle: 1.0,
+        horizon_secs: horizon.0.as_secs_f64(),
+        step_bytes: step.0,
     })
 }
 
@@ -70,15 +66,14 @@ fn print(out: &mut impl Write, d: &SimDecision, json: bool) -> std::io::Result<(
     }
     writeln!(
         out,
-        "t={:.3}s {} level: {} pid {} ({}) share {:.0}% of the growth; group {} growing {}/s: {}",
+        "t={:.3}s {} level: {} pid {} ({}) growing {}/s; group {}: {}",
         d.t,
         d.level,
         d.action,
         d.pid,
         d.comm,
-        d.share * 100.0,
+        human_bytes(d.slope),
         human_bytes(d.group_bytes as f64),
-        human_bytes(d.group_slope),
         d.reason
     )
 }

@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use super::CliError;
-use crate::{
-    agent::{self, RunOptions},
-    config,
-};
+use sentinel_core::config;
+
+use crate::agent::{self, RunOptions};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::{api::client, config};
+use sentinel_api::client;
+use sentinel_core::config;
 
 #[derive(clap::Args, Clone)]
 pub struct SocketArg {

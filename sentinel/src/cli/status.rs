@@ -3,10 +3,8 @@
 use std::io::Write;
 
 use super::{CliError, SocketArg};
-use crate::{
-    api::{client, pb},
-    units::human_bytes,
-};
+use sentinel_api::{client, pb};
+use sentinel_core::units::human_bytes;
 
 #[derive(clap::Args)]
 pub struct Args {

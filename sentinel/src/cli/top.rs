@@ -7,10 +7,8 @@ use super::{
     CliError, SocketArg,
     output::{eta, rate},
 };
-use crate::{
-    api::{client, pb},
-    units::human_bytes,
-};
+use sentinel_api::{client, pb};
+use sentinel_core::units::human_bytes;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -84,25 +84,8 @@ impl CgroupFs {
     /// The nearest cgroup at or above `path` that has a limit, and that
     /// limit: the line its members share.
     pub fn effective_limit(&self, path: &str) -> Option<(String, u64)> {
-        let mut p = path.trim_end_matches('/').to_string();
-        loop {
-            if p.is_empty() {
-                return None; // the root cgroup has no limit of its own
-            }
-            if let Some(l) = self.own_limit(&p) {
-                return Some((p, l));
-            }
-            match p.rfind('/') {
-                Some(i) => p.truncate(i),
-                None => return None,
-            }
-        }
+        sentinel_core::engine::effective_limit(path, |p| self.own_limit(p))
     }
-}
-
-/// Whether cgroup `path` is `group` or below it.
-pub fn is_within(path: &str, group: &str) -> bool {
-    path == group || (path.starts_with(group) && path.as_bytes().get(group.len()) == Some(&b'/'))
 }
 
 #[cfg(test)]
@@ -144,12 +127,5 @@ mod tests {
         assert_eq!(fs.effective_limit("/jobs"), None);
         assert_eq!(fs.effective_limit("/nowhere"), None);
         std::fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn within() {
-        assert!(is_within("/a/b", "/a"));
-        assert!(is_within("/a", "/a"));
-        assert!(!is_within("/ab", "/a"));
     }
 }

@@ -3,29 +3,11 @@
 //! process GPU memory (compute and graphics). No subprocess, no polling of
 //! nvidia-smi.
 
-use std::{collections::BTreeMap, ffi::OsStr};
+use std::ffi::OsStr;
 
 use nvml_wrapper::{Nvml, enums::device::UsedGpuMemory, error::NvmlError};
 
-/// One device at one moment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceSample {
-    pub index: u32,
-    pub uuid: String,
-    pub name: String,
-    pub total: u64,
-    pub used: u64,
-}
-
-/// What NVML reported in one pass: every device it could read, each
-/// process's bytes per device, and the devices it could not read (with why).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GpuSample {
-    pub devices: Vec<DeviceSample>,
-    /// (device index, pid) -> bytes.
-    pub processes: BTreeMap<(u32, u32), u64>,
-    pub errors: Vec<(u32, String)>,
-}
+pub use sentinel_core::model::{DeviceSample, GpuSample};
 
 pub struct Gpu {
     nvml: Nvml,

@@ -10,33 +10,7 @@ use std::{
 
 const PSI_MEMORY: &str = "/proc/pressure/memory";
 
-/// What /proc/meminfo says, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HostMem {
-    pub total: u64,
-    pub available: u64,
-    pub swap_total: u64,
-    pub swap_free: u64,
-}
-
-impl HostMem {
-    /// Everything anonymous memory can live in: RAM and swap. zram's
-    /// compressed pages are kernel memory, so they already count against
-    /// MemAvailable.
-    pub fn capacity(&self) -> u64 {
-        self.total + self.swap_total
-    }
-
-    /// What can still be given out: MemAvailable (free plus reclaimable
-    /// cache) plus free swap.
-    pub fn headroom(&self) -> u64 {
-        self.available + self.swap_free
-    }
-
-    pub fn used(&self) -> u64 {
-        self.capacity().saturating_sub(self.headroom())
-    }
-}
+pub use sentinel_core::model::HostMem;
 
 pub fn parse_meminfo(text: &str) -> HostMem {
     let get = |k: &str| {

@@ -3,47 +3,7 @@
 
 use std::{fs, io, path::PathBuf};
 
-/// Memory of one process by kind, in bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Mem {
-    pub anon: u64,
-    pub file: u64,
-    pub shmem: u64,
-    pub swap: u64,
-}
-
-impl Mem {
-    /// What the kernel cannot simply drop: anonymous, shmem and swapped-out
-    /// pages. Limits and slopes apply to this; file pages are reclaimable.
-    pub fn charged(&self) -> u64 {
-        self.anon
-            .saturating_add(self.shmem)
-            .saturating_add(self.swap)
-    }
-
-    /// Resident set as `ps` shows it.
-    pub fn resident(&self) -> u64 {
-        self.anon
-            .saturating_add(self.file)
-            .saturating_add(self.shmem)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
-    pub comm: String,
-    pub ppid: u32,
-    /// Clock ticks after boot; with the pid, identifies the process.
-    pub start_time: u64,
-    pub kernel_thread: bool,
-    /// Minor plus major page faults of the whole process, as the kernel
-    /// counts them.
-    pub faults: u64,
-    /// The state letter: R, S, D, T (stopped), t, Z, ...
-    pub state: char,
-    /// User plus system CPU time, in clock ticks.
-    pub cpu_ticks: u64,
-}
+pub use sentinel_core::model::{Mem, Stat};
 
 const PF_KTHREAD: u64 = 0x0020_0000;
 
@@ -227,22 +187,6 @@ pub fn list_pids() -> io::Result<Vec<u32>> {
     Ok(fs::read_dir("/proc")?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect())
-}
-
-/// Parent chain of `pid` up to (and including) pid 1, read from /proc.
-pub fn read_ancestors(mut ppid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    while ppid > 0 && out.len() < 256 {
-        out.push(ppid);
-        if ppid == 1 {
-            break;
-        }
-        ppid = match read_stat(ppid) {
-            Ok(s) => s.ppid,
-            Err(_) => break,
-        };
-    }
-    out
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use std::{
     sync::Mutex,
 };
 
-use serde::{Deserialize, Serialize};
+use sentinel_core::decision::{DecisionAction, ScopeKind};
 use tokio::sync::broadcast;
 
+pub use sentinel_core::decision::{Decision, DecisionKind};
 pub use store::{OpenReport, Retention, StoreError};
 
 /// Milliseconds since the Unix epoch: a decision's wall-clock time.
@@ -25,71 +26,8 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum DecisionKind {
-    /// Sentinel acted (or, in dry-run, would have) on a predicted crossing.
-    #[default]
-    Preempt,
-    /// The kernel OOM killer killed a process: a miss worth seeing.
-    KernelOomKill,
-    /// A process Sentinel froze was resumed: the pressure cleared.
-    Resume,
-    /// Memory pressure (PSI) crossed its trigger: an early warning.
-    Pressure,
-    /// The policy changed (reload or ApplyPolicy), and who changed it.
-    Policy,
-    /// An operator protected a process, or took the protection back.
-    Protect,
-    /// Admission control granted, released, expired or refused a memory
-    /// reservation (`action` says which).
-    Admission,
-}
-
-impl DecisionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Preempt => "preempt",
-            Self::KernelOomKill => "kernel_oom_kill",
-            Self::Resume => "resume",
-            Self::Pressure => "pressure",
-            Self::Policy => "policy",
-            Self::Protect => "protect",
-            Self::Admission => "admission",
-        }
-    }
-}
-
-/// `Default` is an empty record: the fields a kind of decision does not
-/// use stay zero.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Decision {
-    pub seq: u64,
-    pub time_unix_ms: u64,
-    pub kind: DecisionKind,
-    pub pid: u32,
-    pub comm: String,
-    pub cgroup: String,
-    pub rule: String,
-    /// The level of the limit that called for the action: "warn",
-    /// "preempt", "kill", or empty when no level applies.
-    pub level: String,
-    pub action: String,
-    pub outcome: String,
-    pub reason: String,
-    /// anon + file + shmem.
-    pub resident_bytes: u64,
-    /// anon + shmem + swap: what the limit applies to.
-    pub charged_bytes: u64,
-    pub slope_bytes_per_sec: f64,
-    pub limit_bytes: u64,
-    /// Absent when no crossing was predicted (e.g. already crossed).
-    pub predicted_seconds_to_limit: Option<f64>,
-    /// The same command line was preempted often enough to be a crash loop.
-    pub crash_loop: bool,
-}
+/// What decisions are counted by.
+pub type CountKey = (DecisionKind, DecisionAction, Option<ScopeKind>);
 
 pub struct Journal {
     inner: Mutex<Inner>,
@@ -103,8 +41,9 @@ struct Inner {
     store: Option<store::Store>,
     write_failures: u64,
     last_error: Option<String>,
-    /// Decisions appended since start, by (kind, action, rule), for metrics.
-    counts: BTreeMap<(DecisionKind, String, String), u64>,
+    /// Decisions appended since start, by kind, action and scope, for
+    /// metrics.
+    counts: BTreeMap<CountKey, u64>,
 }
 
 /// What status shows of the journal.
@@ -183,10 +122,7 @@ impl Journal {
             inner.write_failures += 1;
             inner.last_error = Some(e.to_string());
         }
-        *inner
-            .counts
-            .entry((d.kind, d.action.clone(), d.rule.clone()))
-            .or_default() += 1;
+        *inner.counts.entry((d.kind, d.action, d.scope)).or_default() += 1;
         inner.kept.push_back(d.clone());
         while inner.kept.len() > inner.capacity {
             inner.kept.pop_front();
@@ -196,10 +132,11 @@ impl Journal {
         d
     }
 
-    /// Decisions appended since the agent started, by kind, action and rule.
-    pub fn counts(&self) -> Vec<((DecisionKind, String, String), u64)> {
+    /// Decisions appended since the agent started, by kind, action and
+    /// scope.
+    pub fn counts(&self) -> Vec<(CountKey, u64)> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        inner.counts.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
     /// Decisions with `seq > after`, oldest first, at most `limit`: from
@@ -255,6 +192,9 @@ impl Journal {
 }
 
 #[cfg(test)]
+mod compat;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -267,9 +207,9 @@ mod tests {
             comm: "x".into(),
             cgroup: "/".into(),
             rule: "r".into(),
-            level: "preempt".into(),
-            action: "freeze".into(),
-            outcome: "done".into(),
+            level: Some(sentinel_core::policy::Level::Preempt),
+            action: DecisionAction::Freeze,
+            outcome: sentinel_core::decision::Outcome::Done,
             reason: String::new(),
             resident_bytes: 0,
             charged_bytes: 0,
@@ -277,6 +217,7 @@ mod tests {
             limit_bytes: 0,
             predicted_seconds_to_limit: None,
             crash_loop: false,
+            scope: Some(ScopeKind::Process),
         }
     }
 

@@ -8,37 +8,78 @@ use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
 use hyper_util::rt::TokioIo;
 
+use sentinel_core::engine::{ProcQuery, SortKey};
+
 use super::{Grower, Snapshot, render};
 use crate::{
-    agent::{ProcQuery, Shared, SortKey},
+    alert::Alerting,
     collector::{host, procfs},
+    journal::Journal,
+    service::{ProcessInfo, Sentinel},
 };
 
-/// Everything the exposition shows, read from the engine, journal and
-/// alerting; `top` growers at most.
-pub fn snapshot(shared: &Shared, top: usize) -> Snapshot {
+/// The fastest growers (of those listed), with their identity.
+fn growers(listed: Vec<ProcessInfo>) -> Vec<Grower> {
+    listed
+        .into_iter()
+        .map(|p| p.view)
+        .filter(|v| v.slope > 0.0)
+        .map(|v| Grower {
+            pid: v.pid,
+            charged_bytes: v.mem.charged(),
+            comm: v.comm,
+            rule: v.rule,
+            slope_bytes_per_sec: v.slope,
+        })
+        .collect()
+}
+
+/// Decisions since start by kind, action and scope, as label values.
+fn decision_counts(journal: &Journal) -> Vec<(String, String, String, u64)> {
+    journal
+        .counts()
+        .into_iter()
+        .map(|((kind, action, scope), n)| {
+            (
+                kind.as_str().to_string(),
+                action.as_str().to_string(),
+                scope.map(|s| s.as_str()).unwrap_or("").to_string(),
+                n,
+            )
+        })
+        .collect()
+}
+
+/// Everything the exposition shows, read from the agent's named
+/// operations, the journal and alerting; `top` growers at most.
+pub fn snapshot(sentinel: &Sentinel, alerting: Option<&Alerting>, top: usize) -> Snapshot {
+    let o = sentinel.overview();
+    let h = o.host;
+    let (top, _) = sentinel.processes(&ProcQuery {
+        sort: SortKey::Slope,
+        limit: top,
+        ..ProcQuery::default()
+    });
+    let journal = sentinel.journal();
     let mut s = Snapshot {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        ..Snapshot::default()
-    };
-    {
-        let e = shared.engine();
-        s.mode = e.mode.as_str().to_string();
-        s.dry_run = e.cfg.agent.dry_run;
-        s.degraded = !e.degraded_reason.is_empty();
-        s.crash_loops = e.crash_loops().len() as u64;
-        let h = e.host_view();
-        s.host_available_bytes = h.mem.available;
-        s.host_total_bytes = h.mem.total;
-        s.host_used_bytes = h.used;
-        s.host_limit_bytes = h.limit;
-        s.host_level = h.level as u8;
-        (s.process_levels, s.frozen) = e.level_counts();
-        s.cgroup_levels = e.cgroup_levels();
-        s.gpu_available = e.gpu.unavailable.is_empty() && e.gpu.samples > 0;
-        s.gpu_read_errors = e.gpu.error_count;
-        s.gpus = e
-            .gpu_views()
+        mode: o.startup.mode.as_str().to_string(),
+        dry_run: o.dry_run,
+        degraded: !o.startup.degraded_reason.is_empty(),
+        crash_loops: o.crash_loops.len() as u64,
+        host_available_bytes: h.mem.available,
+        host_total_bytes: h.mem.total,
+        host_used_bytes: h.used,
+        host_limit_bytes: h.limit,
+        host_level: h.level as u8,
+        process_levels: o.process_levels,
+        frozen: o.frozen,
+        cgroup_levels: o.cgroup_levels,
+        gpu_available: o.gpu.unavailable.is_empty() && o.gpu.passes > 0,
+        gpu_read_errors: o.gpu.read_errors,
+        gpus: o
+            .gpu
+            .devices
             .into_iter()
             .map(|g| {
                 (
@@ -50,69 +91,32 @@ pub fn snapshot(shared: &Shared, top: usize) -> Snapshot {
                     g.error.is_none(),
                 )
             })
-            .collect();
-        s.tracked = e.tracked() as u64;
-        s.kernel_oom_kills = e.kernel_oom_kills;
-        if let Some(p) = &e.probes {
-            let c = p.counters();
-            s.probe_events = c.events;
-            s.lost_events = c.lost_events;
-            s.tripwire_fires = c.tripwire_fires;
-        }
-        s.probes = e
-            .probe_status
+            .collect(),
+        tracked: o.tracked as u64,
+        kernel_oom_kills: o.kernel_oom_kills,
+        probe_events: o.counters.events,
+        lost_events: o.counters.lost_events,
+        tripwire_fires: o.counters.tripwire_fires,
+        probes: o
+            .startup
+            .probes
             .iter()
             .map(|p| (p.name.to_string(), p.attached))
-            .collect();
-        let (views, _) = e.views(&ProcQuery {
-            sort: SortKey::Slope,
-            limit: top,
-            ..ProcQuery::default()
-        });
-        s.top = views
-            .into_iter()
-            .filter(|v| v.slope > 0.0)
-            .map(|v| Grower {
-                pid: v.pid,
-                charged_bytes: v.mem.charged(),
-                comm: v.comm,
-                rule: v.rule,
-                slope_bytes_per_sec: v.slope,
-            })
-            .collect();
-        s.decisions = shared
-            .journal
-            .counts()
-            .into_iter()
-            .map(|((kind, action, rule), n)| {
-                (
-                    kind.as_str().to_string(),
-                    action,
-                    e.scope_of_rule(&rule).to_string(),
-                    n,
-                )
-            })
-            .collect();
-    }
-    // Several rules can share a scope: one sample per label set.
-    s.decisions.sort();
-    s.decisions.dedup_by(|b, a| {
-        let same = (&a.0, &a.1, &a.2) == (&b.0, &b.1, &b.2);
-        if same {
-            a.3 += b.3;
-        }
-        same
-    });
+            .collect(),
+        top: growers(top),
+        decisions: decision_counts(journal),
+        journal_write_failures: journal.health().write_failures,
+        last_decision_seq: journal.last_seq(),
+        ..Snapshot::default()
+    };
     let (some, full) = host::read_psi_both();
     s.psi_some = some.map(|p| p / 100.0);
     s.psi_full = full.map(|p| p / 100.0);
-    let (granted, held, queued) = shared.admission.summary();
+    let (granted, held, queued) = sentinel.admission.summary();
     s.reservations = granted as u64;
     s.reserved_bytes = held;
     s.admission_queued = queued.map(|n| n as u64);
-    s.journal_write_failures = shared.journal.health().write_failures;
-    s.last_decision_seq = shared.journal.last_seq();
-    if let Some(a) = &shared.alerting {
+    if let Some(a) = alerting {
         s.alerts_firing = a.firing() as u64;
         s.receivers = a.receivers();
     }
@@ -132,12 +136,21 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
         .expect("static headers")
 }
 
-fn handle(shared: &Shared, top: usize, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// What a scrape reads.
+#[derive(Clone)]
+pub struct Source {
+    pub sentinel: Arc<Sentinel>,
+    pub alerting: Option<Arc<Alerting>>,
+    /// Fastest growers shown at most.
+    pub top: usize,
+}
+
+fn handle(src: &Source, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            render(&snapshot(shared, top)),
+            render(&snapshot(&src.sentinel, src.alerting.as_deref(), src.top)),
         ),
         (&Method::GET, "/") => reply(
             StatusCode::OK,
@@ -166,17 +179,17 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 /// Serves metrics until the agent stops. A scrape takes the engine lock
 /// only to copy counts.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, top: usize) {
+pub async fn serve(listener: tokio::net::TcpListener, src: Source) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let shared = shared.clone();
+        let src = src.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
+                let src = src.clone();
                 async move {
-                    let r = tokio::task::spawn_blocking(move || handle(&shared, top, &req))
+                    let r = tokio::task::spawn_blocking(move || handle(&src, &req))
                         .await
                         .unwrap_or_else(|_| {
                             reply(

@@ -328,7 +328,7 @@ pub fn render(s: &Snapshot) -> String {
         Type::Gauge,
         "Reservation requests waiting, per priority.",
     );
-    for (p, n) in crate::policy::admission::Priority::ALL
+    for (p, n) in sentinel_core::policy::admission::Priority::ALL
         .iter()
         .zip(s.admission_queued)
     {

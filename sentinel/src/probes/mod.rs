@@ -13,6 +13,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 use sentinel_common::{MappedStats, globals, stat};
+use sentinel_core::engine::Tripwire;
 
 use self::btf::KernelOffsets;
 
@@ -49,18 +50,7 @@ pub struct LoadOptions {
     pub dispatch_only: bool,
 }
 
-/// Every probe name, as status reports them.
-pub const PROBE_NAMES: [&str; 9] = [
-    "rss_stat",
-    "page_fault_user",
-    "sched_process_fork",
-    "mmap",
-    "munmap",
-    "brk",
-    "oom_mark_victim",
-    "sched_process_exec",
-    "sched_process_exit",
-];
+pub use sentinel_core::config::PROBE_NAMES;
 
 /// The loaded programs and the maps the agent keeps using.
 pub struct Probes {
@@ -101,7 +91,7 @@ pub fn parse_field_offset(format: &str, field: &str) -> Option<u64> {
 }
 
 /// A governed process's tripwire entry that never fires.
-pub const WATCH_ONLY: u64 = u64::MAX;
+const WATCH_ONLY: u64 = u64::MAX;
 
 /// Totals of the per-CPU counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -361,24 +351,19 @@ impl Probes {
         self.mapped.get(&tgid, 0).ok().map(|m| m.bytes)
     }
 
-    /// Marks a process as governed: its events wake the agent at once, and
-    /// the kernel stops it when its charged pages reach `ceiling_bytes`
-    /// (never, for `WATCH_ONLY`).
-    pub fn arm_tripwire(
-        &mut self,
-        tgid: u32,
-        ceiling_bytes: u64,
-    ) -> Result<(), aya::maps::MapError> {
-        let pages = if ceiling_bytes == WATCH_ONLY {
-            u64::MAX
-        } else {
-            ceiling_bytes.div_ceil(page_size())
+    /// Sets a process's in-kernel entry: governed processes' events wake
+    /// the agent at once, and the kernel stops one whose charged pages
+    /// reach its ceiling.
+    pub fn set_tripwire(&mut self, tgid: u32, wire: Tripwire) -> Result<(), aya::maps::MapError> {
+        let pages = match wire {
+            Tripwire::Off => {
+                let _ = self.tripwires.remove(&tgid);
+                return Ok(());
+            }
+            Tripwire::WatchOnly => WATCH_ONLY,
+            Tripwire::Ceiling(bytes) => bytes.div_ceil(page_size()),
         };
         self.tripwires.insert(tgid, pages, 0)
-    }
-
-    pub fn disarm_tripwire(&mut self, tgid: u32) {
-        let _ = self.tripwires.remove(&tgid);
     }
 }
 

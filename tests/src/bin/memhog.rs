@@ -18,7 +18,7 @@ use std::{
 };
 
 fn parse_size(s: &str) -> u64 {
-    sentinel::units::ByteSize::parse(s)
+    sentinel_core::units::ByteSize::parse(s)
         .unwrap_or_else(|e| panic!("{e}"))
         .0
 }

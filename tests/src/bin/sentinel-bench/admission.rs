@@ -9,7 +9,7 @@ use sentinel_tests::{Agent, MIB, pb};
 pub async fn admission_bench(pairs: usize) {
     println!("## Admission control\n");
     let agent = Agent::start("bench-admission", "", &[]);
-    let channel = sentinel::api::client::channel(&agent.socket).await.unwrap();
+    let channel = sentinel_api::client::channel(&agent.socket).await.unwrap();
     let mut adm = pb::admission_client::AdmissionClient::new(channel);
     let holder = std::process::Command::new("sleep")
         .arg("600")

@@ -333,9 +333,9 @@ async fn api_bench() {
             comm: "bench".into(),
             cgroup: "/bench".into(),
             rule: "r".into(),
-            level: "preempt".into(),
-            action: "freeze".into(),
-            outcome: "done".into(),
+            level: Some(sentinel_core::policy::Level::Preempt),
+            action: sentinel_core::decision::DecisionAction::Freeze,
+            outcome: sentinel_core::decision::Outcome::Done,
             reason: "a reason of ordinary length, about as long as the real ones are".into(),
             resident_bytes: 1 << 30,
             charged_bytes: 1 << 30,
@@ -343,6 +343,7 @@ async fn api_bench() {
             limit_bytes: 1 << 31,
             predicted_seconds_to_limit: Some(0.02),
             crash_loop: false,
+            scope: Some(sentinel_core::decision::ScopeKind::Process),
         });
     }
     let secs = t.elapsed().as_secs_f64();

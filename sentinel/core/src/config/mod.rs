@@ -1,0 +1,197 @@
+//! The agent's TOML configuration: agent settings and per-process rules.
+//!
+//! Every error names the file, the line and the key, so that an operator can
+//! fix a config from the message alone.
+
+mod api;
+mod env;
+mod error;
+mod gpu;
+mod outputs;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use api::{ApiSettings, TcpApi};
+pub use env::ENV_KEYS;
+pub use error::{ConfigError, KeyLabel};
+pub use gpu::GpuPolicy;
+pub use outputs::{AlertingSettings, DEFAULT_METRICS, MetricsSettings};
+
+use crate::policy::{Action, Levels, Pattern, PriorityClass, Rule, restarts::LoopRule};
+
+pub const DEFAULT_PATH: &str = "/etc/sentinel/sentinel.toml";
+pub const DEFAULT_SOCKET: &str = "/run/sentinel/sentinel.sock";
+pub const DEFAULT_JOURNAL: &str = "/var/lib/sentinel/journal.redb";
+
+/// Every probe name, as status reports them; `agent.disable_probes` takes
+/// these.
+pub const PROBE_NAMES: [&str; 9] = [
+    "rss_stat",
+    "page_fault_user",
+    "sched_process_fork",
+    "mmap",
+    "munmap",
+    "brk",
+    "oom_mark_victim",
+    "sched_process_exec",
+    "sched_process_exit",
+];
+
+/// What a host needs to stay reachable and to keep its containers alive.
+pub const DEFAULT_PROTECTED: &[&str] = &[
+    "sshd",
+    "systemd",
+    "systemd-journal",
+    "systemd-logind",
+    "systemd-udevd",
+    "dbus-daemon",
+    "containerd",
+    "dockerd",
+    "kubelet",
+];
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub agent: AgentSettings,
+    pub api: ApiSettings,
+    pub metrics: MetricsSettings,
+    pub alerting: AlertingSettings,
+    pub gpu: GpuPolicy,
+    /// Defaults for every scope; rules may override them.
+    pub levels: Levels,
+    pub rules: Vec<Rule>,
+    pub cgroup_rules: Vec<CgroupRule>,
+    pub host: HostPolicy,
+    /// Who is stopped first among equal growers at a shared limit.
+    pub priorities: Vec<PriorityClass>,
+}
+
+/// A memory cgroup whose limit Sentinel defends: when its members' usage
+/// reaches, or is predicted to reach, a level of the limit, the member
+/// driving the growth is acted on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CgroupRule {
+    pub name: String,
+    /// Regex on the path of the limited cgroup.
+    pub selector: Pattern,
+    /// Highest rung of the ladder this rule may climb to.
+    pub action: Action,
+    pub levels: Levels,
+}
+
+/// The host as a whole: its limit is all memory plus swap, less a floor
+/// of available memory to keep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostPolicy {
+    /// Highest rung at host scope. Alert by default: host-wide stopping is
+    /// something an operator turns on knowingly.
+    pub action: Action,
+    pub levels: Levels,
+    /// Available memory (MemAvailable + SwapFree) to keep: the host's 100%.
+    pub min_available: u64,
+    /// Only processes in cgroups matching this may be chosen (e.g. only
+    /// workloads, never the platform). `None`: any unprotected process.
+    pub candidates: Option<Pattern>,
+    /// Memory PSI trigger: a `some` stall of this much per second wakes the
+    /// agent to look at the host at once. Zero disables the trigger.
+    pub psi_stall: Duration,
+    /// How often /proc/meminfo is sampled for the host's trend.
+    pub interval: Duration,
+}
+
+impl Default for HostPolicy {
+    fn default() -> Self {
+        Self {
+            action: Action::Alert,
+            levels: Levels::default(),
+            min_available: 0,
+            candidates: None,
+            psi_stall: Duration::from_millis(150),
+            interval: Duration::from_millis(100),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    pub socket: String,
+    /// How far ahead a predicted crossing triggers action: the agent's own
+    /// worst-case latency from a sample to a delivered signal, plus margin.
+    pub reaction_horizon: Duration,
+    /// Resident-set movement that makes the kernel report a process.
+    pub step_bytes: u64,
+    /// Full /proc rescan (discovery and reconciliation).
+    pub rescan_interval: Duration,
+    /// Sampling of rule-matched processes when eBPF is unavailable.
+    pub poll_interval: Duration,
+    /// How much history each process keeps for its slope.
+    pub history: Duration,
+    pub dry_run: bool,
+    /// Arm the in-kernel ceiling for processes a rule may signal.
+    pub tripwire: bool,
+    /// Probes not to attach (names as `sentinel status` shows them).
+    pub disable_probes: Vec<String>,
+    /// Command names (comm) never signalled, not even frozen; rules that
+    /// select them only alert. pid 1, kernel threads, the agent and
+    /// processes with oom_score_adj -1000 are protected regardless.
+    pub protected: Vec<String>,
+    /// Decisions kept in memory (the journal file keeps the rest).
+    pub decision_log: usize,
+    /// The durable decision journal.
+    pub journal: String,
+    /// Group that owns the API socket (mode 0660): its members may read.
+    pub socket_group: Option<String>,
+    /// Members may change policy and signal through the API (as uid 0 may).
+    pub admin_group: Option<String>,
+    /// Journal retention: at most this many decisions...
+    pub journal_max_entries: u64,
+    /// ...and none older than this.
+    pub journal_max_age: Duration,
+    /// The same command line preempted this often within the window is
+    /// flagged as crash-looping.
+    pub crash_loop: LoopRule,
+    /// Longest grace between SIGTERM and SIGKILL; the forecast may give less.
+    pub max_grace: Duration,
+    /// After acting on a shared limit, how long at most to wait for the
+    /// victim's memory to be freed before choosing another.
+    pub settle_timeout: Duration,
+    /// A process frozen this long without its pressure clearing is killed
+    /// (terminated) when the rule that froze it allows that.
+    pub freeze_timeout: Duration,
+    /// Lock the agent's own memory (mlockall), so reclaim cannot slow it
+    /// when it is needed most.
+    pub lock_memory: bool,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            socket: DEFAULT_SOCKET.to_string(),
+            reaction_horizon: Duration::from_millis(20),
+            step_bytes: 1 << 20,
+            rescan_interval: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(100),
+            history: Duration::from_secs(10),
+            dry_run: false,
+            tripwire: true,
+            // The kernel already counts faults per process (/proc/PID/stat);
+            // the probe costs about 2% of a page-fault storm's throughput.
+            disable_probes: vec!["page_fault_user".to_string()],
+            protected: DEFAULT_PROTECTED.iter().map(|s| s.to_string()).collect(),
+            decision_log: 10_000,
+            journal: DEFAULT_JOURNAL.to_string(),
+            socket_group: None,
+            admin_group: None,
+            journal_max_entries: 1_000_000,
+            journal_max_age: Duration::from_secs(30 * 86400),
+            crash_loop: LoopRule::default(),
+            max_grace: Duration::from_secs(10),
+            settle_timeout: Duration::from_secs(5),
+            freeze_timeout: Duration::from_secs(30),
+            lock_memory: true,
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! What arrives from outside on its own: kernel events from the ring
+//! buffer, full /proc passes, and /proc polling where eBPF is not loaded.
+
+use std::collections::HashSet;
+
+use sentinel_common::{Event, EventKind, counter};
+
+use super::{Engine, Host, Scope, table::ProcState};
+use crate::{
+    decision::{Decision, DecisionAction, DecisionKind, Outcome, ScopeKind},
+    model::Mem,
+};
+
+impl<H: Host> Engine<H> {
+    /// Page counts as bytes. Saturating: a corrupt record (the fuzzer's,
+    /// never the kernel's) must not bring the agent down.
+    fn pages_to_mem(&self, pages: &[u64; counter::COUNT]) -> Mem {
+        let ps = self.opts.page_size;
+        Mem {
+            anon: pages[counter::ANON].saturating_mul(ps),
+            file: pages[counter::FILE].saturating_mul(ps),
+            shmem: pages[counter::SHMEM].saturating_mul(ps),
+            swap: pages[counter::SWAP].saturating_mul(ps),
+        }
+    }
+
+    /// Handles a drained ring-buffer batch. Tripwire events go first: when
+    /// the agent fell behind, the kernel may already have stopped a process
+    /// whose older samples are still queued, and those must not be judged as
+    /// if it were still running.
+    pub fn handle_batch(&mut self, batch: &[Event]) {
+        let is_trip = |e: &&Event| e.kind() == Some(EventKind::Tripwire);
+        for e in batch.iter().filter(is_trip) {
+            self.handle_event(e);
+        }
+        for e in batch.iter().filter(|e| !is_trip(e)) {
+            self.handle_event(e);
+        }
+    }
+
+    pub fn handle_event(&mut self, e: &Event) {
+        let t = e.ts_ns as f64 * 1e-9;
+        match e.kind() {
+            Some(EventKind::Rss) => {
+                let mem = self.pages_to_mem(&e.pages);
+                self.observe(e.tgid, mem, t);
+            }
+            Some(EventKind::Exit) => {
+                // What it frees shows in the next meminfo sample; frozen
+                // processes it relieves are resumed on the next tick.
+                self.forget(e.tgid);
+                self.operator_protected.remove(&e.tgid);
+            }
+            Some(EventKind::Exec) => {
+                // A new program: what matched the old image (and its
+                // memory history) no longer applies, so it is read afresh as
+                // a new process. Typical case: a child forked from a big
+                // parent moves into its cgroup, then execs.
+                if self.forget(e.tgid) {
+                    self.discover(e.tgid);
+                }
+            }
+            Some(EventKind::OomVictim) => self.record_oom(e.tgid),
+            Some(EventKind::Fork) => {
+                // Children are read from /proc on their first memory event;
+                // nothing to do until they grow.
+            }
+            Some(EventKind::LargeMmap) => {
+                tracing::debug!(pid = e.tgid, bytes = e.aux, "large mmap");
+            }
+            Some(EventKind::Tripwire) => {
+                let mem = self.pages_to_mem(&e.pages);
+                let ceiling = e.aux.saturating_mul(self.opts.page_size);
+                self.on_tripwire(e.tgid, mem, ceiling, t);
+            }
+            None => tracing::debug!(kind = e.kind, "unknown event kind"),
+        }
+    }
+
+    fn record_oom(&mut self, task: u32) {
+        self.kernel_oom_kills += 1;
+        let pid = self.host.tgid(task).unwrap_or(task);
+        let now = self.host.now();
+        let mut d = Decision {
+            time_unix_ms: self.host.wall_ms(),
+            kind: DecisionKind::KernelOomKill,
+            pid,
+            action: DecisionAction::None,
+            outcome: Outcome::KilledByKernel,
+            reason: "the kernel OOM killer chose this process".into(),
+            scope: Some(ScopeKind::Process),
+            ..Default::default()
+        };
+        let mem = match self.procs.get(&pid) {
+            Some(p) => {
+                d.comm = p.comm.clone();
+                d.cgroup = p.cgroup.clone();
+                if let Some(r) = p.rule.map(|r| &self.cfg.rules[r]) {
+                    d.rule = r.name.clone();
+                    d.limit_bytes = r.limit_bytes;
+                }
+                d.slope_bytes_per_sec = p.series.trend(now).map(|t| t.bytes_per_sec).unwrap_or(0.0);
+                p.mem
+            }
+            None => {
+                d.comm = self.host.stat(pid).map(|s| s.comm).unwrap_or_default();
+                d.cgroup = self.host.cgroup(pid).unwrap_or_default();
+                self.host.mem(pid).unwrap_or_default()
+            }
+        };
+        d.resident_bytes = mem.resident();
+        d.charged_bytes = mem.charged();
+        let d = self.host.record(d);
+        tracing::error!(seq = d.seq, pid, comm = %d.comm, cgroup = %d.cgroup, "kernel OOM kill");
+    }
+
+    /// Full /proc pass: discovers new processes (with a first sample),
+    /// forgets the dead, and picks up rule changes for known ones.
+    ///
+    /// `pids` is listed by the caller without holding the engine, so that a
+    /// large /proc does not stall event handling.
+    pub fn rescan(&mut self, pids: Vec<u32>) {
+        // Limits can change under us; read them afresh.
+        self.group_limits.clear();
+        let now = self.host.now();
+        let live: HashSet<u32> = pids.iter().copied().collect();
+        self.procs.retain(|pid, _| live.contains(pid));
+        self.scopes.retain(|scope, _| match scope {
+            Scope::GpuProcess { pid, .. } => live.contains(pid),
+            _ => true,
+        });
+        // The kernel samples ungoverned processes and skips foreign-mm
+        // updates, so a process that went quiet right after a skipped change
+        // would keep a stale reading: refresh quiet ones from /proc.
+        let quiet_after = self.cfg.agent.rescan_interval.as_secs_f64() * 5.0;
+        let quiet: Vec<u32> = self
+            .procs
+            .values()
+            .filter(|p| p.series.last().is_none_or(|s| now - s.t > quiet_after))
+            .map(|p| p.pid)
+            .collect();
+        for pid in quiet {
+            if let Some(mem) = self.host.mem(pid) {
+                self.observe(pid, mem, now);
+            }
+        }
+        self.resume_cleared(now);
+        for pid in pids {
+            if self.procs.contains_key(&pid) {
+                continue;
+            }
+            if let Some(mem) = self.host.mem(pid) {
+                self.observe(pid, mem, now);
+            }
+        }
+    }
+
+    /// Samples processes that a rule governs from /proc (the polling path).
+    pub fn poll_matched(&mut self) {
+        let pids: Vec<u32> = self
+            .procs
+            .values()
+            .filter(|p| p.rule.is_some() && p.state == ProcState::Running)
+            .map(|p| p.pid)
+            .collect();
+        for pid in pids {
+            match self.host.mem(pid) {
+                Some(mem) => {
+                    let now = self.host.now();
+                    self.observe(pid, mem, now);
+                }
+                None => {
+                    self.procs.remove(&pid);
+                }
+            }
+        }
+    }
+}

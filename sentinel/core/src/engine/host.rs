@@ -1,0 +1,81 @@
+//! The engine's one door to the system. The agent implements it with
+//! /proc, cgroupfs, pidfds, the eBPF tripwire map and the journal; tests
+//! and `sentinel replay` implement it with a fake host whose processes grow
+//! by script. Everything the engine decides goes through here, so what the
+//! fake host sees is what the real one would have been asked.
+
+use crate::{
+    decision::Decision,
+    model::{HostMem, Mem, Stat},
+};
+
+/// A signal the engine sends, each through a process handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGSTOP: reversible; the memory stays but stops growing.
+    Freeze,
+    /// SIGTERM, then SIGCONT so that a stopped process can handle it.
+    Terminate,
+    /// SIGKILL, then reclaim the address space at once.
+    Kill,
+    /// SIGCONT.
+    Resume,
+}
+
+/// The in-kernel entry for one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tripwire {
+    /// Not governed: no entry.
+    Off,
+    /// Governed, but nothing may be signalled: its events still wake the
+    /// agent at once.
+    WatchOnly,
+    /// Stop it (SIGSTOP from the faulting task) once its charged memory
+    /// reaches this many bytes.
+    Ceiling(u64),
+}
+
+pub trait Host {
+    /// A process handle that cannot reach a later process reusing the pid.
+    type Pidfd;
+
+    /// Seconds on the clock the kernel stamps its events with (monotonic).
+    fn now(&self) -> f64;
+    /// Milliseconds since the Unix epoch, for the journal.
+    fn wall_ms(&self) -> u64;
+
+    /// `None` when the process is gone.
+    fn stat(&self, pid: u32) -> Option<Stat>;
+    fn mem(&self, pid: u32) -> Option<Mem>;
+    /// The resolved executable path; empty when unreadable.
+    fn exe(&self, pid: u32) -> String;
+    /// Its memory cgroup's path; `None` when unreadable.
+    fn cgroup(&self, pid: u32) -> Option<String>;
+    /// Arguments joined by spaces; empty for kernel threads and zombies.
+    fn cmdline(&self, pid: u32) -> String;
+    fn oom_score_adj(&self, pid: u32) -> i32;
+    /// The process a task (thread) id belongs to.
+    fn tgid(&self, task: u32) -> Option<u32>;
+    /// Its pid inside its own PID namespace, where that differs.
+    fn ns_pid(&self, pid: u32) -> Option<u32>;
+
+    fn meminfo(&self) -> Option<HostMem>;
+    /// Memory PSI "some" avg10, in percent.
+    fn psi_some_avg10(&self) -> Option<f64>;
+    /// The limit of the cgroup at `path` itself, if it has one.
+    fn cgroup_limit(&self, path: &str) -> Option<u64>;
+    /// What the kernel charges the cgroup at `path` now.
+    fn cgroup_usage(&self, path: &str) -> Option<u64>;
+
+    /// Opens a handle on `pid` and checks it is still the process that
+    /// started at `start_time`.
+    fn open_pidfd(&mut self, pid: u32, start_time: u64) -> Result<Self::Pidfd, String>;
+    fn signal(&mut self, target: &Self::Pidfd, signal: Signal) -> Result<(), String>;
+    fn set_tripwire(&mut self, pid: u32, wire: Tripwire);
+    /// Journals `d` (durably, before anyone is told) and returns it with
+    /// its sequence number.
+    fn record(&mut self, d: Decision) -> Decision;
+    /// A grace before SIGKILL started: its deadline must be watched closely
+    /// from now on (the engine's `expire_graces`).
+    fn grace_started(&mut self);
+}

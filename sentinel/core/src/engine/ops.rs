@@ -1,0 +1,175 @@
+//! What operators ask of the engine: a new policy, resuming a process
+//! Sentinel froze, protecting a process or taking that back. Each is
+//! journalled with who asked.
+
+use super::{Engine, Host, Signal, table::ProcState};
+use crate::{
+    decision::{Decision, DecisionAction, DecisionKind, Outcome, ScopeKind},
+    policy::Level,
+};
+
+/// Why an operator's request about a process could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("pid {0} is not a process Sentinel tracks")]
+    NotFound(u32),
+    #[error("pid {pid} is {state}, not frozen")]
+    NotFrozen { pid: u32, state: &'static str },
+    #[error("pid {pid}: {why}")]
+    Failed { pid: u32, why: String },
+}
+
+impl<H: Host> Engine<H> {
+    /// A decision about `pid` that carries no forecast: resumes and
+    /// operators' actions.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn note(
+        &self,
+        pid: u32,
+        kind: DecisionKind,
+        rule: String,
+        level: Option<Level>,
+        action: DecisionAction,
+        outcome: Outcome,
+        reason: String,
+    ) -> Decision {
+        let mut d = Decision {
+            time_unix_ms: self.host.wall_ms(),
+            kind,
+            pid,
+            rule,
+            level,
+            action,
+            outcome,
+            reason,
+            scope: Some(ScopeKind::Process),
+            ..Default::default()
+        };
+        if let Some(p) = self.procs.get(&pid) {
+            d.comm = p.comm.clone();
+            d.cgroup = p.cgroup.clone();
+            d.resident_bytes = p.mem.resident();
+            d.charged_bytes = p.mem.charged();
+        }
+        d
+    }
+
+    /// Records a policy change and who made it.
+    pub fn record_policy(&mut self, who: &str, source: &str, text: &str) -> Decision {
+        self.policy_source = source.to_string();
+        self.policy_text = text.to_string();
+        let d = self.host.record(Decision {
+            time_unix_ms: self.host.wall_ms(),
+            kind: DecisionKind::Policy,
+            action: DecisionAction::Apply,
+            outcome: Outcome::Done,
+            scope: None,
+            reason: format!(
+                "policy from {source} applied by {who}: {} rules, {} cgroup rules, {} priority classes, host action {}",
+                self.cfg.rules.len(),
+                self.cfg.cgroup_rules.len(),
+                self.cfg.priorities.len(),
+                self.cfg.host.action.as_str()
+            ),
+            ..Default::default()
+        });
+        tracing::info!(seq = d.seq, "{}", d.reason);
+        d
+    }
+
+    /// An operator resumes a process Sentinel froze. What was done to it
+    /// stays on record for this episode, so it is not frozen again at once;
+    /// a kill level its rule allows still applies.
+    pub fn operator_resume(&mut self, pid: u32, who: &str) -> Result<Decision, OpError> {
+        let p = self.procs.get(&pid).ok_or(OpError::NotFound(pid))?;
+        if p.state != ProcState::Frozen {
+            return Err(OpError::NotFrozen {
+                pid,
+                state: p.state.as_str(),
+            });
+        }
+        let fd = p.pidfd.as_ref().ok_or_else(|| OpError::Failed {
+            pid,
+            why: "no pidfd for the process".into(),
+        })?;
+        let outcome = if self.cfg.agent.dry_run {
+            Outcome::DryRun
+        } else {
+            self.host
+                .signal(fd, Signal::Resume)
+                .map_err(|why| OpError::Failed { pid, why })?;
+            Outcome::Done
+        };
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return Err(OpError::NotFound(pid));
+        };
+        let frozen_for = p.frozen_for.take();
+        p.state = ProcState::Running;
+        let level = p.held.level;
+        let mut d = self.note(
+            pid,
+            DecisionKind::Resume,
+            frozen_for
+                .as_ref()
+                .map(|f| f.rule.clone())
+                .unwrap_or_default(),
+            Some(level),
+            DecisionAction::Resume,
+            outcome,
+            format!("resumed by {who}"),
+        );
+        if let Some(f) = &frozen_for {
+            d.scope = Some(f.scope.kind());
+        }
+        let d = self.host.record(d);
+        tracing::info!(seq = d.seq, pid, "{}", d.reason);
+        self.sync_tripwire(pid);
+        Ok(d)
+    }
+
+    /// An operator protects a process (never signalled, not even frozen),
+    /// or takes that back.
+    pub fn operator_protect(&mut self, pid: u32, on: bool, who: &str) -> Result<Decision, OpError> {
+        if !self.procs.contains_key(&pid) {
+            self.discover(pid).ok_or(OpError::NotFound(pid))?;
+        }
+        if on {
+            self.operator_protected
+                .insert(pid, format!("protected by {who}"));
+        } else {
+            self.operator_protected.remove(&pid);
+        }
+        let comm = self
+            .procs
+            .get(&pid)
+            .map(|p| p.comm.clone())
+            .unwrap_or_default();
+        let why = self.protected_reason(pid, &comm);
+        let p = self.procs.get_mut(&pid).ok_or(OpError::NotFound(pid))?;
+        p.protected = why;
+        let reason = match (&p.protected, on) {
+            (_, true) => format!("protected by {who}: never signalled, only alerted"),
+            (Some(still), false) => {
+                format!("protection by an operator removed by {who}; still protected: {still}")
+            }
+            (None, false) => format!("protection removed by {who}"),
+        };
+        let d = self.note(
+            pid,
+            DecisionKind::Protect,
+            String::new(),
+            None,
+            if on {
+                DecisionAction::Protect
+            } else {
+                DecisionAction::Unprotect
+            },
+            Outcome::Done,
+            reason,
+        );
+        let d = self.host.record(d);
+        tracing::info!(seq = d.seq, pid, "{}", d.reason);
+        self.sync_tripwire(pid);
+        Ok(d)
+    }
+}

@@ -1,0 +1,87 @@
+//! What operators ask: resume, protect, a new policy.
+
+use super::*;
+use crate::{
+    decision::{DecisionKind, Outcome},
+    engine::{OpError, Tripwire},
+};
+
+#[test]
+fn an_operator_resumes_a_frozen_process_and_it_is_not_frozen_again_at_once() {
+    let mut w = world(&rule("leaky", "256MiB", "freeze"));
+    w.spawn(10, proc("memhog"), hog(0, 200e6, 300 * MIB, 30.0));
+    w.run_for(2.0);
+    assert_eq!(state(&w, 10), Some('T'));
+    let d = w
+        .engine
+        .operator_resume(10, "uid 0 (root)")
+        .expect("resumed");
+    assert_eq!(
+        (d.kind, d.outcome.clone()),
+        (DecisionKind::Resume, Outcome::Done)
+    );
+    assert_eq!(d.rule, "leaky");
+    assert_eq!(d.reason, "resumed by uid 0 (root)");
+    w.run_for(1.0);
+    // Frozen once this episode: it may run past the preempt line now (the
+    // operator's call); the kernel's ceiling is not re-armed either.
+    assert_eq!(signals(&w, 10), [Signal::Freeze, Signal::Resume]);
+    assert_eq!(w.host().tripwires.get(&10), Some(&Tripwire::WatchOnly));
+    assert!(matches!(
+        w.engine.operator_resume(10, "root"),
+        Err(OpError::NotFrozen {
+            pid: 10,
+            state: "running"
+        })
+    ));
+    assert!(matches!(
+        w.engine.operator_resume(77, "root"),
+        Err(OpError::NotFound(77))
+    ));
+}
+
+#[test]
+fn a_process_an_operator_protects_is_never_signalled_until_unprotected() {
+    let mut w = world(&rule("leaky", "256MiB", "freeze"));
+    w.spawn(10, proc("memhog"), hog(0, 100e6, 400 * MIB, 30.0));
+    w.run_for(0.5);
+    let d = w
+        .engine
+        .operator_protect(10, true, "uid 0 (root)")
+        .expect("protected");
+    assert_eq!(d.action, DecisionAction::Protect);
+    assert_eq!(w.host().tripwires.get(&10), Some(&Tripwire::WatchOnly));
+    w.run_for(2.5);
+    assert!(signals(&w, 10).is_empty(), "{:#?}", journal(&w));
+    assert!(
+        about(&w, 10)
+            .iter()
+            .any(|r| r.decision.reason.contains("protected by uid 0 (root)"))
+    );
+    let d = w
+        .engine
+        .operator_protect(10, false, "uid 0 (root)")
+        .expect("unprotected");
+    assert_eq!(d.action, DecisionAction::Unprotect);
+    assert_eq!(d.reason, "protection removed by uid 0 (root)");
+}
+
+#[test]
+fn a_new_policy_is_journalled_with_who_applied_it() {
+    let mut w = world("");
+    let cfg = Config::parse(&rule("leaky", "256MiB", "freeze"), "t").unwrap();
+    w.engine.apply_config(cfg);
+    let d = w
+        .engine
+        .record_policy("uid 0 (root)", "ApplyPolicy by uid 0 (root)", "text");
+    assert_eq!(
+        (d.kind, d.action),
+        (DecisionKind::Policy, DecisionAction::Apply)
+    );
+    assert!(d.reason.contains("1 rules"), "{}", d.reason);
+    assert_eq!(w.engine.policy(), ("ApplyPolicy by uid 0 (root)", "text"));
+    // The new rule governs from now on.
+    w.spawn(10, proc("memhog"), hog(0, 200e6, 300 * MIB, 30.0));
+    w.run_for(2.0);
+    expect(&w, 10, DecisionAction::Freeze);
+}

@@ -1,0 +1,233 @@
+//! Everything the agent does before it serves: the config, the listeners
+//! (bound early, so a taken port or a bad certificate stops it before it
+//! loads anything), the probes, the journal and the engine. The result
+//! says what runs and what had to do without.
+
+use std::{path::Path, sync::Arc};
+
+use sentinel_core::{
+    config::Config,
+    engine::{Engine, Mode, Options},
+};
+
+use super::{AgentError, RunOptions};
+use crate::{
+    alert::Alerting,
+    api::{TlsListener, access::AccessPolicy},
+    host::LiveHost,
+    journal::{Journal, Retention},
+    probes::{LoadOptions, Probes},
+    service::{Sentinel, Startup},
+};
+
+/// What the agent started with, ready for its tasks.
+pub struct Started {
+    pub sentinel: Arc<Sentinel>,
+    pub cfg: Config,
+    pub access: AccessPolicy,
+    /// The API socket's path and the group that owns it.
+    pub socket: String,
+    pub socket_group: Option<u32>,
+    pub tcp: Option<TlsListener>,
+    pub metrics: Option<tokio::net::TcpListener>,
+    pub alerting: Option<Arc<Alerting>>,
+    pub ring: Option<aya::maps::RingBuf<aya::maps::MapData>>,
+}
+
+/// `SENTINEL_MEASURE_DISPATCH_ONLY=1`: the benchmark's instrument for the
+/// kernel's own cost of running a program on rss_stat. The agent then sees
+/// no memory events, and says so in status.
+fn dispatch_only() -> bool {
+    std::env::var_os("SENTINEL_MEASURE_DISPATCH_ONLY").is_some_and(|v| v == "1")
+}
+
+/// The group named by `key`, as a gid.
+fn group(key: &'static str, name: &Option<String>) -> Result<Option<(String, u32)>, AgentError> {
+    name.as_ref()
+        .map(|n| {
+            crate::api::access::gid_of(n)
+                .map(|g| (n.clone(), g))
+                .ok_or_else(|| AgentError::NoSuchGroup {
+                    key,
+                    name: n.clone(),
+                })
+        })
+        .transpose()
+}
+
+/// The probes, how memory is watched with them, and what is missing.
+fn load_probes(cfg: &Config, no_ebpf: bool, degraded: &mut Vec<String>) -> (Option<Probes>, Mode) {
+    if no_ebpf {
+        degraded.push("eBPF disabled with --no-ebpf".to_string());
+        return (None, Mode::Polling);
+    }
+    let probes = match Probes::load(&LoadOptions {
+        step_bytes: cfg.agent.step_bytes,
+        large_mmap_bytes: 64 << 20,
+        disabled: cfg.agent.disable_probes.clone(),
+        dispatch_only: dispatch_only(),
+    }) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}; falling back to /proc polling");
+            degraded.push(e.to_string());
+            return (None, Mode::Polling);
+        }
+    };
+    let mode = if probes.rss_attached() {
+        Mode::Ebpf
+    } else {
+        Mode::Polling
+    };
+    let missing: Vec<&str> = probes
+        .status
+        .iter()
+        // Probes turned off in the config are a choice, not a degradation.
+        .filter(|s| !s.attached && !cfg.agent.disable_probes.iter().any(|d| d == s.name))
+        .map(|s| s.name)
+        .collect();
+    if !missing.is_empty() {
+        degraded.push(format!("probes not attached: {}", missing.join(", ")));
+    }
+    if dispatch_only() {
+        degraded.clear();
+        degraded.push("SENTINEL_MEASURE_DISPATCH_ONLY=1: rss_stat returns at once (benchmark instrument); memory is not watched".into());
+    }
+    (Some(probes), mode)
+}
+
+/// A host agent that cannot write its journal still protects the host:
+/// it keeps decisions in memory and says so.
+fn open_journal(cfg: &Config, degraded: &mut Vec<String>) -> Arc<Journal> {
+    let retention = Retention {
+        max_entries: cfg.agent.journal_max_entries,
+        max_age_ms: cfg.agent.journal_max_age.as_millis() as u64,
+    };
+    let path = &cfg.agent.journal;
+    match Journal::open(Path::new(path), cfg.agent.decision_log, retention) {
+        Ok((j, report)) => {
+            if report.repaired {
+                tracing::warn!(path = %path, "journal was not closed cleanly and was repaired");
+            }
+            if !report.damaged.is_empty() {
+                tracing::error!(
+                    path = %path,
+                    damaged = ?report.damaged,
+                    "journal entries that cannot be read back are kept in the file and skipped"
+                );
+                degraded.push(format!(
+                    "journal has {} unreadable entries",
+                    report.damaged.len()
+                ));
+            }
+            tracing::info!(path = %path, entries = report.entries, last_seq = report.last_seq, "journal open");
+            Arc::new(j)
+        }
+        Err(e) => {
+            tracing::error!("{e}; keeping decisions in memory only");
+            degraded.push(format!("decisions kept in memory only: {e}"));
+            Arc::new(Journal::new(cfg.agent.decision_log))
+        }
+    }
+}
+
+/// What joining the host's cgroup namespace (done before the runtime)
+/// came to.
+fn namespace_note(opts: &RunOptions, degraded: &mut Vec<String>) {
+    match &opts.cgroup_namespace {
+        Some(Ok(true)) => {
+            tracing::info!("joined the host's cgroup namespace: cgroup paths are the host's");
+        }
+        Some(Err(e)) => {
+            let why = format!(
+                "the agent runs in a cgroup namespace of its own and cannot join pid 1's ({e}): cgroup paths outside it read /../.., which cgroup rules and host candidates do not match"
+            );
+            tracing::warn!("{why}");
+            degraded.push(why);
+        }
+        _ => {}
+    }
+}
+
+/// Loads the config, binds the listeners, loads the probes, opens the
+/// journal and builds the engine, with a first /proc pass and meminfo
+/// sample in it.
+pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
+    let mut cfg = Config::load_with_env(&opts.config_path)?;
+    let policy_text = std::fs::read_to_string(&opts.config_path).unwrap_or_default();
+    let socket_group = group("socket_group", &cfg.agent.socket_group)?;
+    let access = AccessPolicy {
+        admin_group: group("admin_group", &cfg.agent.admin_group)?,
+        tls_admin_names: cfg
+            .api
+            .tcp
+            .as_ref()
+            .map(|t| t.admin_names.clone())
+            .unwrap_or_default(),
+    };
+    if let Some(s) = &opts.socket {
+        cfg.agent.socket = s.clone();
+    }
+    cfg.agent.dry_run |= opts.dry_run;
+    let socket = cfg.agent.socket.clone();
+    super::socket::check_free(&socket).await?;
+    let tcp = cfg.api.tcp.as_ref().map(TlsListener::bind).transpose()?;
+    let metrics = cfg
+        .metrics
+        .listen
+        .map(|addr| {
+            crate::metrics::http::bind(addr).map_err(|source| AgentError::Metrics { addr, source })
+        })
+        .transpose()?;
+    let alerting = cfg
+        .alerting
+        .enabled()
+        .then(|| Arc::new(Alerting::new(&cfg.alerting)));
+
+    let mut degraded = Vec::new();
+    let (mut probes, mode) = load_probes(&cfg, opts.no_ebpf, &mut degraded);
+    let ring = probes.as_mut().and_then(|p| p.events.take());
+    let journal = open_journal(&cfg, &mut degraded);
+    namespace_note(opts, &mut degraded);
+    let startup = Startup {
+        mode,
+        degraded_reason: degraded.join("; "),
+        probes: probes
+            .as_ref()
+            .map(|p| p.status.clone())
+            .unwrap_or_default(),
+    };
+    let options = Options {
+        mode,
+        self_pid: std::process::id(),
+        page_size: crate::probes::page_size(),
+    };
+    let mut engine = Engine::new(cfg.clone(), options, LiveHost::new(journal, probes));
+    let source = if policy_text.is_empty() {
+        "built-in defaults".to_string()
+    } else {
+        opts.config_path.display().to_string()
+    };
+    engine.set_policy_source(source, policy_text);
+    engine.rescan(crate::collector::procfs::list_pids().unwrap_or_default());
+    engine.tick(crate::host::mono_now());
+    let host = engine.host_view();
+    if host.limit <= 1 {
+        tracing::error!(
+            min_available = cfg.host.min_available,
+            capacity = host.mem.capacity(),
+            "host.min_available is at or above all memory and swap: host scope is off"
+        );
+    }
+    Ok(Started {
+        sentinel: Arc::new(Sentinel::new(engine, startup)),
+        cfg,
+        access,
+        socket,
+        socket_group: socket_group.map(|g| g.1),
+        tcp,
+        metrics,
+        alerting,
+        ring,
+    })
+}

@@ -1,0 +1,221 @@
+//! The agent's tasks, one function each. Each reaches the engine only
+//! through the agent's named operations ([`Sentinel`]).
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use sentinel_core::{config::Config, engine::Mode};
+use tokio::sync::mpsc;
+
+use crate::{
+    collector::{self, host::PsiTrigger, procfs, ringbuf},
+    service::Sentinel,
+};
+
+/// Kernel events: drained from the ring buffer, handed to the engine in
+/// batches.
+pub fn events(ring: RingBuf<MapData>, sentinel: Arc<Sentinel>) {
+    let (tx, mut rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        if let Err(e) = ringbuf::forward(ring, tx).await {
+            tracing::error!("ring buffer reader stopped: {e}");
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            sentinel.handle_batch(&batch);
+        }
+    });
+}
+
+/// How often the agent's timers run.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals {
+    pub rescan: Duration,
+    pub poll: Duration,
+    pub tick: Duration,
+    pub mode: Mode,
+}
+
+impl Intervals {
+    pub fn of(cfg: &Config, mode: Mode) -> Self {
+        Self {
+            rescan: cfg.agent.rescan_interval,
+            poll: cfg.agent.poll_interval,
+            tick: cfg.host.interval,
+            mode,
+        }
+    }
+}
+
+/// The agent's clock: the host tick and admission pass, the /proc rescan,
+/// polling where eBPF is not loaded, and the grace watch while a grace runs.
+pub fn timers(sentinel: Arc<Sentinel>, every: Intervals) {
+    let grace_started = sentinel.grace_started();
+    tokio::spawn(async move {
+        let mut rescan = tokio::time::interval(every.rescan);
+        let mut poll = tokio::time::interval(every.poll);
+        let mut tick = tokio::time::interval(every.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // SIGKILL after a grace lands within this of its deadline. Watched
+        // only while a grace runs: an idle agent should not wake 100 times
+        // a second.
+        let mut graces = tokio::time::interval(Duration::from_millis(10));
+        graces.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut in_grace = false;
+        loop {
+            tokio::select! {
+                () = grace_started.notified() => in_grace = true,
+                _ = graces.tick(), if in_grace => in_grace = sentinel.expire_graces(),
+                // Inline: a /proc/meminfo read and in-memory checks, shorter
+                // than handing them to another thread.
+                _ = tick.tick() => {
+                    sentinel.tick();
+                    sentinel.admission.pass(&sentinel);
+                }
+                _ = rescan.tick() => {
+                    let s = sentinel.clone();
+                    // /proc is listed without holding the engine, so that a
+                    // large /proc does not stall event handling.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let pids = procfs::list_pids().unwrap_or_default();
+                        s.rescan(pids)
+                    }).await;
+                }
+                _ = poll.tick(), if every.mode == Mode::Polling => {
+                    let s = sentinel.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.poll()).await;
+                }
+            }
+        }
+    });
+}
+
+/// Waits on the memory PSI trigger (POLLPRI) and hands each firing to the
+/// engine; without a trigger, host pressure is judged from meminfo alone.
+pub fn pressure(sentinel: Arc<Sentinel>, stall: Duration) {
+    if stall.is_zero() {
+        return;
+    }
+    let trigger = match PsiTrigger::open(stall) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(
+                "no memory PSI trigger ({e}); host pressure is judged from /proc/meminfo alone"
+            );
+            return;
+        }
+    };
+    tracing::info!(
+        "memory PSI trigger armed: {} ms of stall per {} s",
+        (stall * trigger.window.as_secs() as u32).as_millis(),
+        trigger.window.as_secs()
+    );
+    sentinel.set_psi_trigger(true);
+    tokio::spawn(async move {
+        if let Err(e) = watch_pressure(trigger, sentinel.clone()).await {
+            tracing::warn!("memory PSI trigger stopped: {e}");
+            sentinel.set_psi_trigger(false);
+        }
+    });
+}
+
+async fn watch_pressure(trigger: PsiTrigger, sentinel: Arc<Sentinel>) -> std::io::Result<()> {
+    use tokio::io::{Interest, unix::AsyncFd};
+    // SAFETY: the trigger owns its file and keeps it open, unchanged, until
+    // it is dropped, which happens only with the AsyncFd.
+    let fd = unsafe { AsyncFd::register_with_interest(trigger, Interest::PRIORITY) }
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    loop {
+        let mut guard = fd.ready(Interest::PRIORITY).await?;
+        guard.clear_ready();
+        let s = sentinel.clone();
+        let _ = tokio::task::spawn_blocking(move || s.on_pressure()).await;
+    }
+}
+
+/// Samples every GPU each `every` and hands the pass to the engine, on a
+/// thread of its own: NVML calls block. Without a driver it says so once
+/// and ends; a failing pass is reported when its error changes and the
+/// next pass is tried as usual.
+pub fn gpus(sentinel: Arc<Sentinel>, cfg: &Config) {
+    if !cfg.gpu.enabled {
+        sentinel.gpu_unavailable("disabled in the config ([gpu] enabled = false)".into());
+        return;
+    }
+    let (library, every) = (cfg.gpu.library.clone(), cfg.gpu.interval);
+    let s = sentinel.clone();
+    let started = std::thread::Builder::new()
+        .name("sentinel-gpu".into())
+        .spawn(move || sample_gpus(&s, &library, every));
+    if let Err(e) = started {
+        sentinel.gpu_unavailable(format!("no thread for GPU sampling: {e}"));
+    }
+}
+
+fn sample_gpus(sentinel: &Sentinel, library: &str, every: Duration) {
+    let gpu = match collector::gpu::Gpu::open(library) {
+        Ok(g) => g,
+        Err(why) => {
+            sentinel.gpu_unavailable(why);
+            return;
+        }
+    };
+    let driver = gpu.driver_version().unwrap_or_default();
+    tracing::info!(%driver, "GPU monitoring on");
+    sentinel.gpu_driver(driver);
+    let mut last_error = String::new();
+    loop {
+        let started = Instant::now();
+        match gpu.sample() {
+            Ok(sample) => {
+                last_error.clear();
+                sentinel.observe_gpu(sample);
+            }
+            Err(e) => {
+                if e != last_error {
+                    tracing::warn!("GPU sampling failed: {e}");
+                    last_error = e.clone();
+                }
+                sentinel.gpu_pass_failed(e);
+            }
+        }
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
+    }
+}
+
+/// SIGHUP reloads the config file; an invalid one is refused and the
+/// running policy stays.
+pub fn reload_on_hangup(sentinel: Arc<Sentinel>, config_path: PathBuf) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match Config::load_with_env(&config_path) {
+                Ok(cfg) => {
+                    let text = std::fs::read_to_string(&config_path).unwrap_or_default();
+                    let source = config_path.display().to_string();
+                    sentinel.apply_policy(cfg, "SIGHUP", &source, &text);
+                }
+                Err(e) => tracing::error!("config reload refused, keeping the running policy: {e}"),
+            }
+        }
+    });
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,137 @@
+//! The engine's host port, for real: /proc and cgroupfs through the
+//! collectors, pidfd signals through the actuator, the tripwire map through
+//! the probes, and the durable journal. Nothing here decides anything.
+
+use std::sync::Arc;
+
+use sentinel_core::{
+    decision::Decision,
+    engine::{Host, Signal, Tripwire},
+    model::{HostMem, Mem, Stat},
+};
+
+use crate::{
+    actuator::{self, Pidfd},
+    collector::{cgroup::CgroupFs, host, procfs},
+    journal::{self, Journal},
+    probes::Probes,
+};
+
+/// Seconds on CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
+pub fn mono_now() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+pub struct LiveHost {
+    pub journal: Arc<Journal>,
+    /// The loaded eBPF programs; `None` when polling /proc.
+    pub probes: Option<Probes>,
+    cgfs: CgroupFs,
+    /// Woken when a grace starts, so that the agent watches graces closely
+    /// only while there are any.
+    pub grace_started: Arc<tokio::sync::Notify>,
+}
+
+impl LiveHost {
+    pub fn new(journal: Arc<Journal>, probes: Option<Probes>) -> Self {
+        Self {
+            journal,
+            probes,
+            cgfs: CgroupFs::detect(),
+            grace_started: Arc::default(),
+        }
+    }
+}
+
+impl Host for LiveHost {
+    type Pidfd = Pidfd;
+
+    fn now(&self) -> f64 {
+        mono_now()
+    }
+
+    fn wall_ms(&self) -> u64 {
+        journal::unix_ms()
+    }
+
+    fn stat(&self, pid: u32) -> Option<Stat> {
+        procfs::read_stat(pid).ok()
+    }
+
+    fn mem(&self, pid: u32) -> Option<Mem> {
+        procfs::read_mem(pid).ok()
+    }
+
+    fn exe(&self, pid: u32) -> String {
+        procfs::read_exe(pid)
+    }
+
+    fn cgroup(&self, pid: u32) -> Option<String> {
+        procfs::read_cgroup(pid).ok()
+    }
+
+    fn cmdline(&self, pid: u32) -> String {
+        procfs::read_cmdline(pid)
+    }
+
+    fn oom_score_adj(&self, pid: u32) -> i32 {
+        procfs::read_oom_score_adj(pid)
+    }
+
+    fn tgid(&self, task: u32) -> Option<u32> {
+        procfs::read_tgid(task)
+    }
+
+    fn ns_pid(&self, pid: u32) -> Option<u32> {
+        procfs::read_ns_pid(pid)
+    }
+
+    fn meminfo(&self) -> Option<HostMem> {
+        host::read_meminfo()
+            .inspect_err(|e| tracing::debug!("reading /proc/meminfo: {e}"))
+            .ok()
+    }
+
+    fn psi_some_avg10(&self) -> Option<f64> {
+        host::read_psi_avg10("some")
+    }
+
+    fn cgroup_limit(&self, path: &str) -> Option<u64> {
+        self.cgfs.own_limit(path)
+    }
+
+    fn cgroup_usage(&self, path: &str) -> Option<u64> {
+        self.cgfs.usage(path)
+    }
+
+    fn open_pidfd(&mut self, pid: u32, start_time: u64) -> Result<Pidfd, String> {
+        Pidfd::open(pid, start_time).map_err(|e| e.to_string())
+    }
+
+    fn signal(&mut self, target: &Pidfd, signal: Signal) -> Result<(), String> {
+        actuator::send(target, signal).map_err(|e| e.to_string())
+    }
+
+    fn set_tripwire(&mut self, pid: u32, wire: Tripwire) {
+        let Some(probes) = self.probes.as_mut() else {
+            return;
+        };
+        if let Err(e) = probes.set_tripwire(pid, wire) {
+            tracing::warn!(pid, "arming the tripwire failed: {e}");
+        }
+    }
+
+    fn record(&mut self, d: Decision) -> Decision {
+        self.journal.append(d)
+    }
+
+    fn grace_started(&mut self) {
+        self.grace_started.notify_one();
+    }
+}

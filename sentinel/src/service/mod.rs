@@ -1,0 +1,274 @@
+//! The one owner of the engine's lock. Everything that reaches the engine
+//! (the agent's tasks, the API, metrics, alerting, admission control) does
+//! so through a named operation here, and nothing else locks it. No
+//! transport: the gRPC layer converts and calls, errors stay domain errors.
+
+pub mod admission;
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::Instant,
+};
+
+use sentinel_common::Event;
+use sentinel_core::{
+    config::Config,
+    decision::{Decision, ScopeKind},
+    engine::{Engine, GpuDeviceView, HostView, Mode, OpError, ProcDetail, ProcQuery, ProcView},
+    model::GpuSample,
+    policy::restarts::CrashLoop,
+};
+
+use crate::{
+    collector::procfs,
+    host::{LiveHost, mono_now},
+    journal::Journal,
+    probes::{ProbeCounters, ProbeStatus},
+};
+
+/// What the agent found at start: how it watches, and what it had to do
+/// without.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    pub mode: Mode,
+    /// Empty when nothing is degraded.
+    pub degraded_reason: String,
+    pub probes: Vec<ProbeStatus>,
+}
+
+/// The GPUs as status shows them.
+#[derive(Debug, Clone, Default)]
+pub struct GpuOverview {
+    pub devices: Vec<GpuDeviceView>,
+    /// Why GPU monitoring is off; empty while NVML answers.
+    pub unavailable: String,
+    pub driver: String,
+    /// Pids NVML reports that the agent cannot see.
+    pub unmapped: Vec<u32>,
+    pub read_errors: u64,
+    /// NVML passes so far.
+    pub passes: u64,
+}
+
+/// The agent at a glance: what status and metrics show.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub startup: Startup,
+    pub dry_run: bool,
+    pub rules: usize,
+    pub tracked: usize,
+    pub kernel_oom_kills: u64,
+    pub counters: ProbeCounters,
+    pub host: HostView,
+    /// Tracked processes at each level of their own rule, and how many
+    /// are frozen.
+    pub process_levels: [u64; 4],
+    pub frozen: u64,
+    /// Limited cgroups at each level.
+    pub cgroup_levels: [u64; 4],
+    /// Crash loops, each with the seconds since its last preemption.
+    pub crash_loops: Vec<(CrashLoop, f64)>,
+    pub gpu: GpuOverview,
+}
+
+/// A process as the API shows it: the engine's view and the kernel's
+/// counters of its faults and mappings.
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    pub view: ProcView,
+    pub faults: Option<u64>,
+    pub mapped_bytes: Option<i64>,
+}
+
+pub struct Sentinel {
+    engine: Mutex<Engine<LiveHost>>,
+    journal: Arc<Journal>,
+    startup: Startup,
+    started: Instant,
+    /// Memory reservations and the queue for them.
+    pub admission: admission::Queue,
+}
+
+impl Sentinel {
+    pub fn new(engine: Engine<LiveHost>, startup: Startup) -> Self {
+        let journal = engine.host().journal.clone();
+        Self {
+            engine: Mutex::new(engine),
+            journal,
+            startup,
+            started: Instant::now(),
+            admission: admission::Queue::default(),
+        }
+    }
+
+    fn engine(&self) -> MutexGuard<'_, Engine<LiveHost>> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The decision journal (it has its own lock: reading it never waits
+    /// on the engine).
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    pub fn uptime_secs(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Wakes when a grace before SIGKILL starts.
+    pub fn grace_started(&self) -> Arc<tokio::sync::Notify> {
+        self.engine().host().grace_started.clone()
+    }
+
+    // What the agent's tasks feed in.
+
+    pub fn handle_batch(&self, batch: &[Event]) {
+        self.engine().handle_batch(batch);
+    }
+
+    pub fn tick(&self) {
+        self.engine().tick(mono_now());
+    }
+
+    /// Ends the graces that are due; whether any are left.
+    pub fn expire_graces(&self) -> bool {
+        self.engine().expire_graces(mono_now())
+    }
+
+    pub fn rescan(&self, pids: Vec<u32>) {
+        self.engine().rescan(pids);
+    }
+
+    pub fn poll(&self) {
+        self.engine().poll_matched();
+    }
+
+    pub fn on_pressure(&self) {
+        self.engine().on_pressure(mono_now());
+    }
+
+    pub fn set_psi_trigger(&self, armed: bool) {
+        self.engine().set_psi_trigger(armed);
+    }
+
+    pub fn observe_gpu(&self, sample: GpuSample) {
+        self.engine().observe_gpu(sample, mono_now());
+    }
+
+    pub fn gpu_unavailable(&self, why: String) {
+        self.engine().gpu_unavailable(why);
+    }
+
+    pub fn gpu_driver(&self, driver: String) {
+        self.engine().gpu_driver(driver);
+    }
+
+    pub fn gpu_pass_failed(&self, why: String) {
+        self.engine().gpu_pass_failed(why);
+    }
+
+    // What operators ask.
+
+    /// Where the running policy came from, and its text.
+    pub fn policy(&self) -> (String, String) {
+        let e = self.engine();
+        let (source, text) = e.policy();
+        (source.to_string(), text.to_string())
+    }
+
+    /// Swaps in a validated policy and journals who applied it.
+    pub fn apply_policy(&self, cfg: Config, who: &str, source: &str, text: &str) -> Decision {
+        let mut e = self.engine();
+        e.apply_config(cfg);
+        e.record_policy(who, source, text)
+    }
+
+    pub fn resume(&self, pid: u32, who: &str) -> Result<Decision, OpError> {
+        self.engine().operator_resume(pid, who)
+    }
+
+    pub fn protect(&self, pid: u32, on: bool, who: &str) -> Result<Decision, OpError> {
+        self.engine().operator_protect(pid, on, who)
+    }
+
+    // What clients read.
+
+    pub fn overview(&self) -> Overview {
+        let e = self.engine();
+        let now = mono_now();
+        let (process_levels, frozen) = e.level_counts();
+        let gpu = e.gpu();
+        Overview {
+            startup: self.startup.clone(),
+            dry_run: e.config().agent.dry_run,
+            rules: e.config().rules.len(),
+            tracked: e.tracked(),
+            kernel_oom_kills: e.kernel_oom_kills(),
+            counters: e
+                .host()
+                .probes
+                .as_ref()
+                .map(|p| p.counters())
+                .unwrap_or_default(),
+            host: e.host_view(),
+            process_levels,
+            frozen,
+            cgroup_levels: e.cgroup_levels(),
+            crash_loops: e
+                .crash_loops()
+                .into_iter()
+                .map(|l| {
+                    let ago = (now - l.last).max(0.0);
+                    (l, ago)
+                })
+                .collect(),
+            gpu: GpuOverview {
+                devices: e.gpu_views(),
+                unavailable: gpu.unavailable.clone(),
+                driver: gpu.driver.clone(),
+                unmapped: gpu.unmapped.iter().copied().collect(),
+                read_errors: gpu.error_count,
+                passes: gpu.samples,
+            },
+        }
+    }
+
+    /// Processes matching `q`, sorted and paged; with the number matching.
+    pub fn processes(&self, q: &ProcQuery) -> (Vec<ProcessInfo>, usize) {
+        let e = self.engine();
+        let (views, total) = e.views(q);
+        let infos = views.into_iter().map(|v| info(&e, v)).collect();
+        (infos, total)
+    }
+
+    /// One process in detail: its samples and the time to each line.
+    pub fn process(&self, pid: u32) -> Option<(ProcessInfo, ProcDetail)> {
+        let e = self.engine();
+        let d = e.detail(pid)?;
+        Some((info(&e, d.view.clone()), d))
+    }
+
+    /// Whether each alert (pid, rule, scope) still reports what holds: the
+    /// process frozen, or its scope at warn or above.
+    pub fn alerts_hold(&self, keys: &[(u32, String, Option<ScopeKind>)]) -> Vec<bool> {
+        let e = self.engine();
+        keys.iter()
+            .map(|(pid, rule, scope)| e.alert_holds(*pid, rule, *scope))
+            .collect()
+    }
+}
+
+/// A process's view with its fault and mapping counts.
+fn info(e: &Engine<LiveHost>, view: ProcView) -> ProcessInfo {
+    let (faults, mapped_bytes) = match &e.host().probes {
+        Some(p) => (p.faults(view.pid), p.mapped_bytes(view.pid)),
+        None => (None, None),
+    };
+    // Without the fault probe, the kernel's own per-process count.
+    let faults = faults.or_else(|| procfs::read_stat(view.pid).ok().map(|s| s.faults));
+    ProcessInfo {
+        view,
+        faults,
+        mapped_bytes,
+    }
+}
