@@ -156,8 +156,13 @@ fn sentinel_cell(sc: &scenarios::Scenario, cfg: &SimConfig) -> (String, bool) {
     let first = stops
         .first()
         .map(|f| {
+            let tree = if f.root == f.pid {
+                String::new()
+            } else {
+                format!(" (tree {})", f.root)
+            };
             format!(
-                "{} pid {} at {} of {} ({} stops, {} warnings)",
+                "{} pid {}{tree} at {} of {} ({} stops, {} warnings)",
                 f.action,
                 f.pid,
                 human_bytes(f.group_bytes as f64),
