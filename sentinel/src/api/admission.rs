@@ -26,8 +26,9 @@ pub struct Service {
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ReservationEvent, Status>> + Send>>;
 
 /// The fields of a Reserve request as the queue takes them, or the first
-/// one that is wrong.
-fn ask(r: pb::ReserveRequest, pid: u32, owner: Option<u32>) -> Result<Ask, Status> {
+/// one that is wrong; the pid (and the holder named after it) are filled
+/// in once the caller is known.
+fn ask(r: &pb::ReserveRequest, owner: Option<u32>) -> Result<Ask, Status> {
     if r.bytes == 0 {
         return Err(Status::invalid_argument("bytes must be above 0"));
     }
@@ -54,15 +55,11 @@ fn ask(r: pb::ReserveRequest, pid: u32, owner: Option<u32>) -> Result<Ask, Statu
         ));
     }
     Ok(Ask {
-        pid,
+        pid: r.pid,
         bytes: r.bytes,
         cgroup,
         priority,
-        holder: if r.holder.is_empty() {
-            format!("pid {pid}")
-        } else {
-            r.holder
-        },
+        holder: r.holder.clone(),
         ttl_secs: r.ttl_seconds,
         wait_secs: r.wait_seconds,
         owner,
@@ -89,15 +86,16 @@ impl pb::admission_server::Admission for Service {
                     .require_admin(&req, "Reserve for another user's process")?;
             }
         }
-        let r = req.into_inner();
-        let pid = match r.pid {
-            0 => caller.and_then(|p| u32::try_from(p).ok()).ok_or_else(|| {
+        let mut ask = ask(req.get_ref(), peer.map(|p| p.uid))?;
+        if ask.pid == 0 {
+            ask.pid = caller.and_then(|p| u32::try_from(p).ok()).ok_or_else(|| {
                 Status::invalid_argument("pid is 0 and the caller's pid is unknown (TCP): give pid")
-            })?,
-            p => p,
-        };
-        let wait_secs = r.wait_seconds;
-        let ask = ask(r, pid, peer.map(|p| p.uid))?;
+            })?;
+        }
+        if ask.holder.is_empty() {
+            ask.holder = format!("pid {}", ask.pid);
+        }
+        let wait_secs = ask.wait_secs;
         let queue = &self.sentinel.admission;
         let (id, grant) = queue
             .enqueue(&self.sentinel, ask)

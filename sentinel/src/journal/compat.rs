@@ -6,6 +6,38 @@
 use super::*;
 use sentinel_core::{decision::Outcome, policy::Level};
 
+/// The scope each fixture entry reads back with: what its kind or rule's
+/// name implies where the old agent itself named scopes by them ("host",
+/// "gpu:N", "admission"; a kernel OOM kill and a protection are about a
+/// process), unknown for rules it cannot tell apart (a process rule's name
+/// from a cgroup rule's), none for a policy change.
+const SCOPES: [Option<&str>; 24] = [
+    None,            // preempt freeze, rule leakers
+    Some("host"),    // a host warning
+    None,            // terminate, leakers
+    None,            // kill failed, leakers
+    None,            // dry-run, leakers
+    None,            // no pidfd, leakers
+    Some("gpu"),     // gpu:0
+    None,            // workers-cg (a cgroup rule, not told apart)
+    Some("host"),    // host kill
+    Some("process"), // kernel OOM kill
+    None,            // resume, leakers
+    None,            // operator resume, leakers
+    None,            // resume failed, leakers
+    Some("host"),    // pressure
+    None,            // policy
+    Some("process"), // protect
+    Some("process"), // unprotect
+    Some("admission"),
+    Some("admission"),
+    Some("admission"),
+    Some("admission"),
+    Some("admission"),
+    Some("admission"),
+    Some("admission"),
+];
+
 fn open_copy(name: &str) -> (Journal, OpenReport, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("sentinel-compat-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -43,17 +75,12 @@ fn a_journal_written_before_typed_decisions_reads_back_identically() {
         let mut v = serde_json::to_value(d).unwrap();
         let scope = v.as_object_mut().unwrap().remove("scope").unwrap();
         assert_eq!(&v, old, "seq {}", d.seq);
-        // The scope, which it did not write, is what its rule's name says
-        // where that is certain, and unknown where it is not.
-        let expected = match (d.kind, d.rule.as_str()) {
-            (DecisionKind::Policy, _) => None,
-            (DecisionKind::Admission, _) => Some("admission"),
-            (DecisionKind::Pressure, _) | (_, "host") => Some("host"),
-            (_, "gpu:0") => Some("gpu"),
-            (DecisionKind::KernelOomKill | DecisionKind::Protect, _) => Some("process"),
-            _ => None,
-        };
-        assert_eq!(scope.as_str(), expected, "seq {}: {scope}", d.seq);
+        assert_eq!(
+            scope.as_str(),
+            SCOPES[d.seq as usize - 1],
+            "seq {}: {scope}",
+            d.seq
+        );
     }
     // The strings became types.
     assert_eq!(got[0].level, Some(Level::Preempt));

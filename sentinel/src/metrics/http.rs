@@ -8,21 +8,20 @@ use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
 use hyper_util::rt::TokioIo;
 
-use sentinel_core::engine::{ProcQuery, SortKey};
+use sentinel_core::engine::ProcView;
 
 use super::{Grower, Snapshot, render};
 use crate::{
     alert::Alerting,
     collector::{host, procfs},
     journal::Journal,
-    service::{ProcessInfo, Sentinel},
+    service::Sentinel,
 };
 
 /// The fastest growers (of those listed), with their identity.
-fn growers(listed: Vec<ProcessInfo>) -> Vec<Grower> {
+fn growers(listed: Vec<ProcView>) -> Vec<Grower> {
     listed
         .into_iter()
-        .map(|p| p.view)
         .filter(|v| v.slope > 0.0)
         .map(|v| Grower {
             pid: v.pid,
@@ -34,9 +33,10 @@ fn growers(listed: Vec<ProcessInfo>) -> Vec<Grower> {
         .collect()
 }
 
-/// Decisions since start by kind, action and scope, as label values.
+/// Decisions since start by kind, action and scope, as label values, in
+/// the order of those values.
 fn decision_counts(journal: &Journal) -> Vec<(String, String, String, u64)> {
-    journal
+    let mut v: Vec<_> = journal
         .counts()
         .into_iter()
         .map(|((kind, action, scope), n)| {
@@ -47,7 +47,9 @@ fn decision_counts(journal: &Journal) -> Vec<(String, String, String, u64)> {
                 n,
             )
         })
-        .collect()
+        .collect();
+    v.sort();
+    v
 }
 
 /// Everything the exposition shows, read from the agent's named
@@ -55,11 +57,7 @@ fn decision_counts(journal: &Journal) -> Vec<(String, String, String, u64)> {
 pub fn snapshot(sentinel: &Sentinel, alerting: Option<&Alerting>, top: usize) -> Snapshot {
     let o = sentinel.overview();
     let h = o.host;
-    let (top, _) = sentinel.processes(&ProcQuery {
-        sort: SortKey::Slope,
-        limit: top,
-        ..ProcQuery::default()
-    });
+    let top = sentinel.growers(top);
     let journal = sentinel.journal();
     let mut s = Snapshot {
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -14,7 +14,9 @@ use sentinel_common::Event;
 use sentinel_core::{
     config::Config,
     decision::{Decision, ScopeKind},
-    engine::{Engine, GpuDeviceView, HostView, Mode, OpError, ProcDetail, ProcQuery, ProcView},
+    engine::{
+        Engine, GpuDeviceView, HostView, Mode, OpError, ProcDetail, ProcQuery, ProcView, SortKey,
+    },
     model::GpuSample,
     policy::restarts::CrashLoop,
 };
@@ -235,17 +237,34 @@ impl Sentinel {
 
     /// Processes matching `q`, sorted and paged; with the number matching.
     pub fn processes(&self, q: &ProcQuery) -> (Vec<ProcessInfo>, usize) {
-        let e = self.engine();
-        let (views, total) = e.views(q);
-        let infos = views.into_iter().map(|v| info(&e, v)).collect();
-        (infos, total)
+        let (infos, total) = {
+            let e = self.engine();
+            let (views, total) = e.views(q);
+            let infos: Vec<ProcessInfo> = views.into_iter().map(|v| counted(&e, v)).collect();
+            (infos, total)
+        };
+        (infos.into_iter().map(with_kernel_faults).collect(), total)
+    }
+
+    /// The fastest growers (at most `n`), without their fault counts: what
+    /// metrics show, read without touching /proc.
+    pub fn growers(&self, n: usize) -> Vec<ProcView> {
+        let q = ProcQuery {
+            sort: SortKey::Slope,
+            limit: n,
+            ..ProcQuery::default()
+        };
+        self.engine().views(&q).0
     }
 
     /// One process in detail: its samples and the time to each line.
     pub fn process(&self, pid: u32) -> Option<(ProcessInfo, ProcDetail)> {
-        let e = self.engine();
-        let d = e.detail(pid)?;
-        Some((info(&e, d.view.clone()), d))
+        let (info, detail) = {
+            let e = self.engine();
+            let d = e.detail(pid)?;
+            (counted(&e, d.view.clone()), d)
+        };
+        Some((with_kernel_faults(info), detail))
     }
 
     /// Whether each alert (pid, rule, scope) still reports what holds: the
@@ -258,17 +277,26 @@ impl Sentinel {
     }
 }
 
-/// A process's view with its fault and mapping counts.
-fn info(e: &Engine<LiveHost>, view: ProcView) -> ProcessInfo {
+/// A process's view with the probes' counts of its faults and mappings
+/// (BPF map reads, under the engine's lock since the probes are the
+/// host's).
+fn counted(e: &Engine<LiveHost>, view: ProcView) -> ProcessInfo {
     let (faults, mapped_bytes) = match &e.host().probes {
         Some(p) => (p.faults(view.pid), p.mapped_bytes(view.pid)),
         None => (None, None),
     };
-    // Without the fault probe, the kernel's own per-process count.
-    let faults = faults.or_else(|| procfs::read_stat(view.pid).ok().map(|s| s.faults));
     ProcessInfo {
         view,
         faults,
         mapped_bytes,
     }
+}
+
+/// Without the fault probe, the kernel's own per-process count, read
+/// after the engine's lock is given back.
+fn with_kernel_faults(mut p: ProcessInfo) -> ProcessInfo {
+    if p.faults.is_none() {
+        p.faults = procfs::read_stat(p.view.pid).ok().map(|s| s.faults);
+    }
+    p
 }

@@ -132,7 +132,7 @@ impl<H: Host> Engine<H> {
         let path = self
             .host
             .cgroup(pid)
-            .ok_or_else(|| format!("pid {pid}: no such process"))?;
+            .ok_or_else(|| format!("pid {pid}: its cgroup cannot be read (no such process?)"))?;
         self.effective_limit(&path)
             .map(|(p, _)| Pool::Cgroup(p))
             .ok_or_else(|| format!("pid {pid}'s cgroup {path} has no memory limit to reserve from"))

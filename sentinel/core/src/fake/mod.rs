@@ -27,7 +27,8 @@ pub struct FakeProc {
     pub cmdline: String,
     pub start_time: u64,
     pub mem: Mem,
-    /// R running, T stopped, Z exited (until the world reaps it).
+    /// R running, T stopped, Z exited (its memory held until the world
+    /// reaps it).
     pub state: char,
     pub oom_score_adj: i32,
     /// Handles SIGTERM by carrying on (so only SIGKILL ends it).
@@ -219,10 +220,8 @@ impl Host for FakeHost {
             Signal::Freeze => p.state = 'T',
             Signal::Resume => p.state = 'R',
             Signal::Terminate if p.ignores_term => p.state = 'R',
-            Signal::Terminate | Signal::Kill => {
-                p.state = 'Z';
-                p.mem = Mem::default();
-            }
+            // It exits; its memory is freed when the world reaps it.
+            Signal::Terminate | Signal::Kill => p.state = 'Z',
         }
         Ok(())
     }

@@ -147,6 +147,9 @@ impl World {
     /// process produces no samples, and a killed one none ever again.
     pub fn sample(&mut self, pid: u32, t: f64, bytes: u64) {
         self.run_until(t);
+        // Between the world's steps: the sample keeps its own time.
+        let host = self.engine.host_mut();
+        host.now = host.now.max(t);
         let Some(p) = self.engine.host_mut().procs.get_mut(&pid) else {
             return;
         };
@@ -195,7 +198,6 @@ impl World {
                 None => {
                     if let Some(p) = self.engine.host_mut().procs.get_mut(&pid) {
                         p.state = 'Z';
-                        p.mem = Mem::default();
                     }
                 }
             }

@@ -46,7 +46,7 @@ impl Scenario {
                         first.group_bytes
                     ));
                 }
-                if self.expect == Expect::OnlyVictim(pid) && d.iter().any(|s| s.root != pid) {
+                if self.expect == Expect::OnlyVictim(pid) && d.len() != 1 {
                     return Err(format!("{} processes stopped, expected one", d.len()));
                 }
                 Ok(())

@@ -64,7 +64,7 @@ fn cgroup_scope_stops_the_grower_not_the_biggest_and_resumes_it_when_room_return
 #[test]
 fn a_tree_that_forks_its_growth_is_one_grower() {
     // A service (10) runs a leaker (20) that splits its growth over ten
-    // children at 20 MB/s each, beside a single process (30) at 60 MB/s:
+    // children at 20 MB/s each, beside a single process (40) at 60 MB/s:
     // child by child the single one grows fastest, but the tree grows
     // faster, and all of it is stopped first.
     let mut w = capped(GIB);
