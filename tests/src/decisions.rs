@@ -68,6 +68,23 @@ impl Agent {
             .filter(|d| d.pid == pid)
             .collect()
     }
+
+    /// Every kept decision of `kind` (and `action`, when not empty),
+    /// oldest first.
+    pub async fn decisions_of(&self, kind: &str, action: &str) -> Vec<pb::Decision> {
+        self.client()
+            .await
+            .list_decisions(pb::ListDecisionsRequest {
+                kind: kind.into(),
+                action: action.into(),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("ListDecisions")
+            .into_inner()
+            .decisions
+    }
 }
 
 /// Wall-clock milliseconds, as decisions carry them.

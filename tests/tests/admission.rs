@@ -36,22 +36,6 @@ fn exec(agent: &Agent, cg: &MemCgroup, args: &[&str], cmd: &[&str]) -> Child {
     c.spawn().unwrap()
 }
 
-async fn admission_events(agent: &Agent, action: &str) -> Vec<pb::Decision> {
-    agent
-        .client()
-        .await
-        .list_decisions(pb::ListDecisionsRequest {
-            kind: "admission".into(),
-            action: action.into(),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .decisions
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stampede_through_exec_finishes_without_oom_kills_three_at_a_time() {
     if !privileged("a_stampede_through_exec") {
@@ -124,8 +108,8 @@ async fn a_stampede_through_exec_finishes_without_oom_kills_three_at_a_time() {
     assert_eq!(cg.oom_kills(), 0, "no OOM kill through admission");
     assert!(most <= 3, "at most 3 at a time, saw {most}");
     assert!(most >= 2, "they did run side by side ({most})");
-    assert_eq!(admission_events(&agent, "granted").await.len(), 8);
-    assert_eq!(admission_events(&agent, "released").await.len(), 8);
+    assert_eq!(agent.decisions_of("admission", "granted").await.len(), 8);
+    assert_eq!(agent.decisions_of("admission", "released").await.len(), 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +155,8 @@ async fn with_the_budget_full_a_critical_request_goes_before_earlier_low_ones() 
     for c in [&mut first, &mut low_a, &mut low_b, &mut critical] {
         assert_eq!(c.wait().unwrap().code(), Some(0));
     }
-    let order: Vec<String> = admission_events(&agent, "granted")
+    let order: Vec<String> = agent
+        .decisions_of("admission", "granted")
         .await
         .into_iter()
         .map(|d| d.reason)
@@ -235,7 +220,7 @@ async fn a_holder_that_exits_without_releasing_frees_its_reservation() {
         assert!(Instant::now() < deadline, "still held: {listed:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let orphaned = admission_events(&agent, "orphaned").await;
+    let orphaned = agent.decisions_of("admission", "orphaned").await;
     assert_eq!(orphaned.len(), 1, "{orphaned:?}");
     assert!(
         orphaned[0].reason.contains("exited without releasing"),
@@ -305,7 +290,7 @@ async fn exec_exits_75_when_not_admitted_in_time_and_status_shows_the_queue() {
         "not admitted in time"
     );
     assert_eq!(holder.wait().unwrap().code(), Some(0));
-    let timed_out = admission_events(&agent, "timed_out").await;
+    let timed_out = agent.decisions_of("admission", "timed_out").await;
     assert_eq!(timed_out.len(), 1, "{timed_out:?}");
 }
 

@@ -39,7 +39,7 @@ fn promtool_checks_and_unit_tests_the_shipped_rules() {
             .args(["check", "rules"])
             .arg(rules.join("sentinel-rules.yml")),
     );
-    assert!(out.contains("SUCCESS: 13 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 14 rules found"), "{out}");
     let out = tool(
         std::process::Command::new("promtool")
             .args(["test", "rules", "sentinel-rules.test.yml"])

@@ -30,10 +30,13 @@ pub enum DecisionKind {
     /// Admission control granted, released, expired or refused a memory
     /// reservation (`action` says which).
     Admission,
+    /// At a shared limit, a process was frozen to wait its turn while
+    /// others finish (not a runaway); it resumes as memory frees.
+    Queue,
 }
 
 impl DecisionKind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Preempt,
         Self::KernelOomKill,
         Self::Resume,
@@ -41,6 +44,7 @@ impl DecisionKind {
         Self::Policy,
         Self::Protect,
         Self::Admission,
+        Self::Queue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl DecisionKind {
             Self::Policy => "policy",
             Self::Protect => "protect",
             Self::Admission => "admission",
+            Self::Queue => "queue",
         }
     }
 }

@@ -28,7 +28,7 @@ use sentinel_core::config::AlertingSettings;
 
 use crate::{
     journal::{Decision, unix_ms},
-    service::Sentinel,
+    service::{AlertCheck, Sentinel},
 };
 use deliver::{Kind, Outbox, ReceiverView};
 use model::{Key, Tracker, Until};
@@ -162,9 +162,12 @@ async fn follow(alerting: Arc<Alerting>, sentinel: Arc<Sentinel>) {
                     .filter(|(_, until)| *until == Until::Cleared)
                     .map(|(k, _)| k.clone())
                     .collect();
-                let asked: Vec<_> = cleared
+                let asked: Vec<AlertCheck> = cleared
                     .iter()
-                    .map(|k| (k.pid, k.rule.clone(), k.scope))
+                    .map(|k| match k.alertname {
+                        model::WAITING => AlertCheck::Waiting(k.pid),
+                        _ => AlertCheck::Condition(k.pid, k.rule.clone(), k.scope),
+                    })
                     .collect();
                 let holding: HashSet<Key> = cleared
                     .into_iter()

@@ -27,6 +27,10 @@ pub struct Key {
     pub scope: Option<ScopeKind>,
 }
 
+/// The alert a process frozen to wait its turn raises: it holds while the
+/// process waits.
+pub const WAITING: &str = "SentinelWaitingForMemory";
+
 /// What ends an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
@@ -67,7 +71,7 @@ pub struct Tracker {
 /// `warning` for warnings, `critical` for what stopped or lost a process.
 fn severity(alertname: &str) -> &'static str {
     match alertname {
-        "SentinelReservationGranted" => "info",
+        "SentinelReservationGranted" | WAITING => "info",
         "SentinelMemoryWarning"
         | "SentinelMemoryPressure"
         | "SentinelAdmissionDenied"
@@ -138,6 +142,8 @@ impl Tracker {
             DecisionKind::Preempt => ("SentinelPreempted", Until::Cleared),
             DecisionKind::KernelOomKill => ("SentinelKernelOomKill", Until::Lapsed),
             DecisionKind::Pressure => ("SentinelMemoryPressure", Until::Lapsed),
+            // Waiting is not failing: said, but not as a preemption.
+            DecisionKind::Queue => (WAITING, Until::Cleared),
             DecisionKind::Admission => match d.action {
                 A::Granted => ("SentinelReservationGranted", Until::Lapsed),
                 A::Denied | A::TimedOut | A::Displaced => {
@@ -431,6 +437,21 @@ mod tests {
         }
         d.action = action("released");
         assert!(t.on_decision(&d, 3_000).is_empty());
+    }
+
+    #[test]
+    fn a_wait_for_memory_is_said_but_not_as_a_preemption() {
+        let mut t = Tracker::new("h".into(), 60_000, 0);
+        let mut d = decision(DecisionKind::Queue, 7, "freeze", "preempt");
+        d.scope = Some(ScopeKind::Cgroup);
+        let a = t.on_decision(&d, 1_000);
+        assert_eq!(a[0].labels["alertname"], WAITING);
+        assert_eq!(a[0].labels["severity"], "info");
+        assert_eq!(a[0].labels["scope"], "cgroup");
+        // It holds while the process waits, and resolves when it runs.
+        assert!(t.sweep(2_000, |_| true).is_empty());
+        let done = t.sweep(3_000, |_| false);
+        assert!(done.len() == 1 && done[0].resolved);
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! precise gRPC codes. Strings are made here, at the edge.
 
 use sentinel_api::pb;
-use sentinel_core::{decision::Decision, engine::OpError, policy::Level};
+use sentinel_core::{
+    decision::Decision,
+    engine::{GpuDeviceView, OpError, QueuedView},
+    policy::Level,
+};
 use tonic::Status;
 
 use crate::service::{
@@ -104,26 +108,37 @@ pub fn status(
             .collect(),
         uptime_seconds,
         tripwire_fires: c.tripwire_fires,
-        gpus: o
-            .gpu
-            .devices
-            .into_iter()
-            .map(|g| pb::GpuDevice {
-                index: g.index,
-                uuid: g.uuid,
-                name: g.name,
-                total_bytes: g.total,
-                used_bytes: g.used,
-                level: g.level.as_str().to_string(),
-                error: g.error.unwrap_or_default(),
-            })
-            .collect(),
+        gpus: o.gpu.devices.into_iter().map(gpu).collect(),
         gpu_unavailable: o.gpu.unavailable,
         gpu_driver: o.gpu.driver,
         gpu_unmapped_pids: o.gpu.unmapped,
         reservations: admission.0 as u32,
         reserved_bytes: admission.1,
         admission_queued: admission.2.iter().map(|&n| n as u32).collect(),
+        queued: o.queued.into_iter().map(queued).collect(),
+    }
+}
+
+fn gpu(g: GpuDeviceView) -> pb::GpuDevice {
+    pb::GpuDevice {
+        index: g.index,
+        uuid: g.uuid,
+        name: g.name,
+        total_bytes: g.total,
+        used_bytes: g.used,
+        level: g.level.as_str().to_string(),
+        error: g.error.unwrap_or_default(),
+    }
+}
+
+fn queued(q: QueuedView) -> pb::QueuedProcess {
+    pb::QueuedProcess {
+        pid: q.pid,
+        comm: q.comm,
+        scope: q.scope,
+        rule: q.rule,
+        waited_seconds: q.waited_secs,
+        position: q.position as u32,
     }
 }
 

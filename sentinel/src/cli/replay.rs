@@ -66,10 +66,11 @@ fn print(out: &mut impl Write, d: &SimDecision, json: bool) -> std::io::Result<(
     }
     writeln!(
         out,
-        "t={:.3}s {} level: {} pid {} ({}) growing {}/s; group {}: {}",
+        "t={:.3}s {} level: {} ({}) pid {} ({}) growing {}/s; group {}: {}",
         d.t,
         d.level,
         d.action,
+        d.kind,
         d.pid,
         d.comm,
         human_bytes(d.slope),

@@ -28,6 +28,24 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     agent_and_host(&mut out, &s)?;
     tracking(&mut out, &s)?;
     admission_and_gpus(&mut out, &s)?;
+    queue(&mut out, &s)?;
+    Ok(())
+}
+
+/// Processes waiting for memory at a shared limit, in the order each
+/// limit resumes them.
+fn queue(out: &mut impl Write, s: &pb::Status) -> std::io::Result<()> {
+    if s.queued.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "waiting for memory (frozen, resumed as it frees):")?;
+    for q in &s.queued {
+        writeln!(
+            out,
+            "  #{} pid {} ({}) at {} (rule {}), waiting {:.0}s",
+            q.position, q.pid, q.comm, q.scope, q.rule, q.waited_seconds
+        )?;
+    }
     Ok(())
 }
 
@@ -56,6 +74,10 @@ fn json(s: &pb::Status) -> serde_json::Value {
         "gpu_unmapped_pids": s.gpu_unmapped_pids,
         "reservations": s.reservations, "reserved_bytes": s.reserved_bytes,
         "admission_queued": s.admission_queued,
+        "queued": s.queued.iter().map(|q| serde_json::json!({
+            "pid": q.pid, "comm": q.comm, "scope": q.scope, "rule": q.rule,
+            "waited_seconds": q.waited_seconds, "position": q.position,
+        })).collect::<Vec<_>>(),
         "gpus": s.gpus.iter().map(|g| serde_json::json!({
             "index": g.index, "uuid": g.uuid, "name": g.name, "total_bytes": g.total_bytes,
             "used_bytes": g.used_bytes, "level": g.level, "error": g.error,

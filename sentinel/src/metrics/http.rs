@@ -72,6 +72,8 @@ pub fn snapshot(sentinel: &Sentinel, alerting: Option<&Alerting>, top: usize) ->
         host_level: h.level as u8,
         process_levels: o.process_levels,
         frozen: o.frozen,
+        queued: o.queued.len() as u64,
+        queue_wait_max_secs: o.queued.iter().map(|q| q.waited_secs).fold(0.0, f64::max),
         cgroup_levels: o.cgroup_levels,
         gpu_available: o.gpu.unavailable.is_empty() && o.gpu.passes > 0,
         gpu_read_errors: o.gpu.read_errors,

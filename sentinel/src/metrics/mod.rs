@@ -43,6 +43,9 @@ pub struct Snapshot {
     pub cgroup_levels: [u64; 4],
     pub tracked: u64,
     pub frozen: u64,
+    /// Processes waiting for memory, and the longest wait.
+    pub queued: u64,
+    pub queue_wait_max_secs: f64,
     /// (kind, action, scope, count) since start.
     pub decisions: Vec<(String, String, String, u64)>,
     pub tripwire_fires: u64,
@@ -172,8 +175,20 @@ pub fn render(s: &Snapshot) -> String {
     e.single(
         "sentinel_frozen_processes",
         Type::Gauge,
-        "Processes Sentinel holds frozen now.",
+        "Processes Sentinel holds frozen now as runaways (queued ones are counted apart).",
         s.frozen as f64,
+    );
+    e.single(
+        "sentinel_queued_processes",
+        Type::Gauge,
+        "Processes frozen to wait their turn at a shared limit while others finish.",
+        s.queued as f64,
+    );
+    e.single(
+        "sentinel_queue_wait_seconds_max",
+        Type::Gauge,
+        "How long the longest-waiting queued process has waited (0 when none waits).",
+        s.queue_wait_max_secs,
     );
     e.family(
         "sentinel_decisions_total",

@@ -15,7 +15,8 @@ use sentinel_core::{
     config::Config,
     decision::{Decision, ScopeKind},
     engine::{
-        Engine, GpuDeviceView, HostView, Mode, OpError, ProcDetail, ProcQuery, ProcView, SortKey,
+        Engine, GpuDeviceView, HostView, Mode, OpError, ProcDetail, ProcQuery, ProcView,
+        QueuedView, SortKey,
     },
     model::GpuSample,
     policy::restarts::CrashLoop,
@@ -62,15 +63,26 @@ pub struct Overview {
     pub kernel_oom_kills: u64,
     pub counters: ProbeCounters,
     pub host: HostView,
-    /// Tracked processes at each level of their own rule, and how many
-    /// are frozen.
+    /// Tracked processes at each level of their own rule, how many are
+    /// frozen (runaways) and how many queued (waiting for memory).
     pub process_levels: [u64; 4],
     pub frozen: u64,
+    pub queued: Vec<QueuedView>,
     /// Limited cgroups at each level.
     pub cgroup_levels: [u64; 4],
     /// Crash loops, each with the seconds since its last preemption.
     pub crash_loops: Vec<(CrashLoop, f64)>,
     pub gpu: GpuOverview,
+}
+
+/// What an alert reported, to be checked against now.
+#[derive(Debug, Clone)]
+pub enum AlertCheck {
+    /// The process waits its turn at a shared limit.
+    Waiting(u32),
+    /// The process (pid) is frozen, or the rule's scope is at warn or
+    /// above.
+    Condition(u32, String, Option<ScopeKind>),
 }
 
 /// A process as the API shows it: the engine's view and the kernel's
@@ -198,7 +210,7 @@ impl Sentinel {
     pub fn overview(&self) -> Overview {
         let e = self.engine();
         let now = mono_now();
-        let (process_levels, frozen) = e.level_counts();
+        let (process_levels, frozen, _) = e.level_counts();
         let gpu = e.gpu();
         Overview {
             startup: self.startup.clone(),
@@ -215,6 +227,7 @@ impl Sentinel {
             host: e.host_view(),
             process_levels,
             frozen,
+            queued: e.queue_views(),
             cgroup_levels: e.cgroup_levels(),
             crash_loops: e
                 .crash_loops()
@@ -267,12 +280,16 @@ impl Sentinel {
         Some((with_kernel_faults(info), detail))
     }
 
-    /// Whether each alert (pid, rule, scope) still reports what holds: the
-    /// process frozen, or its scope at warn or above.
-    pub fn alerts_hold(&self, keys: &[(u32, String, Option<ScopeKind>)]) -> Vec<bool> {
+    /// Whether each alert still reports what holds: for a wait, that the
+    /// process still waits; otherwise the process frozen, or the alert's
+    /// scope (pid, rule, scope) at warn or above.
+    pub fn alerts_hold(&self, keys: &[AlertCheck]) -> Vec<bool> {
         let e = self.engine();
         keys.iter()
-            .map(|(pid, rule, scope)| e.alert_holds(*pid, rule, *scope))
+            .map(|k| match k {
+                AlertCheck::Waiting(pid) => e.is_queued(*pid),
+                AlertCheck::Condition(pid, rule, scope) => e.alert_holds(*pid, rule, *scope),
+            })
             .collect()
     }
 }

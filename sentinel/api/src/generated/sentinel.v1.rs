@@ -210,6 +210,30 @@ pub struct Status {
     pub reserved_bytes: u64,
     #[prost(uint32, repeated, tag = "30")]
     pub admission_queued: ::prost::alloc::vec::Vec<u32>,
+    /// Processes frozen to wait their turn at a shared limit (a stampede
+    /// scheduled, not runaways), in the order each limit resumes them.
+    #[prost(message, repeated, tag = "31")]
+    pub queued: ::prost::alloc::vec::Vec<QueuedProcess>,
+}
+/// A process waiting for memory at a shared limit: frozen while others
+/// finish, resumed as memory frees.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct QueuedProcess {
+    #[prost(uint32, tag = "1")]
+    pub pid: u32,
+    #[prost(string, tag = "2")]
+    pub comm: ::prost::alloc::string::String,
+    /// The limit it waits on ("cgroup /jobs", "the host", "GPU 0") and the
+    /// rule defending it.
+    #[prost(string, tag = "3")]
+    pub scope: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub rule: ::prost::alloc::string::String,
+    #[prost(double, tag = "5")]
+    pub waited_seconds: f64,
+    /// 1 for the next to resume at its limit.
+    #[prost(uint32, tag = "6")]
+    pub position: u32,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GpuDevice {
@@ -291,7 +315,8 @@ pub struct Process {
     pub limit_bytes: u64,
     #[prost(double, optional, tag = "9")]
     pub predicted_seconds_to_limit: ::core::option::Option<f64>,
-    /// "running", "frozen", "terminating" or "killed".
+    /// "running", "frozen" (a runaway, stopped), "queued" (stopped to wait
+    /// its turn at a shared limit), "terminating" or "killed".
     #[prost(string, tag = "10")]
     pub state: ::prost::alloc::string::String,
     #[prost(uint64, tag = "11")]
@@ -375,7 +400,8 @@ pub struct Decision {
     pub time_unix_ms: u64,
     /// "preempt", "resume", "pressure" (a PSI warning), "kernel_oom_kill",
     /// "policy" (a policy change), "protect" (an operator's protect or
-    /// unprotect) or "admission" (a reservation's grant, release or end).
+    /// unprotect), "admission" (a reservation's grant, release or end) or
+    /// "queue" (frozen to wait its turn at a shared limit, not a runaway).
     #[prost(string, tag = "3")]
     pub kind: ::prost::alloc::string::String,
     #[prost(uint32, tag = "4")]

@@ -27,6 +27,7 @@ pub const ENV_KEYS: &[&str] = &[
     "max_grace",
     "settle_timeout",
     "freeze_timeout",
+    "schedule_horizon",
     "lock_memory",
 ];
 

@@ -161,6 +161,11 @@ pub struct AgentSettings {
     /// A process frozen this long without its pressure clearing is killed
     /// (terminated) when the rule that froze it allows that.
     pub freeze_timeout: Duration,
+    /// When several members of a shared limit grow together, how far ahead
+    /// their growth is forecast: enough of them wait, frozen and queued,
+    /// for the rest to stay under the preempt line that long. Zero turns
+    /// the scheduler off (each member then meets the ladder at the line).
+    pub schedule_horizon: Duration,
     /// Lock the agent's own memory (mlockall), so reclaim cannot slow it
     /// when it is needed most.
     pub lock_memory: bool,
@@ -191,6 +196,7 @@ impl Default for AgentSettings {
             max_grace: Duration::from_secs(10),
             settle_timeout: Duration::from_secs(5),
             freeze_timeout: Duration::from_secs(30),
+            schedule_horizon: Duration::from_secs(5),
             lock_memory: true,
         }
     }

@@ -105,6 +105,7 @@ struct RawAgent {
     max_grace: Option<Span>,
     settle_timeout: Option<Span>,
     freeze_timeout: Option<Span>,
+    schedule_horizon: Option<Span>,
     lock_memory: Option<bool>,
 }
 
@@ -189,6 +190,10 @@ impl Config {
             max_grace: a.max_grace.map(|s| s.0).unwrap_or(d.max_grace),
             settle_timeout: a.settle_timeout.map(|s| s.0).unwrap_or(d.settle_timeout),
             freeze_timeout: a.freeze_timeout.map(|s| s.0).unwrap_or(d.freeze_timeout),
+            schedule_horizon: a
+                .schedule_horizon
+                .map(|s| s.0)
+                .unwrap_or(d.schedule_horizon),
             lock_memory: a.lock_memory.unwrap_or(d.lock_memory),
         };
         // A key set out of range: its own line, wherever it is indented.

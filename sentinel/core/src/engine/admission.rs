@@ -59,14 +59,16 @@ impl<H: Host> Engine<H> {
         for (id, used) in usage {
             queue.set_used(id, used);
         }
+        let granted = queue.grant(|pool| self.pool_free(pool).unwrap_or(0), now);
+        ended.extend(queue.time_out(now));
+        // Told with the grants of this pass: the work a grant lets start is
+        // expected growth from its first page, not only from the next pass.
         self.set_reservations(
             queue
                 .reservations()
                 .map(|r| (r.pid, (r.bytes, r.used)))
                 .collect(),
         );
-        let granted = queue.grant(|pool| self.pool_free(pool).unwrap_or(0), now);
-        ended.extend(queue.time_out(now));
         AdmissionPass { ended, granted }
     }
 

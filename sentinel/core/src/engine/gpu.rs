@@ -76,6 +76,15 @@ impl GpuState {
         self.procs.get(&(device, pid))?.trend(now)
     }
 
+    /// The processes NVML lists on `device`.
+    pub fn pids_on(&self, device: u32) -> Vec<u32> {
+        self.procs
+            .keys()
+            .filter(|(d, _)| *d == device)
+            .map(|(_, p)| *p)
+            .collect()
+    }
+
     /// A process's GPU memory over all devices.
     pub fn bytes_of(&self, pid: u32) -> u64 {
         self.totals.get(&pid).copied().unwrap_or(0)

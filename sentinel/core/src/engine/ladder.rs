@@ -74,6 +74,7 @@ impl<H: Host> Engine<H> {
                 scope: limit.scope.clone(),
                 rule: limit.rule.clone(),
                 since: now,
+                slope: step.trend.map_or(0.0, |t| t.bytes_per_sec),
             });
         }
         let mut reason = step.verdict.reason.clone();
@@ -133,7 +134,7 @@ impl<H: Host> Engine<H> {
     /// Signals the rung through the process's handle (in dry-run, decides
     /// only). After a tripwire the kernel has already sent SIGSTOP; sending
     /// it again costs nothing and does not rely on that.
-    fn carry_out(&mut self, pid: u32, action: Action) -> Outcome {
+    pub(super) fn carry_out(&mut self, pid: u32, action: Action) -> Outcome {
         let Some(signal) = signal_of(action) else {
             return Outcome::Recorded;
         };

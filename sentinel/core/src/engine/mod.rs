@@ -17,6 +17,7 @@ mod ladder;
 mod ops;
 mod process;
 mod resume;
+mod schedule;
 mod scopes;
 mod shared;
 mod table;
@@ -31,6 +32,7 @@ pub use admission::{AdmissionPass, pool_name};
 pub use gpu::{GpuDeviceView, GpuState, device_of_rule, rule_of};
 pub use host::{Host, Signal, Tripwire};
 pub use ops::OpError;
+pub use schedule::QueuedView;
 pub use scopes::{effective_limit, is_within};
 pub use shared::tree_root;
 pub use table::{ProcState, tripwire_ceiling};
@@ -63,7 +65,7 @@ impl Mode {
 }
 
 /// Where a limit comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
     /// The process's own rule.
     Process,

@@ -77,12 +77,12 @@ impl<H: Host> Engine<H> {
         d
     }
 
-    /// An operator resumes a process Sentinel froze. What was done to it
-    /// stays on record for this episode, so it is not frozen again at once;
-    /// a kill level its rule allows still applies.
+    /// An operator resumes a process Sentinel froze (or queued). What was
+    /// done to it stays on record for this episode, so it is not frozen
+    /// again at once; a kill level its rule allows still applies.
     pub fn operator_resume(&mut self, pid: u32, who: &str) -> Result<Decision, OpError> {
         let p = self.procs.get(&pid).ok_or(OpError::NotFound(pid))?;
-        if p.state != ProcState::Frozen {
+        if !matches!(p.state, ProcState::Frozen | ProcState::Queued) {
             return Err(OpError::NotFrozen {
                 pid,
                 state: p.state.as_str(),

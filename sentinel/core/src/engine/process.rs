@@ -134,6 +134,7 @@ impl<H: Host> Engine<H> {
                 scope: Scope::Process,
                 rule: rule.name.clone(),
                 since: t,
+                slope: trend.map_or(0.0, |t| t.bytes_per_sec),
             });
         }
         let verdict = Verdict {

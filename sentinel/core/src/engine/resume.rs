@@ -10,10 +10,10 @@ use crate::{
 };
 
 /// Where a frozen process's scope stands now.
-struct Standing {
-    usage: u64,
-    limit: u64,
-    levels: Levels,
+pub(super) struct Standing {
+    pub usage: u64,
+    pub limit: u64,
+    pub levels: Levels,
 }
 
 impl<H: Host> Engine<H> {
@@ -120,7 +120,7 @@ impl<H: Host> Engine<H> {
 
     /// Where a frozen process's scope stands now, or why it must be
     /// resumed regardless.
-    fn standing(&self, pid: u32, scope: &Scope, rule: &str) -> Result<Standing, String> {
+    pub(super) fn standing(&self, pid: u32, scope: &Scope, rule: &str) -> Result<Standing, String> {
         let p = self.procs.get(&pid).ok_or("gone")?;
         let standing = |usage, limit, levels| Standing {
             usage,

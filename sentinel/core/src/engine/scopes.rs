@@ -137,7 +137,7 @@ impl<H: Host> Engine<H> {
     }
 
     /// Known processes in the cgroup at `group_path` or below it.
-    fn group_members<'a>(
+    pub(super) fn group_members<'a>(
         &'a self,
         group_path: &'a str,
     ) -> impl Iterator<Item = &'a Proc<H::Pidfd>> {
@@ -216,6 +216,7 @@ impl<H: Host> Engine<H> {
         self.host_state.psi_avg10 = self.host.psi_some_avg10();
         let _ = self.expire_graces(now);
         self.resume_cleared(now);
+        self.resume_queued(now);
         self.escalate_long_freezes(now);
         self.restarts.prune(now);
         let moved = self

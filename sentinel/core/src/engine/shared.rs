@@ -85,7 +85,9 @@ impl<H: Host> Engine<H> {
         if usage >= limit.bytes {
             self.hurry_graces_of(&limit.scope, now);
         }
-        if self.still_settling(&limit.scope, now) {
+        if self.still_settling(&limit.scope, now)
+            || self.schedule(limit, usage, pids, grouping, now)
+        {
             return;
         }
         let (g, roster) = self.decide_group(limit, usage, pids, grouping, now);
@@ -113,6 +115,9 @@ impl<H: Host> Engine<H> {
             }
             return;
         };
+        if !v.escalate && self.queue_at_the_line(limit, usage, pids, grouping, now) {
+            return;
+        }
         let targets = self.targets(v, &roster, grouping, now);
         self.stop_targets(limit, &g, v, &targets, usage, grouping, now);
         // Settled once confirmed (or at the timeout, or when a grace ends).
@@ -155,7 +160,7 @@ impl<H: Host> Engine<H> {
                 let stat = self.host.stat(*v);
                 match p.state {
                     ProcState::Running => true,
-                    ProcState::Frozen => stat.is_some_and(|s| s.stopped()),
+                    ProcState::Frozen | ProcState::Queued => stat.is_some_and(|s| s.stopped()),
                     ProcState::Terminating | ProcState::Killed => stat.is_none_or(|s| s.dead()),
                 }
             })
@@ -291,12 +296,11 @@ impl<H: Host> Engine<H> {
         }
         let by_cgroup = grouping == Grouping::Cgroups;
         let all: HashSet<u32> = pids.iter().copied().collect();
-        let mut per_cgroup: HashMap<&str, HashSet<u32>> = HashMap::new();
-        if by_cgroup {
-            for p in pids.iter().filter_map(|pid| self.procs.get(pid)) {
-                per_cgroup.entry(&p.cgroup).or_default().insert(p.pid);
-            }
-        }
+        let per_cgroup = if by_cgroup {
+            self.per_cgroup(pids)
+        } else {
+            HashMap::new()
+        };
         pids.iter()
             .filter_map(|pid| self.procs.get(pid))
             .filter(|p| {
@@ -335,6 +339,16 @@ impl<H: Host> Engine<H> {
                 }
             })
             .collect()
+    }
+
+    /// The members among `pids` of each cgroup: at host scope a process's
+    /// tree is formed within its cgroup.
+    pub(super) fn per_cgroup(&self, pids: &[u32]) -> HashMap<&str, HashSet<u32>> {
+        let mut m: HashMap<&str, HashSet<u32>> = HashMap::new();
+        for p in pids.iter().filter_map(|pid| self.procs.get(pid)) {
+            m.entry(&p.cgroup).or_default().insert(p.pid);
+        }
+        m
     }
 
     /// Whether `pid` gained memory within the growth window.

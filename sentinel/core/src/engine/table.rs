@@ -13,7 +13,11 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcState {
     Running,
+    /// Stopped (SIGSTOP) as a runaway: the rule's ladder goes on from here.
     Frozen,
+    /// Stopped (SIGSTOP) to wait its turn at a shared limit while others
+    /// finish: resumed as memory frees, never escalated.
+    Queued,
     /// Sent SIGTERM; SIGKILL follows at the end of its grace if the rule
     /// allows kill.
     Terminating,
@@ -25,6 +29,7 @@ impl ProcState {
         match self {
             Self::Running => "running",
             Self::Frozen => "frozen",
+            Self::Queued => "queued",
             Self::Terminating => "terminating",
             Self::Killed => "killed",
         }
@@ -40,19 +45,21 @@ impl ProcState {
     pub(super) fn rung(self) -> Option<Action> {
         match self {
             Self::Running => None,
-            Self::Frozen => Some(Action::Freeze),
+            Self::Frozen | Self::Queued => Some(Action::Freeze),
             Self::Terminating => Some(Action::Terminate),
             Self::Killed => Some(Action::Kill),
         }
     }
 }
 
-/// Why a process was frozen: its scope and rule, and when.
+/// Why a process was frozen (or queued): its scope and rule, when, and
+/// how fast it grew then.
 #[derive(Debug, Clone)]
 pub(super) struct Freeze {
     pub scope: Scope,
     pub rule: String,
     pub since: f64,
+    pub slope: f64,
 }
 
 pub(super) struct Proc<F> {
@@ -86,6 +93,9 @@ pub(super) struct Proc<F> {
     /// Counted once toward crash-loop detection, however many rungs it
     /// climbs.
     pub loop_counted: bool,
+    /// Let run by the scheduler at a shared limit (or resumed from its
+    /// queue): not asked to wait again before the line.
+    pub admitted: bool,
 }
 
 impl<F> Proc<F> {
@@ -184,6 +194,7 @@ impl<H: Host> Engine<H> {
             pidfd: None,
             frozen_for: None,
             loop_counted: false,
+            admitted: false,
         };
         self.bind_rule(&mut p);
         self.procs.insert(pid, p);

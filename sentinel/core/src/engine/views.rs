@@ -192,12 +192,19 @@ impl<H: Host> Engine<H> {
         }
     }
 
+    /// Whether the process is waiting its turn at a shared limit.
+    pub fn is_queued(&self, pid: u32) -> bool {
+        self.procs
+            .get(&pid)
+            .is_some_and(|p| p.state == ProcState::Queued)
+    }
+
     /// Whether what an alert about `pid` under `rule` in `scope` reported
     /// still holds: the process is frozen, or the scope is still at warn or
     /// above.
     pub fn alert_holds(&self, pid: u32, rule: &str, scope: Option<ScopeKind>) -> bool {
         let p = self.procs.get(&pid);
-        if p.is_some_and(|p| p.state == ProcState::Frozen) {
+        if p.is_some_and(|p| matches!(p.state, ProcState::Frozen | ProcState::Queued)) {
             return true;
         }
         let warn = |s: &ScopeState| s.held.level >= Level::Warn;
@@ -225,15 +232,17 @@ impl<H: Host> Engine<H> {
     }
 
     /// Tracked processes at each level (normal, warn, preempt, kill) of
-    /// their own rule, and how many are frozen.
-    pub fn level_counts(&self) -> ([u64; 4], u64) {
+    /// their own rule, how many are frozen (runaways), and how many are
+    /// queued (waiting for memory).
+    pub fn level_counts(&self) -> ([u64; 4], u64, u64) {
         let mut levels = [0u64; 4];
-        let mut frozen = 0;
+        let (mut frozen, mut queued) = (0, 0);
         for p in self.procs.values() {
             levels[p.held.level as usize] += 1;
             frozen += u64::from(p.state == ProcState::Frozen);
+            queued += u64::from(p.state == ProcState::Queued);
         }
-        (levels, frozen)
+        (levels, frozen, queued)
     }
 
     /// Limited cgroups at each level.

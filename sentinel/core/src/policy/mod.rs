@@ -6,6 +6,7 @@ pub mod group;
 pub mod levels;
 pub mod restarts;
 mod rules;
+pub mod schedule;
 pub mod victim;
 
 pub use levels::{Hysteresis, Level, Levels};

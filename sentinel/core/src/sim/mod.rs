@@ -36,6 +36,9 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimDecision {
     pub t: f64,
+    /// "preempt" (a runaway, or a warning), or "queue" (frozen to wait
+    /// its turn while others finish).
+    pub kind: String,
     /// "warn", "preempt" or "kill".
     pub level: String,
     /// The rung taken: "alert", "freeze", "terminate" or "kill".
@@ -143,11 +146,12 @@ pub fn replay(samples: &[Sample], cfg: &SimConfig) -> Vec<SimDecision> {
         .host()
         .journal
         .iter()
-        .filter(|r| r.decision.kind == DecisionKind::Preempt)
+        .filter(|r| matches!(r.decision.kind, DecisionKind::Preempt | DecisionKind::Queue))
         .map(|r| {
             let d = &r.decision;
             SimDecision {
                 t: r.t,
+                kind: d.kind.as_str().to_string(),
                 level: d.level.map(Level::as_str).unwrap_or("").to_string(),
                 action: d.action.as_str().to_string(),
                 pid: d.pid,

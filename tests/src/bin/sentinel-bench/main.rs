@@ -17,6 +17,10 @@
 //!    second.
 //! 7. Footprint (`footprint`, ten minutes; `footprint-quick`, one): the
 //!    agent's resident memory and CPU with 1,000 churning processes.
+//! 8. Stampedes (`stampede`, several minutes): eight workers at once in a
+//!    capped cgroup with no guard, a freeze rule, a kill rule and `sentinel
+//!    exec --reserve`, and the variants (unequal sizes, a runaway among
+//!    them, the host's limit, three loads of which two fit).
 //!
 //! Every memory-hungry process runs in a capped cgroup, and the agent's only
 //! rule selects that cgroup.
@@ -25,6 +29,7 @@ mod admission;
 mod alerting;
 mod footprint;
 mod gpu;
+mod stampede;
 
 use std::time::{Duration, Instant};
 
@@ -498,6 +503,10 @@ async fn main() {
     }
     if only("admission") {
         admission::admission_bench(2000).await;
+    }
+    // Several minutes of stampedes: only when asked for.
+    if args.iter().any(|a| a == "stampede") {
+        stampede::stampede_bench().await;
     }
     // Ten minutes: only when asked for (`footprint`, or `footprint-quick`
     // for a one-minute run with the same fleet).

@@ -8,6 +8,7 @@ mod operators;
 mod process;
 mod reservations;
 mod shared;
+mod stampede;
 
 use crate::{
     config::Config,

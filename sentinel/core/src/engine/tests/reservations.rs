@@ -121,3 +121,32 @@ fn a_reservation_whose_tree_exits_is_orphaned_and_its_memory_given_back() {
         (DecisionKind::Admission, "admission", CG)
     );
 }
+
+#[test]
+fn work_let_in_by_a_grant_is_not_made_to_wait_beside_others() {
+    // `sentinel exec --reserve` (10, itself growing a little as it starts
+    // its command) is granted, and runs its worker (11) at once: the
+    // worker's first pages are expected growth, never a stampede to
+    // schedule.
+    let mut w = jobs();
+    let mut queue = Admission::new(16);
+    w.spawn(10, proc("sentinel"), hog(0, 100e6, 10 * MIB, 30.0));
+    w.run_for(0.03);
+    queue
+        .enqueue(ask(10, 1900 * 1_000_000, w.now()), 2 * GIB)
+        .unwrap();
+    let now = w.now();
+    assert_eq!(w.engine.admission_pass(&mut queue, now).granted.len(), 1);
+    w.spawn(
+        11,
+        FakeProc::new(10, "memhog", CG),
+        hog(0, 400e6, 1700 * MIB, 1.0),
+    );
+    run_with_admission(&mut w, &mut queue, 6.0);
+    assert_eq!(state(&w, 11), None, "it ran to its end");
+    assert!(
+        w.host().signals.is_empty(),
+        "growth inside the reservation was stopped: {:#?}",
+        journal(&w)
+    );
+}

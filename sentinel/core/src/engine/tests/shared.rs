@@ -9,9 +9,15 @@ use crate::{
     policy::Level,
 };
 
-fn capped(limit: u64) -> World {
-    let policy =
-        format!("[[cgroup]]\nname = \"capped\"\nmatch = \"^{CG}$\"\naction = \"freeze\"\n");
+pub fn capped(limit: u64) -> World {
+    capped_with(limit, "")
+}
+
+/// A cgroup rule over the test cgroup, after these `[agent]` settings.
+pub fn capped_with(limit: u64, agent: &str) -> World {
+    let policy = format!(
+        "[agent]\n{agent}\n[[cgroup]]\nname = \"capped\"\nmatch = \"^{CG}$\"\naction = \"freeze\"\n"
+    );
     let mut w = world(&policy);
     w.host_mut().cgroup_limits.insert(CG.into(), limit);
     w
@@ -66,8 +72,9 @@ fn a_tree_that_forks_its_growth_is_one_grower() {
     // A service (10) runs a leaker (20) that splits its growth over ten
     // children at 20 MB/s each, beside a single process (40) at 60 MB/s:
     // child by child the single one grows fastest, but the tree grows
-    // faster, and all of it is stopped first.
-    let mut w = capped(GIB);
+    // faster, and all of it is stopped first. (With the scheduler off: it
+    // would otherwise only make the tree wait; see stampede.rs.)
+    let mut w = capped_with(GIB, "schedule_horizon = \"0s\"");
     w.spawn(10, proc("service"), steady(MIB, 60.0));
     w.spawn(20, FakeProc::new(10, "leaker", CG), steady(MIB, 60.0));
     for pid in 21..31 {
@@ -97,11 +104,16 @@ fn a_tree_that_forks_its_growth_is_one_grower() {
 /// A host of 16 GiB with `used` in use by others, whose preempt line
 /// (85% of its limit) lies `room` above that, and whose victims may come
 /// only from `candidates`.
-fn host(used: u64, room: u64, candidates: &str) -> World {
+pub fn host(used: u64, room: u64, candidates: &str) -> World {
+    host_with(used, room, candidates, "")
+}
+
+/// `host`, after these `[agent]` settings.
+pub fn host_with(used: u64, room: u64, candidates: &str, agent: &str) -> World {
     let ram = 16 * GIB;
     let limit = ((used + room) as f64 / 0.85) as u64;
     let policy = format!(
-        "[host]\naction = \"freeze\"\nmin_available = \"{}\"\ncandidates = \"{candidates}\"\n",
+        "[agent]\n{agent}\n[host]\naction = \"freeze\"\nmin_available = \"{}\"\ncandidates = \"{candidates}\"\n",
         ram - limit
     );
     let cfg = Config::parse(&policy, "t").unwrap_or_else(|e| panic!("{e}"));
@@ -140,8 +152,14 @@ fn host_scope_stops_the_grower_not_the_biggest() {
 fn at_host_scope_a_cgroup_that_splits_its_growth_is_one_grower() {
     // Three workers of one service at 70 MB/s each, beside a lone process
     // at 150 MB/s in another: process by process the lone one grows
-    // fastest, but the service grows faster.
-    let mut w = host(4 * GIB, 300 * MIB, "^/sentinel-test/hostsplit-.*$");
+    // fastest, but the service grows faster. (With the scheduler off: it
+    // would otherwise make them wait their turns; see stampede.rs.)
+    let mut w = host_with(
+        4 * GIB,
+        300 * MIB,
+        "^/sentinel-test/hostsplit-.*$",
+        "schedule_horizon = \"0s\"",
+    );
     let (svc, lone) = (
         "/sentinel-test/hostsplit-svc",
         "/sentinel-test/hostsplit-lone",
