@@ -86,7 +86,8 @@ pub struct Outcome {
     pub peak: u64,
     /// From the first start to the last exit (or the deadline).
     pub wall: Duration,
-    /// The most workers running (not stopped) at once.
+    /// The most workers running (not stopped) at once, from a second after
+    /// the first start (before that they have all just started).
     pub most_running: usize,
     /// Each worker's pid, in start order.
     pub pids: Vec<u32>,
@@ -131,7 +132,9 @@ pub fn run(cg: &MemCgroup, workers: &[Worker], deadline: Duration) -> Outcome {
                 _ => running += usize::from(!stopped(child.id())),
             }
         }
-        out.most_running = out.most_running.max(running);
+        if t0.elapsed() > Duration::from_secs(1) {
+            out.most_running = out.most_running.max(running);
+        }
         if children.len() == workers.len() && codes.iter().all(Option::is_some) {
             break;
         }

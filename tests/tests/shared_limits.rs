@@ -27,7 +27,9 @@ async fn cgroup_scope_stops_the_grower_not_the_biggest() {
             .expect_line("done", Duration::from_secs(10))
             .is_some()
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // A second after the steady one's climb: it has finished growing, and
+    // its pace then gives the leaker no one to wait for.
+    std::thread::sleep(Duration::from_secs(1));
     let leaker = Hog::spawn(
         &cg,
         &["--target", "1000MiB", "--rate", "200MB/s", "--hold", "30"],
@@ -96,6 +98,22 @@ fn host_used() -> (u64, u64) {
     (m.used(), m.capacity())
 }
 
+/// `host_used` once it holds still: a test before this one may still be
+/// handing its memory back, and a line drawn from that reading would sit
+/// too high for the growth here to reach.
+fn settled_host_used() -> (u64, u64) {
+    let mut last = host_used();
+    for _ in 0..25 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = host_used();
+        if now.0.abs_diff(last.0) < 16 * MIB {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_scope_stops_the_grower_not_the_biggest() {
     if !privileged("host_scope_stops_the_grower_not_the_biggest") {
@@ -113,7 +131,7 @@ async fn host_scope_stops_the_grower_not_the_biggest() {
     // A host floor that puts the host's preempt line (85%) about 250 MiB
     // above what is in use now, and victims only from this test's cgroup:
     // the host policy can touch nothing else on this machine.
-    let (used, capacity) = host_used();
+    let (used, capacity) = settled_host_used();
     let limit = ((used + 250 * MIB) as f64 / 0.85) as u64;
     let cfg = format!(
         "[host]\naction = \"freeze\"\nmin_available = \"{}\"\ncandidates = \"^{}$\"\n",
@@ -175,7 +193,7 @@ async fn at_host_scope_a_cgroup_that_splits_its_growth_is_one_grower() {
     // show that); this is the runaway's choice of victim.
     let service = MemCgroup::new("hostsplit-svc", 1024 * MIB);
     let lone = MemCgroup::new("hostsplit-lone", 1024 * MIB);
-    let (used, capacity) = host_used();
+    let (used, capacity) = settled_host_used();
     let limit = ((used + 300 * MIB) as f64 / 0.85) as u64;
     let cfg = format!(
         "schedule_horizon = \"0s\"\n[host]\naction = \"freeze\"\nmin_available = \"{}\"\ncandidates = \"^/sentinel-test-hostsplit-.*-{}$\"\n",
@@ -189,10 +207,19 @@ async fn at_host_scope_a_cgroup_that_splits_its_growth_is_one_grower() {
         &lone,
         &["--target", "300MiB", "--rate", "150MB/s", "--hold", "30"],
     );
-    agent
+    if agent
         .wait_decision(Duration::from_secs(15), |d| d.action == "freeze")
         .await
-        .unwrap_or_else(|| panic!("no freeze\n{}", agent.log_text()));
+        .is_none()
+    {
+        let status = agent.status().await;
+        panic!(
+            "no freeze; host at {} of {} B now\n{status:?}\n{}",
+            host_used().0,
+            limit,
+            agent.log_text()
+        );
+    }
     std::thread::sleep(Duration::from_millis(300));
     for w in &workers {
         assert_eq!(w.state(), Some('T'), "every growing worker is frozen");

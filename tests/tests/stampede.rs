@@ -56,21 +56,29 @@ async fn a_stampede_under_a_kill_rule_finishes_whole_and_waits_are_shown() {
         agent.log_text()
     );
     assert!(out.peak < 6 * GIB);
+    // Side by side, but not all at once.
     assert!(
-        out.most_running >= 2,
-        "they ran side by side: {}",
+        (2..8).contains(&out.most_running),
+        "{} ran at once",
         out.most_running
     );
     assert!(!seen_queue.is_empty(), "status never showed a queue");
-    assert_eq!(seen_queue[0].position, 1);
     assert!(seen_queue.iter().all(|q| q.scope.starts_with("cgroup ")));
     let queued = agent.decisions_of("queue", "").await;
     assert!(!queued.is_empty());
     assert!(queued.iter().all(|d| d.action == "freeze"
         && d.reason.starts_with("waiting for memory")
         && out.pids.contains(&d.pid)));
-    // Every wait ended in a resume; nobody was taken for a runaway.
+    // Every wait ended in a resume, the first in line first; nobody was
+    // taken for a runaway.
     let resumed = agent.decisions_of("resume", "").await;
+    let first_in_line = seen_queue.iter().find(|q| q.position == 1).unwrap().pid;
+    let first_resumed = resumed
+        .iter()
+        .find(|r| seen_queue.iter().any(|q| q.pid == r.pid))
+        .unwrap()
+        .pid;
+    assert_eq!(first_resumed, first_in_line, "{seen_queue:?}\n{resumed:?}");
     for q in &queued {
         assert!(
             resumed.iter().any(|r| r.pid == q.pid && r.seq > q.seq),

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sentinel_core::{
-    decision::{DecisionAction, ScopeKind},
+    decision::{DecisionAction, Outcome, ScopeKind},
     policy::Level,
 };
 
@@ -142,8 +142,9 @@ impl Tracker {
             DecisionKind::Preempt => ("SentinelPreempted", Until::Cleared),
             DecisionKind::KernelOomKill => ("SentinelKernelOomKill", Until::Lapsed),
             DecisionKind::Pressure => ("SentinelMemoryPressure", Until::Lapsed),
-            // Waiting is not failing: said, but not as a preemption.
-            DecisionKind::Queue => (WAITING, Until::Cleared),
+            // Waiting is not failing: said, but not as a preemption; and
+            // only when it really waits (not in dry-run).
+            DecisionKind::Queue if d.outcome == Outcome::Done => (WAITING, Until::Cleared),
             DecisionKind::Admission => match d.action {
                 A::Granted => ("SentinelReservationGranted", Until::Lapsed),
                 A::Denied | A::TimedOut | A::Displaced => {

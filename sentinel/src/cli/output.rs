@@ -94,7 +94,12 @@ pub(super) fn print_decision(
         d.action,
         d.outcome,
         human_bytes(d.charged_bytes as f64),
-        human_bytes(d.limit_bytes as f64),
+        // A resume or a host-wide note has no limit of its own to show.
+        if d.limit_bytes == 0 {
+            "-".into()
+        } else {
+            human_bytes(d.limit_bytes as f64)
+        },
         rate(d.slope_bytes_per_sec),
         eta(d.predicted_seconds_to_limit),
         d.cgroup,

@@ -155,12 +155,23 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// Samples processes that a rule governs from /proc (the polling path).
+    /// Samples from /proc the processes a limit governs: their own rule's,
+    /// or a cgroup rule's (the polling path).
     pub fn poll_matched(&mut self) {
+        let cgroups: HashSet<String> = if self.cfg.cgroup_rules.is_empty() {
+            HashSet::new()
+        } else {
+            self.procs.values().map(|p| p.cgroup.clone()).collect()
+        };
+        let governed: HashSet<String> = cgroups
+            .into_iter()
+            .filter(|cg| self.cgroup_limit(cg).is_some())
+            .collect();
         let pids: Vec<u32> = self
             .procs
             .values()
-            .filter(|p| p.rule.is_some() && p.state == ProcState::Running)
+            .filter(|p| p.state == ProcState::Running)
+            .filter(|p| p.rule.is_some() || governed.contains(&p.cgroup))
             .map(|p| p.pid)
             .collect();
         for pid in pids {

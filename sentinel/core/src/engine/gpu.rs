@@ -72,6 +72,11 @@ impl GpuState {
         self.procs.get(&(device, pid))?.last().map(|l| l.bytes)
     }
 
+    /// When `pid`'s memory on `device` was last sampled.
+    pub fn last_sampled(&self, device: u32, pid: u32) -> Option<f64> {
+        self.procs.get(&(device, pid))?.last().map(|l| l.t)
+    }
+
     pub fn trend(&self, device: u32, pid: u32, now: f64) -> Option<crate::model::Trend> {
         self.procs.get(&(device, pid))?.trend(now)
     }

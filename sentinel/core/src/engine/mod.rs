@@ -16,6 +16,7 @@ mod host;
 mod ladder;
 mod ops;
 mod process;
+mod queue;
 mod resume;
 mod schedule;
 mod scopes;
@@ -267,9 +268,11 @@ impl<H: Host> Engine<H> {
         self.restarts.set_rule(cfg.agent.crash_loop);
         self.cfg = cfg;
         self.rebind_all();
-        // A raised limit may have cleared a frozen process's pressure.
+        // A raised limit may have cleared a frozen process's pressure, and
+        // a queue may have lost what it waited for.
         let now = self.host.now();
         self.resume_cleared(now);
+        self.resume_queued(now);
     }
 
     pub fn set_psi_trigger(&mut self, armed: bool) {

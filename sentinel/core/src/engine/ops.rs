@@ -103,9 +103,16 @@ impl<H: Host> Engine<H> {
         let Some(p) = self.procs.get_mut(&pid) else {
             return Err(OpError::NotFound(pid));
         };
-        let frozen_for = p.frozen_for.take();
-        p.state = ProcState::Running;
         let level = p.held.level;
+        // A queued process is let run at its limit; a runaway keeps on
+        // record what was done to it this episode.
+        let frozen_for = if p.state == ProcState::Queued {
+            let now = self.host.now();
+            self.leave_queue(pid, now)
+        } else {
+            p.state = ProcState::Running;
+            p.frozen_for.take()
+        };
         let mut d = self.note(
             pid,
             DecisionKind::Resume,

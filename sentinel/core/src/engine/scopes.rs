@@ -86,7 +86,7 @@ impl<H: Host> Engine<H> {
 
     /// The limited cgroup holding a process in `cgroup`, its limit, and the
     /// rule defending it.
-    fn cgroup_limit(&mut self, cgroup: &str) -> Option<Limit> {
+    pub(super) fn cgroup_limit(&mut self, cgroup: &str) -> Option<Limit> {
         let eff = match self.group_limits.get(cgroup) {
             Some(e) => e.clone(),
             None => {

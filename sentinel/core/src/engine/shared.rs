@@ -85,9 +85,7 @@ impl<H: Host> Engine<H> {
         if usage >= limit.bytes {
             self.hurry_graces_of(&limit.scope, now);
         }
-        if self.still_settling(&limit.scope, now)
-            || self.schedule(limit, usage, pids, grouping, now)
-        {
+        if self.still_settling(&limit.scope, now) || self.schedule(limit, usage, pids, now) {
             return;
         }
         let (g, roster) = self.decide_group(limit, usage, pids, grouping, now);
@@ -115,7 +113,10 @@ impl<H: Host> Engine<H> {
             }
             return;
         };
-        if !v.escalate && self.queue_at_the_line(limit, usage, pids, grouping, now) {
+        if !v.escalate && self.queue_at_the_line(limit, usage, pids, now) {
+            return;
+        }
+        if !v.escalate && g.level < Level::Kill && self.finishes_in_the_headroom(limit, v.root) {
             return;
         }
         let targets = self.targets(v, &roster, grouping, now);

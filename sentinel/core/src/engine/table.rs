@@ -93,9 +93,21 @@ pub(super) struct Proc<F> {
     /// Counted once toward crash-loop detection, however many rungs it
     /// climbs.
     pub loop_counted: bool,
-    /// Let run by the scheduler at a shared limit (or resumed from its
-    /// queue): not asked to wait again before the line.
-    pub admitted: bool,
+    /// What the scheduler at each shared limit decided about it.
+    pub turns: HashMap<Scope, Turn>,
+}
+
+/// A process let run (or resumed, or, in dry-run, that would wait) by the
+/// scheduler at one shared limit.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Turn {
+    /// When, and how fast it grew then: until a schedule horizon has
+    /// passed, its growth counts at least at that rate, while its samples
+    /// may not show it yet.
+    pub since: f64,
+    pub slope: f64,
+    /// In dry-run, it would wait: it runs on, counted as waiting.
+    pub would_wait: bool,
 }
 
 impl<F> Proc<F> {
@@ -194,7 +206,7 @@ impl<H: Host> Engine<H> {
             pidfd: None,
             frozen_for: None,
             loop_counted: false,
-            admitted: false,
+            turns: HashMap::new(),
         };
         self.bind_rule(&mut p);
         self.procs.insert(pid, p);

@@ -204,7 +204,7 @@ impl<H: Host> Engine<H> {
     /// above.
     pub fn alert_holds(&self, pid: u32, rule: &str, scope: Option<ScopeKind>) -> bool {
         let p = self.procs.get(&pid);
-        if p.is_some_and(|p| matches!(p.state, ProcState::Frozen | ProcState::Queued)) {
+        if p.is_some_and(|p| p.state == ProcState::Frozen) {
             return true;
         }
         let warn = |s: &ScopeState| s.held.level >= Level::Warn;

@@ -74,6 +74,18 @@ fn wait_order(units: &[Unit]) -> Vec<&Unit> {
     v
 }
 
+/// The median of the growing units' rates: what a tree just starting is
+/// taken to grow at when its own first samples say less (a stampede's
+/// workers are alike, and a rate read off a few samples is noisy).
+pub fn typical(slopes: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = slopes.filter(|s| *s > 0.0).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Whether `usage` growing at `slope` stays under `line` for `horizon`.
 fn fits(usage: u64, slope: f64, line: u64, horizon: f64) -> bool {
     (usage as f64) + slope.max(0.0) * horizon < line as f64
@@ -96,15 +108,17 @@ pub fn plan(units: &[Unit], usage: u64, line: u64, horizon: f64) -> Plan {
     let running = |u: &&Unit| u.slope > 0.0 && (u.admitted || u.protected);
     let mut slope: f64 = units.iter().filter(running).map(|u| u.slope).sum();
     let mut anyone = units.iter().any(|u| running(&u));
+    let alike = typical(units.iter().map(|u| u.slope));
     let mut arrivals: Vec<&Unit> = wait_order(units)
         .into_iter()
         .filter(|u| !u.admitted)
         .collect();
     arrivals.reverse();
     for u in arrivals {
-        if !anyone || fits(usage, slope + u.slope, line, horizon) {
+        let rate = u.slope.max(alike);
+        if !anyone || fits(usage, slope + rate, line, horizon) {
             plan.admit.push(u.root);
-            slope += u.slope;
+            slope += rate;
             anyone = true;
             continue;
         }
@@ -112,7 +126,7 @@ pub fn plan(units: &[Unit], usage: u64, line: u64, horizon: f64) -> Plan {
         let mut yielded = Vec::new();
         let mut left = slope;
         for v in wait_order(units) {
-            if v.priority >= u.priority || fits(usage, left + u.slope, line, horizon) {
+            if v.priority >= u.priority || fits(usage, left + rate, line, horizon) {
                 break;
             }
             if v.admitted && !plan.queue.contains(&v.root) {
@@ -120,10 +134,10 @@ pub fn plan(units: &[Unit], usage: u64, line: u64, horizon: f64) -> Plan {
                 left -= v.slope;
             }
         }
-        if fits(usage, left + u.slope, line, horizon) {
+        if fits(usage, left + rate, line, horizon) {
             plan.queue.extend(yielded);
             plan.admit.push(u.root);
-            slope = left + u.slope;
+            slope = left + rate;
         } else {
             plan.queue.push(u.root);
         }
@@ -141,27 +155,46 @@ pub fn at_the_line(units: &[Unit], growing: usize) -> Option<u32> {
     wait_order(units).first().map(|u| u.root)
 }
 
+/// Where a shared limit stands for its queue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Room {
+    pub usage: u64,
+    /// The preempt line.
+    pub line: u64,
+    /// Growth of what runs there now.
+    pub running_slope: f64,
+    /// What the trees let run there (growing or holding) hold: memory
+    /// that frees as they end.
+    pub workers_hold: u64,
+    /// Nothing there runs at all.
+    pub idle: bool,
+}
+
 /// The queued unit to resume now, if any: the first of the highest
-/// priority, then the longest waiting, when its growth beside what runs
-/// (`running_slope`) still fits under the line for `horizon`, or whenever
-/// nothing at the limit runs (`idle`) and there is room below the line: a
-/// group never sits with everything frozen and room to run one.
-pub fn to_resume(
-    waiting: &[Waiting],
-    usage: u64,
-    line: u64,
-    running_slope: f64,
-    idle: bool,
-    horizon: f64,
-) -> Option<u32> {
+/// priority, then the longest waiting, when
+/// - its growth beside what runs still fits under the line for `horizon`;
+/// - or nothing running grows, the limit is below its line, and its
+///   growth would not fit even once every tree let run had ended (waiting
+///   cannot make the room, so let it show whether it fits: alone at the
+///   line it is a runaway);
+/// - or nothing there runs at all and the limit is below its line: a
+///   group never sits with everything frozen and room to run one.
+///
+/// Its growth is taken to be at least the typical rate of those waiting.
+pub fn to_resume(waiting: &[Waiting], room: &Room, horizon: f64) -> Option<u32> {
     let next = waiting.iter().min_by(|a, b| {
         b.priority
             .cmp(&a.priority)
             .then(a.since.total_cmp(&b.since))
             .then(a.root.cmp(&b.root))
     })?;
-    let room = idle && usage < line;
-    (room || fits(usage, running_slope + next.slope, line, horizon)).then_some(next.root)
+    let r = room;
+    let rate = next.slope.max(typical(waiting.iter().map(|w| w.slope)));
+    let beside = fits(r.usage, r.running_slope + rate, r.line, horizon);
+    let base = r.usage.saturating_sub(r.workers_hold);
+    let hopeless = r.running_slope <= 0.0 && r.usage < r.line && !fits(base, rate, r.line, horizon);
+    let idle = r.idle && r.usage < r.line;
+    (beside || hopeless || idle).then_some(next.root)
 }
 
 #[cfg(test)]
@@ -268,17 +301,27 @@ mod tests {
                 slope: 300e6,
             },
         ];
-        let line = 5000 * MIB;
+        let room = |usage: u64, running_slope: f64, workers_hold: u64, idle: bool| Room {
+            usage: usage * MIB,
+            line: 5000 * MIB,
+            running_slope,
+            workers_hold: workers_hold * MIB,
+            idle,
+        };
         // Room for its growth over the horizon: the longest waiting first.
-        assert_eq!(to_resume(&w, 1000 * MIB, line, 0.0, false, 5.0), Some(6));
+        assert_eq!(to_resume(&w, &room(1000, 0.0, 900, false), 5.0), Some(6));
         // Others grow into what is left: it waits.
-        assert_eq!(to_resume(&w, 4000 * MIB, line, 300e6, false, 5.0), None);
-        // Others run but hold their memory: it waits for them to end.
-        assert_eq!(to_resume(&w, 4900 * MIB, line, 0.0, false, 5.0), None);
-        // Nothing runs and there is room: one resumes, whatever the
-        // forecast.
-        assert_eq!(to_resume(&w, 4900 * MIB, line, 0.0, true, 5.0), Some(6));
-        assert_eq!(to_resume(&w, 5000 * MIB, line, 0.0, true, 5.0), None);
+        assert_eq!(to_resume(&w, &room(4000, 300e6, 3900, false), 5.0), None);
+        // Others run but hold their memory, and will free it as they end:
+        // it waits for them.
+        assert_eq!(to_resume(&w, &room(4900, 0.0, 4800, false), 5.0), None);
+        // What runs is not work that will end (a steady parent, a daemon),
+        // and its growth would never fit: waiting is no use.
+        assert_eq!(to_resume(&w, &room(4900, 0.0, 0, false), 5.0), Some(6));
+        // Nothing runs at all and there is room: one resumes, whatever
+        // the forecast; at the line, none does.
+        assert_eq!(to_resume(&w, &room(4900, 0.0, 4900, true), 5.0), Some(6));
+        assert_eq!(to_resume(&w, &room(5000, 0.0, 0, true), 5.0), None);
     }
 
     proptest! {
