@@ -108,7 +108,7 @@ impl<H: Host> Engine<H> {
         // record what was done to it this episode.
         let frozen_for = if p.state == ProcState::Queued {
             let now = self.host.now();
-            self.leave_queue(pid, now)
+            self.leave_queue(pid, true, now)
         } else {
             p.state = ProcState::Running;
             p.frozen_for.take()

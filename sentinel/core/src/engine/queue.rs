@@ -13,11 +13,17 @@ use crate::{
     model::Series,
     policy::{
         Action, Level,
-        schedule::{Room, Waiting, to_resume},
+        schedule::{Resume, Room, Waiting, to_resume},
     },
 };
 
 pub use super::schedule::QueuedView;
+
+/// How long, in schedule horizons, the next in line waits for the trees
+/// let run to end before it tries anyway: long enough for a stampede's
+/// workers to finish, short enough that a long-lived process started with
+/// them does not hold the queue for good.
+const PATIENCE_HORIZONS: f64 = 3.0;
 
 impl<H: Host> Engine<H> {
     /// The members of a shared limit, as its judgement lists them.
@@ -95,35 +101,30 @@ impl<H: Host> Engine<H> {
                 });
         }
         for pid in protected {
-            self.resume_from_queue(pid, "it is protected now", now);
+            self.resume_from_queue(pid, "it is protected now", true, now);
         }
         for (scope, (rule, waiting)) in queues {
             let room = match self.room(&scope, &rule, waiting[0].root, now) {
                 Ok(r) => r,
                 Err(why) => {
                     for w in &waiting {
-                        self.resume_from_queue(w.root, &why, now);
+                        self.resume_from_queue(w.root, &why, true, now);
                     }
                     continue;
                 }
             };
-            if let Some(pid) = to_resume(&waiting, &room, self.horizon()) {
-                let why = format!(
-                    "{} at {} B, {:.0} MB/s growing beside it, leaves room below its preempt line ({} B)",
-                    scope.describe(),
-                    room.usage,
-                    room.running_slope / 1e6,
-                    room.line
-                );
-                self.resume_from_queue(pid, &why, now);
+            let patience = PATIENCE_HORIZONS * self.horizon();
+            if let Some((pid, resume)) = to_resume(&waiting, &room, self.horizon(), now, patience) {
+                let why = resume_reason(&scope, &room, resume);
+                self.resume_from_queue(pid, &why, resume.is_trial(), now);
             }
         }
     }
 
     /// SIGCONT for a queued process, let run at its limit from now on.
-    fn resume_from_queue(&mut self, pid: u32, why: &str, now: f64) {
+    fn resume_from_queue(&mut self, pid: u32, why: &str, trial: bool, now: f64) {
         let outcome = self.send_resume(pid);
-        let Some(f) = self.leave_queue(pid, now) else {
+        let Some(f) = self.leave_queue(pid, trial, now) else {
             return;
         };
         let d = Decision {
@@ -149,8 +150,8 @@ impl<H: Host> Engine<H> {
     /// A queued process runs again (resumed by the queue or an operator):
     /// let run at its limit, its growth counted at its old rate until its
     /// samples show it; what it grew before it waited says nothing about
-    /// now. What it waited for.
-    pub(super) fn leave_queue(&mut self, pid: u32, now: f64) -> Option<Freeze> {
+    /// now. A `trial` did not resume because it fit. What it waited for.
+    pub(super) fn leave_queue(&mut self, pid: u32, trial: bool, now: f64) -> Option<Freeze> {
         let history = self.cfg.agent.history.as_secs_f64();
         let p = self.procs.get_mut(&pid)?;
         let f = p.frozen_for.take()?;
@@ -159,6 +160,7 @@ impl<H: Host> Engine<H> {
             since: now,
             slope: f.slope,
             would_wait: false,
+            trial,
         };
         p.turns.insert(f.scope.clone(), turn);
         p.acted.remove(&f.scope);
@@ -200,5 +202,23 @@ impl<H: Host> Engine<H> {
             out.push(view);
         }
         out
+    }
+}
+
+/// Why the next in line resumes, as its decision says it.
+fn resume_reason(scope: &Scope, room: &Room, resume: Resume) -> String {
+    let at = format!("{} at {} B", scope.describe(), room.usage);
+    let line = room.line;
+    match resume {
+        Resume::Fits => format!(
+            "{at}, {:.0} MB/s growing beside it, leaves room below its preempt line ({line} B)",
+            room.running_slope / 1e6
+        ),
+        Resume::Hopeless => format!(
+            "{at}, nothing growing beside it and waiting longer would not make room for its pace: it runs to show whether it fits (alone at the preempt line, {line} B, it is a runaway)"
+        ),
+        Resume::Idle => format!(
+            "{at}, nothing else running there: it runs to show whether it fits (alone at the preempt line, {line} B, it is a runaway)"
+        ),
     }
 }

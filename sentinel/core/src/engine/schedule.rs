@@ -180,6 +180,7 @@ impl<H: Host> Engine<H> {
                         since: now,
                         slope,
                         would_wait: false,
+                        trial: false,
                     });
                 }
             }
@@ -221,15 +222,17 @@ impl<H: Host> Engine<H> {
     }
 
     /// The last tree of a stampede still growing at the preempt line while
-    /// others wait their turn there: the scheduler let it run, and
-    /// stopping it too would leave every worker holding memory and none
-    /// finishing. It runs on into the headroom above the line; at the kill
-    /// level the ladder takes it, as a runaway.
+    /// others wait their turn there: the scheduler let it run because it
+    /// fit (not as a trial), and stopping it too would leave every worker
+    /// holding memory and none finishing. It runs on into the headroom
+    /// above the line; at the kill level the ladder takes it, as a runaway.
     pub(super) fn finishes_in_the_headroom(&self, limit: &Limit, root: u32) -> bool {
         let scope = &limit.scope;
         let let_run = self.procs.values().any(|p| {
             (p.pid == root || p.ancestors.contains(&root))
-                && p.turns.get(scope).is_some_and(|t| !t.would_wait)
+                && p.turns
+                    .get(scope)
+                    .is_some_and(|t| !t.would_wait && !t.trial)
         });
         let others_wait = self.procs.values().any(|p| {
             p.state == ProcState::Queued && p.frozen_for.as_ref().is_some_and(|f| &f.scope == scope)
@@ -300,6 +303,7 @@ impl<H: Host> Engine<H> {
                 since: now,
                 slope,
                 would_wait: true,
+                trial: false,
             };
             p.turns.insert(limit.scope.clone(), turn);
         }

@@ -108,6 +108,9 @@ pub(super) struct Turn {
     pub slope: f64,
     /// In dry-run, it would wait: it runs on, counted as waiting.
     pub would_wait: bool,
+    /// Resumed to show whether it fits (or by an operator), not because
+    /// it did: alone at the line it is a runaway.
+    pub trial: bool,
 }
 
 impl<F> Proc<F> {

@@ -170,18 +170,40 @@ pub struct Room {
     pub idle: bool,
 }
 
-/// The queued unit to resume now, if any: the first of the highest
-/// priority, then the longest waiting, when
-/// - its growth beside what runs still fits under the line for `horizon`;
-/// - or nothing running grows, the limit is below its line, and its
-///   growth would not fit even once every tree let run had ended (waiting
-///   cannot make the room, so let it show whether it fits: alone at the
-///   line it is a runaway);
-/// - or nothing there runs at all and the limit is below its line: a
-///   group never sits with everything frozen and room to run one.
-///
-/// Its growth is taken to be at least the typical rate of those waiting.
-pub fn to_resume(waiting: &[Waiting], room: &Room, horizon: f64) -> Option<u32> {
+/// Why a queued unit resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Its growth beside what runs fits under the line for the horizon.
+    Fits,
+    /// Nothing running grows, and its growth would not fit even once every
+    /// tree let run had ended, while none of them still holds memory (or
+    /// it has waited its patience for them): waiting cannot make the room,
+    /// so it shows whether it fits.
+    Hopeless,
+    /// Nothing there runs at all, below the line: a group never sits with
+    /// everything frozen and room to run one.
+    Idle,
+}
+
+impl Resume {
+    /// A trial rather than a fit: alone at the line it is a runaway.
+    pub fn is_trial(self) -> bool {
+        self != Resume::Fits
+    }
+}
+
+/// The queued unit to resume now, and why, if any: the first of the
+/// highest priority, then the longest waiting (see [`Resume`]). Its growth
+/// is taken to be at least the typical rate of those waiting. `patience`
+/// is how long it waits for trees let run to end and free their memory
+/// before it tries anyway (at `now`).
+pub fn to_resume(
+    waiting: &[Waiting],
+    room: &Room,
+    horizon: f64,
+    now: f64,
+    patience: f64,
+) -> Option<(u32, Resume)> {
     let next = waiting.iter().min_by(|a, b| {
         b.priority
             .cmp(&a.priority)
@@ -190,11 +212,26 @@ pub fn to_resume(waiting: &[Waiting], room: &Room, horizon: f64) -> Option<u32> 
     })?;
     let r = room;
     let rate = next.slope.max(typical(waiting.iter().map(|w| w.slope)));
-    let beside = fits(r.usage, r.running_slope + rate, r.line, horizon);
-    let base = r.usage.saturating_sub(r.workers_hold);
-    let hopeless = r.running_slope <= 0.0 && r.usage < r.line && !fits(base, rate, r.line, horizon);
-    let idle = r.idle && r.usage < r.line;
-    (beside || hopeless || idle).then_some(next.root)
+    let below = r.usage < r.line;
+    let why = if fits(r.usage, r.running_slope + rate, r.line, horizon) {
+        Resume::Fits
+    } else if r.idle && below {
+        Resume::Idle
+    } else if r.running_slope <= 0.0
+        && below
+        && !fits(
+            r.usage.saturating_sub(r.workers_hold),
+            rate,
+            r.line,
+            horizon,
+        )
+        && (r.workers_hold == 0 || now - next.since >= patience)
+    {
+        Resume::Hopeless
+    } else {
+        return None;
+    };
+    Some((next.root, why))
 }
 
 #[cfg(test)]
@@ -308,20 +345,34 @@ mod tests {
             workers_hold: workers_hold * MIB,
             idle,
         };
+        let next = |room: Room| to_resume(&w, &room, 5.0, 10.0, 30.0);
         // Room for its growth over the horizon: the longest waiting first.
-        assert_eq!(to_resume(&w, &room(1000, 0.0, 900, false), 5.0), Some(6));
+        assert_eq!(next(room(1000, 0.0, 900, false)), Some((6, Resume::Fits)));
         // Others grow into what is left: it waits.
-        assert_eq!(to_resume(&w, &room(4000, 300e6, 3900, false), 5.0), None);
+        assert_eq!(next(room(4000, 300e6, 3900, false)), None);
         // Others run but hold their memory, and will free it as they end:
-        // it waits for them.
-        assert_eq!(to_resume(&w, &room(4900, 0.0, 4800, false), 5.0), None);
+        // it waits for them, also where its growth would not fit beside
+        // what else the limit holds (its pace over the horizon may be more
+        // than it will take)...
+        assert_eq!(next(room(4900, 0.0, 4800, false)), None);
+        assert_eq!(next(room(4900, 0.0, 1000, false)), None);
+        assert_eq!(
+            to_resume(&w, &room(4900, 0.0, 4800, false), 5.0, 31.0, 30.0),
+            None
+        );
+        // ... for its patience, then it tries.
+        assert_eq!(
+            to_resume(&w, &room(4900, 0.0, 1000, false), 5.0, 31.0, 30.0),
+            Some((6, Resume::Hopeless))
+        );
         // What runs is not work that will end (a steady parent, a daemon),
         // and its growth would never fit: waiting is no use.
-        assert_eq!(to_resume(&w, &room(4900, 0.0, 0, false), 5.0), Some(6));
+        assert_eq!(next(room(4900, 0.0, 0, false)), Some((6, Resume::Hopeless)));
         // Nothing runs at all and there is room: one resumes, whatever
         // the forecast; at the line, none does.
-        assert_eq!(to_resume(&w, &room(4900, 0.0, 4900, true), 5.0), Some(6));
-        assert_eq!(to_resume(&w, &room(5000, 0.0, 0, true), 5.0), None);
+        assert_eq!(next(room(4900, 0.0, 4900, true)), Some((6, Resume::Idle)));
+        assert_eq!(next(room(5000, 0.0, 0, true)), None);
+        assert!(Resume::Idle.is_trial() && Resume::Hopeless.is_trial() && !Resume::Fits.is_trial());
     }
 
     proptest! {

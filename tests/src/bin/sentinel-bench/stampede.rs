@@ -138,9 +138,18 @@ async fn host_scope() {
         "[host]\naction = \"kill\"\nmin_available = \"{}\"\ncandidates = \"^CGROUP$\"\n",
         m.capacity() - limit
     );
-    let (o, _) = run("st-host", 12 * GIB, Some(&policy), |_, _| {
+    let (o, agent) = run("st-host", 12 * GIB, Some(&policy), |_, _| {
         vec![Worker::new("1GiB", "300MB/s", 3.0); 8]
     });
+    if o.killed > 0 {
+        // Why, for whoever reads a bad run.
+        for d in agent.unwrap().decisions_of("", "").await {
+            eprintln!(
+                "host scope: #{} {} pid {} {}: {}",
+                d.seq, d.kind, d.pid, d.action, d.reason
+            );
+        }
+    }
     println!(
         "host scope: 8 workers of 1 GiB, the host's preempt line 3 GiB above its use, action kill: {} of 8 finished, {} killed, {} kernel OOM kills, {:.1} s\n",
         o.finished,

@@ -4,7 +4,7 @@
 //! is a runaway.
 
 use super::{
-    shared::{capped_with, host},
+    shared::{capped_with, host, host_with},
     *,
 };
 use crate::{decision::DecisionKind, policy::Level};
@@ -550,4 +550,39 @@ fn the_last_of_a_stampede_at_the_line_finishes_in_the_headroom() {
     assert_eq!(end.finished, pids, "{end:?}\n{:#?}", journal(&w));
     assert!(end.killed.is_empty(), "{end:?}");
     assert!(end.peak < 6 * GIB * 95 / 100, "{end:?}");
+}
+
+#[test]
+fn at_host_scope_the_queue_waits_for_the_holders_before_it_tries() {
+    // Seen on the kernel: the host sees the stampede late, when eight
+    // workers already hold 250 MiB each; one runs, seven wait. While the
+    // one that ran holds its gigabyte, the next must not be tried just
+    // because its pace over the horizon would not fit beside what the
+    // others hold: the holder ends in seconds and frees the room.
+    let mut w = host_with(4 * GIB, 3 * GIB, &format!("^{CG}$"), "");
+    let pids: Vec<u32> = (100..108).collect();
+    for &pid in &pids {
+        w.spawn(pid, proc("worker"), hog(250 * MIB, 300e6, GIB, 3.0));
+    }
+    let end = run_out(&mut w, &pids, 200.0);
+    assert_eq!(end.finished, pids, "{end:?}\n{:#?}", journal(&w));
+    let queued: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|p| !of_kind(&w, *p, DecisionKind::Queue).is_empty())
+        .collect();
+    assert_eq!(queued.len(), 7, "{:#?}", journal(&w));
+    // The one let run climbs for 2.6 s and holds for 3 s.
+    let first_try = w
+        .host()
+        .journal
+        .iter()
+        .find(|r| r.decision.kind == DecisionKind::Resume)
+        .map(|r| r.t)
+        .expect("a resume");
+    assert!(
+        first_try > 5.5,
+        "tried at {first_try:.1} s: {:#?}",
+        journal(&w)
+    );
 }
