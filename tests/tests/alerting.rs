@@ -39,7 +39,7 @@ fn promtool_checks_and_unit_tests_the_shipped_rules() {
             .args(["check", "rules"])
             .arg(rules.join("sentinel-rules.yml")),
     );
-    assert!(out.contains("SUCCESS: 14 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 16 rules found"), "{out}");
     let out = tool(
         std::process::Command::new("promtool")
             .args(["test", "rules", "sentinel-rules.test.yml"])
@@ -129,24 +129,130 @@ async fn prometheus_scrapes_the_agent_and_the_shipped_rule_fires_for_a_leaker() 
         },
     );
     assert_eq!(labels["severity"], "critical");
-    assert_eq!(labels["level"], "preempt");
-
-    // The leaker gone: its level clears and the alert with it.
+    assert_eq!(labels["action"], "freeze");
+    assert_eq!(labels["outcome"], "done");
+    // It resolves five minutes after the last stop (promtool's unit test
+    // shows that); the dry-run test below shows what must not fire.
     drop(hog);
-    wait_for(
-        "the alert to clear in Prometheus",
-        Duration::from_secs(30),
-        || {
-            prom.alerts()
-                .iter()
-                .all(|(name, _, _)| name != "SentinelProcessPreempted")
-                .then_some(())
-        },
-    );
     assert!(
         prom.log_text().contains("Server is ready"),
         "{}",
         prom.log_text()
+    );
+}
+
+/// Dry-run, the recommended first rollout: what would have been done is
+/// said as such, at a severity that pages no one, and the rule meant for
+/// real stops stays silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_says_what_it_would_have_done_and_pages_no_one() {
+    if !privileged("a_dry_run_says_what_it_would_have_done") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let sink = WebhookSink::start();
+    let dir = tempdir::Dir::new("amdry");
+    let am = Alertmanager::start(&dir.0, &sink.url);
+    let cg = MemCgroup::new("amdry", 512 * MIB);
+    let agent = Agent::start(
+        "amdry",
+        &format!(
+            "{}\n[alerting]\nalertmanagers = [\"{}\"]\nhost = \"test-node\"\nmin_firing = \"1s\"\n",
+            rule_for(&cg, "leaky", "128MiB", "kill"),
+            am.url
+        ),
+        &["--dry-run"],
+    );
+    let target = agent
+        .metrics_url()
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    let pdir = tempdir::Dir::new("promdry");
+    let prom = Prometheus::start(
+        &pdir.0,
+        &target,
+        &repo_file("deploy/prometheus/sentinel-rules.yml"),
+    );
+    wait_for(
+        "Prometheus to scrape the agent",
+        Duration::from_secs(30),
+        || prom.query("up{job=\"sentinel\"}").filter(|&v| v == 1.0),
+    );
+
+    let hog = Hog::spawn(
+        &cg,
+        &["--target", "200MiB", "--rate", "200MB/s", "--hold", "20"],
+    );
+    let d = agent
+        .wait_decision(Duration::from_secs(10), |d| {
+            d.pid == hog.pid && d.action == "kill"
+        })
+        .await
+        .unwrap_or_else(|| panic!("no kill-level decision\n{}", agent.log_text()));
+    assert_eq!(d.outcome, "dry-run");
+    let pid = hog.pid.to_string();
+    let alert = wait_for(
+        "the dry-run kill in Alertmanager",
+        Duration::from_secs(20),
+        || {
+            am.active().into_iter().find(|a| {
+                a["labels"]["alertname"] == "SentinelWouldPreempt"
+                    && a["labels"]["pid"] == pid.as_str()
+                    && a["labels"]["action"] == "kill"
+            })
+        },
+    );
+    assert_eq!(alert["labels"]["severity"], "info");
+    assert_eq!(alert["labels"]["dry_run"], "true");
+    let summary = alert["annotations"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!("Sentinel would have killed pid {pid} (memhog)")),
+        "{summary}"
+    );
+    assert!(summary.contains("dry-run: nothing was done"), "{summary}");
+    // Prometheus: the dry-run rule fires, the real one does not.
+    let labels = wait_for(
+        "the dry-run rule to fire in Prometheus",
+        Duration::from_secs(30),
+        || {
+            prom.alerts()
+                .into_iter()
+                .find(|(name, state, labels)| {
+                    name == "SentinelProcessWouldBePreempted"
+                        && state == "firing"
+                        && labels["action"] == "kill"
+                })
+                .map(|(_, _, labels)| labels)
+        },
+    );
+    assert_eq!(labels["severity"], "info");
+    // The process really was left alone, and nothing claims otherwise.
+    assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
+    let pushed = am.active();
+    assert!(
+        pushed
+            .iter()
+            .all(|a| a["labels"]["alertname"] != "SentinelPreempted"
+                && a["labels"]["severity"] != "critical"),
+        "{pushed:?}"
+    );
+    let rules = prom.alerts();
+    assert!(
+        rules
+            .iter()
+            .all(|(name, _, _)| name != "SentinelProcessPreempted"
+                && name != "SentinelProcessPreemptionFailed"),
+        "{rules:?}"
+    );
+    let text = scrape(&agent);
+    assert_eq!(
+        metric(
+            &text,
+            "sentinel_preemptions_total{action=\"kill\",outcome=\"done\"}"
+        ),
+        Some(0.0),
+        "{text}"
     );
 }
 

@@ -208,6 +208,17 @@ impl Outcome {
         matches!(self, Self::Failed(_))
     }
 
+    /// The outcome without a failure's reason: a metric label.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Recorded => "recorded",
+            Self::Done => "done",
+            Self::DryRun => "dry-run",
+            Self::KilledByKernel => "killed-by-kernel",
+            Self::Failed(_) => "failed",
+        }
+    }
+
     fn parse(s: &str) -> Self {
         match s {
             "recorded" => Self::Recorded,

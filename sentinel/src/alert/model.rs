@@ -68,15 +68,32 @@ pub struct Tracker {
     active: HashMap<Key, Active>,
 }
 
-/// `warning` for warnings, `critical` for what stopped or lost a process.
+/// A stop decided in dry-run: said as what would have been done, and not
+/// as a page.
+pub const WOULD_PREEMPT: &str = "SentinelWouldPreempt";
+
+/// A stop that was tried and did not happen.
+pub const PREEMPTION_FAILED: &str = "SentinelPreemptionFailed";
+
+/// `warning` for warnings, `critical` for what stopped or lost a process
+/// (or failed to stop it), `info` for what only informs.
 fn severity(alertname: &str) -> &'static str {
     match alertname {
-        "SentinelReservationGranted" | WAITING => "info",
+        "SentinelReservationGranted" | WAITING | WOULD_PREEMPT => "info",
         "SentinelMemoryWarning"
         | "SentinelMemoryPressure"
         | "SentinelAdmissionDenied"
         | "SentinelReservationEnded" => "warning",
         _ => "critical",
+    }
+}
+
+fn past_participle(a: DecisionAction) -> &'static str {
+    match a {
+        DecisionAction::Freeze => "frozen",
+        DecisionAction::Terminate => "terminated",
+        DecisionAction::Kill => "killed",
+        other => other.as_str(),
     }
 }
 
@@ -98,14 +115,31 @@ fn describe(d: &Decision, alertname: &str) -> String {
             "Sentinel {} pid {} ({}) at {} of rule {}: {}",
             match d.action {
                 DecisionAction::Freeze => "froze",
-                DecisionAction::Terminate => "terminated",
-                DecisionAction::Kill => "killed",
-                other => other.as_str(),
+                other => past_participle(other),
             },
             d.pid,
             d.comm,
             level(d),
             d.rule,
+            d.reason
+        ),
+        WOULD_PREEMPT => format!(
+            "Sentinel would have {} pid {} ({}) at {} of rule {} (dry-run: nothing was done): {}",
+            past_participle(d.action),
+            d.pid,
+            d.comm,
+            level(d),
+            d.rule,
+            d.reason
+        ),
+        PREEMPTION_FAILED => format!(
+            "Sentinel did not {} pid {} ({}) at {} of rule {}: {}; it had decided: {}",
+            d.action,
+            d.pid,
+            d.comm,
+            level(d),
+            d.rule,
+            d.outcome,
             d.reason
         ),
         _ => d.reason.clone(),
@@ -139,7 +173,11 @@ impl Tracker {
             DecisionKind::Preempt if d.action == A::Alert => {
                 ("SentinelMemoryWarning", Until::Cleared)
             }
-            DecisionKind::Preempt => ("SentinelPreempted", Until::Cleared),
+            DecisionKind::Preempt => match d.outcome {
+                Outcome::DryRun => (WOULD_PREEMPT, Until::Cleared),
+                Outcome::Failed(_) => (PREEMPTION_FAILED, Until::Cleared),
+                _ => ("SentinelPreempted", Until::Cleared),
+            },
             DecisionKind::KernelOomKill => ("SentinelKernelOomKill", Until::Lapsed),
             DecisionKind::Pressure => ("SentinelMemoryPressure", Until::Lapsed),
             // Waiting is not failing: said, but not as a preemption; and
@@ -173,6 +211,9 @@ impl Tracker {
         put("scope", d.scope.map(ScopeKind::as_str).unwrap_or(""));
         put("level", level(d));
         put("action", d.action.as_str());
+        if d.outcome == Outcome::DryRun {
+            put("dry_run", "true");
+        }
         put(
             "container_id",
             super::labels::container_id(&d.cgroup).unwrap_or(""),
@@ -453,6 +494,43 @@ mod tests {
         assert!(t.sweep(2_000, |_| true).is_empty());
         let done = t.sweep(3_000, |_| false);
         assert!(done.len() == 1 && done[0].resolved);
+    }
+
+    #[test]
+    fn a_dry_run_stop_is_said_as_what_would_have_been_done_and_does_not_page() {
+        let mut t = Tracker::new("h".into(), 60_000, 0);
+        let mut d = decision(DecisionKind::Preempt, 9, "kill", "kill");
+        d.outcome = Outcome::DryRun;
+        let a = &t.on_decision(&d, 1_000)[0];
+        assert_eq!(a.labels["alertname"], WOULD_PREEMPT);
+        assert_eq!(a.labels["severity"], "info");
+        assert_eq!(a.labels["dry_run"], "true");
+        assert_eq!(a.labels["action"], "kill");
+        let summary = &a.annotations["summary"];
+        assert!(
+            summary.starts_with("Sentinel would have killed pid 9 (leaker) at kill of rule workers (dry-run: nothing was done)"),
+            "{summary}"
+        );
+        assert!(!summary.contains("Sentinel killed"), "{summary}");
+        // A real stop carries no dry-run label.
+        let real = &t.on_decision(&decision(DecisionKind::Preempt, 10, "kill", "kill"), 1_000)[0];
+        assert_eq!(real.labels["alertname"], "SentinelPreempted");
+        assert!(!real.labels.contains_key("dry_run"));
+    }
+
+    #[test]
+    fn a_stop_that_failed_is_not_said_as_done() {
+        let mut t = Tracker::new("h".into(), 60_000, 0);
+        let mut d = decision(DecisionKind::Preempt, 9, "freeze", "preempt");
+        d.outcome = Outcome::Failed("no such process".into());
+        let a = &t.on_decision(&d, 1_000)[0];
+        assert_eq!(a.labels["alertname"], PREEMPTION_FAILED);
+        assert_eq!(a.labels["severity"], "critical");
+        let summary = &a.annotations["summary"];
+        assert!(
+            summary.starts_with("Sentinel did not freeze pid 9 (leaker) at preempt of rule workers: failed: no such process"),
+            "{summary}"
+        );
     }
 
     #[test]

@@ -27,7 +27,13 @@ pub fn unix_ms() -> u64 {
 }
 
 /// What decisions are counted by.
-pub type CountKey = (DecisionKind, DecisionAction, Option<ScopeKind>);
+/// Kind, action, scope and outcome class (`Outcome::class`).
+pub type CountKey = (
+    DecisionKind,
+    DecisionAction,
+    Option<ScopeKind>,
+    &'static str,
+);
 
 pub struct Journal {
     inner: Mutex<Inner>,
@@ -122,7 +128,10 @@ impl Journal {
             inner.write_failures += 1;
             inner.last_error = Some(e.to_string());
         }
-        *inner.counts.entry((d.kind, d.action, d.scope)).or_default() += 1;
+        *inner
+            .counts
+            .entry((d.kind, d.action, d.scope, d.outcome.class()))
+            .or_default() += 1;
         inner.kept.push_back(d.clone());
         while inner.kept.len() > inner.capacity {
             inner.kept.pop_front();
@@ -132,8 +141,8 @@ impl Journal {
         d
     }
 
-    /// Decisions appended since the agent started, by kind, action and
-    /// scope.
+    /// Decisions appended since the agent started, by kind, action, scope
+    /// and outcome.
     pub fn counts(&self) -> Vec<(CountKey, u64)> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.counts.iter().map(|(k, v)| (*k, *v)).collect()

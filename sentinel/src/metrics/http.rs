@@ -1,20 +1,20 @@
 //! `GET /metrics` over HTTP/1.1: a snapshot of the agent taken under the
 //! engine lock (counts only, no /proc walk), rendered outside it.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
 use hyper_util::rt::TokioIo;
 
-use sentinel_core::engine::ProcView;
+use sentinel_core::{decision::DecisionKind, engine::ProcView};
 
-use super::{Grower, Snapshot, render};
+use super::{Grower, PREEMPT_ACTIONS, PREEMPT_OUTCOMES, Snapshot, render};
 use crate::{
     alert::Alerting,
     collector::{host, procfs},
-    journal::Journal,
+    journal::CountKey,
     service::Sentinel,
 };
 
@@ -35,21 +35,32 @@ fn growers(listed: Vec<ProcView>) -> Vec<Grower> {
 
 /// Decisions since start by kind, action and scope, as label values, in
 /// the order of those values.
-fn decision_counts(journal: &Journal) -> Vec<(String, String, String, u64)> {
-    let mut v: Vec<_> = journal
-        .counts()
+fn decision_counts(counts: &[(CountKey, u64)]) -> Vec<(String, String, String, u64)> {
+    let mut by_label: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
+    for ((kind, action, scope, _), n) in counts {
+        let scope = scope.map(|s| s.as_str()).unwrap_or("");
+        *by_label
+            .entry((kind.as_str(), action.as_str(), scope))
+            .or_default() += n;
+    }
+    by_label
         .into_iter()
-        .map(|((kind, action, scope), n)| {
-            (
-                kind.as_str().to_string(),
-                action.as_str().to_string(),
-                scope.map(|s| s.as_str()).unwrap_or("").to_string(),
-                n,
-            )
-        })
-        .collect();
-    v.sort();
-    v
+        .map(|((k, a, s), n)| (k.to_string(), a.to_string(), s.to_string(), n))
+        .collect()
+}
+
+/// Stops since start, by action and by whether they were carried out:
+/// what the rules meant for real actions count, apart from dry-run.
+fn preemption_counts(counts: &[(CountKey, u64)]) -> [[u64; 3]; 3] {
+    let mut out = [[0; 3]; 3];
+    for ((kind, action, _, outcome), n) in counts {
+        let a = PREEMPT_ACTIONS.iter().position(|x| x == action);
+        let o = PREEMPT_OUTCOMES.iter().position(|x| x == outcome);
+        if let (DecisionKind::Preempt, Some(a), Some(o)) = (kind, a, o) {
+            out[a][o] += n;
+        }
+    }
+    out
 }
 
 /// Everything the exposition shows, read from the agent's named
@@ -59,6 +70,7 @@ pub fn snapshot(sentinel: &Sentinel, alerting: Option<&Alerting>, top: usize) ->
     let h = o.host;
     let top = sentinel.growers(top);
     let journal = sentinel.journal();
+    let counts = journal.counts();
     let mut s = Snapshot {
         version: env!("CARGO_PKG_VERSION").to_string(),
         mode: o.startup.mode.as_str().to_string(),
@@ -104,7 +116,8 @@ pub fn snapshot(sentinel: &Sentinel, alerting: Option<&Alerting>, top: usize) ->
             .map(|p| (p.name.to_string(), p.attached))
             .collect(),
         top: growers(top),
-        decisions: decision_counts(journal),
+        decisions: decision_counts(&counts),
+        preemptions: preemption_counts(&counts),
         journal_write_failures: journal.health().write_failures,
         last_decision_seq: journal.last_seq(),
         ..Snapshot::default()

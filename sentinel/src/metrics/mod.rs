@@ -7,6 +7,7 @@ pub mod http;
 use exposition::{Exposition, Type};
 
 use crate::alert::deliver::ReceiverView;
+use sentinel_core::decision::DecisionAction;
 
 /// One of the fastest-growing processes, shown with its identity; at most
 /// `metrics.top_growers` of them, so label cardinality stays bounded.
@@ -48,6 +49,9 @@ pub struct Snapshot {
     pub queue_wait_max_secs: f64,
     /// (kind, action, scope, count) since start.
     pub decisions: Vec<(String, String, String, u64)>,
+    /// Stops since start: `[action][outcome]` in the order of
+    /// `PREEMPT_ACTIONS` and `PREEMPT_OUTCOMES`.
+    pub preemptions: [[u64; 3]; 3],
     pub tripwire_fires: u64,
     pub kernel_oom_kills: u64,
     pub probe_events: u64,
@@ -73,6 +77,15 @@ pub struct Snapshot {
 }
 
 const LEVELS: [&str; 4] = ["normal", "warn", "preempt", "kill"];
+
+/// The actions that stop a process, and what can come of them; every pair
+/// is exported from the start, so that `increase()` sees the first stop.
+pub const PREEMPT_ACTIONS: [DecisionAction; 3] = [
+    DecisionAction::Freeze,
+    DecisionAction::Terminate,
+    DecisionAction::Kill,
+];
+pub const PREEMPT_OUTCOMES: [&str; 3] = ["done", "dry-run", "failed"];
 
 pub fn render(s: &Snapshot) -> String {
     let mut e = Exposition::new();
@@ -201,6 +214,20 @@ pub fn render(s: &Snapshot) -> String {
             &[("kind", kind), ("action", action), ("scope", scope)],
             *n as f64,
         );
+    }
+    e.family(
+        "sentinel_preemptions_total",
+        Type::Counter,
+        "Processes Sentinel stopped since it started, by action, and whether the stop was done, only decided (dry-run) or failed.",
+    );
+    for (action, row) in PREEMPT_ACTIONS.iter().zip(&s.preemptions) {
+        for (outcome, n) in PREEMPT_OUTCOMES.iter().zip(row) {
+            e.sample(
+                "sentinel_preemptions_total",
+                &[("action", action.as_str()), ("outcome", outcome)],
+                *n as f64,
+            );
+        }
     }
     e.single(
         "sentinel_tripwire_fires_total",
@@ -515,6 +542,7 @@ mod tests {
             process_levels: [10, 2, 1, 0],
             frozen: 1,
             decisions: vec![("preempt".into(), "freeze".into(), "process".into(), 3)],
+            preemptions: [[3, 0, 0], [0, 0, 0], [0, 2, 1]],
             probes: vec![("rss_stat".into(), true)],
             top: vec![Grower {
                 pid: 42,
@@ -535,6 +563,10 @@ mod tests {
             "sentinel_processes{level=\"warn\"} 2",
             "sentinel_frozen_processes 1",
             "sentinel_decisions_total{kind=\"preempt\",action=\"freeze\",scope=\"process\"} 3",
+            "sentinel_preemptions_total{action=\"freeze\",outcome=\"done\"} 3",
+            "sentinel_preemptions_total{action=\"terminate\",outcome=\"done\"} 0",
+            "sentinel_preemptions_total{action=\"kill\",outcome=\"dry-run\"} 2",
+            "sentinel_preemptions_total{action=\"kill\",outcome=\"failed\"} 1",
             "sentinel_probe_attached{probe=\"rss_stat\"} 1",
             "sentinel_top_grower_slope_bytes_per_second{pid=\"42\",comm=\"leak\\\"er\",rule=\"workers\"} 50000000",
             "process_resident_memory_bytes 20971520",
