@@ -109,6 +109,41 @@ fn sighup_reload_refuses_a_bad_policy_and_keeps_the_running_one() {
     .unwrap();
     hup();
     assert_eq!(rules_in_status(&agent), 2, "the new policy is in force");
+
+    // Emptied, or deleted: refused, the two rules stay.
+    std::fs::write(&cfg, &head).unwrap();
+    hup();
+    assert_eq!(rules_in_status(&agent), 2, "an emptied file drops nothing");
+    std::fs::remove_file(&cfg).unwrap();
+    hup();
+    assert_eq!(rules_in_status(&agent), 2, "a deleted file drops nothing");
+    let log = agent.log_text();
+    assert!(log.contains("would drop every rule"), "{log}");
+    assert!(log.contains("cannot read"), "{log}");
+    // A key read only at start is kept, and the log says so.
+    std::fs::write(
+        &cfg,
+        "[agent]\nsocket = \"/run/elsewhere.sock\"\nallow_empty_policy = true\n",
+    )
+    .unwrap();
+    hup();
+    assert_eq!(rules_in_status(&agent), 0, "an empty policy on purpose");
+    let log = agent.log_text();
+    assert!(
+        log.contains(
+            "read only at start and keep their running values until a restart: agent.socket"
+        ),
+        "{log}"
+    );
+    let (ok, out, _) = agent.cli(&["policy", "show"]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("# not in use until the agent restarts")
+                && l.contains("agent.socket")),
+        "{out}"
+    );
 }
 
 #[test]

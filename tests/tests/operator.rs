@@ -266,6 +266,76 @@ async fn a_bad_policy_is_refused_both_ways_and_the_old_one_keeps_acting() {
     );
 }
 
+/// A config emptied or deleted by mistake must not thaw a runaway: SIGHUP
+/// and ApplyPolicy refuse it, and the frozen leaker stays frozen until
+/// the operator says the empty policy is meant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_or_deleted_config_is_refused_and_the_frozen_stay_frozen() {
+    if !privileged("an_emptied_or_deleted_config_is_refused") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("emptypolicy", 512 * MIB);
+    let agent = Agent::start(
+        "emptypolicy",
+        &rule_for(&cg, "leaky", "256MiB", "freeze"),
+        &[],
+    );
+    let hog = Hog::spawn(
+        &cg,
+        &["--target", "400MiB", "--rate", "200MB/s", "--hold", "30"],
+    );
+    agent
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+        .await;
+    assert_eq!(hog.state(), Some('T'));
+    let config = agent.dir.0.join("sentinel.toml");
+    let refusals = |n: usize| {
+        let log = agent.log_text();
+        assert_eq!(log.matches("config reload refused").count(), n, "{log}");
+        log
+    };
+
+    // SIGHUP with the rules cut away (the socket and journal kept).
+    agent.reload("");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = refusals(1);
+    assert!(
+        log.contains("drop every rule and resume the 1 frozen")
+            && log.contains("allow_empty_policy = true"),
+        "{log}"
+    );
+    // SIGHUP with the file gone: not the empty built-in defaults.
+    std::fs::remove_file(&config).unwrap();
+    // SAFETY: our own child.
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = refusals(2);
+    assert!(log.contains("cannot read"), "{log}");
+    // ApplyPolicy: refused with FAILED_PRECONDITION.
+    let empty = agent.dir.0.join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let (ok, _, err) = agent.cli(&["policy", "apply", &empty.display().to_string()]);
+    assert!(!ok);
+    assert!(
+        err.contains("FailedPrecondition") && err.contains("drop every rule"),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hog.state(), Some('T'), "still frozen");
+    let (_, out, _) = agent.cli(&["decisions", "--kind", "policy", "--json"]);
+    assert_eq!(out.lines().count(), 0, "nothing was applied: {out}");
+
+    // Said on purpose, it is applied, and the leaker is no longer governed.
+    std::fs::write(&empty, "[agent]\nallow_empty_policy = true\n").unwrap();
+    let (ok, _, err) = agent.cli(&["policy", "apply", &empty.display().to_string()]);
+    assert!(ok, "{err}");
+    agent
+        .expect_action(hog.pid, "resume", Duration::from_secs(5))
+        .await;
+    assert_ne!(hog.state(), Some('T'));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_grpc_client_reads_and_is_refused_a_policy_change() {
     if !privileged("a_python_grpc_client") {

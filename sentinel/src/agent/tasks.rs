@@ -2,13 +2,16 @@
 //! through the agent's named operations ([`Sentinel`]).
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
-use sentinel_core::{config::Config, engine::Mode};
+use sentinel_core::{
+    config::{Config, ConfigError},
+    engine::{Mode, PolicyError},
+};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -188,8 +191,8 @@ fn sample_gpus(sentinel: &Sentinel, library: &str, every: Duration) {
     }
 }
 
-/// SIGHUP reloads the config file; an invalid one is refused and the
-/// running policy stays.
+/// SIGHUP reloads the config file; an invalid one, a missing one, or one
+/// that would drop every rule is refused and the running policy stays.
 pub fn reload_on_hangup(sentinel: Arc<Sentinel>, config_path: PathBuf) {
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -197,16 +200,40 @@ pub fn reload_on_hangup(sentinel: Arc<Sentinel>, config_path: PathBuf) {
             return;
         };
         while hup.recv().await.is_some() {
-            match Config::load_with_env(&config_path) {
-                Ok(cfg) => {
-                    let text = std::fs::read_to_string(&config_path).unwrap_or_default();
-                    let source = config_path.display().to_string();
-                    sentinel.apply_policy(cfg, "SIGHUP", &source, &text);
-                }
+            match reload(&sentinel, &config_path) {
+                Ok(start_only) if !start_only.is_empty() => tracing::warn!(
+                    "config reloaded; these keys are read only at start and keep their running values until a restart: {}",
+                    start_only.join(", ")
+                ),
+                Ok(_) => {}
                 Err(e) => tracing::error!("config reload refused, keeping the running policy: {e}"),
             }
         }
     });
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// One reload. Unlike at start, a missing file is an error: the built-in
+/// defaults have no rules, and a deleted file is not a decision to drop
+/// them.
+fn reload(sentinel: &Sentinel, path: &Path) -> Result<Vec<&'static str>, ReloadError> {
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let cfg = Config::parse_with_env(&text, &source, &env)?;
+    Ok(sentinel
+        .apply_policy(cfg, "SIGHUP", &source, &text)?
+        .start_only)
 }
 
 /// Resolves on SIGTERM or SIGINT.

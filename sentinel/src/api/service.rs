@@ -182,8 +182,12 @@ impl pb::sentinel_server::Sentinel for Service {
         &self,
         _: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::Policy>, Status> {
-        let (source, toml) = self.sentinel.policy();
-        Ok(Response::new(pb::Policy { source, toml }))
+        let (source, toml, not_in_use) = self.sentinel.policy();
+        Ok(Response::new(pb::Policy {
+            source,
+            toml,
+            not_in_use,
+        }))
     }
 
     async fn validate_policy(
@@ -220,11 +224,14 @@ impl pb::sentinel_server::Sentinel for Service {
         let env: Vec<(String, String)> = std::env::vars().collect();
         let cfg = Config::parse_with_env(&text, "policy", &env)
             .map_err(|e| Status::invalid_argument(format!("policy refused: {e}")))?;
-        let d = self
+        // One that would drop every rule depends on what runs now.
+        let applied = self
             .sentinel
-            .apply_policy(cfg, &peer, &format!("ApplyPolicy by {peer}"), &text);
+            .apply_policy(cfg, &peer, &format!("ApplyPolicy by {peer}"), &text)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         Ok(Response::new(pb::ApplyPolicyResponse {
-            decision: Some(convert::decision(&d)),
+            decision: Some(convert::decision(&applied.decision)),
+            start_only: applied.start_only.iter().map(|k| k.to_string()).collect(),
         }))
     }
 

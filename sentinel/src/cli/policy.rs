@@ -57,6 +57,13 @@ async fn show(socket: &client::Target) -> Result<(), CliError> {
         .into_inner();
     let mut out = std::io::stdout().lock();
     writeln!(out, "# running policy, from {}", p.source)?;
+    if !p.not_in_use.is_empty() {
+        writeln!(
+            out,
+            "# not in use until the agent restarts (read only at start, it runs with its earlier values): {}",
+            p.not_in_use.join(", ")
+        )?;
+    }
     write!(out, "{}", p.toml)?;
     Ok(())
 }
@@ -73,6 +80,12 @@ async fn apply(socket: &client::Target, file: &Path) -> Result<(), CliError> {
         .into_inner();
     if let Some(d) = r.decision {
         print_decision(&mut std::io::stdout().lock(), &d, false)?;
+    }
+    if !r.start_only.is_empty() {
+        eprintln!(
+            "note: read only at start, these keep their running values until the agent restarts: {}",
+            r.start_only.join(", ")
+        );
     }
     Ok(())
 }

@@ -15,8 +15,8 @@ use sentinel_core::{
     config::Config,
     decision::{Decision, ScopeKind},
     engine::{
-        Engine, GpuDeviceView, HostView, Mode, OpError, ProcDetail, ProcQuery, ProcView,
-        QueuedView, SortKey,
+        Applied, Engine, GpuDeviceView, HostView, Mode, OpError, PolicyError, ProcDetail,
+        ProcQuery, ProcView, QueuedView, SortKey,
     },
     model::GpuSample,
     policy::restarts::CrashLoop,
@@ -183,18 +183,25 @@ impl Sentinel {
 
     // What operators ask.
 
-    /// Where the running policy came from, and its text.
-    pub fn policy(&self) -> (String, String) {
+    /// Where the running policy came from, its text, and the keys of that
+    /// text not in use until a restart.
+    pub fn policy(&self) -> (String, String, Vec<String>) {
         let e = self.engine();
         let (source, text) = e.policy();
-        (source.to_string(), text.to_string())
+        let not_in_use = e.policy_not_in_use().iter().map(|k| k.to_string());
+        (source.to_string(), text.to_string(), not_in_use.collect())
     }
 
-    /// Swaps in a validated policy and journals who applied it.
-    pub fn apply_policy(&self, cfg: Config, who: &str, source: &str, text: &str) -> Decision {
-        let mut e = self.engine();
-        e.apply_config(cfg);
-        e.record_policy(who, source, text)
+    /// Swaps in a validated policy and journals who applied it, unless it
+    /// would silently drop every rule.
+    pub fn apply_policy(
+        &self,
+        cfg: Config,
+        who: &str,
+        source: &str,
+        text: &str,
+    ) -> Result<Applied, PolicyError> {
+        self.engine().apply_policy(cfg, who, source, text)
     }
 
     pub fn resume(&self, pid: u32, who: &str) -> Result<Decision, OpError> {

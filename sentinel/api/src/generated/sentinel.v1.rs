@@ -87,6 +87,11 @@ pub struct Policy {
     pub source: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub toml: ::prost::alloc::string::String,
+    /// Keys the text sets that the agent reads only at start and that differ
+    /// from what it started with: it still uses the values it started with
+    /// until a restart.
+    #[prost(string, repeated, tag = "3")]
+    pub not_in_use: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PolicyText {
@@ -110,6 +115,11 @@ pub struct ApplyPolicyResponse {
     /// The journal entry that records the change.
     #[prost(message, optional, tag = "1")]
     pub decision: ::core::option::Option<Decision>,
+    /// Keys the policy changed that the agent reads only at start (e.g.
+    /// "agent.socket", "\[metrics\]"): they keep their running values until the
+    /// agent restarts.
+    #[prost(string, repeated, tag = "2")]
+    pub start_only: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ProcessRef {
@@ -1141,8 +1151,11 @@ pub mod sentinel_client {
             self.inner.unary(req, path, codec).await
         }
         /// Replaces the running policy (admin). An invalid one is refused with
-        /// INVALID_ARGUMENT naming line and key, and the running one stays. The
-        /// config file is not changed: a restart, or SIGHUP, goes back to it.
+        /// INVALID_ARGUMENT naming line and key, and the running one stays. One
+        /// with no rule that can stop a process, while the running one has rules
+        /// or holds frozen processes, is refused with FAILED_PRECONDITION unless
+        /// it sets `[agent] allow_empty_policy = true`. The config file is not
+        /// changed: a restart, or SIGHUP, goes back to it.
         pub async fn apply_policy(
             &mut self,
             request: impl tonic::IntoRequest<super::PolicyText>,
@@ -1260,8 +1273,11 @@ pub mod sentinel_server {
             request: tonic::Request<super::PolicyText>,
         ) -> std::result::Result<tonic::Response<super::ValidatePolicyResponse>, tonic::Status>;
         /// Replaces the running policy (admin). An invalid one is refused with
-        /// INVALID_ARGUMENT naming line and key, and the running one stays. The
-        /// config file is not changed: a restart, or SIGHUP, goes back to it.
+        /// INVALID_ARGUMENT naming line and key, and the running one stays. One
+        /// with no rule that can stop a process, while the running one has rules
+        /// or holds frozen processes, is refused with FAILED_PRECONDITION unless
+        /// it sets `[agent] allow_empty_policy = true`. The config file is not
+        /// changed: a restart, or SIGHUP, goes back to it.
         async fn apply_policy(
             &self,
             request: tonic::Request<super::PolicyText>,

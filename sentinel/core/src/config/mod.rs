@@ -9,6 +9,7 @@ mod error;
 mod gpu;
 mod outputs;
 mod parse;
+mod reload;
 #[cfg(test)]
 mod tests;
 
@@ -19,6 +20,7 @@ pub use env::ENV_KEYS;
 pub use error::{ConfigError, KeyLabel};
 pub use gpu::GpuPolicy;
 pub use outputs::{AlertingSettings, DEFAULT_METRICS, MetricsSettings};
+pub use reload::keep_start_only;
 
 use crate::policy::{Action, Levels, Pattern, PriorityClass, Rule, restarts::LoopRule};
 
@@ -169,6 +171,10 @@ pub struct AgentSettings {
     /// Lock the agent's own memory (mlockall), so reclaim cannot slow it
     /// when it is needed most.
     pub lock_memory: bool,
+    /// A reload (SIGHUP, ApplyPolicy) may bring a policy with no rule that
+    /// acts only when it says so: a file emptied or truncated by mistake
+    /// would otherwise thaw every frozen process.
+    pub allow_empty_policy: bool,
 }
 
 impl Default for AgentSettings {
@@ -198,6 +204,7 @@ impl Default for AgentSettings {
             freeze_timeout: Duration::from_secs(30),
             schedule_horizon: Duration::from_secs(5),
             lock_memory: true,
+            allow_empty_policy: false,
         }
     }
 }

@@ -107,6 +107,7 @@ struct RawAgent {
     freeze_timeout: Option<Span>,
     schedule_horizon: Option<Span>,
     lock_memory: Option<bool>,
+    allow_empty_policy: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +196,7 @@ impl Config {
                 .map(|s| s.0)
                 .unwrap_or(d.schedule_horizon),
             lock_memory: a.lock_memory.unwrap_or(d.lock_memory),
+            allow_empty_policy: a.allow_empty_policy.unwrap_or(d.allow_empty_policy),
         };
         // A key set out of range: its own line, wherever it is indented.
         let range_err = |what: &str, msg: &str| {

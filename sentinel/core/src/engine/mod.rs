@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 pub use admission::{AdmissionPass, pool_name};
 pub use gpu::{GpuDeviceView, GpuState, device_of_rule, rule_of};
 pub use host::{Host, Signal, Tripwire};
-pub use ops::OpError;
+pub use ops::{Applied, OpError, PolicyError};
 pub use schedule::QueuedView;
 pub use scopes::{effective_limit, is_within};
 pub use shared::tree_root;
@@ -166,6 +166,9 @@ pub struct Engine<H: Host> {
     /// Where the running policy came from, and its text.
     policy_source: String,
     policy_text: String,
+    /// Keys the policy text sets that are read only at start, so the
+    /// running values differ from the text's until a restart.
+    policy_not_in_use: Vec<&'static str>,
     kernel_oom_kills: u64,
 }
 
@@ -188,6 +191,7 @@ impl<H: Host> Engine<H> {
             operator_protected: HashMap::new(),
             policy_source: String::new(),
             policy_text: String::new(),
+            policy_not_in_use: Vec::new(),
             kernel_oom_kills: 0,
         }
     }
@@ -225,10 +229,17 @@ impl<H: Host> Engine<H> {
         (&self.policy_source, &self.policy_text)
     }
 
+    /// Keys the running policy's text changed that are read only at start:
+    /// the agent still uses the values it started with.
+    pub fn policy_not_in_use(&self) -> &[&'static str] {
+        &self.policy_not_in_use
+    }
+
     /// The policy the engine starts with came from `source`.
     pub fn set_policy_source(&mut self, source: String, text: String) {
         self.policy_source = source;
         self.policy_text = text;
+        self.policy_not_in_use.clear();
     }
 
     pub fn params(&self) -> Params {
@@ -246,25 +257,12 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// Swaps in a validated config and re-matches every known process. The
-    /// listeners cannot move under a running server, so they are kept.
-    pub fn apply_config(&mut self, mut cfg: Config) {
-        cfg.agent.socket = self.cfg.agent.socket.clone();
-        if cfg.agent.dry_run != self.cfg.agent.dry_run {
-            tracing::warn!("dry_run changes take effect at the next restart");
-            cfg.agent.dry_run = self.cfg.agent.dry_run;
-        }
-        if cfg.api != self.cfg.api
-            || cfg.metrics != self.cfg.metrics
-            || cfg.alerting != self.cfg.alerting
-        {
-            tracing::warn!(
-                "[api], [metrics] and [alerting] changes take effect at the next restart"
-            );
-            cfg.api = self.cfg.api.clone();
-            cfg.metrics = self.cfg.metrics.clone();
-            cfg.alerting = self.cfg.alerting.clone();
-        }
+    /// Swaps in a validated config and re-matches every known process.
+    /// What is read only at start (listeners, journal, probes, timers)
+    /// keeps its running value; the keys a reload asked to change there are
+    /// returned.
+    pub fn apply_config(&mut self, mut cfg: Config) -> Vec<&'static str> {
+        let start_only = crate::config::keep_start_only(&mut cfg, &self.cfg);
         self.restarts.set_rule(cfg.agent.crash_loop);
         self.cfg = cfg;
         self.rebind_all();
@@ -273,6 +271,7 @@ impl<H: Host> Engine<H> {
         let now = self.host.now();
         self.resume_cleared(now);
         self.resume_queued(now);
+        start_only
     }
 
     pub fn set_psi_trigger(&mut self, armed: bool) {

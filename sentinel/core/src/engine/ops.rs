@@ -19,7 +19,68 @@ pub enum OpError {
     Failed { pid: u32, why: String },
 }
 
+/// Why a new policy was refused; the running one stays.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error(
+        "policy refused: it has no rule that can stop a process (no [[rule]], no [[cgroup]], host and gpu actions at most alert), \
+         while the running policy {running}; applying it would drop every rule{thaw}. \
+         To run without rules on purpose, set `allow_empty_policy = true` under [agent] in the new policy"
+    )]
+    DropsEveryRule { running: String, thaw: String },
+}
+
+/// A policy that was applied: its journal entry, and the keys it asked to
+/// change that take effect only at the next start.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub decision: Decision,
+    pub start_only: Vec<&'static str>,
+}
+
 impl<H: Host> Engine<H> {
+    /// Replaces the running policy, unless it would silently drop every
+    /// rule (a file emptied by mistake), and journals who applied it.
+    pub fn apply_policy(
+        &mut self,
+        cfg: crate::config::Config,
+        who: &str,
+        source: &str,
+        text: &str,
+    ) -> Result<Applied, PolicyError> {
+        let (_, frozen, queued) = self.level_counts();
+        if !cfg.has_rules()
+            && !cfg.agent.allow_empty_policy
+            && (self.cfg.has_rules() || frozen + queued > 0)
+        {
+            return Err(PolicyError::DropsEveryRule {
+                running: if self.cfg.has_rules() {
+                    format!(
+                        "has {} rules, {} cgroup rules, host action {}",
+                        self.cfg.rules.len(),
+                        self.cfg.cgroup_rules.len(),
+                        self.cfg.host.action.as_str()
+                    )
+                } else {
+                    "has none either".into()
+                },
+                thaw: if frozen + queued > 0 {
+                    format!(
+                        " and resume the {frozen} frozen and {queued} queued processes it holds"
+                    )
+                } else {
+                    String::new()
+                },
+            });
+        }
+        let start_only = self.apply_config(cfg);
+        let decision = self.record_policy(who, source, text, &start_only);
+        Ok(Applied {
+            decision,
+            start_only,
+        })
+    }
+
     /// A decision about `pid` that carries no forecast: resumes and
     /// operators' actions.
     #[allow(clippy::too_many_arguments)]
@@ -55,9 +116,24 @@ impl<H: Host> Engine<H> {
     }
 
     /// Records a policy change and who made it.
-    pub fn record_policy(&mut self, who: &str, source: &str, text: &str) -> Decision {
+    fn record_policy(
+        &mut self,
+        who: &str,
+        source: &str,
+        text: &str,
+        start_only: &[&'static str],
+    ) -> Decision {
         self.policy_source = source.to_string();
         self.policy_text = text.to_string();
+        self.policy_not_in_use = start_only.to_vec();
+        let waits = if start_only.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; changed but read only at start, so still the running values until a restart: {}",
+                start_only.join(", ")
+            )
+        };
         let d = self.host.record(Decision {
             time_unix_ms: self.host.wall_ms(),
             kind: DecisionKind::Policy,
@@ -65,7 +141,7 @@ impl<H: Host> Engine<H> {
             outcome: Outcome::Done,
             scope: None,
             reason: format!(
-                "policy from {source} applied by {who}: {} rules, {} cgroup rules, {} priority classes, host action {}",
+                "policy from {source} applied by {who}: {} rules, {} cgroup rules, {} priority classes, host action {}{waits}",
                 self.cfg.rules.len(),
                 self.cfg.cgroup_rules.len(),
                 self.cfg.priorities.len(),

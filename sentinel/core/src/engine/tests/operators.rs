@@ -69,19 +69,69 @@ fn a_process_an_operator_protects_is_never_signalled_until_unprotected() {
 #[test]
 fn a_new_policy_is_journalled_with_who_applied_it() {
     let mut w = world("");
-    let cfg = Config::parse(&rule("leaky", "256MiB", "freeze"), "t").unwrap();
-    w.engine.apply_config(cfg);
-    let d = w
+    let cfg = Config::parse(
+        &format!(
+            "{}[agent]\nsocket = \"/run/elsewhere.sock\"\n",
+            rule("leaky", "256MiB", "freeze")
+        ),
+        "t",
+    )
+    .unwrap();
+    let applied = w
         .engine
-        .record_policy("uid 0 (root)", "ApplyPolicy by uid 0 (root)", "text");
+        .apply_policy(cfg, "uid 0 (root)", "ApplyPolicy by uid 0 (root)", "text")
+        .expect("applied");
+    let d = applied.decision;
     assert_eq!(
         (d.kind, d.action),
         (DecisionKind::Policy, DecisionAction::Apply)
     );
     assert!(d.reason.contains("1 rules"), "{}", d.reason);
     assert_eq!(w.engine.policy(), ("ApplyPolicy by uid 0 (root)", "text"));
+    // The socket is read at start: kept, and said so.
+    assert_eq!(applied.start_only, ["agent.socket"]);
+    assert!(
+        d.reason.ends_with(
+            "read only at start, so still the running values until a restart: agent.socket"
+        ),
+        "{}",
+        d.reason
+    );
+    assert_ne!(w.engine.config().agent.socket, "/run/elsewhere.sock");
+    assert_eq!(w.engine.policy_not_in_use(), ["agent.socket"]);
     // The new rule governs from now on.
     w.spawn(10, proc("memhog"), hog(0, 200e6, 300 * MIB, 30.0));
     w.run_for(2.0);
     expect(&w, 10, DecisionAction::Freeze);
+}
+
+#[test]
+fn an_empty_policy_is_refused_unless_it_says_so_and_the_frozen_stay_frozen() {
+    let mut w = world(&rule("leaky", "256MiB", "freeze"));
+    w.spawn(10, proc("memhog"), hog(0, 200e6, 300 * MIB, 30.0));
+    w.run_for(2.0);
+    assert_eq!(state(&w, 10), Some('T'));
+    let journalled = w.host().journal.len();
+    // An emptied file, or one whose rules were all cut away.
+    for text in ["", "[host]\naction = \"alert\"\n"] {
+        let err = w
+            .engine
+            .apply_policy(Config::parse(text, "t").unwrap(), "SIGHUP", "f", text)
+            .expect_err("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("running policy has 1 rules"), "{msg}");
+        assert!(msg.contains("resume the 1 frozen"), "{msg}");
+        assert!(msg.contains("allow_empty_policy = true"), "{msg}");
+    }
+    w.run_for(1.0);
+    assert_eq!(state(&w, 10), Some('T'), "still frozen");
+    assert_eq!(w.engine.config().rules.len(), 1, "the old policy runs");
+    assert_eq!(w.host().journal.len(), journalled, "nothing applied");
+    // Said on purpose: applied, and the process is no longer governed.
+    let text = "[agent]\nallow_empty_policy = true\n";
+    w.engine
+        .apply_policy(Config::parse(text, "t").unwrap(), "SIGHUP", "f", text)
+        .expect("applied on purpose");
+    expect(&w, 10, DecisionAction::Resume);
+    assert_eq!(w.engine.config().rules.len(), 0);
 }
