@@ -33,10 +33,13 @@ pub enum DecisionKind {
     /// At a shared limit, a process was frozen to wait its turn while
     /// others finish (not a runaway); it resumes as memory frees.
     Queue,
+    /// Who holds a frozen process across the agent's restarts: left frozen
+    /// at a stop, taken back at the next start.
+    Custody,
 }
 
 impl DecisionKind {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Preempt,
         Self::KernelOomKill,
         Self::Resume,
@@ -45,6 +48,7 @@ impl DecisionKind {
         Self::Protect,
         Self::Admission,
         Self::Queue,
+        Self::Custody,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +61,7 @@ impl DecisionKind {
             Self::Protect => "protect",
             Self::Admission => "admission",
             Self::Queue => "queue",
+            Self::Custody => "custody",
         }
     }
 }
@@ -135,6 +140,10 @@ pub enum DecisionAction {
     TimedOut,
     Displaced,
     Denied,
+    /// The agent stopped and left the process frozen, for its next start.
+    LeftFrozen,
+    /// At start, the agent took back a process it had frozen.
+    Adopted,
 }
 
 impl DecisionAction {
@@ -157,6 +166,8 @@ impl DecisionAction {
             Self::TimedOut => "timed_out",
             Self::Displaced => "displaced",
             Self::Denied => "denied",
+            Self::LeftFrozen => "left_frozen",
+            Self::Adopted => "adopted",
         }
     }
 
@@ -280,6 +291,11 @@ pub struct Decision {
     pub time_unix_ms: u64,
     pub kind: DecisionKind,
     pub pid: u32,
+    /// The process's start time (clock ticks after boot): with the pid, it
+    /// names one process, so a freeze can be taken back after a restart
+    /// without reaching a process that reused the pid. 0 when no process
+    /// is named, and in older journals.
+    pub start_time: u64,
     pub comm: String,
     pub cgroup: String,
     pub rule: String,
@@ -314,6 +330,8 @@ struct Stored {
     time_unix_ms: u64,
     kind: DecisionKind,
     pid: u32,
+    #[serde(default)]
+    start_time: u64,
     comm: String,
     cgroup: String,
     rule: String,
@@ -348,6 +366,7 @@ impl From<Stored> for Decision {
             time_unix_ms: s.time_unix_ms,
             kind: s.kind,
             pid: s.pid,
+            start_time: s.start_time,
             comm: s.comm,
             cgroup: s.cgroup,
             rule: s.rule,

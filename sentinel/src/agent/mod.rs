@@ -132,6 +132,15 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         tasks::shutdown(),
     )
     .await;
+    // A plain stop keeps what was frozen frozen, for the next start to
+    // take back; each is said, in the log and the journal.
+    let left = sentinel.leave_frozen();
+    if !left.is_empty() {
+        tracing::warn!(
+            processes = left.len(),
+            "stopping with processes left frozen; the next start takes them back (`sentinel thaw-all` or removing the package thaws them)"
+        );
+    }
     let _ = std::fs::remove_file(&s.socket);
     served.map_err(AgentError::from)
 }

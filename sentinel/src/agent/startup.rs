@@ -7,7 +7,8 @@ use std::{path::Path, sync::Arc};
 
 use sentinel_core::{
     config::Config,
-    engine::{Engine, Mode, Options},
+    decision::{Decision, DecisionKind},
+    engine::{Engine, Held, Mode, Options, held_by_journal},
 };
 
 use super::{AgentError, RunOptions};
@@ -98,6 +99,38 @@ fn load_probes(cfg: &Config, no_ebpf: bool, degraded: &mut Vec<String>) -> (Opti
 
 /// A host agent that cannot write its journal still protects the host:
 /// it keeps decisions in memory and says so.
+/// What the journal says an earlier run of the agent left stopped since
+/// this boot (before it, a pid and start time may name anyone).
+fn held_since_boot(journal: &Journal) -> Vec<Held> {
+    let boot_ms = match crate::collector::procfs::boot_time() {
+        Ok(secs) => secs * 1000,
+        Err(e) => {
+            tracing::error!(
+                "cannot tell when the host booted ({e}): processes an earlier run froze are not taken back"
+            );
+            return Vec::new();
+        }
+    };
+    use DecisionKind as K;
+    let about_custody = |d: &Decision| {
+        d.start_time != 0
+            && d.time_unix_ms >= boot_ms
+            && matches!(
+                d.kind,
+                K::Preempt | K::Queue | K::Resume | K::Custody | K::KernelOomKill
+            )
+    };
+    let decisions = journal.since_where(0, usize::MAX, &about_custody);
+    let held = held_by_journal(&decisions, boot_ms);
+    if !held.is_empty() {
+        tracing::info!(
+            processes = held.len(),
+            "the journal names processes an earlier run left stopped"
+        );
+    }
+    held
+}
+
 fn open_journal(cfg: &Config, degraded: &mut Vec<String>) -> Arc<Journal> {
     let retention = Retention {
         max_entries: cfg.agent.journal_max_entries,
@@ -202,6 +235,7 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
         self_pid: std::process::id(),
         page_size: crate::probes::page_size(),
     };
+    let held = held_since_boot(&journal);
     let mut engine = Engine::new(cfg.clone(), options, LiveHost::new(journal, probes));
     let source = if policy_text.is_empty() {
         "built-in defaults".to_string()
@@ -209,8 +243,11 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
         opts.config_path.display().to_string()
     };
     engine.set_policy_source(source, policy_text);
-    engine.rescan(crate::collector::procfs::list_pids().unwrap_or_default());
-    engine.tick(crate::host::mono_now());
+    engine.start(
+        crate::collector::procfs::list_pids().unwrap_or_default(),
+        held,
+        crate::host::mono_now(),
+    );
     let host = engine.host_view();
     if host.limit <= 1 {
         tracing::error!(

@@ -34,6 +34,7 @@ pub fn decision(d: &Decision) -> pb::Decision {
         level: d.level.map(Level::as_str).unwrap_or("").to_string(),
         crash_loop: d.crash_loop,
         scope: d.scope.map(|s| s.as_str()).unwrap_or("").to_string(),
+        start_time: d.start_time,
     }
 }
 

@@ -33,7 +33,7 @@ pub struct DecisionFilter {
     #[arg(long)]
     pub pid: Option<u32>,
     /// Only this kind: preempt, resume, pressure, kernel_oom_kill, policy,
-    /// protect.
+    /// protect, admission, queue, custody.
     #[arg(long, default_value = "")]
     pub kind: String,
     /// Only decisions under this rule.

@@ -53,17 +53,26 @@ pub fn usage(pid: u32) -> io::Result<(f64, u64, f64)> {
         .unwrap_or(0);
     // SAFETY: sysconf has no memory effects.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    let boot: f64 = fs::read_to_string("/proc/stat")?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let boot = boot_time().unwrap_or(0) as f64;
     let hz = clock_ticks() as f64;
     Ok((
         stat.cpu_ticks as f64 / hz,
         pages * page,
         boot + stat.start_time as f64 / hz,
     ))
+}
+
+/// When the host booted, in seconds since the Unix epoch (`btime` of
+/// /proc/stat).
+pub fn boot_time() -> io::Result<u64> {
+    parse_btime(&fs::read_to_string("/proc/stat")?)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/stat has no btime line"))
+}
+
+fn parse_btime(stat: &str) -> Option<u64> {
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Parses the memory lines of /proc/PID/status (values in kB).

@@ -213,6 +213,7 @@ mod tests {
             time_unix_ms: 0,
             kind: DecisionKind::Preempt,
             pid,
+            start_time: 77,
             comm: "x".into(),
             cgroup: "/".into(),
             rule: "r".into(),

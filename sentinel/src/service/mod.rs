@@ -204,6 +204,11 @@ impl Sentinel {
         self.engine().apply_policy(cfg, who, source, text)
     }
 
+    /// At a stop: journals each process left frozen for the next start.
+    pub fn leave_frozen(&self) -> Vec<Decision> {
+        self.engine().leave_frozen()
+    }
+
     pub fn resume(&self, pid: u32, who: &str) -> Result<Decision, OpError> {
         self.engine().operator_resume(pid, who)
     }

@@ -410,8 +410,10 @@ pub struct Decision {
     pub time_unix_ms: u64,
     /// "preempt", "resume", "pressure" (a PSI warning), "kernel_oom_kill",
     /// "policy" (a policy change), "protect" (an operator's protect or
-    /// unprotect), "admission" (a reservation's grant, release or end) or
-    /// "queue" (frozen to wait its turn at a shared limit, not a runaway).
+    /// unprotect), "admission" (a reservation's grant, release or end),
+    /// "queue" (frozen to wait its turn at a shared limit, not a runaway) or
+    /// "custody" (a frozen process left frozen at the agent's stop, or taken
+    /// back at its start).
     #[prost(string, tag = "3")]
     pub kind: ::prost::alloc::string::String,
     #[prost(uint32, tag = "4")]
@@ -424,8 +426,8 @@ pub struct Decision {
     pub rule: ::prost::alloc::string::String,
     /// "alert", "freeze", "terminate", "kill", "resume", "apply" (policy),
     /// "protect", "unprotect", an admission event ("granted", "released",
-    /// "expired", "orphaned", "timed_out", "displaced", "denied"), or "none"
-    /// for kernel OOM kills.
+    /// "expired", "orphaned", "timed_out", "displaced", "denied"), custody
+    /// ("left_frozen", "adopted"), or "none" for kernel OOM kills.
     #[prost(string, tag = "8")]
     pub action: ::prost::alloc::string::String,
     /// "done", "dry-run", "recorded", "killed by the kernel", or
@@ -456,6 +458,10 @@ pub struct Decision {
     /// journals older than this field whose rule's name does not tell.
     #[prost(string, tag = "18")]
     pub scope: ::prost::alloc::string::String,
+    /// The process's start time, in clock ticks after boot: with the pid, it
+    /// names one process. 0 when no process is named, and in older journals.
+    #[prost(uint64, tag = "19")]
+    pub start_time: u64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListDecisionsResponse {

@@ -82,7 +82,7 @@ impl<H: Host> Engine<H> {
         (bytes, used): (u64, u64),
         reason: String,
     ) -> Decision {
-        self.host.record(Decision {
+        self.record(Decision {
             time_unix_ms: self.host.wall_ms(),
             kind: DecisionKind::Admission,
             pid,

@@ -110,7 +110,7 @@ impl<H: Host> Engine<H> {
         };
         d.resident_bytes = mem.resident();
         d.charged_bytes = mem.charged();
-        let d = self.host.record(d);
+        let d = self.record(d);
         tracing::error!(seq = d.seq, pid, comm = %d.comm, cgroup = %d.cgroup, "kernel OOM kill");
     }
 

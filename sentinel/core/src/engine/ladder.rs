@@ -193,11 +193,12 @@ impl<H: Host> Engine<H> {
             return;
         };
         let limit = step.limit;
-        let d = self.host.record(Decision {
+        let d = self.record(Decision {
             seq: 0,
             time_unix_ms: self.host.wall_ms(),
             kind: DecisionKind::Preempt,
             pid,
+            start_time: p.start_time,
             comm: p.comm.clone(),
             cgroup: p.cgroup.clone(),
             rule: limit.rule.clone(),

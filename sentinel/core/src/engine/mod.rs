@@ -10,6 +10,7 @@
 //! journal.
 
 mod admission;
+mod custody;
 mod events;
 mod gpu;
 mod host;
@@ -30,6 +31,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap};
 
 pub use admission::{AdmissionPass, pool_name};
+pub use custody::{Held, held_by_journal};
 pub use gpu::{GpuDeviceView, GpuState, device_of_rule, rule_of};
 pub use host::{Host, Signal, Tripwire};
 pub use ops::{Applied, OpError, PolicyError};
@@ -170,6 +172,9 @@ pub struct Engine<H: Host> {
     /// running values differ from the text's until a restart.
     policy_not_in_use: Vec<&'static str>,
     kernel_oom_kills: u64,
+    /// When [`Engine::start`] ran: until what runs has shown its growth,
+    /// nobody queued is let in.
+    started_at: Option<f64>,
 }
 
 impl<H: Host> Engine<H> {
@@ -193,6 +198,7 @@ impl<H: Host> Engine<H> {
             policy_text: String::new(),
             policy_not_in_use: Vec::new(),
             kernel_oom_kills: 0,
+            started_at: None,
         }
     }
 
@@ -202,6 +208,11 @@ impl<H: Host> Engine<H> {
 
     pub fn host_mut(&mut self) -> &mut H {
         &mut self.host
+    }
+
+    /// The host, once the engine is done with it (a restart in tests).
+    pub fn into_host(self) -> H {
+        self.host
     }
 
     pub fn config(&self) -> &Config {

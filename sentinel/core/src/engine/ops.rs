@@ -81,6 +81,18 @@ impl<H: Host> Engine<H> {
         })
     }
 
+    /// Journals a decision. One about a process carries its start time, so
+    /// that the journal names that process and not a later one with its
+    /// pid.
+    pub(super) fn record(&mut self, mut d: Decision) -> Decision {
+        if d.start_time == 0
+            && let Some(p) = self.procs.get(&d.pid)
+        {
+            d.start_time = p.start_time;
+        }
+        self.host.record(d)
+    }
+
     /// A decision about `pid` that carries no forecast: resumes and
     /// operators' actions.
     #[allow(clippy::too_many_arguments)]
@@ -134,7 +146,7 @@ impl<H: Host> Engine<H> {
                 start_only.join(", ")
             )
         };
-        let d = self.host.record(Decision {
+        let d = self.record(Decision {
             time_unix_ms: self.host.wall_ms(),
             kind: DecisionKind::Policy,
             action: DecisionAction::Apply,
@@ -204,7 +216,7 @@ impl<H: Host> Engine<H> {
         if let Some(f) = &frozen_for {
             d.scope = Some(f.scope.kind());
         }
-        let d = self.host.record(d);
+        let d = self.record(d);
         tracing::info!(seq = d.seq, pid, "{}", d.reason);
         self.sync_tripwire(pid);
         Ok(d)
@@ -250,7 +262,7 @@ impl<H: Host> Engine<H> {
             Outcome::Done,
             reason,
         );
-        let d = self.host.record(d);
+        let d = self.record(d);
         tracing::info!(seq = d.seq, pid, "{}", d.reason);
         self.sync_tripwire(pid);
         Ok(d)

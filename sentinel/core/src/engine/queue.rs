@@ -25,6 +25,11 @@ pub use super::schedule::QueuedView;
 /// them does not hold the queue for good.
 const PATIENCE_HORIZONS: f64 = 3.0;
 
+/// After a start, how long the queue waits before letting anyone in: a
+/// restarted agent knows nothing yet of how fast the workers it left
+/// running grow, and would take them for idle.
+const WARM_UP_SECS: f64 = 1.0;
+
 impl<H: Host> Engine<H> {
     /// The members of a shared limit, as its judgement lists them.
     fn members_of(&self, scope: &Scope) -> Vec<u32> {
@@ -103,6 +108,9 @@ impl<H: Host> Engine<H> {
         for pid in protected {
             self.resume_from_queue(pid, "it is protected now", true, now);
         }
+        if self.started_at.is_some_and(|t| now - t < WARM_UP_SECS) {
+            return;
+        }
         for (scope, (rule, waiting)) in queues {
             let room = match self.room(&scope, &rule, waiting[0].root, now) {
                 Ok(r) => r,
@@ -142,7 +150,7 @@ impl<H: Host> Engine<H> {
                 ),
             )
         };
-        let d = self.host.record(d);
+        let d = self.record(d);
         tracing::info!(seq = d.seq, pid, comm = %d.comm, "{}", d.reason);
         self.sync_tripwire(pid);
     }

@@ -100,7 +100,7 @@ impl<H: Host> Engine<H> {
                 reason,
             )
         };
-        let d = self.host.record(d);
+        let d = self.record(d);
         tracing::info!(seq = d.seq, pid, comm = %d.comm, "resumed: {}", d.reason);
         self.sync_tripwire(pid);
     }

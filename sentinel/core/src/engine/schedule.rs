@@ -326,7 +326,7 @@ impl<H: Host> Engine<H> {
                 reason,
             )
         };
-        let d = self.host.record(d);
+        let d = self.record(d);
         tracing::info!(seq = d.seq, pid, comm = %d.comm, rule = %d.rule, outcome = %d.outcome, "{}", d.reason);
         self.sync_tripwire(pid);
         done

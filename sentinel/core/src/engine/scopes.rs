@@ -215,6 +215,7 @@ impl<H: Host> Engine<H> {
         }
         self.host_state.psi_avg10 = self.host.psi_some_avg10();
         let _ = self.expire_graces(now);
+        self.notice_thaws();
         self.resume_cleared(now);
         self.resume_queued(now);
         self.escalate_long_freezes(now);
@@ -248,7 +249,7 @@ impl<H: Host> Engine<H> {
         self.host_state.psi_alerted = Some(now);
         let limit = self.host_limit();
         let used = self.host_state.used();
-        let d = self.host.record(Decision {
+        let d = self.record(Decision {
             time_unix_ms: self.host.wall_ms(),
             kind: DecisionKind::Pressure,
             rule: "host".into(),

@@ -380,7 +380,7 @@ impl<H: Host> Engine<H> {
         } else {
             format!("the top grower is pid {pid} ({comm})")
         };
-        let d = self.host.record(Decision {
+        let d = self.record(Decision {
             time_unix_ms: self.host.wall_ms(),
             kind: DecisionKind::Preempt,
             pid,

@@ -17,6 +17,9 @@ use crate::{
     model::{HostMem, Mem, Stat},
 };
 
+/// When the fake host booted, on the wall clock: its monotonic clock's 0.
+pub const BOOT_UNIX_MS: u64 = 1_800_000_000_000;
+
 /// One process of the fake host.
 #[derive(Debug, Clone)]
 pub struct FakeProc {
@@ -120,7 +123,7 @@ impl Host for FakeHost {
     }
 
     fn wall_ms(&self) -> u64 {
-        1_800_000_000_000 + (self.now * 1e3) as u64
+        BOOT_UNIX_MS + (self.now * 1e3) as u64
     }
 
     fn stat(&self, pid: u32) -> Option<Stat> {

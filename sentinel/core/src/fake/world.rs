@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use sentinel_common::{Event, EventKind, counter};
 
-use super::{FakeHost, FakeProc};
+use super::{BOOT_UNIX_MS, FakeHost, FakeProc};
 use crate::{
     config::Config,
-    engine::{Engine, Mode, Options, Tripwire},
+    engine::{Engine, Mode, Options, Tripwire, held_by_journal},
     model::Mem,
 };
 
@@ -96,6 +96,28 @@ impl World {
             },
             stalled: None,
         }
+    }
+
+    /// The agent restarts on `cfg` (a crash, an upgrade, a rollout): a new
+    /// engine on the same host and journal, started as the agent starts.
+    /// With `graceful`, the old one stopped as on SIGTERM first.
+    pub fn restart_agent(&mut self, cfg: Config, graceful: bool) {
+        if graceful {
+            self.engine.leave_frozen();
+        }
+        let opts = Options {
+            mode: self.mode,
+            self_pid: AGENT_PID,
+            page_size: PAGE,
+        };
+        let placeholder = Engine::new(cfg.clone(), opts, FakeHost::default());
+        let host = std::mem::replace(&mut self.engine, placeholder).into_host();
+        let now = host.now;
+        let held = held_by_journal(host.decisions(), BOOT_UNIX_MS);
+        let pids = host.procs.keys().copied().collect();
+        self.engine = Engine::new(cfg, opts, host);
+        self.engine.start(pids, held, now);
+        self.stalled = None;
     }
 
     /// The agent stops running (SIGSTOP, or starved of CPU): the kernel

@@ -335,6 +335,7 @@ async fn api_bench() {
             time_unix_ms: 0,
             kind: DecisionKind::Preempt,
             pid,
+            start_time: 4242,
             comm: "bench".into(),
             cgroup: "/bench".into(),
             rule: "r".into(),

@@ -3,6 +3,7 @@
 //! kernel of [`World`], in milliseconds and without root. The end-to-end
 //! tests stay: they prove the real host port does what the fake one does.
 
+mod custody;
 mod ladder;
 mod operators;
 mod process;

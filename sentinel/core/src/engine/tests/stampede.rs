@@ -12,15 +12,15 @@ use crate::{decision::DecisionKind, policy::Level};
 /// How a stampede ended: pids that ran to their end, pids killed, when the
 /// last one ended, and the most the group held.
 #[derive(Debug)]
-struct Ending {
-    finished: Vec<u32>,
-    killed: Vec<u32>,
-    wall: f64,
-    peak: u64,
+pub(super) struct Ending {
+    pub finished: Vec<u32>,
+    pub killed: Vec<u32>,
+    pub wall: f64,
+    pub peak: u64,
 }
 
 /// Runs `w` until none of `pids` is left (or `until`), watching the group.
-fn run_out(w: &mut World, pids: &[u32], until: f64) -> Ending {
+pub(super) fn run_out(w: &mut World, pids: &[u32], until: f64) -> Ending {
     let mut peak = 0;
     while w.now() < until && pids.iter().any(|p| w.host().procs.contains_key(p)) {
         w.run_for(0.01);

@@ -1,0 +1,157 @@
+//! Privileged end-to-end tests of freezes across the agent's restarts and
+//! of thaws it did not make: SIGKILL and SIGTERM of the agent, a SIGCONT
+//! from another process. The real agent, the real eBPF object, real
+//! processes in capped memory cgroups. Rules only ever select the test's
+//! own cgroup.
+
+use std::time::Duration;
+
+use sentinel_tests::{
+    Agent, Hog, MIB, MemCgroup,
+    observability::{http_get, metric},
+    pb, privileged, rule_for, serial_async,
+};
+
+/// A leaker frozen at its rule's preempt line, holding.
+async fn frozen_leaker(agent: &Agent, cg: &MemCgroup) -> Hog {
+    let hog = Hog::spawn(
+        cg,
+        &["--target", "400MiB", "--rate", "200MB/s", "--hold", "60"],
+    );
+    agent
+        .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+        .await;
+    assert_eq!(hog.state(), Some('T'));
+    hog
+}
+
+/// What the agent says of `pid`: its state in the process table.
+async fn state_of(agent: &Agent, pid: u32) -> String {
+    agent
+        .client()
+        .await
+        .get_process(pb::ProcessRef { pid })
+        .await
+        .map(|r| r.into_inner().process.map(|p| p.state).unwrap_or_default())
+        .unwrap_or_else(|e| format!("{e}"))
+}
+
+fn frozen_metric(agent: &Agent) -> Option<f64> {
+    let (_, body) = http_get(&agent.metrics_url()).expect("the agent serves metrics");
+    metric(&body, "sentinel_frozen_processes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_survives_a_sigkill_of_the_agent_and_resumes_by_api() {
+    if !privileged("a_freeze_survives_a_sigkill_of_the_agent") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("custkill", 512 * MIB);
+    let mut agent = Agent::start("custkill", &rule_for(&cg, "leaky", "256MiB", "freeze"), &[]);
+    let hog = frozen_leaker(&agent, &cg).await;
+
+    agent.crash_and_restart();
+    let adopted = agent
+        .expect_action(hog.pid, "adopted", Duration::from_secs(5))
+        .await;
+    assert_eq!(adopted.kind, "custody");
+    assert_eq!(adopted.rule, "leaky");
+    assert!(adopted.start_time > 0);
+    assert_eq!(state_of(&agent, hog.pid).await, "frozen");
+    assert_eq!(frozen_metric(&agent), Some(1.0));
+    assert_eq!(hog.state(), Some('T'), "still stopped");
+
+    let (ok, out, err) = agent.cli(&["resume", &hog.pid.to_string()]);
+    assert!(ok, "{out}{err}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_ne!(
+        hog.state(),
+        Some('T'),
+        "resumed by the API after the restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_survives_a_sigterm_of_the_agent_and_resumes_when_the_limit_is_raised() {
+    if !privileged("a_freeze_survives_a_sigterm_of_the_agent") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("custterm", 512 * MIB);
+    let policy = rule_for(&cg, "leaky", "256MiB", "freeze");
+    let mut agent = Agent::start("custterm", &policy, &[]);
+    let hog = frozen_leaker(&agent, &cg).await;
+
+    agent.stop_and_restart();
+    // The stop said what it left frozen, in the log and the journal.
+    assert!(
+        agent
+            .log_text()
+            .contains("stopping with processes left frozen"),
+        "{}",
+        agent.log_text()
+    );
+    let left = agent
+        .expect_action(hog.pid, "left_frozen", Duration::from_secs(1))
+        .await;
+    assert!(
+        left.reason.contains("its next start takes it back"),
+        "{}",
+        left.reason
+    );
+    agent
+        .expect_action(hog.pid, "adopted", Duration::from_secs(5))
+        .await;
+    assert_eq!(hog.state(), Some('T'));
+
+    // Raising the limit clears the pressure: resumed on its own.
+    agent.reload(&policy.replace("256MiB", "1GiB"));
+    let r = agent
+        .wait_decision(Duration::from_secs(5), |d| {
+            d.pid == hog.pid && d.kind == "resume"
+        })
+        .await
+        .unwrap_or_else(|| panic!("not resumed\n{}", agent.log_text()));
+    assert_eq!(r.outcome, "done");
+    assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigcont_from_another_process_is_noticed_and_the_rule_freezes_again() {
+    if !privileged("a_sigcont_from_another_process_is_noticed") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("custcont", 512 * MIB);
+    let agent = Agent::start("custcont", &rule_for(&cg, "leaky", "256MiB", "freeze"), &[]);
+    let hog = frozen_leaker(&agent, &cg).await;
+    // Someone's `kill -CONT`, a shell's `fg`.
+    let st = std::process::Command::new("kill")
+        .args(["-CONT", &hog.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let thaw = agent
+        .wait_decision(Duration::from_secs(5), |d| {
+            d.pid == hog.pid && d.kind == "resume"
+        })
+        .await
+        .unwrap_or_else(|| panic!("the thaw went unnoticed\n{}", agent.log_text()));
+    assert_eq!(thaw.outcome, "recorded", "Sentinel did not resume it");
+    assert!(
+        thaw.reason.contains("thawed by someone else"),
+        "{}",
+        thaw.reason
+    );
+    // Still past its preempt line: frozen again by its rule.
+    let again = agent
+        .wait_decision(Duration::from_secs(5), |d| {
+            d.pid == hog.pid && d.action == "freeze" && d.seq > thaw.seq
+        })
+        .await
+        .unwrap_or_else(|| panic!("not frozen again\n{}", agent.log_text()));
+    assert_eq!(again.outcome, "done");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(hog.state(), Some('T'));
+}
