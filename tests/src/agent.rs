@@ -116,23 +116,24 @@ impl Agent {
         self.wait_up();
     }
 
-    /// SIGTERM, as `systemctl stop` or a package upgrade would, then the
-    /// same agent started again, waiting until it answers.
-    pub fn stop_and_restart(&mut self) {
+    /// SIGTERM, as `systemctl stop` would, waiting until the agent exits.
+    pub fn stop(&mut self) {
         // SAFETY: our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                break;
+                return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(
-            matches!(self.child.try_wait(), Ok(Some(_))),
-            "the agent did not stop on SIGTERM:\n{}",
-            self.log_text()
-        );
+        panic!("the agent did not stop on SIGTERM:\n{}", self.log_text());
+    }
+
+    /// SIGTERM, as `systemctl stop` or a package upgrade would, then the
+    /// same agent started again, waiting until it answers.
+    pub fn stop_and_restart(&mut self) {
+        self.stop();
         self.child = Self::spawn(&mut self.cmd, &self.log);
         self.wait_up();
     }

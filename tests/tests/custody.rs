@@ -155,3 +155,47 @@ async fn a_sigcont_from_another_process_is_noticed_and_the_rule_freezes_again() 
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(hog.state(), Some('T'));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thaw_all_resumes_what_an_agent_stopped_for_good_left_frozen() {
+    if !privileged("thaw_all_resumes_what_an_agent_stopped_for_good_left_frozen") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("custthaw", 512 * MIB);
+    let mut agent = Agent::start("custthaw", &rule_for(&cg, "leaky", "256MiB", "freeze"), &[]);
+    let hog = frozen_leaker(&agent, &cg).await;
+    let config = agent.dir.0.join("sentinel.toml").display().to_string();
+    let thaw_all = || {
+        let out = std::process::Command::new(sentinel_tests::sentinel_bin())
+            .args(["thaw-all", "--config", &config, "--why", "test"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // With the agent running, it is the agent's to resume: refused.
+    let (ok, out) = thaw_all();
+    assert!(!ok && out.contains("stop it first"), "{out}");
+    assert_eq!(hog.state(), Some('T'));
+
+    agent.stop();
+    assert_eq!(hog.state(), Some('T'), "a stop leaves it frozen");
+    let (ok, out) = thaw_all();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("thawed pid {} (memhog)", hog.pid)),
+        "{out}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_ne!(hog.state(), Some('T'));
+    // Journalled: nothing is left to thaw, and a later start adopts nothing.
+    let (ok, out) = thaw_all();
+    assert!(ok && out.contains("nothing frozen by Sentinel"), "{out}");
+}

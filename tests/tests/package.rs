@@ -6,7 +6,7 @@
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
-use sentinel_tests::{privileged, serial};
+use sentinel_tests::{Hog, MIB, MemCgroup, privileged, rule_for, serial, tempdir};
 
 fn the_deb() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debian");
@@ -105,4 +105,64 @@ fn the_package_installs_the_agent_its_unit_and_config() {
         );
         eprintln!("no systemd running here: the unit was verified, not started");
     }
+
+    // Removing the package (not upgrading it) thaws what the agent froze.
+    let cg = MemCgroup::new("pkgthaw", 512 * MIB);
+    let hog = frozen_by_the_installed_agent(&cg);
+    let (ok, out) = sh(Command::new("dpkg")
+        .args(["-r", "sentinel"])
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    assert!(ok, "dpkg -r: {out}");
+    assert!(
+        out.contains(&format!("thawed pid {} (memhog)", hog.pid)),
+        "dpkg -r: {out}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_ne!(hog.state(), Some('T'), "still stopped after removal: {out}");
+}
+
+/// The installed agent, on the package's journal and a rule for `cg`,
+/// freezes a leaker and is stopped (SIGTERM), leaving it frozen.
+fn frozen_by_the_installed_agent(cg: &MemCgroup) -> Hog {
+    if std::path::Path::new("/run/systemd/system").exists() {
+        // The unit's agent holds the journal.
+        sh(Command::new("systemctl").args(["stop", "sentinel"]));
+    }
+    let dir = tempdir::Dir::new("pkgthaw");
+    let socket = dir.0.join("s.sock");
+    let config = dir.0.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nsocket = \"{}\"\njournal = \"/var/lib/sentinel/journal.redb\"\n[metrics]\nenabled = false\n{}",
+            socket.display(),
+            rule_for(cg, "leaky", "256MiB", "freeze")
+        ),
+    )
+    .unwrap();
+    let mut agent = Command::new("/usr/bin/sentinel")
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    assert!(up, "the installed agent did not come up");
+    let hog = Hog::spawn(
+        cg,
+        &["--target", "400MiB", "--rate", "200MB/s", "--hold", "60"],
+    );
+    let frozen = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        hog.state() == Some('T')
+    });
+    // SAFETY: our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let _ = agent.wait();
+    assert!(frozen, "the installed agent did not freeze the leaker");
+    assert_eq!(hog.state(), Some('T'), "a stop leaves it frozen");
+    hog
 }

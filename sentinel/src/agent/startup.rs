@@ -7,8 +7,7 @@ use std::{path::Path, sync::Arc};
 
 use sentinel_core::{
     config::Config,
-    decision::{Decision, DecisionKind},
-    engine::{Engine, Held, Mode, Options, held_by_journal},
+    engine::{Engine, Held, Mode, Options},
 };
 
 use super::{AgentError, RunOptions};
@@ -102,7 +101,7 @@ fn load_probes(cfg: &Config, no_ebpf: bool, degraded: &mut Vec<String>) -> (Opti
 /// What the journal says an earlier run of the agent left stopped since
 /// this boot (before it, a pid and start time may name anyone).
 fn held_since_boot(journal: &Journal) -> Vec<Held> {
-    let boot_ms = match crate::collector::procfs::boot_time() {
+    let boot = match crate::collector::procfs::boot_time() {
         Ok(secs) => secs * 1000,
         Err(e) => {
             tracing::error!(
@@ -111,17 +110,7 @@ fn held_since_boot(journal: &Journal) -> Vec<Held> {
             return Vec::new();
         }
     };
-    use DecisionKind as K;
-    let about_custody = |d: &Decision| {
-        d.start_time != 0
-            && d.time_unix_ms >= boot_ms
-            && matches!(
-                d.kind,
-                K::Preempt | K::Queue | K::Resume | K::Custody | K::KernelOomKill
-            )
-    };
-    let decisions = journal.since_where(0, usize::MAX, &about_custody);
-    let held = held_by_journal(&decisions, boot_ms);
+    let held = journal.held_since(boot);
     if !held.is_empty() {
         tracing::info!(
             processes = held.len(),

@@ -13,6 +13,7 @@ pub mod replay;
 pub mod run;
 mod socket;
 pub mod status;
+pub mod thaw_all;
 pub mod top;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +56,9 @@ pub enum Cmd {
     Protect(process_ops::Args),
     /// Take back `protect` (admin).
     Unprotect(process_ops::Args),
+    /// With the agent stopped for good, resume every process it left
+    /// frozen (the package's removal runs this).
+    ThawAll(thaw_all::Args),
     /// Print a shell completion script, e.g.
     /// `sentinel completions bash > /etc/bash_completion.d/sentinel`.
     Completions(completions::Args),
@@ -82,6 +86,7 @@ pub async fn dispatch(cmd: Cmd) -> Result<Exit, CliError> {
         Cmd::Resume(args) => process_ops::run(Op::Resume, args).await?,
         Cmd::Protect(args) => process_ops::run(Op::Protect, args).await?,
         Cmd::Unprotect(args) => process_ops::run(Op::Unprotect, args).await?,
+        Cmd::ThawAll(args) => thaw_all::run(args)?,
         Cmd::Completions(args) => completions::run(args),
     }
     Ok(Exit::Success)
@@ -109,6 +114,8 @@ pub enum CliError {
     Agent(#[from] crate::agent::AgentError),
     #[error(transparent)]
     Replay(#[from] replay::ReplayError),
+    #[error(transparent)]
+    Thaw(#[from] thaw_all::ThawError),
 }
 
 impl From<tonic::Status> for CliError {

@@ -12,7 +12,10 @@ use std::{
     sync::Mutex,
 };
 
-use sentinel_core::decision::{DecisionAction, ScopeKind};
+use sentinel_core::{
+    decision::{DecisionAction, ScopeKind},
+    engine::{Held, held_by_journal},
+};
 use tokio::sync::broadcast;
 
 pub use sentinel_core::decision::{Decision, DecisionKind};
@@ -178,6 +181,22 @@ impl Journal {
             .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// The processes Sentinel left stopped (frozen or queued) by the
+    /// journal, from decisions made at or after `boot_unix_ms`.
+    pub fn held_since(&self, boot_unix_ms: u64) -> Vec<Held> {
+        use DecisionKind as K;
+        let about_custody = |d: &Decision| {
+            d.start_time != 0
+                && d.time_unix_ms >= boot_unix_ms
+                && matches!(
+                    d.kind,
+                    K::Preempt | K::Queue | K::Resume | K::Custody | K::KernelOomKill
+                )
+        };
+        let decisions = self.since_where(0, usize::MAX, &about_custody);
+        held_by_journal(&decisions, boot_unix_ms)
     }
 
     /// The newest `limit` kept decisions, oldest first.

@@ -1,0 +1,107 @@
+//! `sentinel thaw-all`: with the agent stopped for good (the package
+//! removed, the agent disabled), resumes every process it left frozen, so
+//! that none stays stopped without an owner. Reads the journal the agent
+//! would take them back from, and journals each thaw.
+
+use std::path::{Path, PathBuf};
+
+use sentinel_core::{
+    config::{Config, DEFAULT_PATH},
+    decision::{Decision, DecisionAction, DecisionKind, Outcome},
+    engine::{Held, Signal},
+};
+
+use super::CliError;
+use crate::{
+    actuator::{self, Pidfd},
+    collector::procfs,
+    journal::{Journal, Retention, unix_ms},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The agent's config: its journal is where it says.
+    #[arg(long, default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Why, for the journal (e.g. "package removed").
+    #[arg(long, default_value = "the operator ran `sentinel thaw-all`")]
+    pub why: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ThawError {
+    #[error(
+        "{0}: cannot open the journal ({1}); if the agent is running, stop it first (systemctl stop sentinel), or resume one process with `sentinel resume PID`"
+    )]
+    Journal(String, String),
+    #[error("cannot tell when the host booted: {0}")]
+    Boot(std::io::Error),
+    #[error("{0} of the processes could not be thawed (see above)")]
+    Failed(usize),
+}
+
+pub fn run(args: Args) -> Result<(), CliError> {
+    let cfg = Config::load_with_env(&args.config)?;
+    let path = Path::new(&cfg.agent.journal);
+    let retention = Retention {
+        max_entries: cfg.agent.journal_max_entries,
+        max_age_ms: cfg.agent.journal_max_age.as_millis() as u64,
+    };
+    let (journal, _) = Journal::open(path, cfg.agent.decision_log, retention)
+        .map_err(|e| ThawError::Journal(path.display().to_string(), e.to_string()))?;
+    let boot = procfs::boot_time().map_err(ThawError::Boot)? * 1000;
+    let held = journal.held_since(boot);
+    if held.is_empty() {
+        println!("nothing frozen by Sentinel");
+        return Ok(());
+    }
+    let mut failed = 0;
+    for h in held {
+        match thaw(&h) {
+            Ok(None) => continue,
+            Ok(Some(comm)) => {
+                println!("thawed pid {} ({comm})", h.pid);
+                journal.append(thawed(&h, comm, Outcome::Done, &args.why));
+            }
+            Err(e) => {
+                eprintln!("pid {}: {e}", h.pid);
+                failed += 1;
+                journal.append(thawed(&h, String::new(), Outcome::Failed(e), &args.why));
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(ThawError::Failed(failed).into());
+    }
+    Ok(())
+}
+
+/// SIGCONT through a pidfd checked against the start time; `None` when
+/// the process is gone or no longer stopped (nothing to do).
+fn thaw(h: &Held) -> Result<Option<String>, String> {
+    let Ok(stat) = procfs::read_stat(h.pid) else {
+        return Ok(None);
+    };
+    if stat.start_time != h.start_time || !matches!(stat.state, 'T' | 't') {
+        return Ok(None);
+    }
+    let fd = Pidfd::open(h.pid, h.start_time).map_err(|e| e.to_string())?;
+    actuator::send(&fd, Signal::Resume).map_err(|e| e.to_string())?;
+    Ok(Some(stat.comm))
+}
+
+fn thawed(h: &Held, comm: String, outcome: Outcome, why: &str) -> Decision {
+    Decision {
+        time_unix_ms: unix_ms(),
+        kind: DecisionKind::Resume,
+        pid: h.pid,
+        start_time: h.start_time,
+        comm,
+        rule: h.rule.clone(),
+        scope: Some(h.scope),
+        action: DecisionAction::Resume,
+        outcome,
+        reason: format!("thawed by `sentinel thaw-all` with the agent stopped: {why}"),
+        ..Decision::default()
+    }
+}
