@@ -100,6 +100,34 @@ pub struct MappedStats {
     pub brk: u64,
 }
 
+/// One process's entry in the in-kernel tripwire map, keyed by tgid. The
+/// start time makes it that process's: a pid reused after an exit the
+/// entry outlived (the agent armed it as the process died) is not stopped.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tripwire {
+    /// Ceiling in charged pages (anon + shmem + swap); [`Tripwire::WATCH`]
+    /// when governed with nothing to stop; 0 once it fired.
+    pub ceiling_pages: u64,
+    /// The process's start time in clock ticks after boot (USER_HZ, as in
+    /// /proc/PID/stat).
+    pub start_ticks: u64,
+}
+
+impl Tripwire {
+    /// Governed, its events wake the agent at once, but never stopped.
+    pub const WATCH: u64 = u64::MAX;
+    /// Nanoseconds per clock tick: the kernel's `nsec_to_clock_t` for
+    /// USER_HZ 100, the value on every architecture Linux runs eBPF on.
+    pub const NS_PER_TICK: u64 = 10_000_000;
+
+    /// Whether a process that started at `start_boottime_ns` (the kernel's
+    /// `task_struct.start_boottime` of its group leader) is this entry's.
+    pub fn owned_by(&self, start_boottime_ns: u64) -> bool {
+        start_boottime_ns / Self::NS_PER_TICK == self.start_ticks
+    }
+}
+
 /// Indexes into the per-CPU `COUNTERS` array the agent reads for status.
 pub mod stat {
     /// Ring-buffer records that could not be reserved (the buffer was full).
@@ -136,6 +164,10 @@ pub mod globals {
     pub const OFF_TASK_PID: &str = "OFF_TASK_PID";
     /// `offsetof(struct task_struct, tgid)`.
     pub const OFF_TASK_TGID: &str = "OFF_TASK_TGID";
+    /// `offsetof(struct task_struct, group_leader)`.
+    pub const OFF_TASK_GROUP_LEADER: &str = "OFF_TASK_GROUP_LEADER";
+    /// `offsetof(struct task_struct, start_boottime)`.
+    pub const OFF_TASK_START_BOOTTIME: &str = "OFF_TASK_START_BOOTTIME";
     /// Non-zero: the rss_stat program returns at once. A benchmark
     /// instrument that measures what the kernel's dispatch of the program
     /// costs by itself; never set by a normal run.
@@ -147,11 +179,28 @@ mod user {
     // SAFETY: both are repr(C), Copy, and have no padding or invalid values.
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::MappedStats {}
+    // SAFETY: repr(C), Copy, two u64s: no padding, no invalid values.
+    unsafe impl aya::Pod for super::Tripwire {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tripwire_entry_has_no_padding_and_knows_its_process() {
+        assert_eq!(core::mem::size_of::<Tripwire>(), 16);
+        let t = Tripwire {
+            ceiling_pages: 5,
+            start_ticks: 4242,
+        };
+        // /proc/PID/stat's start time is start_boottime in ticks, rounded
+        // down.
+        assert!(t.owned_by(4242 * Tripwire::NS_PER_TICK));
+        assert!(t.owned_by(4242 * Tripwire::NS_PER_TICK + Tripwire::NS_PER_TICK - 1));
+        assert!(!t.owned_by(4243 * Tripwire::NS_PER_TICK));
+        assert!(!t.owned_by(4241 * Tripwire::NS_PER_TICK));
+    }
 
     #[test]
     fn event_has_no_padding() {

@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sentinel_common::{MappedStats, counter, stat};
+use sentinel_common::{MappedStats, Tripwire, counter, stat};
 
 // Globals the agent sets at load time (see sentinel_common::globals). They
 // must be read with read_volatile or the compiler folds the zero default in.
@@ -26,6 +26,10 @@ pub(crate) static OFF_TASK_MM: u64 = 0;
 pub(crate) static OFF_TASK_PID: u64 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static OFF_TASK_TGID: u64 = 0;
+#[unsafe(no_mangle)]
+pub(crate) static OFF_TASK_GROUP_LEADER: u64 = 0;
+#[unsafe(no_mangle)]
+pub(crate) static OFF_TASK_START_BOOTTIME: u64 = 0;
 
 #[inline(always)]
 pub(crate) fn global(g: &'static u64) -> u64 {
@@ -45,12 +49,13 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 #[map]
 pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
-/// Processes a rule governs: tgid -> ceiling in charged pages (anon + shmem
-/// + swap), or u64::MAX when governed without a tripwire. Their events wake
-/// the agent at once. Written by the agent; the kernel disarms (0) an entry
-/// when its tripwire fires.
+/// Processes a rule governs: tgid -> the ceiling and the start time of the
+/// process it was armed for (`sentinel_common::Tripwire`). Their events
+/// wake the agent at once. Written by the agent; the kernel disarms (0) an
+/// entry when its tripwire fires, drops it when the process exits, and
+/// drops one found on a later process that reused the pid.
 #[map]
-pub(crate) static TRIPWIRES: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACKED, 0);
+pub(crate) static TRIPWIRES: HashMap<u32, Tripwire> = HashMap::with_max_entries(MAX_TRACKED, 0);
 
 /// Last known counters of processes that are not in a CPU's slot right now.
 #[map]
@@ -108,8 +113,10 @@ pub(crate) struct RssSlot {
     pub(crate) skipped: u32,
     pub(crate) mm: u64,
     pub(crate) state: RssState,
-    /// Cached TRIPWIRES entry for `tgid`; 0 when none is armed.
+    /// Cached TRIPWIRES entry for `tgid`: its ceiling (0 when none is
+    /// armed) and the start time of the process it was armed for.
     pub(crate) ceiling: u64,
+    pub(crate) start_ticks: u64,
 }
 
 impl RssSlot {
@@ -123,6 +130,7 @@ impl RssSlot {
             reported_file: 0,
         },
         ceiling: 0,
+        start_ticks: 0,
     };
 }
 

@@ -9,14 +9,14 @@ use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use sentinel_common::{EventKind, counter, stat};
+use sentinel_common::{EventKind, Tripwire, counter, stat};
 
 use crate::{
     events::{Wake, bump, current_tgid, emit},
     maps::{
-        MAX_CPUS, NR_CPUS, OFF_MM_RSS_STAT, OFF_PERCPU_COUNTER_COUNT, OFF_TASK_MM,
-        PERCPU_COUNTER_SIZE, RSS, RSS_DISPATCH_ONLY, RSS_SLOTS, RssSlot, RssState, STEP_PAGES,
-        TRIPWIRES, global,
+        MAX_CPUS, NR_CPUS, OFF_MM_RSS_STAT, OFF_PERCPU_COUNTER_COUNT, OFF_TASK_GROUP_LEADER,
+        OFF_TASK_MM, OFF_TASK_START_BOOTTIME, PERCPU_COUNTER_SIZE, RSS, RSS_DISPATCH_ONLY,
+        RSS_SLOTS, RssSlot, RssState, STEP_PAGES, TRIPWIRES, global,
     },
 };
 
@@ -105,8 +105,47 @@ fn switch_slot(slot: &mut RssSlot, tgid: u32, mm: u64, seed: impl Fn(u64) -> Opt
             };
         }
     }
-    // SAFETY: as above.
-    slot.ceiling = unsafe { TRIPWIRES.get(tgid) }.copied().unwrap_or(0);
+    rearm(slot);
+}
+
+/// Caches the slot process's TRIPWIRES entry (none: ceiling 0).
+#[inline(always)]
+fn rearm(slot: &mut RssSlot) {
+    // SAFETY: copied out at once.
+    let t = unsafe { TRIPWIRES.get(slot.tgid) }
+        .copied()
+        .unwrap_or_default();
+    slot.ceiling = t.ceiling_pages;
+    slot.start_ticks = t.start_ticks;
+}
+
+/// Whether the current process is the one the slot's entry was armed for:
+/// the agent can arm a pid just as its process exits, and the pid be
+/// reused. Read only at the ceiling, so it costs nothing per event.
+#[inline(always)]
+fn current_is_armed(slot: &RssSlot) -> bool {
+    let (off_leader, off_start) = (
+        global(&OFF_TASK_GROUP_LEADER),
+        global(&OFF_TASK_START_BOOTTIME),
+    );
+    if off_leader == 0 || off_start == 0 {
+        // No BTF offsets: the pid alone, as before.
+        return true;
+    }
+    // SAFETY: probe_read checks the addresses.
+    let start = unsafe {
+        let task = bpf_get_current_task();
+        bpf_probe_read_kernel((task + off_leader) as *const u64)
+            .and_then(|leader| bpf_probe_read_kernel((leader + off_start) as *const u64))
+    };
+    match start {
+        Ok(ns) => Tripwire {
+            ceiling_pages: slot.ceiling,
+            start_ticks: slot.start_ticks,
+        }
+        .owned_by(ns),
+        Err(_) => false,
+    }
 }
 
 /// Records a new counter value for the slot's process; emits an event on a
@@ -136,10 +175,15 @@ fn check(slot: &mut RssSlot) {
     // Only in the process's own context: a remote writer to its memory
     // (khugepaged, ptrace, a vfork child) must not be the one stopped. The
     // check costs a helper call, paid only at the ceiling.
-    if slot.ceiling != 0
-        && slot.ceiling != u64::MAX
+    let at_ceiling = slot.ceiling != 0
+        && slot.ceiling != Tripwire::WATCH
         && now_charged >= slot.ceiling
-        && current_tgid() == tgid
+        && current_tgid() == tgid;
+    if at_ceiling && !current_is_armed(slot) {
+        // An entry for an earlier process with this pid: not this one's.
+        let _ = TRIPWIRES.remove(tgid);
+        slot.ceiling = 0;
+    } else if at_ceiling
         // In the faulting task's own context: the process stops before it
         // returns to userspace, whatever its allocation rate.
         // SAFETY: helper without memory arguments.
@@ -154,7 +198,11 @@ fn check(slot: &mut RssSlot) {
             0,
             Wake::Now,
         );
-        let _ = TRIPWIRES.insert(tgid, 0, 0);
+        let fired = Tripwire {
+            ceiling_pages: 0,
+            start_ticks: slot.start_ticks,
+        };
+        let _ = TRIPWIRES.insert(tgid, fired, 0);
         slot.ceiling = 0;
     }
 
@@ -168,8 +216,7 @@ fn check(slot: &mut RssSlot) {
         // process; no map update is needed per step.
         emit(EventKind::Rss, tgid, &slot.state.pages, 0, 0, wake);
         // The agent may have armed or moved the ceiling since we cached it.
-        // SAFETY: copied out at once.
-        slot.ceiling = unsafe { TRIPWIRES.get(tgid) }.copied().unwrap_or(0);
+        rearm(slot);
     }
 }
 

@@ -118,11 +118,11 @@ impl Host for LiveHost {
         actuator::send(target, signal).map_err(|e| e.to_string())
     }
 
-    fn set_tripwire(&mut self, pid: u32, wire: Tripwire) {
+    fn set_tripwire(&mut self, pid: u32, start_time: u64, wire: Tripwire) {
         let Some(probes) = self.probes.as_mut() else {
             return;
         };
-        if let Err(e) = probes.set_tripwire(pid, wire) {
+        if let Err(e) = probes.set_tripwire(pid, start_time, wire) {
             tracing::warn!(pid, "arming the tripwire failed: {e}");
         }
     }

@@ -494,3 +494,60 @@ async fn a_jump_to_70_percent_that_holds_is_never_acted_on() {
     );
     assert!(!all.is_empty(), "crossing the warn level is reported");
 }
+
+/// The kernel's tripwire entry belongs to the process it was armed for:
+/// one the agent armed as its process exited, found on a later process
+/// with the same pid, stops no one (and is dropped); armed for the
+/// process itself, it stops it at the ceiling.
+#[test]
+fn a_tripwire_armed_for_another_process_with_the_pid_stops_no_one() {
+    if !privileged("a_tripwire_armed_for_another_process_with_the_pid") {
+        return;
+    }
+    let _serial = sentinel_tests::serial();
+    use sentinel::{
+        collector::procfs,
+        probes::{LoadOptions, Probes},
+    };
+    use sentinel_core::engine::Tripwire;
+    let mut probes = Probes::load(&LoadOptions {
+        step_bytes: MIB,
+        large_mmap_bytes: 64 * MIB,
+        disabled: Vec::new(),
+        dispatch_only: false,
+    })
+    .expect("the eBPF object loads");
+    let cg = MemCgroup::new("tripowner", 512 * MIB);
+    let grow = ["--target", "160MiB", "--rate", "100MB/s", "--hold", "1"];
+    let ceiling = Tripwire::Ceiling(64 * MIB);
+
+    // Armed for the pid's earlier owner: a start time not this process's.
+    let stranger = Hog::spawn(&cg, &grow);
+    let start = procfs::read_stat(stranger.pid).unwrap().start_time;
+    probes
+        .set_tripwire(stranger.pid, start.saturating_sub(1), ceiling)
+        .unwrap();
+    assert!(
+        stranger
+            .expect_line("done", Duration::from_secs(10))
+            .is_some(),
+        "stopped by an entry that was not its own: state {:?}",
+        stranger.state()
+    );
+
+    // Armed for this process: stopped at the ceiling.
+    let owner = Hog::spawn(&cg, &grow);
+    let start = procfs::read_stat(owner.pid).unwrap().start_time;
+    probes.set_tripwire(owner.pid, start, ceiling).unwrap();
+    let stopped = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        owner.state() == Some('T')
+    });
+    assert!(stopped, "its own entry did not stop it");
+    let charged = read_charged(owner.pid);
+    assert!(
+        charged <= 65 * MIB,
+        "stopped at {} MiB, past the 64 MiB ceiling",
+        charged / MIB
+    );
+}

@@ -175,6 +175,8 @@ pub struct KernelOffsets {
     pub task_mm: u64,
     pub task_pid: u64,
     pub task_tgid: u64,
+    pub task_group_leader: u64,
+    pub task_start_boottime: u64,
 }
 
 impl KernelOffsets {
@@ -186,6 +188,8 @@ impl KernelOffsets {
             task_mm: btf.member_offset("task_struct", "mm")?,
             task_pid: btf.member_offset("task_struct", "pid")?,
             task_tgid: btf.member_offset("task_struct", "tgid")?,
+            task_group_leader: btf.member_offset("task_struct", "group_leader")?,
+            task_start_boottime: btf.member_offset("task_struct", "start_boottime")?,
         })
     }
 }

@@ -12,7 +12,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
 };
-use sentinel_common::{MappedStats, globals, stat};
+use sentinel_common::{MappedStats, Tripwire as TripwireEntry, globals, stat};
 use sentinel_core::engine::Tripwire;
 
 use self::btf::KernelOffsets;
@@ -61,7 +61,7 @@ pub struct Probes {
     counters: PerCpuArray<MapData, u64>,
     faults: BpfHashMap<MapData, u32, u64>,
     mapped: BpfHashMap<MapData, u32, MappedStats>,
-    tripwires: BpfHashMap<MapData, u32, u64>,
+    tripwires: BpfHashMap<MapData, u32, TripwireEntry>,
 }
 
 /// Offset of `field` in a tracepoint's record, from its tracefs format
@@ -89,9 +89,6 @@ pub fn parse_field_offset(format: &str, field: &str) -> Option<u64> {
             .and_then(|v| v.trim().parse().ok())
     })
 }
-
-/// A governed process's tripwire entry that never fires.
-const WATCH_ONLY: u64 = u64::MAX;
 
 /// Totals of the per-CPU counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -167,6 +164,8 @@ impl Probes {
                 o.task_mm,
                 o.task_pid,
                 o.task_tgid,
+                o.task_group_leader,
+                o.task_start_boottime,
             ];
             loader
                 .override_global(globals::OFF_MM_RSS_STAT, &vals[0], true)
@@ -174,7 +173,9 @@ impl Probes {
                 .override_global(globals::OFF_PERCPU_COUNTER_COUNT, &vals[2], true)
                 .override_global(globals::OFF_TASK_MM, &vals[3], true)
                 .override_global(globals::OFF_TASK_PID, &vals[4], true)
-                .override_global(globals::OFF_TASK_TGID, &vals[5], true);
+                .override_global(globals::OFF_TASK_TGID, &vals[5], true)
+                .override_global(globals::OFF_TASK_GROUP_LEADER, &vals[6], true)
+                .override_global(globals::OFF_TASK_START_BOOTTIME, &vals[7], true);
         }
         let mut ebpf = loader.load(OBJECT).map_err(ProbeError::Load)?;
 
@@ -354,16 +355,28 @@ impl Probes {
     /// Sets a process's in-kernel entry: governed processes' events wake
     /// the agent at once, and the kernel stops one whose charged pages
     /// reach its ceiling.
-    pub fn set_tripwire(&mut self, tgid: u32, wire: Tripwire) -> Result<(), aya::maps::MapError> {
-        let pages = match wire {
+    /// Arms, moves or clears the kernel's entry for the process `tgid`
+    /// that started at `start_time` (clock ticks after boot): the kernel
+    /// stops no later process that reuses the pid.
+    pub fn set_tripwire(
+        &mut self,
+        tgid: u32,
+        start_time: u64,
+        wire: Tripwire,
+    ) -> Result<(), aya::maps::MapError> {
+        let ceiling_pages = match wire {
             Tripwire::Off => {
                 let _ = self.tripwires.remove(&tgid);
                 return Ok(());
             }
-            Tripwire::WatchOnly => WATCH_ONLY,
+            Tripwire::WatchOnly => TripwireEntry::WATCH,
             Tripwire::Ceiling(bytes) => bytes.div_ceil(page_size()),
         };
-        self.tripwires.insert(tgid, pages, 0)
+        let entry = TripwireEntry {
+            ceiling_pages,
+            start_ticks: start_time,
+        };
+        self.tripwires.insert(tgid, entry, 0)
     }
 }
 

@@ -71,7 +71,10 @@ pub trait Host {
     /// started at `start_time`.
     fn open_pidfd(&mut self, pid: u32, start_time: u64) -> Result<Self::Pidfd, String>;
     fn signal(&mut self, target: &Self::Pidfd, signal: Signal) -> Result<(), String>;
-    fn set_tripwire(&mut self, pid: u32, wire: Tripwire);
+    /// Arms (or moves, or clears) the in-kernel entry of the process `pid`
+    /// that started at `start_time`: a later process reusing the pid is
+    /// not stopped by it.
+    fn set_tripwire(&mut self, pid: u32, start_time: u64, wire: Tripwire);
     /// Journals `d` (durably, before anyone is told) and returns it with
     /// its sequence number.
     fn record(&mut self, d: Decision) -> Decision;

@@ -293,8 +293,8 @@ impl<H: Host> Engine<H> {
         let Some(p) = self.procs.get(&pid) else {
             return;
         };
-        let wire = self.tripwire_of(p);
-        self.host.set_tripwire(pid, wire);
+        let (wire, start_time) = (self.tripwire_of(p), p.start_time);
+        self.host.set_tripwire(pid, start_time, wire);
     }
 
     /// Forgets a process that exited (or exec'd: a new program is read

@@ -88,6 +88,9 @@ pub struct FakeHost {
     pub signals: Vec<(u32, Signal)>,
     /// The tripwire entry of each process, as the engine last set it.
     pub tripwires: BTreeMap<u32, Tripwire>,
+    /// The start time each entry was armed for: as in the kernel, an entry
+    /// stops only that process.
+    pub tripwire_owners: BTreeMap<u32, u64>,
     pub journal: Vec<Recorded>,
     pub graces_started: u32,
     /// Makes every signal fail with this error.
@@ -229,11 +232,13 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn set_tripwire(&mut self, pid: u32, wire: Tripwire) {
+    fn set_tripwire(&mut self, pid: u32, start_time: u64, wire: Tripwire) {
         if wire == Tripwire::Off {
             self.tripwires.remove(&pid);
+            self.tripwire_owners.remove(&pid);
         } else {
             self.tripwires.insert(pid, wire);
+            self.tripwire_owners.insert(pid, start_time);
         }
     }
 

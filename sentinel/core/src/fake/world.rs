@@ -240,8 +240,10 @@ impl World {
             return;
         };
         let bytes = p.mem.charged();
+        let owned = host.tripwire_owners.get(&pid) == Some(&p.start_time);
         if let Some(Tripwire::Ceiling(c)) = host.tripwires.get(&pid).copied()
             && bytes >= c
+            && owned
         {
             // The fault that crosses the ceiling is the last one.
             p.mem.anon = p.mem.anon.saturating_sub(bytes - c);
