@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sentinel_core::{
     decision::Decision,
     engine::{Host, Signal, Tripwire},
-    model::{HostMem, Mem, Stat},
+    model::{HostMem, Mem, Psi, Stat},
 };
 
 use crate::{
@@ -98,8 +98,8 @@ impl Host for LiveHost {
             .ok()
     }
 
-    fn psi_some_avg10(&self) -> Option<f64> {
-        host::read_psi_avg10("some")
+    fn psi_some(&self) -> Option<Psi> {
+        host::read_psi_some()
     }
 
     fn cgroup_limit(&self, path: &str) -> Option<u64> {

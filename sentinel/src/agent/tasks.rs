@@ -10,7 +10,7 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use sentinel_core::{
     config::{Config, ConfigError},
-    engine::{Mode, PolicyError},
+    engine::{Mode, PolicyError, PsiArmed},
 };
 use tokio::sync::mpsc;
 
@@ -113,16 +113,20 @@ pub fn pressure(sentinel: Arc<Sentinel>, stall: Duration) {
             return;
         }
     };
+    let armed = PsiArmed {
+        stall: trigger.stall,
+        window: trigger.window,
+    };
     tracing::info!(
         "memory PSI trigger armed: {} ms of stall per {} s",
-        (stall * trigger.window.as_secs() as u32).as_millis(),
-        trigger.window.as_secs()
+        armed.stall.as_millis(),
+        armed.window.as_secs()
     );
-    sentinel.set_psi_trigger(true);
+    sentinel.set_psi_trigger(Some(armed));
     tokio::spawn(async move {
         if let Err(e) = watch_pressure(trigger, sentinel.clone()).await {
             tracing::warn!("memory PSI trigger stopped: {e}");
-            sentinel.set_psi_trigger(false);
+            sentinel.set_psi_trigger(None);
         }
     });
 }

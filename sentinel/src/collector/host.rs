@@ -10,7 +10,7 @@ use std::{
 
 const PSI_MEMORY: &str = "/proc/pressure/memory";
 
-pub use sentinel_core::model::HostMem;
+pub use sentinel_core::model::{HostMem, Psi};
 
 pub fn parse_meminfo(text: &str) -> HostMem {
     let get = |k: &str| {
@@ -43,9 +43,24 @@ pub fn parse_psi_avg10(text: &str, kind: &str) -> Option<f64> {
         .ok()
 }
 
-/// `None` when the kernel has no PSI (CONFIG_PSI off, or psi=0).
-pub fn read_psi_avg10(kind: &str) -> Option<f64> {
-    parse_psi_avg10(&fs::read_to_string(PSI_MEMORY).ok()?, kind)
+/// The `total=` (µs) of the `kind` line.
+pub fn parse_psi_total(text: &str, kind: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.strip_prefix(kind).is_some_and(|r| r.starts_with(' ')))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?
+        .parse()
+        .ok()
+}
+
+/// The `some` line; `None` when the kernel has no PSI (CONFIG_PSI off, or
+/// psi=0).
+pub fn read_psi_some() -> Option<Psi> {
+    let text = fs::read_to_string(PSI_MEMORY).ok()?;
+    Some(Psi {
+        avg10: parse_psi_avg10(&text, "some")?,
+        total_us: parse_psi_total(&text, "some")?,
+    })
 }
 
 /// `some` and `full` avg10 from one read of the file.
@@ -61,7 +76,8 @@ pub fn read_psi_both() -> (Option<f64>, Option<f64>) {
 /// should live.
 pub struct PsiTrigger {
     file: fs::File,
-    /// The window the kernel accepted.
+    /// The stall and window the kernel accepted.
+    pub stall: Duration,
     pub window: Duration,
 }
 
@@ -88,7 +104,11 @@ impl PsiTrigger {
         // The kernel overwrites the write's last byte with a NUL: send one.
         let spec = format!("some {} {}\0", stall.as_micros(), window.as_micros());
         file.write_all(spec.as_bytes())?;
-        Ok(Self { file, window })
+        Ok(Self {
+            file,
+            stall,
+            window,
+        })
     }
 }
 
@@ -123,6 +143,8 @@ mod tests {
         assert_eq!(parse_psi_avg10(text, "some"), Some(1.53));
         assert_eq!(parse_psi_avg10(text, "full"), Some(0.5));
         assert_eq!(parse_psi_avg10("nonsense", "some"), None);
+        assert_eq!(parse_psi_total(text, "some"), Some(12345));
+        assert_eq!(parse_psi_total(text, "full"), Some(100));
     }
 
     #[test]

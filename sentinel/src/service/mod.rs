@@ -16,7 +16,7 @@ use sentinel_core::{
     decision::{Decision, ScopeKind},
     engine::{
         Applied, Engine, GpuDeviceView, HostView, Mode, OpError, PolicyError, ProcDetail,
-        ProcQuery, ProcView, QueuedView, SortKey,
+        ProcQuery, ProcView, PsiArmed, QueuedView, SortKey,
     },
     model::GpuSample,
     policy::restarts::CrashLoop,
@@ -161,7 +161,7 @@ impl Sentinel {
         self.engine().on_pressure(mono_now());
     }
 
-    pub fn set_psi_trigger(&self, armed: bool) {
+    pub fn set_psi_trigger(&self, armed: Option<PsiArmed>) {
         self.engine().set_psi_trigger(armed);
     }
 

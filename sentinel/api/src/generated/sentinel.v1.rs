@@ -394,7 +394,7 @@ pub struct ListDecisionsRequest {
     /// Filters; every one given must match. The limit counts matches.
     #[prost(uint32, optional, tag = "3")]
     pub pid: ::core::option::Option<u32>,
-    /// "preempt", "resume", "pressure", "kernel_oom_kill", "policy", "protect".
+    /// A decision kind, as Decision.kind names them.
     #[prost(string, tag = "4")]
     pub kind: ::prost::alloc::string::String,
     #[prost(string, tag = "5")]

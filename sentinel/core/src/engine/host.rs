@@ -6,7 +6,7 @@
 
 use crate::{
     decision::Decision,
-    model::{HostMem, Mem, Stat},
+    model::{HostMem, Mem, Psi, Stat},
 };
 
 /// A signal the engine sends, each through a process handle.
@@ -60,8 +60,8 @@ pub trait Host {
     fn ns_pid(&self, pid: u32) -> Option<u32>;
 
     fn meminfo(&self) -> Option<HostMem>;
-    /// Memory PSI "some" avg10, in percent.
-    fn psi_some_avg10(&self) -> Option<f64>;
+    /// Memory PSI, the "some" line; `None` without PSI.
+    fn psi_some(&self) -> Option<Psi>;
     /// The limit of the cgroup at `path` itself, if it has one.
     fn cgroup_limit(&self, path: &str) -> Option<u64>;
     /// What the kernel charges the cgroup at `path` now.

@@ -16,6 +16,7 @@ mod gpu;
 mod host;
 mod ladder;
 mod ops;
+mod pressure;
 mod process;
 mod queue;
 mod resume;
@@ -35,6 +36,7 @@ pub use custody::{Held, held_by_journal};
 pub use gpu::{GpuDeviceView, GpuState, device_of_rule, rule_of};
 pub use host::{Host, Signal, Tripwire};
 pub use ops::{Applied, OpError, PolicyError};
+pub use pressure::PsiArmed;
 pub use schedule::QueuedView;
 pub use scopes::{effective_limit, is_within};
 pub use shared::tree_root;
@@ -283,9 +285,5 @@ impl<H: Host> Engine<H> {
         self.resume_cleared(now);
         self.resume_queued(now);
         start_only
-    }
-
-    pub fn set_psi_trigger(&mut self, armed: bool) {
-        self.host_state.psi_trigger = armed;
     }
 }

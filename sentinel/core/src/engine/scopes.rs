@@ -5,13 +5,10 @@
 
 use super::{Engine, Host, Limit, Scope, shared::Grouping, table::Proc};
 use crate::{
-    decision::{Decision, DecisionAction, DecisionKind, Outcome, ScopeKind},
     model::{HostMem, Series},
     policy::{Action, Level},
 };
 
-/// A memory-pressure warning is repeated at most this often.
-const PSI_ALERT_EVERY_SECS: f64 = 60.0;
 /// Between meminfo samples the host is judged at most this often.
 const HOST_EVAL_EVERY_SECS: f64 = 0.005;
 
@@ -27,9 +24,7 @@ pub(super) struct HostState {
     last_eval: f64,
     /// Usage at the last judgement: the tick judges again only on movement.
     last_eval_used: u64,
-    pub psi_avg10: Option<f64>,
-    pub psi_trigger: bool,
-    psi_alerted: Option<f64>,
+    pub psi: super::pressure::PsiState,
 }
 
 impl HostState {
@@ -40,9 +35,7 @@ impl HostState {
             drift: 0,
             last_eval: f64::NEG_INFINITY,
             last_eval_used: 0,
-            psi_avg10: None,
-            psi_trigger: false,
-            psi_alerted: None,
+            psi: Default::default(),
         }
     }
 
@@ -213,7 +206,8 @@ impl<H: Host> Engine<H> {
             self.host_state.drift = 0;
             self.host_state.series.push(now, mem.used());
         }
-        self.host_state.psi_avg10 = self.host.psi_some_avg10();
+        let psi = self.host.psi_some();
+        self.host_state.psi.sample(now, psi);
         let _ = self.expire_graces(now);
         self.notice_thaws();
         self.resume_cleared(now);
@@ -232,48 +226,6 @@ impl<H: Host> Engine<H> {
         if (moved || settling) && self.host_near_a_line() {
             self.evaluate_host(now);
         }
-    }
-
-    /// The PSI trigger fired: tasks are stalling on memory. Look at the host
-    /// now, and warn (at most once a minute) even if no line is near: PSI
-    /// sees pressure, such as reclaim thrashing, that usage alone does not.
-    pub fn on_pressure(&mut self, now: f64) {
-        self.tick(now);
-        if self
-            .host_state
-            .psi_alerted
-            .is_some_and(|t| now - t < PSI_ALERT_EVERY_SECS)
-        {
-            return;
-        }
-        self.host_state.psi_alerted = Some(now);
-        let limit = self.host_limit();
-        let used = self.host_state.used();
-        let d = self.record(Decision {
-            time_unix_ms: self.host.wall_ms(),
-            kind: DecisionKind::Pressure,
-            rule: "host".into(),
-            scope: Some(ScopeKind::Host),
-            level: Some(Level::Warn),
-            action: DecisionAction::Alert,
-            outcome: Outcome::Recorded,
-            reason: format!(
-                "memory pressure: tasks stalled on memory for {} ms within one second (PSI some avg10 {:.2}%); host at {used} of {} B",
-                self.cfg.host.psi_stall.as_millis(),
-                self.host_state.psi_avg10.unwrap_or(0.0),
-                limit.bytes
-            ),
-            charged_bytes: used,
-            slope_bytes_per_sec: self
-                .host_state
-                .series
-                .trend(now)
-                .map(|t| t.bytes_per_sec)
-                .unwrap_or(0.0),
-            limit_bytes: limit.bytes,
-            ..Default::default()
-        });
-        tracing::warn!(seq = d.seq, "{}", d.reason);
     }
 
     /// How far up the ladder the named rule of `scope` may go now.

@@ -187,8 +187,8 @@ impl<H: Host> Engine<H> {
                 .get(&Scope::Host)
                 .map(|s| s.held.level)
                 .unwrap_or_default(),
-            psi_some_avg10: self.host_state.psi_avg10,
-            psi_trigger: self.host_state.psi_trigger,
+            psi_some_avg10: self.host_state.psi.avg10,
+            psi_trigger: self.host_state.psi.armed.is_some(),
         }
     }
 

@@ -14,7 +14,7 @@ pub use world::{Script, World};
 use crate::{
     decision::Decision,
     engine::{Host, Signal, Tripwire},
-    model::{HostMem, Mem, Stat},
+    model::{HostMem, Mem, Psi, Stat},
 };
 
 /// When the fake host booted, on the wall clock: its monotonic clock's 0.
@@ -81,7 +81,7 @@ pub struct FakeHost {
     /// RAM used by what is not a process of this host (the kernel, caches
     /// that cannot be dropped).
     pub baseline_used: u64,
-    pub psi_some_avg10: Option<f64>,
+    pub psi: Option<Psi>,
     pub cgroup_limits: BTreeMap<String, u64>,
     pub ns_pids: BTreeMap<u32, u32>,
     /// Every signal the engine sent, in order.
@@ -187,8 +187,8 @@ impl Host for FakeHost {
         })
     }
 
-    fn psi_some_avg10(&self) -> Option<f64> {
-        self.psi_some_avg10
+    fn psi_some(&self) -> Option<Psi> {
+        self.psi
     }
 
     fn cgroup_limit(&self, path: &str) -> Option<u64> {

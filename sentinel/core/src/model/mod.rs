@@ -5,7 +5,7 @@
 mod process;
 mod series;
 
-pub use process::{DeviceSample, GpuSample, HostMem, Mem, Stat};
+pub use process::{DeviceSample, GpuSample, HostMem, Mem, Psi, Stat};
 pub use series::{Sample, Series, Trend};
 
 /// Seconds until `current` reaches `limit` at `bytes_per_sec`; `None` when

@@ -105,3 +105,12 @@ pub struct GpuSample {
     pub processes: BTreeMap<(u32, u32), u64>,
     pub errors: Vec<(u32, String)>,
 }
+
+/// Memory pressure as /proc/pressure/memory reports it: the "some" line.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Psi {
+    /// Share of the last 10 s some task stalled on memory, in percent.
+    pub avg10: f64,
+    /// Microseconds some task stalled on memory since boot.
+    pub total_us: u64,
+}

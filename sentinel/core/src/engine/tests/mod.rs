@@ -6,6 +6,7 @@
 mod custody;
 mod ladder;
 mod operators;
+mod pressure;
 mod process;
 mod reservations;
 mod shared;
