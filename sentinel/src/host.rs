@@ -11,7 +11,7 @@ use sentinel_core::{
 };
 
 use crate::{
-    actuator::{self, Pidfd},
+    actuator::{self, Freezer, Pidfd},
     collector::{cgroup::CgroupFs, host, procfs},
     journal::{self, Journal},
     probes::Probes,
@@ -32,6 +32,8 @@ pub struct LiveHost {
     pub journal: Arc<Journal>,
     /// The loaded eBPF programs; `None` when polling /proc.
     pub probes: Option<Probes>,
+    /// The kernel's freezer; `None`: freezes are SIGSTOP.
+    pub freezer: Option<Freezer>,
     cgfs: CgroupFs,
     /// Woken when a grace starts, so that the agent watches graces closely
     /// only while there are any.
@@ -39,10 +41,11 @@ pub struct LiveHost {
 }
 
 impl LiveHost {
-    pub fn new(journal: Arc<Journal>, probes: Option<Probes>) -> Self {
+    pub fn new(journal: Arc<Journal>, probes: Option<Probes>, freezer: Option<Freezer>) -> Self {
         Self {
             journal,
             probes,
+            freezer,
             cgfs: CgroupFs::detect(),
             grace_started: Arc::default(),
         }
@@ -115,7 +118,22 @@ impl Host for LiveHost {
     }
 
     fn signal(&mut self, target: &Pidfd, signal: Signal) -> Result<(), String> {
-        actuator::send(target, signal).map_err(|e| e.to_string())
+        actuator::send(target, signal, self.freezer.as_ref()).map_err(|e| e.to_string())
+    }
+
+    fn kill_pending(&self, pid: u32) -> bool {
+        procfs::sigkill_pending(pid)
+    }
+
+    fn stopped(&self, pid: u32, start_time: u64) -> Option<bool> {
+        let frozen = self
+            .freezer
+            .as_ref()
+            .and_then(|f| f.frozen(pid, start_time));
+        frozen.or_else(|| {
+            let s = procfs::read_stat(pid).ok()?;
+            (s.start_time == start_time).then_some(matches!(s.state, 'T' | 't'))
+        })
     }
 
     fn set_tripwire(&mut self, pid: u32, start_time: u64, wire: Tripwire) {

@@ -66,6 +66,16 @@ impl MemCgroup {
             .unwrap_or(0)
     }
 
+    /// What the kernel charges the cgroup now.
+    pub fn usage_bytes(&self) -> u64 {
+        let f = if self.v2 {
+            "memory.current"
+        } else {
+            "memory.usage_in_bytes"
+        };
+        self.read(f).trim().parse().unwrap_or(0)
+    }
+
     pub fn peak_bytes(&self) -> u64 {
         let f = if self.v2 {
             "memory.peak"

@@ -64,6 +64,11 @@ impl Hog {
             .next()
     }
 
+    /// Whether Sentinel holds it stopped (SIGSTOP or the freezer).
+    pub fn frozen(&self) -> bool {
+        crate::frozen(self.pid)
+    }
+
     /// Peak resident set (VmHWM) in bytes.
     pub fn peak_rss(&self) -> Option<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
@@ -90,6 +95,9 @@ impl Drop for Hog {
         let _ = self.child.kill();
         // SAFETY: our own child; SIGCONT so a stopped one can die.
         unsafe { libc::kill(self.pid as i32, libc::SIGCONT) };
+        // One in the freezer dies only once thawed; the agent that froze
+        // it may be gone already.
+        crate::thaw_if_frozen_by_sentinel(self.pid);
         let _ = self.child.wait();
     }
 }

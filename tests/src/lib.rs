@@ -91,6 +91,49 @@ pub fn memhog_bin() -> PathBuf {
 }
 
 /// anon + shmem + swap of a process (what limits apply to), from /proc.
+/// The process's cgroup v1 freezer cgroup when it is one of Sentinel's own
+/// (`sentinel-<pid>-<start>`), as a directory.
+fn sentinel_freezer_dir(pid: u32) -> Option<String> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = cgroups.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+        ctl.split(',')
+            .any(|c| c == "freezer")
+            .then(|| path.to_string())
+    })?;
+    path.rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with("sentinel-"))
+        .then(|| format!("/sys/fs/cgroup/freezer{path}"))
+}
+
+/// Whether Sentinel holds `pid` stopped: by SIGSTOP (state `T`, also the
+/// kernel's tripwire), or in one of its cgroup v1 freezer cgroups, where a
+/// frozen task shows as `D`.
+pub fn frozen(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.trim_start().chars().next());
+    if matches!(state, Some('T' | 't')) {
+        return true;
+    }
+    sentinel_freezer_dir(pid)
+        .and_then(|dir| std::fs::read_to_string(format!("{dir}/freezer.state")).ok())
+        .is_some_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING"))
+}
+
+/// Thaws `pid` if Sentinel's freezer holds it: a test's cleanup, so that a
+/// kill takes effect even with the agent gone.
+pub fn thaw_if_frozen_by_sentinel(pid: u32) {
+    if let Some(dir) = sentinel_freezer_dir(pid) {
+        let _ = std::fs::write(format!("{dir}/freezer.state"), "THAWED");
+    }
+}
+
 pub fn read_charged(pid: u32) -> u64 {
     sentinel::collector::procfs::read_mem(pid)
         .map(|m| m.charged())

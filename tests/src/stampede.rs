@@ -93,15 +93,9 @@ pub struct Outcome {
     pub pids: Vec<u32>,
 }
 
-/// Whether `pid` is stopped (SIGSTOP): frozen or queued.
+/// Whether `pid` is stopped: frozen or queued.
 fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.trim_start().starts_with(['T', 't']))
-        })
-        .unwrap_or(false)
+    crate::frozen(pid)
 }
 
 /// Starts each worker in `cg` at its time and waits until all have ended

@@ -21,7 +21,7 @@ async fn frozen_leaker(agent: &Agent, cg: &MemCgroup) -> Hog {
     agent
         .expect_action(hog.pid, "freeze", Duration::from_secs(10))
         .await;
-    assert_eq!(hog.state(), Some('T'));
+    assert!(hog.frozen());
     hog
 }
 
@@ -60,16 +60,12 @@ async fn a_freeze_survives_a_sigkill_of_the_agent_and_resumes_by_api() {
     assert!(adopted.start_time > 0);
     assert_eq!(state_of(&agent, hog.pid).await, "frozen");
     assert_eq!(frozen_metric(&agent), Some(1.0));
-    assert_eq!(hog.state(), Some('T'), "still stopped");
+    assert!(hog.frozen(), "still stopped");
 
     let (ok, out, err) = agent.cli(&["resume", &hog.pid.to_string()]);
     assert!(ok, "{out}{err}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_ne!(
-        hog.state(),
-        Some('T'),
-        "resumed by the API after the restart"
-    );
+    assert!(!hog.frozen(), "resumed by the API after the restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +99,7 @@ async fn a_freeze_survives_a_sigterm_of_the_agent_and_resumes_when_the_limit_is_
     agent
         .expect_action(hog.pid, "adopted", Duration::from_secs(5))
         .await;
-    assert_eq!(hog.state(), Some('T'));
+    assert!(hog.frozen());
 
     // Raising the limit clears the pressure: resumed on its own.
     agent.reload(&policy.replace("256MiB", "1GiB"));
@@ -117,6 +113,9 @@ async fn a_freeze_survives_a_sigterm_of_the_agent_and_resumes_when_the_limit_is_
     assert!(hog.expect_line("done", Duration::from_secs(10)).is_some());
 }
 
+/// Where freezes are SIGSTOP (no v1 freezer, cgroup v2, or
+/// `agent.freezer = false`), a SIGCONT undoes one: it is noticed, and the
+/// rule decides again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigcont_from_another_process_is_noticed_and_the_rule_freezes_again() {
     if !privileged("a_sigcont_from_another_process_is_noticed") {
@@ -124,7 +123,12 @@ async fn a_sigcont_from_another_process_is_noticed_and_the_rule_freezes_again() 
     }
     let _serial = serial_async().await;
     let cg = MemCgroup::new("custcont", 512 * MIB);
-    let agent = Agent::start("custcont", &rule_for(&cg, "leaky", "256MiB", "freeze"), &[]);
+    let agent = Agent::start_env(
+        "custcont",
+        &rule_for(&cg, "leaky", "256MiB", "freeze"),
+        &[],
+        &[("SENTINEL_FREEZER", "false")],
+    );
     let hog = frozen_leaker(&agent, &cg).await;
     // Someone's `kill -CONT`, a shell's `fg`.
     let st = std::process::Command::new("kill")
@@ -153,7 +157,7 @@ async fn a_sigcont_from_another_process_is_noticed_and_the_rule_freezes_again() 
         .unwrap_or_else(|| panic!("not frozen again\n{}", agent.log_text()));
     assert_eq!(again.outcome, "done");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(hog.state(), Some('T'));
+    assert!(hog.frozen());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,10 +187,10 @@ async fn thaw_all_resumes_what_an_agent_stopped_for_good_left_frozen() {
     // With the agent running, it is the agent's to resume: refused.
     let (ok, out) = thaw_all();
     assert!(!ok && out.contains("stop it first"), "{out}");
-    assert_eq!(hog.state(), Some('T'));
+    assert!(hog.frozen());
 
     agent.stop();
-    assert_eq!(hog.state(), Some('T'), "a stop leaves it frozen");
+    assert!(hog.frozen(), "a stop leaves it frozen");
     let (ok, out) = thaw_all();
     assert!(ok, "{out}");
     assert!(
@@ -194,8 +198,137 @@ async fn thaw_all_resumes_what_an_agent_stopped_for_good_left_frozen() {
         "{out}"
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_ne!(hog.state(), Some('T'));
+    assert!(!hog.frozen());
     // Journalled: nothing is left to thaw, and a later start adopts nothing.
     let (ok, out) = thaw_all();
     assert!(ok && out.contains("nothing frozen by Sentinel"), "{out}");
+}
+
+/// The process's freezer cgroup (the `freezer` line of /proc/PID/cgroup).
+fn freezer_path(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.split_once(":freezer:").map(|(_, p)| p.to_string()))
+        .unwrap_or_default()
+}
+
+/// With the kernel's freezer (cgroup v1, as on these machines), a freeze
+/// is one that job control cannot undo, across the agent's restarts, and
+/// it leaves the process's memory cgroup as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freezer_freeze_ignores_sigcont_and_keeps_the_memory_cgroup() {
+    if !privileged("a_freezer_freeze_ignores_sigcont") {
+        return;
+    }
+    if !std::path::Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "these machines have the cgroup v1 freezer"
+        );
+        eprintln!("SKIP: no cgroup v1 freezer here");
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("custfreezer", 512 * MIB);
+    let mut agent = Agent::start(
+        "custfreezer",
+        &rule_for(&cg, "leaky", "256MiB", "freeze"),
+        &[],
+    );
+    assert!(
+        agent
+            .log_text()
+            .contains("freezes use the kernel's cgroup v1 freezer"),
+        "{}",
+        agent.log_text()
+    );
+    let before = freezer_path(std::process::id());
+    let hog = frozen_leaker(&agent, &cg).await;
+    let start = sentinel::collector::procfs::read_stat(hog.pid)
+        .unwrap()
+        .start_time;
+    let own = freezer_path(hog.pid);
+    assert!(
+        own.ends_with(&format!("/sentinel-{}-{start}", hog.pid)),
+        "{own}"
+    );
+    assert_ne!(hog.state(), Some('T'), "not a SIGSTOP");
+    // Its memory cgroup, charges and limit are what they were.
+    let memcg = std::fs::read_to_string(format!("/proc/{}/cgroup", hog.pid)).unwrap();
+    assert!(memcg.contains(&format!(":memory:{}\n", cg.path)), "{memcg}");
+    let charged = cg.usage_bytes();
+
+    let cont = || {
+        let st = std::process::Command::new("kill")
+            .args(["-CONT", &hog.pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    cont();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(hog.frozen(), "a SIGCONT does not thaw it");
+    assert!(cg.usage_bytes() <= charged + MIB, "it did not run on");
+    let resumes = |ds: &[pb::Decision]| ds.iter().filter(|d| d.kind == "resume").count();
+    assert_eq!(resumes(&agent.decisions_for(hog.pid).await), 0);
+
+    // Nor with the agent down; the next start takes it back.
+    agent.stop_and_restart();
+    cont();
+    agent
+        .expect_action(hog.pid, "adopted", Duration::from_secs(5))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(hog.frozen());
+    assert_eq!(resumes(&agent.decisions_for(hog.pid).await), 0);
+
+    // Resumed: thawed, and back in the freezer cgroup it came from.
+    let (ok, out, err) = agent.cli(&["resume", &hog.pid.to_string()]);
+    assert!(ok, "{out}{err}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!hog.frozen());
+    assert_eq!(freezer_path(hog.pid), before);
+    let dir = format!("/sys/fs/cgroup/freezer{own}");
+    assert!(!std::path::Path::new(&dir).exists(), "{dir} is removed");
+}
+
+/// `kill -9` of a frozen process works as it would on a stopped one: the
+/// kernel's freezer would hold it until thawed, so the agent lets it die.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_from_someone_else_ends_a_frozen_process() {
+    if !privileged("a_kill_from_someone_else_ends_a_frozen_process") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("custkill9", 512 * MIB);
+    let agent = Agent::start(
+        "custkill9",
+        &rule_for(&cg, "leaky", "256MiB", "freeze"),
+        &[],
+    );
+    let mut hog = frozen_leaker(&agent, &cg).await;
+    // SAFETY: our own child.
+    unsafe { libc::kill(hog.pid as i32, libc::SIGKILL) };
+    let t = std::time::Instant::now();
+    let st = hog.wait_exit(Duration::from_secs(3));
+    assert!(
+        st.is_some(),
+        "still alive 3 s after SIGKILL\n{}",
+        agent.log_text()
+    );
+    eprintln!("died {:?} after SIGKILL", t.elapsed());
+    let d = agent
+        .wait_decision(Duration::from_secs(2), |d| {
+            d.pid == hog.pid && d.kind == "resume"
+        })
+        .await;
+    if std::path::Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists() {
+        let d = d.unwrap_or_else(|| panic!("{}", agent.log_text()));
+        assert!(
+            d.reason.starts_with("killed by someone else (SIGKILL)"),
+            "{}",
+            d.reason
+        );
+    }
 }

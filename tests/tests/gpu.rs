@@ -70,7 +70,7 @@ async fn the_gpu_grower_is_frozen_before_the_device_fills_and_the_steady_one_is_
     let mut grown = 512 * MIB;
     let mut peak_used = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while state(grower_pid) != Some('T') {
+    while !sentinel_tests::frozen(grower_pid) {
         assert!(
             Instant::now() < deadline,
             "the grower was never stopped:\n{}",
@@ -263,7 +263,7 @@ async fn a_rules_gpu_limit_stops_its_grower_long_before_the_device_is_full() {
     );
     let mut grown = 256 * MIB;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while state(grower_pid) != Some('T') {
+    while !sentinel_tests::frozen(grower_pid) {
         assert!(
             Instant::now() < deadline,
             "never stopped:\n{}",

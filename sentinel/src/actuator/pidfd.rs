@@ -12,6 +12,8 @@ use crate::collector::procfs;
 pub struct Pidfd {
     fd: OwnedFd,
     pub pid: u32,
+    /// Clock ticks after boot: with the pid, the process.
+    pub start_time: u64,
 }
 
 impl Pidfd {
@@ -34,7 +36,11 @@ impl Pidfd {
                 format!("pid {pid} was reused by another process"),
             ));
         }
-        Ok(Self { fd, pid })
+        Ok(Self {
+            fd,
+            pid,
+            start_time,
+        })
     }
 
     pub fn send_signal(&self, sig: i32) -> io::Result<()> {

@@ -12,6 +12,7 @@ use sentinel_core::{
 
 use super::{AgentError, RunOptions};
 use crate::{
+    actuator::Freezer,
     alert::Alerting,
     api::{TlsListener, access::AccessPolicy},
     host::LiveHost,
@@ -98,6 +99,25 @@ fn load_probes(cfg: &Config, no_ebpf: bool, degraded: &mut Vec<String>) -> (Opti
 
 /// A host agent that cannot write its journal still protects the host:
 /// it keeps decisions in memory and says so.
+/// How freezes are made: the kernel's v1 freezer where it is mounted (and
+/// wanted), else SIGSTOP.
+fn freezer(cfg: &Config) -> Option<Freezer> {
+    let f = cfg.agent.freezer.then(Freezer::detect).flatten();
+    match &f {
+        Some(f) => {
+            let swept = f.sweep();
+            tracing::info!(
+                swept,
+                "freezes use the kernel's cgroup v1 freezer: a SIGCONT cannot undo them"
+            );
+        }
+        None => tracing::info!(
+            "freezes use SIGSTOP (no cgroup v1 freezer, or agent.freezer = false): a SIGCONT undoes one; the agent notices and its rule decides again"
+        ),
+    }
+    f
+}
+
 /// What the journal says an earlier run of the agent left stopped since
 /// this boot (before it, a pid and start time may name anyone).
 fn held_since_boot(journal: &Journal) -> Vec<Held> {
@@ -225,7 +245,12 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
         page_size: crate::probes::page_size(),
     };
     let held = held_since_boot(&journal);
-    let mut engine = Engine::new(cfg.clone(), options, LiveHost::new(journal, probes));
+    let freezer = freezer(&cfg);
+    let mut engine = Engine::new(
+        cfg.clone(),
+        options,
+        LiveHost::new(journal, probes, freezer),
+    );
     let source = if policy_text.is_empty() {
         "built-in defaults".to_string()
     } else {

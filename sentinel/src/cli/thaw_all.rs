@@ -13,7 +13,7 @@ use sentinel_core::{
 
 use super::CliError;
 use crate::{
-    actuator::{self, Pidfd},
+    actuator::{self, Freezer, Pidfd},
     collector::procfs,
     journal::{Journal, Retention, unix_ms},
 };
@@ -51,13 +51,18 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .map_err(|e| ThawError::Journal(path.display().to_string(), e.to_string()))?;
     let boot = procfs::boot_time().map_err(ThawError::Boot)? * 1000;
     let held = journal.held_since(boot);
+    // Whatever the config says now: an earlier run may have used it.
+    let freezer = Freezer::detect();
+    if let Some(f) = &freezer {
+        f.sweep();
+    }
     if held.is_empty() {
         println!("nothing frozen by Sentinel");
         return Ok(());
     }
     let mut failed = 0;
     for h in held {
-        match thaw(&h) {
+        match thaw(&h, freezer.as_ref()) {
             Ok(None) => continue,
             Ok(Some(comm)) => {
                 println!("thawed pid {} ({comm})", h.pid);
@@ -76,17 +81,23 @@ pub fn run(args: Args) -> Result<(), CliError> {
     Ok(())
 }
 
-/// SIGCONT through a pidfd checked against the start time; `None` when
-/// the process is gone or no longer stopped (nothing to do).
-fn thaw(h: &Held) -> Result<Option<String>, String> {
+/// Thaws (the freezer, then SIGCONT) through a pidfd checked against the
+/// start time; `None` when the process is gone or no longer stopped.
+fn thaw(h: &Held, freezer: Option<&Freezer>) -> Result<Option<String>, String> {
     let Ok(stat) = procfs::read_stat(h.pid) else {
         return Ok(None);
     };
-    if stat.start_time != h.start_time || !matches!(stat.state, 'T' | 't') {
+    if stat.start_time != h.start_time {
+        return Ok(None);
+    }
+    let frozen = freezer
+        .and_then(|f| f.frozen(h.pid, h.start_time))
+        .unwrap_or(matches!(stat.state, 'T' | 't'));
+    if !frozen {
         return Ok(None);
     }
     let fd = Pidfd::open(h.pid, h.start_time).map_err(|e| e.to_string())?;
-    actuator::send(&fd, Signal::Resume).map_err(|e| e.to_string())?;
+    actuator::send(&fd, Signal::Resume, freezer).map_err(|e| e.to_string())?;
     Ok(Some(stat.comm))
 }
 

@@ -75,6 +75,24 @@ fn parse_btime(stat: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Whether SIGKILL is pending for the process (SigPnd or ShdPnd of
+/// /proc/PID/status): sent, and not yet taken, as by a frozen task.
+pub fn sigkill_pending(pid: u32) -> bool {
+    fs::read_to_string(proc_path(pid, "status")).is_ok_and(|t| parse_sigkill_pending(&t))
+}
+
+fn parse_sigkill_pending(status: &str) -> bool {
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("SigPnd:")
+                .or_else(|| l.strip_prefix("ShdPnd:"))
+        })
+        .filter_map(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .any(|mask| mask & SIGKILL_BIT != 0)
+}
+
 /// Parses the memory lines of /proc/PID/status (values in kB).
 pub fn parse_status_mem(text: &str) -> Mem {
     let mut m = Mem::default();
@@ -201,6 +219,28 @@ pub fn list_pids() -> io::Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_sigkill_is_read_from_either_mask() {
+        let with = |sig: &str, shd: &str| format!("Name:\tx\nSigPnd:\t{sig}\nShdPnd:\t{shd}\n");
+        assert!(!parse_sigkill_pending(&with(
+            "0000000000000000",
+            "0000000000000000"
+        )));
+        assert!(parse_sigkill_pending(&with(
+            "0000000000000100",
+            "0000000000000000"
+        )));
+        assert!(parse_sigkill_pending(&with(
+            "0000000000000000",
+            "0000000000000100"
+        )));
+        // SIGTERM (bit 14) is not SIGKILL.
+        assert!(!parse_sigkill_pending(&with(
+            "0000000000004000",
+            "0000000000000000"
+        )));
+    }
 
     #[test]
     fn stat_with_awkward_comm() {

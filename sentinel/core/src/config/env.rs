@@ -29,6 +29,7 @@ pub const ENV_KEYS: &[&str] = &[
     "freeze_timeout",
     "schedule_horizon",
     "lock_memory",
+    "freezer",
 ];
 
 impl Config {

@@ -175,6 +175,10 @@ pub struct AgentSettings {
     /// acts only when it says so: a file emptied or truncated by mistake
     /// would otherwise thaw every frozen process.
     pub allow_empty_policy: bool,
+    /// Freeze with the kernel's cgroup v1 freezer where it is mounted, so
+    /// that a SIGCONT cannot undo a freeze; otherwise (and under cgroup v2)
+    /// SIGSTOP.
+    pub freezer: bool,
 }
 
 impl Default for AgentSettings {
@@ -205,6 +209,7 @@ impl Default for AgentSettings {
             schedule_horizon: Duration::from_secs(5),
             lock_memory: true,
             allow_empty_policy: false,
+            freezer: true,
         }
     }
 }

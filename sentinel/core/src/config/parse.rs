@@ -108,6 +108,7 @@ struct RawAgent {
     schedule_horizon: Option<Span>,
     lock_memory: Option<bool>,
     allow_empty_policy: Option<bool>,
+    freezer: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -197,6 +198,7 @@ impl Config {
                 .unwrap_or(d.schedule_horizon),
             lock_memory: a.lock_memory.unwrap_or(d.lock_memory),
             allow_empty_policy: a.allow_empty_policy.unwrap_or(d.allow_empty_policy),
+            freezer: a.freezer.unwrap_or(d.freezer),
         };
         // A key set out of range: its own line, wherever it is indented.
         let range_err = |what: &str, msg: &str| {

@@ -31,6 +31,7 @@ pub fn keep_start_only(new: &mut Config, running: &Config) -> Vec<&'static str> 
     keep!(agent.poll_interval => "agent.poll_interval");
     keep!(agent.rescan_interval => "agent.rescan_interval");
     keep!(agent.lock_memory => "agent.lock_memory");
+    keep!(agent.freezer => "agent.freezer");
     keep!(host.interval => "host.interval");
     keep!(host.psi_stall => "host.psi_stall");
     keep!(gpu.enabled => "gpu.enabled");

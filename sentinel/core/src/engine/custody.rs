@@ -89,12 +89,6 @@ pub fn held_by_journal<'a>(
     held.into_values().collect()
 }
 
-/// Processes stopped by the kernel's job control: SIGSTOP's `T`, and `t`
-/// under a tracer.
-fn stopped(state: char) -> bool {
-    matches!(state, 'T' | 't')
-}
-
 impl<H: Host> Engine<H> {
     /// What the agent does at start, after its policy is set: a first scan
     /// of the processes, taking back what it left stopped, and a first
@@ -120,15 +114,15 @@ impl<H: Host> Engine<H> {
             if p.start_time != h.start_time {
                 continue;
             }
-            match self.host.stat(h.pid).map(|s| s.state) {
-                Some(state) if stopped(state) => {
+            match self.host.stopped(h.pid, h.start_time) {
+                Some(true) => {
                     let ago = wall.saturating_sub(h.time_unix_ms) as f64 / 1e3;
                     let scope = self.adopt(&h, now - ago);
                     if h.queued && !queues.contains(&scope) {
                         queues.push(scope);
                     }
                 }
-                Some(_) => {
+                Some(false) => {
                     let why = format!(
                         "thawed by someone else while the agent was not running (it had stopped it in decision {}); its rule decides again",
                         h.seq
@@ -247,11 +241,7 @@ impl<H: Host> Engine<H> {
             .procs
             .values()
             .filter(|p| matches!(p.state, ProcState::Frozen | ProcState::Queued))
-            .filter(|p| {
-                self.host
-                    .stat(p.pid)
-                    .is_some_and(|s| !stopped(s.state) && s.state != 'Z')
-            })
+            .filter(|p| self.host.stopped(p.pid, p.start_time) == Some(false))
             .filter_map(|p| p.frozen_for.clone().map(|f| (p.pid, f.scope, f.rule)))
             .collect();
         for (pid, scope, rule) in thawed {
@@ -272,6 +262,44 @@ impl<H: Host> Engine<H> {
                 p.series.push(now, usage);
             }
             self.sync_tripwire(pid);
+        }
+    }
+
+    /// Frozen processes someone sent SIGKILL: held by the kernel's freezer
+    /// they cannot die, so they are thawed and let die, as a stopped one
+    /// would have.
+    pub(super) fn release_killed(&mut self) {
+        let killed: Vec<(u32, Scope, String)> = self
+            .procs
+            .values()
+            .filter(|p| matches!(p.state, ProcState::Frozen | ProcState::Queued))
+            .filter(|p| self.host.kill_pending(p.pid))
+            .filter_map(|p| p.frozen_for.clone().map(|f| (p.pid, f.scope, f.rule)))
+            .collect();
+        for (pid, scope, rule) in killed {
+            let outcome = self.send_resume(pid);
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.state = ProcState::Killed;
+                p.frozen_for = None;
+            }
+            let why = format!(
+                "killed by someone else (SIGKILL) while frozen for {}: thawed so that it can die",
+                scope.describe()
+            );
+            let d = Decision {
+                scope: Some(scope.kind()),
+                ..self.note(
+                    pid,
+                    DecisionKind::Resume,
+                    rule,
+                    None,
+                    DecisionAction::Resume,
+                    outcome,
+                    why,
+                )
+            };
+            let d = self.record(d);
+            tracing::warn!(seq = d.seq, pid, comm = %d.comm, "{}", d.reason);
         }
     }
 

@@ -71,6 +71,12 @@ pub trait Host {
     /// started at `start_time`.
     fn open_pidfd(&mut self, pid: u32, start_time: u64) -> Result<Self::Pidfd, String>;
     fn signal(&mut self, target: &Self::Pidfd, signal: Signal) -> Result<(), String>;
+    /// Whether the process that started at `start_time` is stopped (by
+    /// SIGSTOP, or by the kernel's freezer); `None` when it is gone.
+    fn stopped(&self, pid: u32, start_time: u64) -> Option<bool>;
+    /// Someone sent the process SIGKILL and it has not died: frozen by the
+    /// kernel's freezer, it dies only once thawed.
+    fn kill_pending(&self, pid: u32) -> bool;
     /// Arms (or moves, or clears) the in-kernel entry of the process `pid`
     /// that started at `start_time`: a later process reusing the pid is
     /// not stopped by it.

@@ -209,6 +209,7 @@ impl<H: Host> Engine<H> {
         let psi = self.host.psi_some();
         self.host_state.psi.sample(now, psi);
         let _ = self.expire_graces(now);
+        self.release_killed();
         self.notice_thaws();
         self.resume_cleared(now);
         self.resume_queued(now);

@@ -158,11 +158,15 @@ impl<H: Host> Engine<H> {
                 let Some(p) = self.procs.get(v) else {
                     return true;
                 };
-                let stat = self.host.stat(*v);
                 match p.state {
                     ProcState::Running => true,
-                    ProcState::Frozen | ProcState::Queued => stat.is_some_and(|s| s.stopped()),
-                    ProcState::Terminating | ProcState::Killed => stat.is_none_or(|s| s.dead()),
+                    // SIGSTOP's `T`, or the freezer's FROZEN (shown as `D`).
+                    ProcState::Frozen | ProcState::Queued => {
+                        self.host.stopped(*v, p.start_time) == Some(true)
+                    }
+                    ProcState::Terminating | ProcState::Killed => {
+                        self.host.stat(*v).is_none_or(|s| s.dead())
+                    }
                 }
             })
     }

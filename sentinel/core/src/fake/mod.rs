@@ -36,6 +36,10 @@ pub struct FakeProc {
     pub oom_score_adj: i32,
     /// Handles SIGTERM by carrying on (so only SIGKILL ends it).
     pub ignores_term: bool,
+    /// Someone else's SIGKILL waits for it to be thawed.
+    pub kill_pending: bool,
+    /// Held by the kernel's freezer (shown as `D`; SIGCONT does nothing).
+    pub in_freezer: bool,
 }
 
 impl FakeProc {
@@ -51,6 +55,8 @@ impl FakeProc {
             state: 'R',
             oom_score_adj: 0,
             ignores_term: false,
+            kill_pending: false,
+            in_freezer: false,
         }
     }
 }
@@ -95,6 +101,8 @@ pub struct FakeHost {
     pub graces_started: u32,
     /// Makes every signal fail with this error.
     pub signal_error: Option<String>,
+    /// Freezes go through a cgroup v1 freezer, as on hosts that have one.
+    pub freezer: bool,
     next_start: u64,
 }
 
@@ -222,14 +230,35 @@ impl Host for FakeHost {
                 )
             })?;
         self.signals.push((fd.pid, signal));
+        if signal != Signal::Freeze {
+            p.in_freezer = false;
+        }
         match signal {
+            Signal::Freeze if self.freezer => {
+                p.in_freezer = true;
+                p.state = 'D';
+            }
             Signal::Freeze => p.state = 'T',
+            // Thawed, a pending SIGKILL takes it.
+            Signal::Resume if p.kill_pending => p.state = 'Z',
             Signal::Resume => p.state = 'R',
             Signal::Terminate if p.ignores_term => p.state = 'R',
             // It exits; its memory is freed when the world reaps it.
             Signal::Terminate | Signal::Kill => p.state = 'Z',
         }
         Ok(())
+    }
+
+    fn stopped(&self, pid: u32, start_time: u64) -> Option<bool> {
+        let p = self
+            .procs
+            .get(&pid)
+            .filter(|p| p.start_time == start_time)?;
+        (p.state != 'Z').then_some(p.state == 'T' || p.in_freezer)
+    }
+
+    fn kill_pending(&self, pid: u32) -> bool {
+        self.procs.get(&pid).is_some_and(|p| p.kill_pending)
     }
 
     fn set_tripwire(&mut self, pid: u32, start_time: u64, wire: Tripwire) {

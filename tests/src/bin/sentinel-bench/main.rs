@@ -17,7 +17,8 @@
 //!    second.
 //! 7. Footprint (`footprint`, ten minutes; `footprint-quick`, one): the
 //!    agent's resident memory and CPU with 1,000 churning processes.
-//! 8. Stampedes (`stampede`, several minutes): eight workers at once in a
+//! 8. Freeze and thaw latency, SIGSTOP against the cgroup v1 freezer.
+//! 9. Stampedes (`stampede`, several minutes): eight workers at once in a
 //!    capped cgroup with no guard, a freeze rule, a kill rule and `sentinel
 //!    exec --reserve`, and the variants (unequal sizes, a runaway among
 //!    them, the host's limit, three loads of which two fit).
@@ -28,6 +29,7 @@
 mod admission;
 mod alerting;
 mod footprint;
+mod freeze;
 mod gpu;
 mod stampede;
 
@@ -504,6 +506,9 @@ async fn main() {
     }
     if only("admission") {
         admission::admission_bench(2000).await;
+    }
+    if only("freeze") {
+        freeze::freeze_bench(200);
     }
     // Several minutes of stampedes: only when asked for.
     if args.iter().any(|a| a == "stampede") {

@@ -176,6 +176,28 @@ fn a_sigcont_from_someone_else_is_noticed_while_the_agent_runs() {
 }
 
 #[test]
+fn a_sigkill_from_someone_else_is_let_through_a_freeze() {
+    let policy = rule("leaky", "256MiB", "freeze");
+    let mut w = frozen_leaker(&policy);
+    // `kill -9`: with the kernel's freezer holding it, it cannot die.
+    w.host_mut().procs.get_mut(&10).expect("alive").kill_pending = true;
+    w.run_for(0.5);
+    let d = about(&w, 10)
+        .into_iter()
+        .map(|r| r.decision.clone())
+        .find(|d| d.kind == DecisionKind::Resume)
+        .unwrap_or_else(|| panic!("{:#?}", journal(&w)));
+    assert!(
+        d.reason
+            .starts_with("killed by someone else (SIGKILL) while frozen"),
+        "{}",
+        d.reason
+    );
+    assert_eq!(state(&w, 10), None, "it died");
+    assert_eq!(signals(&w, 10), [Signal::Freeze, Signal::Resume]);
+}
+
+#[test]
 fn a_stampede_interrupted_by_a_restart_still_finishes() {
     let policy = format!("[[cgroup]]\nname = \"jobs\"\nmatch = \"^{CG}$\"\naction = \"freeze\"\n");
     let mut w = world(&policy);

@@ -107,6 +107,25 @@ fn eight_workers_in_six_gib_all_finish_under_a_freeze_rule() {
 }
 
 #[test]
+fn eight_workers_in_six_gib_all_finish_with_the_kernels_freezer() {
+    // Frozen tasks show as `D` there, not `T`: a stop is confirmed all the
+    // same, so the next waiter is chosen at once, not a settle timeout later.
+    let mut w = stampede("freeze");
+    w.host_mut().freezer = true;
+    let pids = eight_workers(&mut w);
+    let end = run_out(&mut w, &pids, 120.0);
+    assert_eq!(end.finished, pids, "{end:?}\n{:#?}", journal(&w));
+    assert!(end.peak < 6 * GIB, "peak {} MiB", end.peak / MIB);
+    let queued_at_once = w
+        .host()
+        .journal
+        .iter()
+        .filter(|r| r.decision.kind == DecisionKind::Queue && r.t < 0.5)
+        .count();
+    assert!(queued_at_once >= 4, "{:#?}", journal(&w));
+}
+
+#[test]
 fn eight_workers_in_six_gib_all_finish_under_a_kill_rule_and_waiting_is_not_failing() {
     // A freeze timeout far shorter than the waits: a queued worker is not
     // a runaway, so no timeout or kill applies to it.
