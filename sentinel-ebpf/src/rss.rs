@@ -144,7 +144,8 @@ fn current_is_armed(slot: &RssSlot) -> bool {
             start_ticks: slot.start_ticks,
         }
         .owned_by(ns),
-        Err(_) => false,
+        // Unreadable: the pid alone, rather than let a runaway through.
+        Err(_) => true,
     }
 }
 
@@ -175,15 +176,22 @@ fn check(slot: &mut RssSlot) {
     // Only in the process's own context: a remote writer to its memory
     // (khugepaged, ptrace, a vfork child) must not be the one stopped. The
     // check costs a helper call, paid only at the ceiling.
-    let at_ceiling = slot.ceiling != 0
+    let mut at_ceiling = slot.ceiling != 0
         && slot.ceiling != Tripwire::WATCH
         && now_charged >= slot.ceiling
         && current_tgid() == tgid;
     if at_ceiling && !current_is_armed(slot) {
-        // An entry for an earlier process with this pid: not this one's.
-        let _ = TRIPWIRES.remove(tgid);
-        slot.ceiling = 0;
-    } else if at_ceiling
+        // The cache may predate the agent arming this process: look again.
+        rearm(slot);
+        if !current_is_armed(slot) {
+            // An entry for an earlier process with this pid: not this one's.
+            let _ = TRIPWIRES.remove(tgid);
+            slot.ceiling = 0;
+        }
+        at_ceiling =
+            slot.ceiling != 0 && slot.ceiling != Tripwire::WATCH && now_charged >= slot.ceiling;
+    }
+    if at_ceiling
         // In the faulting task's own context: the process stops before it
         // returns to userspace, whatever its allocation rate.
         // SAFETY: helper without memory arguments.

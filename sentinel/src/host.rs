@@ -32,8 +32,11 @@ pub struct LiveHost {
     pub journal: Arc<Journal>,
     /// The loaded eBPF programs; `None` when polling /proc.
     pub probes: Option<Probes>,
-    /// The kernel's freezer; `None`: freezes are SIGSTOP.
+    /// The kernel's freezer, where there is one: always used to tell and
+    /// to thaw what it holds (an earlier run may have frozen with it).
     pub freezer: Option<Freezer>,
+    /// New freezes use it (`agent.freezer`); otherwise SIGSTOP.
+    pub freeze_with_freezer: bool,
     cgfs: CgroupFs,
     /// Woken when a grace starts, so that the agent watches graces closely
     /// only while there are any.
@@ -41,11 +44,17 @@ pub struct LiveHost {
 }
 
 impl LiveHost {
-    pub fn new(journal: Arc<Journal>, probes: Option<Probes>, freezer: Option<Freezer>) -> Self {
+    pub fn new(
+        journal: Arc<Journal>,
+        probes: Option<Probes>,
+        freezer: Option<Freezer>,
+        freeze_with_freezer: bool,
+    ) -> Self {
         Self {
             journal,
             probes,
             freezer,
+            freeze_with_freezer,
             cgfs: CgroupFs::detect(),
             grace_started: Arc::default(),
         }
@@ -118,7 +127,12 @@ impl Host for LiveHost {
     }
 
     fn signal(&mut self, target: &Pidfd, signal: Signal) -> Result<(), String> {
-        actuator::send(target, signal, self.freezer.as_ref()).map_err(|e| e.to_string())
+        let freezer = self.freezer.as_ref();
+        let result = match signal {
+            Signal::Freeze if !self.freeze_with_freezer => actuator::send(target, signal, None),
+            _ => actuator::send(target, signal, freezer),
+        };
+        result.map_err(|e| e.to_string())
     }
 
     fn kill_pending(&self, pid: u32) -> bool {

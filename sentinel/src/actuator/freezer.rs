@@ -15,16 +15,12 @@
 use std::{
     fs, io,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
 };
+
+use crate::collector::procfs;
 
 /// Where the v1 freezer hierarchy is mounted on the machines we run on.
 pub const V1_ROOT: &str = "/sys/fs/cgroup/freezer";
-
-/// How long a freeze may take to settle (FREEZING to FROZEN) before it is
-/// reported as failed: tasks in an uninterruptible sleep freeze when they
-/// wake.
-const SETTLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Freezer {
@@ -32,7 +28,9 @@ pub struct Freezer {
 }
 
 impl Freezer {
-    /// The v1 freezer, when it is mounted and this process is in it.
+    /// The v1 freezer, when it is mounted on its own. Co-mounted with
+    /// another controller (memory, say), moving a process would move it in
+    /// that hierarchy too.
     pub fn detect() -> Option<Self> {
         let own = fs::read_to_string("/proc/self/cgroup").ok()?;
         let mounted = Path::new(V1_ROOT).join("cgroup.procs").exists();
@@ -62,37 +60,64 @@ impl Freezer {
             .then(|| self.dir(&cur))
     }
 
-    /// Moves the process into a freezer cgroup of its own and freezes it;
-    /// returns once the kernel reports it FROZEN.
+    /// Moves the process that started at `start_time` into a freezer
+    /// cgroup of its own and freezes it. Returns at once: the kernel
+    /// finishes FREEZING as each task reaches a point where it can stop
+    /// (`settled` says when), and waiting here would hold the engine.
     pub fn freeze(&self, pid: u32, start_time: u64) -> io::Result<()> {
         let dir = match self.own(pid, start_time) {
             Some(d) => d,
-            None => {
-                let d = self
-                    .dir(&Self::current(pid)?)
-                    .join(own_name(pid, start_time));
-                match fs::create_dir(&d) {
-                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-                    _ => {}
-                }
-                fs::write(d.join("cgroup.procs"), pid.to_string())?;
-                d
-            }
+            None => self.move_in(pid, start_time)?,
         };
-        fs::write(dir.join("freezer.state"), "FROZEN")?;
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            if state(&dir)? == "FROZEN" {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{} stayed FREEZING for {SETTLE:?}", dir.display()),
-                ));
-            }
-            std::thread::sleep(Duration::from_micros(200));
+        fs::write(dir.join("freezer.state"), "FROZEN")
+    }
+
+    /// Creates the process's own freezer cgroup and moves it in. The move
+    /// names a pid, so the start time is checked after it: a process that
+    /// reused the pid is put back where it was, and nothing is frozen.
+    fn move_in(&self, pid: u32, start_time: u64) -> io::Result<PathBuf> {
+        let from = self.dir(&Self::current(pid)?);
+        let dir = from.join(own_name(pid, start_time));
+        match fs::create_dir(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
         }
+        fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+        let same = procfs::read_stat(pid).is_ok_and(|s| s.start_time == start_time);
+        if !same {
+            let _ = fs::write(from.join("cgroup.procs"), pid.to_string());
+            let _ = fs::remove_dir(&dir);
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("pid {pid} was reused by another process"),
+            ));
+        }
+        Ok(dir)
+    }
+
+    /// Whether the kernel has finished freezing the process (FROZEN, not
+    /// FREEZING).
+    pub fn settled(&self, pid: u32, start_time: u64) -> bool {
+        self.own(pid, start_time)
+            .and_then(|d| state(&d).ok())
+            .is_some_and(|s| s == "FROZEN")
+    }
+
+    /// Every process in one of the agent's freezer cgroups: (pid, the start
+    /// time its cgroup is named for), whether or not a journal names it.
+    pub fn members(&self) -> Vec<(u32, u64)> {
+        let mut out = Vec::new();
+        self.walk(&mut |name, path| {
+            let Some((pid, start)) = parse_own_name(name) else {
+                return false;
+            };
+            let procs = fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
+            if procs.lines().any(|l| l.trim() == pid.to_string()) {
+                out.push((pid, start));
+            }
+            true
+        });
+        out
     }
 
     /// Thaws a process the agent froze and puts it back in the freezer
@@ -122,6 +147,24 @@ impl Freezer {
     /// (their process was killed while frozen); returns how many.
     pub fn sweep(&self) -> usize {
         let mut removed = 0;
+        self.walk(&mut |name, path| {
+            if parse_own_name(name).is_none() {
+                return false;
+            }
+            let empty =
+                fs::read_to_string(path.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty());
+            if empty {
+                let _ = fs::write(path.join("freezer.state"), "THAWED");
+                removed += usize::from(fs::remove_dir(path).is_ok());
+            }
+            true
+        });
+        removed
+    }
+
+    /// Visits every cgroup of the hierarchy; `visit` says whether it took
+    /// the cgroup (then its children are not visited).
+    fn walk(&self, visit: &mut dyn FnMut(&str, &Path) -> bool) {
         let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = fs::read_dir(&dir) else {
@@ -129,23 +172,21 @@ impl Freezer {
             };
             for e in entries.flatten().filter(|e| e.path().is_dir()) {
                 let path = e.path();
-                let ours = e.file_name().to_string_lossy().starts_with("sentinel-");
-                let empty = fs::read_to_string(path.join("cgroup.procs"))
-                    .is_ok_and(|p| p.trim().is_empty());
-                if ours && empty {
-                    let _ = fs::write(path.join("freezer.state"), "THAWED");
-                    removed += usize::from(fs::remove_dir(&path).is_ok());
-                } else {
+                if !visit(&e.file_name().to_string_lossy(), &path) {
                     stack.push(path);
                 }
             }
         }
-        removed
     }
 }
 
 fn own_name(pid: u32, start_time: u64) -> String {
     format!("sentinel-{pid}-{start_time}")
+}
+
+fn parse_own_name(name: &str) -> Option<(u32, u64)> {
+    let (pid, start) = name.strip_prefix("sentinel-")?.split_once('-')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
 }
 
 fn state(dir: &Path) -> io::Result<String> {
@@ -175,11 +216,14 @@ mod tests {
         let text = "9:name=systemd:/\n6:freezer:/docker/abc\n4:memory:/x\n0::/\n";
         assert_eq!(parse_freezer_path(text), Some("/docker/abc"));
         assert_eq!(parse_freezer_path("4:memory:/x\n0::/\n"), None);
-        assert_eq!(parse_freezer_path("3:cpu,freezer:/\n"), Some("/"));
+        // Co-mounted: moving it would move it in that hierarchy too.
+        assert_eq!(parse_freezer_path("3:memory,freezer:/\n"), None);
     }
 
     #[test]
     fn a_processes_own_cgroup_is_named_by_pid_and_start_time() {
         assert_eq!(own_name(42, 7), "sentinel-42-7");
+        assert_eq!(parse_own_name("sentinel-42-7"), Some((42, 7)));
+        assert_eq!(parse_own_name("sentinel-test-x"), None);
     }
 }

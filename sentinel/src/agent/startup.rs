@@ -99,23 +99,23 @@ fn load_probes(cfg: &Config, no_ebpf: bool, degraded: &mut Vec<String>) -> (Opti
 
 /// A host agent that cannot write its journal still protects the host:
 /// it keeps decisions in memory and says so.
-/// How freezes are made: the kernel's v1 freezer where it is mounted (and
-/// wanted), else SIGSTOP.
-fn freezer(cfg: &Config) -> Option<Freezer> {
-    let f = cfg.agent.freezer.then(Freezer::detect).flatten();
-    match &f {
-        Some(f) => {
-            let swept = f.sweep();
-            tracing::info!(
-                swept,
-                "freezes use the kernel's cgroup v1 freezer: a SIGCONT cannot undo them"
-            );
-        }
-        None => tracing::info!(
-            "freezes use SIGSTOP (no cgroup v1 freezer, or agent.freezer = false): a SIGCONT undoes one; the agent notices and its rule decides again"
-        ),
+/// The kernel's v1 freezer, where there is one (whatever `agent.freezer`
+/// says, what an earlier run froze with it must be seen and thawed), and
+/// whether new freezes use it.
+fn freezer(cfg: &Config) -> (Option<Freezer>, bool) {
+    let f = Freezer::detect();
+    if let Some(f) = &f {
+        f.sweep();
     }
-    f
+    let used = cfg.agent.freezer && f.is_some();
+    if used {
+        tracing::info!("freezes use the kernel's cgroup v1 freezer: a SIGCONT cannot undo them");
+    } else {
+        tracing::info!(
+            "freezes use SIGSTOP (no cgroup v1 freezer of its own, or agent.freezer = false): a SIGCONT undoes one; the agent notices and its rule decides again"
+        );
+    }
+    (f, used)
 }
 
 /// What the journal says an earlier run of the agent left stopped since
@@ -245,11 +245,12 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
         page_size: crate::probes::page_size(),
     };
     let held = held_since_boot(&journal);
-    let freezer = freezer(&cfg);
+    let (freezer, freeze_with_freezer) = freezer(&cfg);
+    let unowned = freezer.as_ref().map(|f| f.members()).unwrap_or_default();
     let mut engine = Engine::new(
         cfg.clone(),
         options,
-        LiveHost::new(journal, probes, freezer),
+        LiveHost::new(journal, probes, freezer, freeze_with_freezer),
     );
     let source = if policy_text.is_empty() {
         "built-in defaults".to_string()
@@ -260,6 +261,7 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
     engine.start(
         crate::collector::procfs::list_pids().unwrap_or_default(),
         held,
+        unowned,
         crate::host::mono_now(),
     );
     let host = engine.host_view();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sentinel_core::{
     config::{Config, DEFAULT_PATH},
-    decision::{Decision, DecisionAction, DecisionKind, Outcome},
+    decision::{Decision, DecisionAction, DecisionKind, Outcome, ScopeKind},
     engine::{Held, Signal},
 };
 
@@ -50,11 +50,29 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let (journal, _) = Journal::open(path, cfg.agent.decision_log, retention)
         .map_err(|e| ThawError::Journal(path.display().to_string(), e.to_string()))?;
     let boot = procfs::boot_time().map_err(ThawError::Boot)? * 1000;
-    let held = journal.held_since(boot);
-    // Whatever the config says now: an earlier run may have used it.
+    let mut held = journal.held_since(boot);
+    // Whatever the config says now: an earlier run may have used it. What
+    // its cgroups hold is the agent's, journalled or not.
     let freezer = Freezer::detect();
     if let Some(f) = &freezer {
         f.sweep();
+        for (pid, start_time) in f.members() {
+            if !held
+                .iter()
+                .any(|h| (h.pid, h.start_time) == (pid, start_time))
+            {
+                held.push(Held {
+                    pid,
+                    start_time,
+                    queued: false,
+                    scope: ScopeKind::Process,
+                    rule: String::new(),
+                    slope: 0.0,
+                    seq: 0,
+                    time_unix_ms: 0,
+                });
+            }
+        }
     }
     if held.is_empty() {
         println!("nothing frozen by Sentinel");

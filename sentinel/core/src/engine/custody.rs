@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Engine, Host, Scope, device_of_rule, is_within,
+    Engine, Host, Scope, Signal, device_of_rule, is_within,
     table::{Freeze, ProcState, Turn},
 };
 use crate::{
@@ -68,11 +68,10 @@ pub fn held_by_journal<'a>(
         match (d.kind, d.action) {
             (K::Preempt, A::Freeze) if done => held.extend(Held::of(d, false).map(|h| (key, h))),
             (K::Queue, A::Freeze) if done => held.extend(Held::of(d, true).map(|h| (key, h))),
-            // Taken back by an earlier start: still held, and this entry
-            // carries what the first one did, should retention drop it.
-            (K::Custody, A::Adopted) => {
-                let queued = held.get(&key).is_some_and(|h| h.queued);
-                held.extend(Held::of(d, queued).map(|h| (key, h)));
+            // Taken back (or left) by an earlier run: still held. The
+            // first freeze's entry, when retention kept it, says since when.
+            (K::Custody, A::Adopted | A::LeftFrozen) if !held.contains_key(&key) => {
+                held.extend(Held::of(d, false).map(|h| (key, h)));
             }
             (K::Resume, _) if !d.outcome.failed() => {
                 held.remove(&key);
@@ -93,11 +92,57 @@ impl<H: Host> Engine<H> {
     /// What the agent does at start, after its policy is set: a first scan
     /// of the processes, taking back what it left stopped, and a first
     /// look at the host.
-    pub fn start(&mut self, pids: Vec<u32>, held: Vec<Held>, now: f64) {
+    /// `unowned`: processes found in the kernel's freezer under the
+    /// agent's name (pid, start time), whether or not the journal says so.
+    pub fn start(&mut self, pids: Vec<u32>, held: Vec<Held>, unowned: Vec<(u32, u64)>, now: f64) {
         self.started_at = Some(now);
         self.rescan(pids);
         self.recover(held, now);
+        self.release_unowned(unowned);
         self.tick(now);
+    }
+
+    /// Processes the freezer holds for the agent that no journal entry
+    /// gave back to it (a crash between freeze and journal, a journal
+    /// lost or pruned): nothing would ever resume them, so they are thawed.
+    fn release_unowned(&mut self, frozen: Vec<(u32, u64)>) {
+        for (pid, start_time) in frozen {
+            let held = self.procs.get(&pid).is_some_and(|p| {
+                p.start_time == start_time
+                    && matches!(p.state, ProcState::Frozen | ProcState::Queued)
+            });
+            if !held {
+                self.release(
+                    pid,
+                    start_time,
+                    "found frozen by an earlier run of the agent with no record of it: thawed, since nothing else would",
+                );
+            }
+        }
+    }
+
+    /// Thaws a process an earlier run froze, whatever this run may do
+    /// (also in dry-run: the freeze was real), and journals it.
+    fn release(&mut self, pid: u32, start_time: u64, why: &str) {
+        let outcome = match self.host.open_pidfd(pid, start_time) {
+            Ok(fd) => match self.host.signal(&fd, Signal::Resume) {
+                Ok(()) => Outcome::Done,
+                Err(e) => Outcome::Failed(e),
+            },
+            Err(e) => Outcome::Failed(e),
+        };
+        let d = self.note(
+            pid,
+            DecisionKind::Resume,
+            String::new(),
+            None,
+            DecisionAction::Resume,
+            outcome,
+            why.to_string(),
+        );
+        let d = Decision { start_time, ..d };
+        let d = self.record(d);
+        tracing::warn!(seq = d.seq, pid, comm = %d.comm, outcome = %d.outcome, "{}", d.reason);
     }
 
     /// At start, after the first scan: takes back each process the journal
@@ -115,6 +160,11 @@ impl<H: Host> Engine<H> {
                 continue;
             }
             match self.host.stopped(h.pid, h.start_time) {
+                Some(true) if self.cfg.agent.dry_run => self.release(
+                    h.pid,
+                    h.start_time,
+                    "frozen by an earlier run, and this one runs in dry-run (it would only say what it would do): thawed",
+                ),
                 Some(true) => {
                     let ago = wall.saturating_sub(h.time_unix_ms) as f64 / 1e3;
                     let scope = self.adopt(&h, now - ago);

@@ -115,8 +115,14 @@ impl World {
         let now = host.now;
         let held = held_by_journal(host.decisions(), BOOT_UNIX_MS);
         let pids = host.procs.keys().copied().collect();
+        let unowned = host
+            .procs
+            .iter()
+            .filter(|(_, p)| p.in_freezer)
+            .map(|(pid, p)| (*pid, p.start_time))
+            .collect();
         self.engine = Engine::new(cfg, opts, host);
-        self.engine.start(pids, held, now);
+        self.engine.start(pids, held, unowned, now);
         self.stalled = None;
     }
 

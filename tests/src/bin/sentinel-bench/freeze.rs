@@ -44,8 +44,7 @@ fn measure(pid: u32, freezer: Option<&Freezer>, rounds: usize) -> (Vec<f64>, Vec
         let t = Instant::now();
         actuator::send(&fd, Signal::Freeze, freezer).expect("freeze");
         freeze.push(match freezer {
-            // `freeze` returns once the kernel says FROZEN.
-            Some(_) => t.elapsed().as_secs_f64() * 1e3,
+            Some(f) => until(t, || f.settled(pid, start)),
             None => until(t, || state(pid) == 'T'),
         });
         std::thread::sleep(Duration::from_millis(2));

@@ -178,7 +178,12 @@ fn a_sigcont_from_someone_else_is_noticed_while_the_agent_runs() {
 #[test]
 fn a_sigkill_from_someone_else_is_let_through_a_freeze() {
     let policy = rule("leaky", "256MiB", "freeze");
-    let mut w = frozen_leaker(&policy);
+    let mut w = world(&policy);
+    w.host_mut().freezer = true;
+    w.spawn(10, proc("memhog"), hog(0, 200e6, 300 * MIB, 600.0));
+    w.run_for(2.0);
+    expect(&w, 10, DecisionAction::Freeze);
+    assert_eq!(state(&w, 10), Some('D'), "in the freezer");
     // `kill -9`: with the kernel's freezer holding it, it cannot die.
     w.host_mut().procs.get_mut(&10).expect("alive").kill_pending = true;
     w.run_for(0.5);
@@ -240,6 +245,49 @@ fn a_stampede_interrupted_by_a_restart_still_finishes() {
 }
 
 #[test]
+fn a_restart_into_dry_run_thaws_what_the_last_run_froze() {
+    let policy = rule("leaky", "256MiB", "freeze");
+    let mut w = frozen_leaker(&policy);
+    w.restart_agent(cfg(&format!("[agent]\ndry_run = true\n{policy}")), true);
+    let r = about(&w, 10)
+        .into_iter()
+        .map(|r| r.decision.clone())
+        .find(|d| d.kind == DecisionKind::Resume)
+        .unwrap_or_else(|| panic!("{:#?}", journal(&w)));
+    assert_eq!(
+        r.outcome,
+        Outcome::Done,
+        "the freeze was real: so is the thaw"
+    );
+    assert_eq!(state(&w, 10), Some('R'));
+}
+
+#[test]
+fn a_process_in_the_freezer_the_journal_does_not_name_is_thawed_at_start() {
+    let policy = rule("leaky", "256MiB", "freeze");
+    let mut w = world(&policy);
+    w.host_mut().freezer = true;
+    w.spawn(10, proc("memhog"), hog(0, 200e6, 300 * MIB, 600.0));
+    w.run_for(2.0);
+    expect(&w, 10, DecisionAction::Freeze);
+    // The journal lost (a crash before the write, a file that would not
+    // open): only the freezer knows.
+    w.host_mut().journal.clear();
+    w.restart_agent(cfg(&policy), false);
+    let r = about(&w, 10)
+        .into_iter()
+        .map(|r| r.decision.clone())
+        .find(|d| d.kind == DecisionKind::Resume)
+        .unwrap_or_else(|| panic!("{:#?}", journal(&w)));
+    assert!(
+        r.reason.starts_with("found frozen by an earlier run"),
+        "{}",
+        r.reason
+    );
+    assert_eq!(state(&w, 10), Some('R'));
+}
+
+#[test]
 fn the_journal_says_who_is_held_since_this_boot() {
     let d = |seq, pid, start_time, kind, action, outcome, t_ms| Decision {
         seq,
@@ -295,5 +343,10 @@ fn the_journal_says_who_is_held_since_this_boot() {
         .iter()
         .map(|h: &Held| (h.pid, h.queued, h.seq))
         .collect();
-    assert_eq!(got, [(9, true, 8), (11, false, 11), (12, false, 12)]);
+    // Pid 9 keeps its first freeze (queued, seq 6): its age is not reset
+    // by each restart.
+    assert_eq!(got, [(9, true, 6), (11, false, 11), (12, false, 12)]);
+    // Its first entry pruned, the adoption still holds it.
+    let held = held_by_journal(&journal[6..], BOOT_UNIX_MS);
+    assert!(held.iter().any(|h| h.pid == 9 && h.seq == 7), "{held:?}");
 }

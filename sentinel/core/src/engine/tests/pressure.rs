@@ -39,9 +39,15 @@ fn pressure(w: &World) -> Vec<Decision> {
 #[test]
 fn a_wake_up_without_the_stall_it_was_armed_for_is_no_decision() {
     let mut w = armed();
-    // An idle machine: 0.7 ms of stall, then the trigger fires anyway.
-    stall(&mut w, 0);
+    // What the kernel did: 50 ms of stall, and the 300 ms trigger fired.
+    stall(&mut w, 50);
     w.run_for(0.5);
+    let now = w.now();
+    w.engine.on_pressure(now);
+    assert!(pressure(&w).is_empty(), "{:#?}", journal(&w));
+    // Just under the threshold is not it either.
+    stall(&mut w, 240);
+    w.run_for(0.2);
     let now = w.now();
     w.engine.on_pressure(now);
     assert!(pressure(&w).is_empty(), "{:#?}", journal(&w));
