@@ -177,7 +177,7 @@ impl<H: Host> Engine<H> {
                         "thawed by someone else while the agent was not running (it had stopped it in decision {}); its rule decides again",
                         h.seq
                     );
-                    self.record_thaw(h.pid, h.scope, h.rule, why);
+                    self.record_thaw(h.pid, h.scope, h.rule, Outcome::Recorded, why);
                 }
                 None => {}
             }
@@ -299,7 +299,7 @@ impl<H: Host> Engine<H> {
                 "thawed by someone else (SIGCONT or job control) while Sentinel held it frozen for {}; its rule decides again",
                 scope.describe()
             );
-            self.record_thaw(pid, scope.kind(), rule, why);
+            self.record_thaw(pid, scope.kind(), rule, Outcome::Recorded, why);
             let history = self.cfg.agent.history.as_secs_f64();
             let now = self.host.now();
             if let Some(p) = self.procs.get_mut(&pid) {
@@ -336,38 +336,42 @@ impl<H: Host> Engine<H> {
                 "killed by someone else (SIGKILL) while frozen for {}: thawed so that it can die",
                 scope.describe()
             );
-            let d = Decision {
-                scope: Some(scope.kind()),
-                ..self.note(
-                    pid,
-                    DecisionKind::Resume,
-                    rule,
-                    None,
-                    DecisionAction::Resume,
-                    outcome,
-                    why,
-                )
-            };
-            let d = self.record(d);
-            tracing::warn!(seq = d.seq, pid, comm = %d.comm, "{}", d.reason);
+            self.record_thaw(pid, scope.kind(), rule, outcome, why);
         }
     }
 
-    fn record_thaw(&mut self, pid: u32, scope: ScopeKind, rule: String, why: String) {
-        let d = Decision {
+    /// A frozen process that runs again: `outcome` says whether Sentinel
+    /// thawed it (done, failed) or someone else did (recorded).
+    fn record_thaw(
+        &mut self,
+        pid: u32,
+        scope: ScopeKind,
+        rule: String,
+        outcome: Outcome,
+        why: String,
+    ) {
+        let d = self.note(
+            pid,
+            DecisionKind::Resume,
+            rule,
+            None,
+            DecisionAction::Resume,
+            outcome,
+            why,
+        );
+        self.record_warn(d, scope);
+    }
+
+    /// Journals a custody decision at `scope`, and logs it as a warning:
+    /// each says something happened to a frozen process that an operator
+    /// should hear of.
+    fn record_warn(&mut self, d: Decision, scope: ScopeKind) -> Decision {
+        let d = self.record(Decision {
             scope: Some(scope),
-            ..self.note(
-                pid,
-                DecisionKind::Resume,
-                rule,
-                None,
-                DecisionAction::Resume,
-                Outcome::Recorded,
-                why,
-            )
-        };
-        let d = self.record(d);
-        tracing::warn!(seq = d.seq, pid, comm = %d.comm, "{}", d.reason);
+            ..d
+        });
+        tracing::warn!(seq = d.seq, pid = d.pid, comm = %d.comm, outcome = %d.outcome, "{}", d.reason);
+        d
     }
 
     /// At a stop: every process Sentinel holds stopped stays so, for the
@@ -391,21 +395,17 @@ impl<H: Host> Engine<H> {
                 f.scope.describe(),
                 f.rule
             );
-            let d = Decision {
-                scope: Some(f.scope.kind()),
-                ..self.note(
-                    pid,
-                    DecisionKind::Custody,
-                    f.rule,
-                    None,
-                    DecisionAction::LeftFrozen,
-                    Outcome::Recorded,
-                    reason,
-                )
-            };
-            let d = self.record(d);
-            tracing::warn!(seq = d.seq, pid, comm = %d.comm, "{}", d.reason);
-            out.push(d);
+            let scope = f.scope.kind();
+            let d = self.note(
+                pid,
+                DecisionKind::Custody,
+                f.rule,
+                None,
+                DecisionAction::LeftFrozen,
+                Outcome::Recorded,
+                reason,
+            );
+            out.push(self.record_warn(d, scope));
         }
         out
     }

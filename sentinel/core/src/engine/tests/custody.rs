@@ -15,12 +15,29 @@ fn cfg(policy: &str) -> Config {
 /// A leaker frozen under its own rule (`action`), 300 MiB of a 256 MiB
 /// limit's preempt line, holding.
 fn frozen_leaker(policy: &str) -> World {
+    let w = frozen_leaker_on(policy, false);
+    assert_eq!(state(&w, 10), Some('T'));
+    w
+}
+
+/// The same, on a host whose freezes go through the kernel's freezer.
+fn frozen_leaker_on(policy: &str, freezer: bool) -> World {
     let mut w = world(policy);
+    w.host_mut().freezer = freezer;
     w.spawn(10, proc("memhog"), hog(0, 200e6, 300 * MIB, 600.0));
     w.run_for(2.0);
     expect(&w, 10, DecisionAction::Freeze);
-    assert_eq!(state(&w, 10), Some('T'));
     w
+}
+
+/// The first resume journalled about `pid` (Sentinel's, or a thaw it
+/// recorded); the test fails, showing the journal, when there is none.
+fn first_resume(w: &World, pid: u32) -> Decision {
+    about(w, pid)
+        .into_iter()
+        .map(|r| r.decision.clone())
+        .find(|d| d.kind == DecisionKind::Resume)
+        .unwrap_or_else(|| panic!("no resume of pid {pid}: {:#?}", journal(w)))
 }
 
 fn custody(w: &World, pid: u32) -> Vec<Decision> {
@@ -79,11 +96,7 @@ fn after_a_graceful_stop_a_raised_limit_resumes_the_adopted_freeze() {
         said[0].reason
     );
     w.engine.apply_config(cfg(&rule("leaky", "1GiB", "freeze")));
-    let r = about(&w, 10)
-        .into_iter()
-        .map(|r| r.decision.clone())
-        .find(|d| d.kind == DecisionKind::Resume)
-        .unwrap_or_else(|| panic!("not resumed: {:#?}", journal(&w)));
+    let r = first_resume(&w, 10);
     assert_eq!(r.outcome, Outcome::Done);
     assert_eq!(signals(&w, 10), [Signal::Freeze, Signal::Resume]);
 }
@@ -135,11 +148,7 @@ fn a_freeze_thawed_while_the_agent_was_down_is_noticed_and_the_rule_decides_agai
     let mut w = frozen_leaker(&policy);
     w.host_mut().procs.get_mut(&10).expect("alive").state = 'R';
     w.restart_agent(cfg(&policy), false);
-    let thaw = about(&w, 10)
-        .into_iter()
-        .map(|r| r.decision.clone())
-        .find(|d| d.kind == DecisionKind::Resume)
-        .unwrap_or_else(|| panic!("{:#?}", journal(&w)));
+    let thaw = first_resume(&w, 10);
     assert_eq!(thaw.outcome, Outcome::Recorded, "Sentinel did not do it");
     assert!(
         thaw.reason
@@ -160,11 +169,7 @@ fn a_sigcont_from_someone_else_is_noticed_while_the_agent_runs() {
     // A shell's `fg`, or the kernel's SIGCONT to an orphaned group.
     w.host_mut().procs.get_mut(&10).expect("alive").state = 'R';
     w.run_for(0.5);
-    let thaw = about(&w, 10)
-        .into_iter()
-        .map(|r| r.decision.clone())
-        .find(|d| d.kind == DecisionKind::Resume)
-        .unwrap_or_else(|| panic!("{:#?}", journal(&w)));
+    let thaw = first_resume(&w, 10);
     assert_eq!(thaw.outcome, Outcome::Recorded);
     assert!(
         thaw.reason.contains("thawed by someone else (SIGCONT"),
@@ -178,20 +183,12 @@ fn a_sigcont_from_someone_else_is_noticed_while_the_agent_runs() {
 #[test]
 fn a_sigkill_from_someone_else_is_let_through_a_freeze() {
     let policy = rule("leaky", "256MiB", "freeze");
-    let mut w = world(&policy);
-    w.host_mut().freezer = true;
-    w.spawn(10, proc("memhog"), hog(0, 200e6, 300 * MIB, 600.0));
-    w.run_for(2.0);
-    expect(&w, 10, DecisionAction::Freeze);
+    let mut w = frozen_leaker_on(&policy, true);
     assert_eq!(state(&w, 10), Some('D'), "in the freezer");
     // `kill -9`: with the kernel's freezer holding it, it cannot die.
     w.host_mut().procs.get_mut(&10).expect("alive").kill_pending = true;
     w.run_for(0.5);
-    let d = about(&w, 10)
-        .into_iter()
-        .map(|r| r.decision.clone())
-        .find(|d| d.kind == DecisionKind::Resume)
-        .unwrap_or_else(|| panic!("{:#?}", journal(&w)));
+    let d = first_resume(&w, 10);
     assert!(
         d.reason
             .starts_with("killed by someone else (SIGKILL) while frozen"),
@@ -249,11 +246,7 @@ fn a_restart_into_dry_run_thaws_what_the_last_run_froze() {
     let policy = rule("leaky", "256MiB", "freeze");
     let mut w = frozen_leaker(&policy);
     w.restart_agent(cfg(&format!("[agent]\ndry_run = true\n{policy}")), true);
-    let r = about(&w, 10)
-        .into_iter()
-        .map(|r| r.decision.clone())
-        .find(|d| d.kind == DecisionKind::Resume)
-        .unwrap_or_else(|| panic!("{:#?}", journal(&w)));
+    let r = first_resume(&w, 10);
     assert_eq!(
         r.outcome,
         Outcome::Done,
@@ -265,20 +258,12 @@ fn a_restart_into_dry_run_thaws_what_the_last_run_froze() {
 #[test]
 fn a_process_in_the_freezer_the_journal_does_not_name_is_thawed_at_start() {
     let policy = rule("leaky", "256MiB", "freeze");
-    let mut w = world(&policy);
-    w.host_mut().freezer = true;
-    w.spawn(10, proc("memhog"), hog(0, 200e6, 300 * MIB, 600.0));
-    w.run_for(2.0);
-    expect(&w, 10, DecisionAction::Freeze);
+    let mut w = frozen_leaker_on(&policy, true);
     // The journal lost (a crash before the write, a file that would not
     // open): only the freezer knows.
     w.host_mut().journal.clear();
     w.restart_agent(cfg(&policy), false);
-    let r = about(&w, 10)
-        .into_iter()
-        .map(|r| r.decision.clone())
-        .find(|d| d.kind == DecisionKind::Resume)
-        .unwrap_or_else(|| panic!("{:#?}", journal(&w)));
+    let r = first_resume(&w, 10);
     assert!(
         r.reason.starts_with("found frozen by an earlier run"),
         "{}",
