@@ -134,6 +134,12 @@ impl Agent {
     /// same agent started again, waiting until it answers.
     pub fn stop_and_restart(&mut self) {
         self.stop();
+        self.start_again();
+    }
+
+    /// The same agent (config, journal, socket) started again after
+    /// `stop`, waiting until it answers.
+    pub fn start_again(&mut self) {
         self.child = Self::spawn(&mut self.cmd, &self.log);
         self.wait_up();
     }

@@ -317,6 +317,34 @@ async fn bad_requests_and_too_many_streams_get_precise_codes() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(ok, "a closed stream's place was not freed");
+
+    // A resume point beyond the last decision is refused, not a silent gap
+    // (it used to skip every decision up to it).
+    let last = c
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .last_decision_seq;
+    drop(open);
+    let e = c
+        .watch_decisions(pb::WatchDecisionsRequest {
+            after_seq: Some(last + 3),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::OutOfRange, "{e}");
+    assert!(
+        e.message().contains(&format!("resume from at most {last}")),
+        "{e}"
+    );
+    assert!(
+        c.watch_decisions(pb::WatchDecisionsRequest {
+            after_seq: Some(last)
+        })
+        .await
+        .is_ok()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

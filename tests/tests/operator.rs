@@ -446,3 +446,87 @@ print("released")
     assert_eq!(lines[4], "reserve for itself granted", "{text}");
     assert_eq!(lines[5], "released", "{text}");
 }
+
+/// A damaged journal degrades the agent, never stops it: the file is moved
+/// aside, a new one started, the host still protected, and sequence
+/// numbers go on above the old ones (a watcher resuming from one it saw
+/// misses nothing and repeats nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_journal_is_moved_aside_and_protection_goes_on() {
+    if !privileged("a_damaged_journal_is_moved_aside") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("damaged", 512 * MIB);
+    let mut agent = Agent::start("damaged", &rule_for(&cg, "leaky", "256MiB", "freeze"), &[]);
+    let grow = ["--target", "400MiB", "--rate", "200MB/s", "--hold", "30"];
+    let before = {
+        let hog = Hog::spawn(&cg, &grow);
+        agent
+            .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+            .await
+            .seq
+    };
+    let journal = agent.dir.0.join("journal.redb");
+    for (damage, why) in [
+        (Damage::ZeroedMiddle, "damaged"),
+        (Damage::Emptied, "held no decisions"),
+    ] {
+        agent.stop();
+        damage.apply(&journal);
+        agent.start_again();
+        let s = agent.status().await;
+        assert!(
+            s.degraded_reason.contains(why)
+                && s.degraded_reason
+                    .contains("a new one numbers decisions from"),
+            "{:?}\n{}",
+            s.degraded_reason,
+            agent.log_text()
+        );
+        if damage == Damage::ZeroedMiddle {
+            assert!(
+                s.degraded_reason.contains("moved aside to"),
+                "{}",
+                s.degraded_reason
+            );
+            let aside = std::fs::read_dir(&agent.dir.0).unwrap().flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("journal.redb.damaged-")
+            });
+            assert!(aside, "the damaged file is kept for a look");
+        }
+        // Still protecting, and numbering on from above the old journal.
+        let hog = Hog::spawn(&cg, &grow);
+        let d = agent
+            .expect_action(hog.pid, "freeze", Duration::from_secs(10))
+            .await;
+        assert!(d.seq > before, "seq {} after {before}", d.seq);
+        drop(hog);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Damage {
+    /// 16 KiB of zeros in the middle of the file.
+    ZeroedMiddle,
+    /// Truncated to nothing.
+    Emptied,
+}
+
+impl Damage {
+    fn apply(self, file: &std::path::Path) {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+        match self {
+            Self::ZeroedMiddle => {
+                let len = f.metadata().unwrap().len();
+                f.seek(SeekFrom::Start(len / 2 / 4096 * 4096)).unwrap();
+                f.write_all(&[0u8; 16 << 10]).unwrap();
+            }
+            Self::Emptied => f.set_len(0).unwrap(),
+        }
+        f.sync_all().unwrap();
+    }
+}

@@ -146,8 +146,21 @@ fn open_journal(cfg: &Config, degraded: &mut Vec<String>) -> Arc<Journal> {
         max_age_ms: cfg.agent.journal_max_age.as_millis() as u64,
     };
     let path = &cfg.agent.journal;
-    match Journal::open(Path::new(path), cfg.agent.decision_log, retention) {
-        Ok((j, report)) => {
+    match Journal::open_or_recover(Path::new(path), cfg.agent.decision_log, retention) {
+        Ok((j, report, recovered)) => {
+            if let Some(r) = recovered {
+                let aside = r
+                    .moved_to
+                    .map(|m| format!(", moved aside to {}", m.display()))
+                    .unwrap_or_default();
+                let why = format!(
+                    "journal {path} was damaged ({}){aside}; a new one numbers decisions from {}",
+                    r.why,
+                    r.floor + 1
+                );
+                tracing::error!("{why}");
+                degraded.push(why);
+            }
             if report.repaired {
                 tracing::warn!(path = %path, "journal was not closed cleanly and was repaired");
             }

@@ -303,6 +303,13 @@ impl Service {
         let mut last = journal.last_seq();
         let mut backlog = Vec::new();
         if let Some(after) = after {
+            // Decisions up to `after` would never be sent: a resume point
+            // from another journal, or a typo, must not skip silently.
+            if after > last {
+                return Err(Status::out_of_range(format!(
+                    "after_seq {after} is beyond the last decision ({last}); resume from at most {last}"
+                )));
+            }
             if last.saturating_sub(after) > MAX_BACKLOG {
                 return Err(Status::resource_exhausted(format!(
                     "after_seq {after} is {} decisions behind (at most {MAX_BACKLOG}); page with ListDecisions, then watch from nearer",
@@ -310,7 +317,7 @@ impl Service {
                 )));
             }
             backlog = journal.since(after, usize::MAX);
-            last = backlog.last().map(|d| d.seq).unwrap_or(after.max(last));
+            last = backlog.last().map_or(last, |d| d.seq);
         }
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {

@@ -21,6 +21,47 @@ use tokio::sync::broadcast;
 pub use sentinel_core::decision::{Decision, DecisionKind};
 pub use store::{OpenReport, Retention, StoreError};
 
+/// A journal started afresh where one was: where the damaged one went, why,
+/// and the number the new one counts on from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovered {
+    pub moved_to: Option<std::path::PathBuf>,
+    pub why: String,
+    pub floor: u64,
+}
+
+/// Opens the store, turning a panic inside the database (a damaged file)
+/// into an error.
+fn open_store(
+    path: &Path,
+    retention: Retention,
+    capacity: usize,
+) -> Result<(store::Store, Vec<Decision>, OpenReport), StoreError> {
+    let open = || store::Store::open(path, retention, capacity.max(1));
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(StoreError::Db {
+            path: path.display().to_string(),
+            message: format!("the database failed reading it ({what}): the file is damaged"),
+        })
+    })
+}
+
+/// A sequence number no earlier journal on this host can have reached:
+/// microseconds since the Unix epoch. It holds as long as the agent has
+/// made fewer than a million decisions a second on average, while every
+/// one is written to disk and synced (a few thousand a second at most).
+fn seq_floor() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// Milliseconds since the Unix epoch: a decision's wall-clock time.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -77,9 +118,55 @@ impl Journal {
         capacity: usize,
         retention: Retention,
     ) -> Result<(Self, OpenReport), StoreError> {
-        let (st, recent, report) = store::Store::open(path, retention, capacity.max(1))?;
+        let (st, recent, report) = open_store(path, retention, capacity)?;
         let last = report.last_seq;
         Ok((Self::with_store(capacity, Some(st), recent, last), report))
+    }
+
+    /// `open`, for the agent: a journal that cannot be opened or read (a
+    /// damaged file; its database may even panic) is moved aside and a new
+    /// one started, so the agent keeps protecting the host with a journal.
+    /// Sequence numbers never go back: a journal started afresh where one
+    /// was (damaged, truncated to nothing) numbers from a floor above any
+    /// the old one reached.
+    pub fn open_or_recover(
+        path: &Path,
+        capacity: usize,
+        retention: Retention,
+    ) -> Result<(Self, OpenReport, Option<Recovered>), StoreError> {
+        let existed = path.exists();
+        let (st, recent, report, recovered) = match open_store(path, retention, capacity) {
+            Ok((st, recent, report)) => {
+                // An existing file that holds nothing was emptied (or
+                // truncated): its old numbers are unknown.
+                let emptied = existed && report.last_seq == 0;
+                let recovered = emptied.then(|| Recovered {
+                    moved_to: None,
+                    why: "the journal file held no decisions".into(),
+                    floor: seq_floor(),
+                });
+                (st, recent, report, recovered)
+            }
+            Err(e) => {
+                let moved_to = path.with_extension(format!("redb.damaged-{}", unix_ms()));
+                std::fs::rename(path, &moved_to).map_err(|io| StoreError::Db {
+                    path: path.display().to_string(),
+                    message: format!("{e}; moving it aside to {}: {io}", moved_to.display()),
+                })?;
+                let (st, recent, report) = open_store(path, retention, capacity)?;
+                let recovered = Recovered {
+                    moved_to: Some(moved_to),
+                    why: e.to_string(),
+                    floor: seq_floor(),
+                };
+                (st, recent, report, Some(recovered))
+            }
+        };
+        let last = report
+            .last_seq
+            .max(recovered.as_ref().map_or(0, |r| r.floor));
+        let journal = Self::with_store(capacity, Some(st), recent, last);
+        Ok((journal, report, recovered))
     }
 
     fn with_store(
@@ -317,6 +404,44 @@ mod tests {
         assert!(j.since(0, 100).is_empty());
         // Sequence numbers never go back, even with everything pruned.
         assert_eq!(j.append(d(9)).seq, 6);
+        drop(j);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_journal_that_will_not_open_is_moved_aside_and_numbering_goes_on_above_it() {
+        let dir = std::env::temp_dir().join(format!("sentinel-journal-d-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j.redb");
+        {
+            let (j, _, recovered) = Journal::open_or_recover(&path, 10, retention()).unwrap();
+            assert_eq!(recovered, None, "a new journal is no recovery");
+            for pid in 1..=3 {
+                j.append(d(pid));
+            }
+        }
+        // Garbage where the database was.
+        std::fs::write(&path, vec![0xa5; 64 << 10]).unwrap();
+        let (j, _, recovered) = Journal::open_or_recover(&path, 10, retention()).unwrap();
+        let r = recovered.expect("recovered");
+        let aside = r.moved_to.expect("moved aside");
+        assert!(aside.exists() && aside.to_string_lossy().contains("j.redb.damaged-"));
+        assert!(r.floor > 3);
+        let next = j.append(d(4)).seq;
+        assert_eq!(next, r.floor + 1);
+        drop(j);
+        // Reopened as it is, the new journal goes on from where it was.
+        let (j, _, recovered) = Journal::open_or_recover(&path, 10, retention()).unwrap();
+        assert_eq!(recovered, None);
+        assert_eq!(j.append(d(5)).seq, next + 1);
+        drop(j);
+        // Emptied: nothing to move aside, and still no going back.
+        std::fs::write(&path, b"").unwrap();
+        let (j, _, recovered) = Journal::open_or_recover(&path, 10, retention()).unwrap();
+        let r = recovered.expect("an emptied file is a recovery");
+        assert!(r.moved_to.is_none() && r.floor > next);
+        assert!(j.append(d(6)).seq > next + 1);
         drop(j);
         let _ = std::fs::remove_dir_all(&dir);
     }
