@@ -195,15 +195,13 @@ fn state(dir: &Path) -> io::Result<String> {
         .to_string())
 }
 
-/// The freezer line of /proc/PID/cgroup (`6:freezer:/path`).
+/// The freezer line of /proc/PID/cgroup (`6:freezer:/path`), when the
+/// freezer is mounted on its own.
 fn parse_freezer_path(text: &str) -> Option<&str> {
     text.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
-        controllers
-            .split(',')
-            .any(|c| c == "freezer")
-            .then_some(path)
+        (controllers == "freezer").then_some(path)
     })
 }
 
