@@ -143,6 +143,8 @@ impl Drop for MemCgroup {
                     libc::kill(pid as i32, libc::SIGKILL);
                     libc::kill(pid as i32, libc::SIGCONT);
                 }
+                // Held by the freezer, it dies only once thawed.
+                crate::thaw_if_frozen_by_sentinel(pid);
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -389,3 +389,76 @@ async fn growth_inside_a_reservation_is_expected_and_beyond_it_is_a_runaway() {
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let _ = beyond.wait();
 }
+
+/// A request cannot hold its place for ever: an absurd wait is refused,
+/// naming the field, and a client that goes away takes its request with it,
+/// so later ones are not kept waiting behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_waits_are_refused_and_a_vanished_client_leaves_no_request() {
+    if !privileged("absurd_waits_are_refused") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let cg = MemCgroup::new("vanish", GIB);
+    let agent = Agent::start("vanish", "", &[]);
+    let channel = sentinel_api::client::channel(&agent.socket).await.unwrap();
+    let mut adm = pb::admission_client::AdmissionClient::new(channel);
+    for (wait, ttl, field) in [(1e300, 0.0, "wait_seconds"), (0.0, f64::NAN, "ttl_seconds")] {
+        let e = adm
+            .reserve(pb::ReserveRequest {
+                bytes: 10 * MIB,
+                wait_seconds: wait,
+                ttl_seconds: ttl,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        assert!(e.message().starts_with(field), "{e}");
+    }
+
+    // The cgroup's budget held; a request waits behind it, and its client
+    // is killed while it waits.
+    let cgroup = ["--scope", "cgroup", "--reserve", "900M"];
+    let mut holder = exec(&agent, &cg, &cgroup, &["sleep", "20"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while agent.status().await.reservations == 0 {
+        assert!(Instant::now() < deadline, "the holder was never granted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // For a process that lives on: only the call goes away (a client
+    // that timed out, crashed, or lost its connection).
+    let mut job = Command::new("sleep");
+    job.arg("30");
+    cg.contain(&mut job);
+    let mut job = job.spawn().unwrap();
+    let request = pb::ReserveRequest {
+        bytes: 200 * MIB,
+        scope: "cgroup".into(),
+        pid: job.id(),
+        wait_seconds: 60.0,
+        ..Default::default()
+    };
+    let mut client = adm.clone();
+    let call = tokio::spawn(async move { client.reserve(request).await });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while agent.status().await.admission_queued.iter().sum::<u32>() == 0 {
+        assert!(Instant::now() < deadline, "the request never queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    call.abort();
+    // Well before the holder ends (and its memory would grant it).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while agent.status().await.admission_queued.iter().sum::<u32>() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the vanished client's request is still queued: {:?}",
+            agent.status().await.admission_queued
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let _ = job.kill();
+    let _ = job.wait();
+}

@@ -28,6 +28,10 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ReservationEvent, Status
 /// The fields of a Reserve request as the queue takes them, or the first
 /// one that is wrong; the pid (and the holder named after it) are filled
 /// in once the caller is known.
+///
+/// A wait and a lifetime are bounded (a day, a week): beyond, a request
+/// would hold its place in the queue, ahead of later ones, for as long as
+/// it asked.
 fn ask(r: &pb::ReserveRequest, owner: Option<u32>) -> Result<Ask, Status> {
     if r.bytes == 0 {
         return Err(Status::invalid_argument("bytes must be above 0"));
@@ -48,11 +52,21 @@ fn ask(r: &pb::ReserveRequest, owner: Option<u32>) -> Result<Ask, Status> {
             )));
         }
     };
-    let seconds = |v: f64| v.is_finite() && v >= 0.0;
-    if !seconds(r.wait_seconds) || !seconds(r.ttl_seconds) {
-        return Err(Status::invalid_argument(
-            "wait_seconds and ttl_seconds must be finite and not negative",
-        ));
+    for (field, v, most) in [
+        ("wait_seconds", r.wait_seconds, MAX_WAIT_SECS),
+        ("ttl_seconds", r.ttl_seconds, MAX_TTL_SECS),
+    ] {
+        if !(v.is_finite() && (0.0..=most).contains(&v)) {
+            return Err(Status::invalid_argument(format!(
+                "{field} {v}: from 0 to {most} seconds"
+            )));
+        }
+    }
+    if r.holder.len() > MAX_HOLDER {
+        return Err(Status::invalid_argument(format!(
+            "holder: {} bytes, at most {MAX_HOLDER}",
+            r.holder.len()
+        )));
     }
     Ok(Ask {
         pid: r.pid,
@@ -64,6 +78,28 @@ fn ask(r: &pb::ReserveRequest, owner: Option<u32>) -> Result<Ask, Status> {
         wait_secs: r.wait_seconds,
         owner,
     })
+}
+
+/// The longest wait in the queue a request may ask for: a day.
+pub const MAX_WAIT_SECS: f64 = 86_400.0;
+/// The longest life a reservation may ask for: a week.
+pub const MAX_TTL_SECS: f64 = 7.0 * 86_400.0;
+/// The longest holder name (a job name, a command line).
+pub const MAX_HOLDER: usize = 4096;
+
+/// Withdraws a queued request when its handler ends without an answer:
+/// the client went away (its call dropped), and nobody waits for the grant.
+struct Withdraw<'a> {
+    queue: &'a crate::service::admission::Queue,
+    id: Option<u64>,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.queue.cancel(id);
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -100,6 +136,10 @@ impl pb::admission_server::Admission for Service {
         let (id, grant) = queue
             .enqueue(&self.sentinel, ask)
             .map_err(convert::admission_status)?;
+        let mut withdraw = Withdraw {
+            queue,
+            id: Some(id),
+        };
         let s = self.sentinel.clone();
         tokio::task::spawn_blocking(move || s.admission.pass(&s))
             .await
@@ -108,15 +148,16 @@ impl pb::admission_server::Admission for Service {
         // against a tick that never comes.
         let wait = Duration::from_secs_f64(wait_secs + 5.0);
         match tokio::time::timeout(wait, grant).await {
-            Ok(Ok(Ok(granted))) => Ok(Response::new(convert::reservation(&Entry::granted(
-                &granted,
-                crate::host::mono_now(),
-            )))),
-            Ok(Ok(Err(e))) => Err(convert::admission_status(e)),
-            _ => {
-                queue.cancel(id);
-                Err(Status::deadline_exceeded("not granted in time"))
+            Ok(Ok(Ok(granted))) => {
+                // Granted: the reservation is its process tree's now.
+                withdraw.id = None;
+                Ok(Response::new(convert::reservation(&Entry::granted(
+                    &granted,
+                    crate::host::mono_now(),
+                ))))
             }
+            Ok(Ok(Err(e))) => Err(convert::admission_status(e)),
+            _ => Err(Status::deadline_exceeded("not granted in time")),
         }
     }
 

@@ -9,16 +9,20 @@ pub struct ReserveRequest {
     /// "background", "low", "normal" (the default), "high" or "critical".
     #[prost(string, tag = "3")]
     pub priority: ::prost::alloc::string::String,
-    /// Who asks, for operators: a job name, a command line.
+    /// Who asks, for operators: a job name, a command line (at most 4096
+    /// bytes).
     #[prost(string, tag = "4")]
     pub holder: ::prost::alloc::string::String,
     /// The process whose tree will use the memory; 0 for the caller itself.
     #[prost(uint32, tag = "5")]
     pub pid: u32,
-    /// How long the reservation may live once granted; 0 for 24 hours.
+    /// How long the reservation may live once granted; 0 for 24 hours; at
+    /// most a week (INVALID_ARGUMENT beyond, or when not a finite number).
     #[prost(double, tag = "6")]
     pub ttl_seconds: f64,
-    /// How long to wait in the queue; 0 to be granted at once or not at all.
+    /// How long to wait in the queue; 0 to be granted at once or not at all;
+    /// at most a day. A request whose caller goes away while it waits is
+    /// withdrawn.
     #[prost(double, tag = "7")]
     pub wait_seconds: f64,
 }
@@ -1107,7 +1111,9 @@ pub mod sentinel_client {
                 .insert(GrpcMethod::new("sentinel.v1.Sentinel", "ListDecisions"));
             self.inner.unary(req, path, codec).await
         }
-        /// Decisions as they happen; with after_seq, first those after it.
+        /// Decisions as they happen; with after_seq, first those after it. An
+        /// after_seq beyond the last decision is OUT_OF_RANGE; one too far behind
+        /// is RESOURCE_EXHAUSTED (page with ListDecisions).
         pub async fn watch_decisions(
             &mut self,
             request: impl tonic::IntoRequest<super::WatchDecisionsRequest>,
@@ -1263,7 +1269,9 @@ pub mod sentinel_server {
                 Item = std::result::Result<super::Decision, tonic::Status>,
             > + std::marker::Send
             + 'static;
-        /// Decisions as they happen; with after_seq, first those after it.
+        /// Decisions as they happen; with after_seq, first those after it. An
+        /// after_seq beyond the last decision is OUT_OF_RANGE; one too far behind
+        /// is RESOURCE_EXHAUSTED (page with ListDecisions).
         async fn watch_decisions(
             &self,
             request: tonic::Request<super::WatchDecisionsRequest>,
