@@ -13,7 +13,7 @@ use crate::{
     model::Series,
     policy::{
         Action, Level,
-        schedule::{Resume, Room, Waiting, to_resume},
+        schedule::{Resume, Room, Waiting, progress, to_resume},
     },
 };
 
@@ -103,6 +103,7 @@ impl<H: Host> Engine<H> {
                     priority: p.priority,
                     since: f.since,
                     slope: f.slope,
+                    held: self.holds(p.pid, &f.scope),
                 });
         }
         for pid in protected {
@@ -181,7 +182,8 @@ impl<H: Host> Engine<H> {
     /// Every queued process, by limit, in the order they resume.
     pub fn queue_views(&self) -> Vec<QueuedView> {
         let now = self.host.now();
-        let mut v: Vec<(String, std::cmp::Reverse<i32>, f64, QueuedView)> = self
+        type Key = (String, std::cmp::Reverse<i32>, std::cmp::Reverse<u64>, f64);
+        let mut v: Vec<(Key, QueuedView)> = self
             .procs
             .values()
             .filter(|p| p.state == ProcState::Queued)
@@ -195,17 +197,23 @@ impl<H: Host> Engine<H> {
                     waited_secs: (now - f.since).max(0.0),
                     position: 0,
                 };
-                Some((
+                // The order `to_resume` takes them in.
+                let key = (
                     view.scope.clone(),
                     std::cmp::Reverse(p.priority),
+                    std::cmp::Reverse(progress(self.holds(p.pid, &f.scope))),
                     f.since,
-                    view,
-                ))
+                );
+                Some((key, view))
             })
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.total_cmp(&b.2)));
+        v.sort_by(|(a, _), (b, _)| {
+            (&a.0, &a.1, &a.2)
+                .cmp(&(&b.0, &b.1, &b.2))
+                .then(a.3.total_cmp(&b.3))
+        });
         let mut out: Vec<QueuedView> = Vec::new();
-        for (scope, _, _, mut view) in v {
+        for ((scope, ..), mut view) in v {
             view.position = 1 + out.iter().filter(|q| q.scope == scope).count();
             out.push(view);
         }

@@ -43,6 +43,8 @@ pub struct Waiting {
     pub since: f64,
     /// How fast it grew before it was queued.
     pub slope: f64,
+    /// What it holds against the limit: the progress it has made.
+    pub held: u64,
 }
 
 /// Growth rates within this factor of each other count as alike, so that
@@ -192,8 +194,17 @@ impl Resume {
     }
 }
 
+/// Progress as the queue orders by it: held memory in steps of 64 MiB, so
+/// that work queued early with little (the noise of a few pages apart)
+/// keeps its order of arrival.
+pub fn progress(held: u64) -> u64 {
+    held >> 26
+}
+
 /// The queued unit to resume now, and why, if any: the first of the
-/// highest priority, then the longest waiting (see [`Resume`]). Its growth
+/// highest priority, then the one holding the most (alike work that has
+/// made the most progress needs the least more to finish, and frees the
+/// most when it does), then the longest waiting (see [`Resume`]). Its growth
 /// is taken to be at least the typical rate of those waiting. `patience`
 /// is how long it waits for trees let run to end and free their memory
 /// before it tries anyway (at `now`).
@@ -207,6 +218,7 @@ pub fn to_resume(
     let next = waiting.iter().min_by(|a, b| {
         b.priority
             .cmp(&a.priority)
+            .then(progress(b.held).cmp(&progress(a.held)))
             .then(a.since.total_cmp(&b.since))
             .then(a.root.cmp(&b.root))
     })?;
@@ -330,12 +342,14 @@ mod tests {
                 priority: 0,
                 since: 2.0,
                 slope: 300e6,
+                held: 0,
             },
             Waiting {
                 root: 6,
                 priority: 0,
                 since: 1.0,
                 slope: 300e6,
+                held: 0,
             },
         ];
         let room = |usage: u64, running_slope: f64, workers_hold: u64, idle: bool| Room {
@@ -373,6 +387,14 @@ mod tests {
         assert_eq!(next(room(4900, 0.0, 4900, true)), Some((6, Resume::Idle)));
         assert_eq!(next(room(5000, 0.0, 0, true)), None);
         assert!(Resume::Idle.is_trial() && Resume::Hopeless.is_trial() && !Resume::Fits.is_trial());
+        // Stopped at the line, one had grown the most: it needs the least
+        // more, so it goes first, before those queued early with little.
+        let mut progressed = w.clone();
+        progressed[0].held = 1300 * MIB;
+        // (A few pages apart is no progress: the order of arrival holds.)
+        assert_eq!(progress(3 * MIB), progress(0));
+        let pick = to_resume(&progressed, &room(4000, 0.0, 0, true), 5.0, 10.0, 30.0);
+        assert_eq!(pick.map(|n| n.0), Some(5));
     }
 
     proptest! {
