@@ -140,14 +140,7 @@ impl Host for LiveHost {
     }
 
     fn stopped(&self, pid: u32, start_time: u64) -> Option<bool> {
-        let frozen = self
-            .freezer
-            .as_ref()
-            .and_then(|f| f.frozen(pid, start_time));
-        frozen.or_else(|| {
-            let s = procfs::read_stat(pid).ok()?;
-            (s.start_time == start_time).then_some(matches!(s.state, 'T' | 't'))
-        })
+        actuator::stopped(self.freezer.as_ref(), pid, start_time)
     }
 
     fn set_tripwire(&mut self, pid: u32, start_time: u64, wire: Tripwire) {

@@ -19,6 +19,19 @@ pub enum ActError {
     Freezer { pid: u32, source: std::io::Error },
 }
 
+/// Whether the process that started at `start_time` is stopped: by
+/// SIGSTOP (state `T`, also the kernel's tripwire) or in one of the
+/// freezer's cgroups for it; either may hold it, alone or on top of the
+/// other. `None` when it is gone (or the pid is another process's now).
+pub fn stopped(freezer: Option<&Freezer>, pid: u32, start_time: u64) -> Option<bool> {
+    let s = crate::collector::procfs::read_stat(pid).ok()?;
+    if s.start_time != start_time {
+        return None;
+    }
+    let frozen = freezer.and_then(|f| f.frozen(pid, start_time));
+    Some(frozen.unwrap_or(false) || matches!(s.state, 'T' | 't'))
+}
+
 /// Carries out `signal` on the process: through its pidfd, and through
 /// the freezer when one is given. A freeze falls back to SIGSTOP when the
 /// freezer fails; every other step also thaws what the freezer holds,

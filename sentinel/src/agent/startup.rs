@@ -141,10 +141,7 @@ fn held_since_boot(journal: &Journal) -> Vec<Held> {
 }
 
 fn open_journal(cfg: &Config, degraded: &mut Vec<String>) -> Arc<Journal> {
-    let retention = Retention {
-        max_entries: cfg.agent.journal_max_entries,
-        max_age_ms: cfg.agent.journal_max_age.as_millis() as u64,
-    };
+    let retention = Retention::of(cfg);
     let path = &cfg.agent.journal;
     match Journal::open_or_recover(Path::new(path), cfg.agent.decision_log, retention) {
         Ok((j, report, recovered)) => {

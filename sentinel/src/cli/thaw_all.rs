@@ -43,11 +43,7 @@ pub enum ThawError {
 pub fn run(args: Args) -> Result<(), CliError> {
     let cfg = Config::load_with_env(&args.config)?;
     let path = Path::new(&cfg.agent.journal);
-    let retention = Retention {
-        max_entries: cfg.agent.journal_max_entries,
-        max_age_ms: cfg.agent.journal_max_age.as_millis() as u64,
-    };
-    let (journal, _) = Journal::open(path, cfg.agent.decision_log, retention)
+    let (journal, _) = Journal::open(path, cfg.agent.decision_log, Retention::of(&cfg))
         .map_err(|e| ThawError::Journal(path.display().to_string(), e.to_string()))?;
     let boot = procfs::boot_time().map_err(ThawError::Boot)? * 1000;
     let mut held = journal.held_since(boot);
@@ -102,21 +98,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
 /// Thaws (the freezer, then SIGCONT) through a pidfd checked against the
 /// start time; `None` when the process is gone or no longer stopped.
 fn thaw(h: &Held, freezer: Option<&Freezer>) -> Result<Option<String>, String> {
-    let Ok(stat) = procfs::read_stat(h.pid) else {
-        return Ok(None);
-    };
-    if stat.start_time != h.start_time {
+    if actuator::stopped(freezer, h.pid, h.start_time) != Some(true) {
         return Ok(None);
     }
-    let frozen = freezer
-        .and_then(|f| f.frozen(h.pid, h.start_time))
-        .unwrap_or(matches!(stat.state, 'T' | 't'));
-    if !frozen {
-        return Ok(None);
-    }
+    let comm = procfs::read_stat(h.pid).map(|s| s.comm).unwrap_or_default();
     let fd = Pidfd::open(h.pid, h.start_time).map_err(|e| e.to_string())?;
     actuator::send(&fd, Signal::Resume, freezer).map_err(|e| e.to_string())?;
-    Ok(Some(stat.comm))
+    Ok(Some(comm))
 }
 
 fn thawed(h: &Held, comm: String, outcome: Outcome, why: &str) -> Decision {

@@ -27,6 +27,16 @@ pub struct Retention {
     pub max_age_ms: u64,
 }
 
+impl Retention {
+    /// What the config keeps: the agent's and `thaw-all`'s journal alike.
+    pub fn of(cfg: &sentinel_core::config::Config) -> Self {
+        Self {
+            max_entries: cfg.agent.journal_max_entries,
+            max_age_ms: cfg.agent.journal_max_age.as_millis() as u64,
+        }
+    }
+}
+
 /// What opening the journal found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OpenReport {
