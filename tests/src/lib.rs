@@ -163,13 +163,19 @@ pub fn pin_to_cpus(cpus: impl IntoIterator<Item = usize>) -> std::io::Result<()>
 /// Makes `cmd` run as uid and gid 65534 (nobody, nogroup), with no
 /// supplementary groups: an unprivileged client. The caller must be root.
 pub fn as_nobody(cmd: &mut Command) -> &mut Command {
+    as_user(cmd, 65534)
+}
+
+/// Makes `cmd` run as `uid`, group 65534 (nogroup), with no supplementary
+/// groups: one of several unprivileged clients. The caller must be root.
+pub fn as_user(cmd: &mut Command, uid: u32) -> &mut Command {
     use std::os::unix::process::CommandExt;
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::setgroups(0, std::ptr::null()) != 0
                 || libc::setgid(65534) != 0
-                || libc::setuid(65534) != 0
+                || libc::setuid(uid) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }

@@ -289,9 +289,9 @@ async fn bad_requests_and_too_many_streams_get_precise_codes() {
         .into_inner();
     assert!(!v.valid && v.error.contains("agent.step"), "{v:?}");
 
-    // Streams are bounded; a closed one frees its place at once.
+    // Streams are bounded per peer; a closed one frees its place at once.
     let mut open = Vec::new();
-    for _ in 0..sentinel::api::MAX_WATCHERS {
+    for _ in 0..sentinel::api::MAX_WATCHERS_PER_PEER {
         open.push(
             c.watch_decisions(pb::WatchDecisionsRequest { after_seq: None })
                 .await
@@ -304,6 +304,10 @@ async fn bad_requests_and_too_many_streams_get_precise_codes() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    assert!(
+        e.message().contains("uid 0 has 8 decision streams open"),
+        "{e}"
+    );
     drop(open.pop());
     let mut ok = false;
     for _ in 0..50 {

@@ -185,6 +185,34 @@ fn open_journal(cfg: &Config, degraded: &mut Vec<String>) -> Arc<Journal> {
 
 /// What joining the host's cgroup namespace (done before the runtime)
 /// came to.
+/// Raises the open-file limit as far as allowed (the unit asks for 65536)
+/// and fits the API's connection caps under it, so that clients can never
+/// take the descriptors the engine needs.
+fn descriptors(cfg: &mut Config, degraded: &mut Vec<String>) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    let (fitted, note) = crate::api::gate::fit(cfg.api.connections, lim.rlim_cur);
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+        degraded.push(note);
+    }
+    cfg.api.connections = fitted;
+}
+
 fn namespace_note(opts: &RunOptions, degraded: &mut Vec<String>) {
     match &opts.cgroup_namespace {
         Some(Ok(true)) => {
@@ -241,6 +269,7 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
     let ring = probes.as_mut().and_then(|p| p.events.take());
     let journal = open_journal(&cfg, &mut degraded);
     namespace_note(opts, &mut degraded);
+    descriptors(&mut cfg, &mut degraded);
     let startup = Startup {
         mode,
         degraded_reason: degraded.join("; "),

@@ -10,7 +10,12 @@
 
 use std::net::SocketAddr;
 
-use tonic::{Request, Status, transport::server::UdsConnectInfo};
+use tonic::{
+    Request, Status,
+    transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo},
+};
+
+use super::gate::{Linked, PeerKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -141,10 +146,13 @@ pub struct AccessPolicy {
 impl AccessPolicy {
     /// The caller, when it came over TLS with a client certificate.
     pub fn tls_peer<T>(&self, req: &Request<T>) -> Option<TlsPeer> {
-        let certs = req.peer_certs()?;
+        let tls = req
+            .extensions()
+            .get::<TlsConnectInfo<Linked<TcpConnectInfo>>>()?;
+        let certs = tls.peer_certs()?;
         let leaf = certs.first()?;
         Some(TlsPeer {
-            addr: req.remote_addr(),
+            addr: tls.get_ref().info.remote_addr(),
             admin_name: admin_name_of(leaf, &self.tls_admin_names),
             fingerprint: fingerprint(leaf),
         })
@@ -152,13 +160,25 @@ impl AccessPolicy {
 
     /// The caller's identity as the kernel reported it at connect.
     pub fn peer<T>(req: &Request<T>) -> Option<Peer> {
-        let info = req.extensions().get::<UdsConnectInfo>()?;
+        let info = &req.extensions().get::<Linked<UdsConnectInfo>>()?.info;
         let cred = info.peer_cred?;
         Some(Peer {
             uid: cred.uid(),
             gid: cred.gid(),
             pid: cred.pid(),
         })
+    }
+
+    /// Who a call counts against in the API's caps: its uid on the Unix
+    /// socket, its address over TCP.
+    pub fn peer_key<T>(req: &Request<T>) -> PeerKey {
+        if let Some(p) = Self::peer(req) {
+            return PeerKey::Uid(p.uid);
+        }
+        req.extensions()
+            .get::<TlsConnectInfo<Linked<TcpConnectInfo>>>()
+            .and_then(|t| t.get_ref().info.remote_addr())
+            .map_or(PeerKey::Unknown, |a| PeerKey::Addr(a.ip()))
     }
 
     /// Who the caller is (for the journal), when it may change policy or

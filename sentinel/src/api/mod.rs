@@ -6,11 +6,14 @@
 pub mod access;
 pub mod admission;
 mod convert;
+pub mod gate;
+mod listen;
 mod service;
 
 use std::sync::Arc;
 
 use sentinel_api::pb;
+use sentinel_core::config::ConnectionLimits;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
@@ -20,8 +23,13 @@ use crate::service::Sentinel;
 /// Upper bound on list sizes so one request cannot make the agent build an
 /// arbitrarily large reply.
 pub const MAX_LIST: u32 = 10_000;
-/// Live WatchDecisions streams at most; more get RESOURCE_EXHAUSTED.
+/// Live WatchDecisions streams at most, root's aside; more get
+/// RESOURCE_EXHAUSTED.
 pub const MAX_WATCHERS: usize = 64;
+/// Live WatchDecisions streams of one peer at most.
+pub const MAX_WATCHERS_PER_PEER: usize = 8;
+/// Calls in progress on one connection at most (HTTP/2 streams).
+pub const MAX_CALLS_PER_CONNECTION: u32 = 32;
 /// A resuming watcher may be this many decisions behind at most; further
 /// back, ListDecisions pages through the journal.
 pub const MAX_BACKLOG: u64 = 100_000;
@@ -108,14 +116,18 @@ impl TlsListener {
 
 /// Serves `sentinel.v1`, the standard `grpc.health.v1` (SERVING while the
 /// agent runs) and server reflection on the Unix socket, and on TCP with
-/// mutual TLS when configured, until `shutdown`.
+/// mutual TLS when configured, until `shutdown`; connections from both
+/// count against one `limits` (see `gate`).
 pub async fn serve(
     sentinel: Arc<Sentinel>,
     access: access::AccessPolicy,
+    limits: ConnectionLimits,
     listener: UnixListener,
     tcp: Option<TlsListener>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let gate = gate::Gate::new(gate::Caps::connections(&limits));
+    let idle = limits.idle_timeout;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::sentinel_server::SentinelServer<service::Service>>()
@@ -136,30 +148,49 @@ pub async fn serve(
     let sentinel = pb::sentinel_server::SentinelServer::new(service::Service {
         sentinel,
         access,
-        watchers: Arc::default(),
+        watchers: gate::Gate::new(gate::Caps {
+            what: "decision streams",
+            total: MAX_WATCHERS,
+            total_is: "the agent's MAX_WATCHERS",
+            per_peer: MAX_WATCHERS_PER_PEER,
+            per_peer_is: "the agent's MAX_WATCHERS_PER_PEER",
+        }),
     })
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let unix = Server::builder()
+    let builder = || {
+        Server::builder()
+            .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION))
+            .layer(listen::CallLayer)
+    };
+    let incoming = listen::gated(
+        UnixListenerStream::new(listener),
+        listen::uid_of,
+        gate.clone(),
+        idle,
+        "unix",
+    );
+    let unix = builder()
         .add_service(sentinel.clone())
         .add_service(admission.clone())
         .add_service(health_service.clone())
         .add_service(reflection.clone())
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), wait(stopped.clone()));
+        .serve_with_incoming_shutdown(incoming, wait(stopped.clone()));
     let tcp = async {
         let Some(t) = tcp else {
             return Ok(());
         };
-        Server::builder()
+        let incoming = listen::gated(t.incoming, listen::addr_of, gate, idle, "tcp");
+        builder()
             .tls_config(t.tls)?
             .add_service(sentinel)
             .add_service(admission)
             .add_service(health_service)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(t.incoming, wait(stopped))
+            .serve_with_incoming_shutdown(incoming, wait(stopped))
             .await
     };
     let signal = async {

@@ -1,13 +1,7 @@
 //! `sentinel.v1.Sentinel`: each call checks its request and its caller,
 //! calls one named operation of the agent, and converts the answer.
 
-use std::{
-    pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-};
+use std::{pin::Pin, sync::Arc};
 
 use sentinel_api::pb;
 use sentinel_core::{
@@ -17,22 +11,19 @@ use sentinel_core::{
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::{MAX_BACKLOG, MAX_LIST, MAX_WATCHERS, access::AccessPolicy, convert};
+use super::{
+    MAX_BACKLOG, MAX_LIST,
+    access::AccessPolicy,
+    convert,
+    gate::{Admission, Gate, Permit},
+};
 use crate::{journal::Decision, service::Sentinel};
 
 pub struct Service {
     pub sentinel: Arc<Sentinel>,
     pub access: Arc<AccessPolicy>,
-    pub watchers: Arc<AtomicUsize>,
-}
-
-/// Counts a live watcher for as long as it is held.
-struct WatcherSlot(Arc<AtomicUsize>);
-
-impl Drop for WatcherSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+    /// Live decision streams, per peer and in all.
+    pub watchers: Arc<Gate>,
 }
 
 fn bounded(limit: u32, default: u32, field: &str) -> Result<usize, Status> {
@@ -265,13 +256,19 @@ impl pb::sentinel_server::Sentinel for Service {
         &self,
         req: Request<pb::WatchDecisionsRequest>,
     ) -> Result<Response<Self::WatchDecisionsStream>, Status> {
-        if self.watchers.fetch_add(1, Ordering::Relaxed) >= MAX_WATCHERS {
-            self.watchers.fetch_sub(1, Ordering::Relaxed);
-            return Err(Status::resource_exhausted(format!(
-                "{MAX_WATCHERS} decision streams are open already; close one or poll ListDecisions"
-            )));
-        }
-        let slot = WatcherSlot(self.watchers.clone());
+        let slot = match self.watchers.admit(AccessPolicy::peer_key(&req)) {
+            Admission::Open(slot) => slot,
+            Admission::Refused(_, why) => {
+                return Err(Status::resource_exhausted(format!(
+                    "{why}, or poll ListDecisions"
+                )));
+            }
+            Admission::Closed => {
+                return Err(Status::resource_exhausted(
+                    "too many decision streams are open; poll ListDecisions",
+                ));
+            }
+        };
         Ok(Response::new(self.watch(req.into_inner().after_seq, slot)?))
     }
 }
@@ -295,7 +292,7 @@ impl Service {
     /// The decisions after `after` (when given) from the journal, then live
     /// ones, with no gap and no duplicate; the slot is freed as soon as the
     /// client goes away.
-    fn watch(&self, after: Option<u64>, slot: WatcherSlot) -> Result<DecisionStream, Status> {
+    fn watch(&self, after: Option<u64>, slot: Permit) -> Result<DecisionStream, Status> {
         let journal = self.sentinel.journal().clone();
         // Subscribe before reading the backlog so nothing falls between the
         // two; duplicates are then skipped by sequence number.

@@ -1,15 +1,42 @@
-//! `[api]`: the optional TCP listener. The Unix socket is always served;
-//! TCP is served only with mutual TLS, because over a network nothing but a
-//! client certificate can say who is calling.
+//! `[api]`: the optional TCP listener, and how many connections clients
+//! may hold. The Unix socket is always served; TCP is served only with
+//! mutual TLS, because over a network nothing but a client certificate can
+//! say who is calling.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
+
+use crate::units::Span;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ApiSettings {
     /// `None`: the Unix socket only.
     pub tcp: Option<TcpApi>,
+    pub connections: ConnectionLimits,
+}
+
+/// What clients may hold open, so that no client (or many) can take the
+/// descriptors and the time the agent needs to protect the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once from all clients but root (root has its
+    /// own `per_uid` share on top, so an operator can always get in).
+    pub total: usize,
+    /// Connections open at once from one uid (over TCP: one address).
+    pub per_uid: usize,
+    /// A connection with no call in progress is closed after this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            total: 256,
+            per_uid: 32,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 /// A TCP listener that requires a client certificate signed by `client_ca`.
@@ -35,14 +62,70 @@ pub(super) struct RawApi {
     tls_key: Option<String>,
     tls_client_ca: Option<String>,
     admin_names: Option<toml::Spanned<Vec<String>>>,
+    max_connections: Option<toml::Spanned<i64>>,
+    max_connections_per_uid: Option<toml::Spanned<i64>>,
+    idle_timeout: Option<toml::Spanned<String>>,
 }
 
 /// A problem at a byte offset of the file (the table's start when no key
 /// holds it), for the caller to turn into a positioned error.
 pub(super) type Problem = (usize, String);
 
+/// The most connections a cap may allow: each is a descriptor, and the
+/// agent's own (pidfds, /proc, the journal) must always fit beside them.
+pub const MAX_CONNECTIONS: i64 = 16_384;
+
 impl RawApi {
     pub(super) fn check(self, table_start: usize) -> Result<ApiSettings, Problem> {
+        let connections = self.connections()?;
+        let tcp = self.tcp(table_start)?;
+        Ok(ApiSettings { tcp, connections })
+    }
+
+    fn connections(&self) -> Result<ConnectionLimits, Problem> {
+        let d = ConnectionLimits::default();
+        let count = |v: &Option<toml::Spanned<i64>>, default: usize| match v {
+            None => Ok(default),
+            Some(n) if (1..=MAX_CONNECTIONS).contains(n.get_ref()) => Ok(*n.get_ref() as usize),
+            Some(n) => Err((
+                n.span().start,
+                format!("{}: from 1 to {MAX_CONNECTIONS}", n.get_ref()),
+            )),
+        };
+        let total = count(&self.max_connections, d.total)?;
+        let per_uid = count(&self.max_connections_per_uid, d.per_uid)?;
+        if per_uid > total
+            && let Some(n) = &self.max_connections_per_uid
+        {
+            return Err((
+                n.span().start,
+                format!("{per_uid} is more than api.max_connections ({total})"),
+            ));
+        }
+        let idle_timeout = match &self.idle_timeout {
+            None => d.idle_timeout,
+            Some(t) => {
+                let span = Span::parse(t.get_ref()).map_err(|e| (t.span().start, e))?;
+                if span.0 < Duration::from_secs(1) {
+                    return Err((
+                        t.span().start,
+                        format!(
+                            "`{}`: at least 1s (a client needs time to send its call)",
+                            t.get_ref()
+                        ),
+                    ));
+                }
+                span.0
+            }
+        };
+        Ok(ConnectionLimits {
+            total,
+            per_uid,
+            idle_timeout,
+        })
+    }
+
+    fn tcp(self, table_start: usize) -> Result<Option<TcpApi>, Problem> {
         let Some(tcp) = self.tcp else {
             if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_client_ca.is_some() {
                 return Err((
@@ -51,7 +134,7 @@ impl RawApi {
                         .to_string(),
                 ));
             }
-            return Ok(ApiSettings::default());
+            return Ok(None);
         };
         let at = tcp.span().start;
         let listen: SocketAddr = tcp.get_ref().parse().map_err(|_| {
@@ -95,15 +178,13 @@ impl RawApi {
                 names
             }
         };
-        Ok(ApiSettings {
-            tcp: Some(TcpApi {
-                listen,
-                cert,
-                key,
-                client_ca,
-                admin_names,
-            }),
-        })
+        Ok(Some(TcpApi {
+            listen,
+            cert,
+            key,
+            client_ca,
+            admin_names,
+        }))
     }
 }
 
@@ -141,5 +222,37 @@ mod tests {
         assert_eq!(tcp.client_ca, std::path::PathBuf::from("/ca"));
         assert_eq!(tcp.admin_names, vec!["ops.example".to_string()]);
         assert!(Config::parse("", "t").unwrap().api.tcp.is_none());
+    }
+
+    #[test]
+    fn connection_caps_are_bounded_and_named() {
+        let c = Config::parse("", "t").unwrap().api.connections;
+        assert_eq!(
+            (c.total, c.per_uid, c.idle_timeout.as_secs()),
+            (256, 32, 120)
+        );
+        let c = Config::parse(
+            "[api]\nmax_connections = 10\nmax_connections_per_uid = 2\nidle_timeout = \"5s\"\n",
+            "t",
+        )
+        .unwrap()
+        .api
+        .connections;
+        assert_eq!((c.total, c.per_uid, c.idle_timeout.as_secs()), (10, 2, 5));
+        let e = err("[api]\nmax_connections = 0\n");
+        assert!(
+            e.contains("key `api.max_connections`") && e.contains("from 1 to"),
+            "{e}"
+        );
+        let e = err("[api]\nmax_connections = 4\nmax_connections_per_uid = 5\n");
+        assert!(
+            e.contains("key `api.max_connections_per_uid`") && e.contains("more than"),
+            "{e}"
+        );
+        let e = err("[api]\nidle_timeout = \"10ms\"\n");
+        assert!(
+            e.contains("key `api.idle_timeout`") && e.contains("at least 1s"),
+            "{e}"
+        );
     }
 }

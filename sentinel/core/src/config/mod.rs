@@ -15,7 +15,7 @@ mod tests;
 
 use std::time::Duration;
 
-pub use api::{ApiSettings, TcpApi};
+pub use api::{ApiSettings, ConnectionLimits, TcpApi};
 pub use env::ENV_KEYS;
 pub use error::{ConfigError, KeyLabel};
 pub use gpu::GpuPolicy;
