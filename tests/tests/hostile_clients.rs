@@ -163,3 +163,178 @@ async fn a_connection_flood_from_unprivileged_users_leaves_the_host_protected() 
     assert!(ok, "{err}");
     eprintln!("leaker frozen {took:?} after start, under a flood of 120 connections");
 }
+
+/// The decisions of kind admission with action `action`.
+async fn admission_decisions(agent: &Agent, action: &str) -> Vec<sentinel_api::pb::Decision> {
+    agent
+        .client()
+        .await
+        .list_decisions(sentinel_api::pb::ListDecisionsRequest {
+            after_seq: 0,
+            limit: 10_000,
+            kind: "admission".into(),
+            action: action.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions
+}
+
+/// The measured failure: an unprivileged user wrote 2,000 journalled
+/// denials in 1.5 s (and a 1.9 MB holder). Now a user's refusals are
+/// journalled up to a burst a window, the rest counted into one summary at
+/// the window's end (and in a metric); text fields are bounded; and one
+/// user cannot fill the admission queue for everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_storm_is_journalled_in_summary_and_one_user_cannot_fill_the_queue() {
+    use sentinel_api::pb;
+    if !privileged("a_denial_storm_is_journalled_in_summary") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let agent = Agent::start(
+        "denials",
+        "socket_group = \"nogroup\"\n[api]\nrefusal_window = \"4s\"\n",
+        &[],
+    );
+    let dir = std::ffi::CString::new(agent.dir.0.display().to_string()).unwrap();
+    // SAFETY: chmod of the test's own temp dir, so other uids reach the socket.
+    unsafe { libc::chmod(dir.as_ptr(), 0o711) };
+
+    // 200 reservations no pool could ever give, as fast as one user can ask.
+    let storm = format!(
+        "for i in $(seq 200); do {} exec --socket {} --reserve 1000T -- true 2>/dev/null; done; exit 0",
+        sentinel_tests::sentinel_bin().display(),
+        agent.socket
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &storm]);
+    sentinel_tests::as_user(&mut cmd, 65534);
+    let started = Instant::now();
+    assert!(cmd.status().unwrap().success());
+    let took = started.elapsed();
+    // Every window the storm spanned has ended and been summarised.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let denied = admission_decisions(&agent, "denied").await;
+    let (summaries, alone): (Vec<_>, Vec<_>) = denied
+        .iter()
+        .partition(|d| d.reason.contains("more refusals"));
+    let held: u64 = summaries
+        .iter()
+        .map(|d| {
+            let n = d
+                .reason
+                .strip_prefix("uid 65534: ")
+                .unwrap_or_else(|| panic!("{}", d.reason));
+            n.split_whitespace().next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(alone.len() as u64 + held, 200, "every refusal counted once");
+    let windows = (took.as_secs_f64() / 4.0).ceil() as usize + 1;
+    assert!(
+        !summaries.is_empty() && alone.len() <= 10 * windows && summaries.len() <= windows,
+        "{} alone and {} summaries over {took:?}",
+        alone.len(),
+        summaries.len()
+    );
+    assert!(
+        summaries[0].reason.contains("a window are); the last: ")
+            && summaries[0]
+                .reason
+                .contains("is more than the pool could ever give"),
+        "{}",
+        summaries[0].reason
+    );
+    let metrics = sentinel_tests::observability::http_get(&agent.metrics_url())
+        .expect("metrics")
+        .1;
+    assert!(
+        metrics.contains(&format!(
+            "sentinel_admission_refusals_unjournalled_total {held}"
+        )),
+        "{metrics}"
+    );
+
+    // Text a client sends is bounded, and named when it is too long.
+    let channel = sentinel_api::client::channel(&agent.socket).await.unwrap();
+    let mut adm = pb::admission_client::AdmissionClient::new(channel);
+    let e = adm
+        .reserve(pb::ReserveRequest {
+            bytes: MIB,
+            holder: "x".repeat(1_900_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(
+        e.message()
+            .starts_with("holder: 1900000 bytes, at most 4096"),
+        "{e}"
+    );
+    let e = agent
+        .client()
+        .await
+        .list_processes(pb::ListProcessesRequest {
+            comm: "y".repeat(100_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().starts_with("comm: 100000 bytes"), "{e}");
+
+    // One user's waiting requests are capped: a pool with room for one
+    // more 100 MiB request at most, each waits behind a held 200 MiB.
+    let cg = MemCgroup::new("queue-cap", 256 * MIB);
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("60");
+    cg.contain(&mut sleeper);
+    let mut sleeper = sleeper.spawn().unwrap();
+    let ask = |bytes, wait_seconds| pb::ReserveRequest {
+        bytes,
+        pid: sleeper.id(),
+        scope: "cgroup".into(),
+        wait_seconds,
+        ..Default::default()
+    };
+    adm.reserve(ask(200 * MIB, 0.0)).await.unwrap();
+    let cap = sentinel::service::admission::MAX_QUEUED_PER_UID;
+    let mut waiting = Vec::new();
+    // 16 calls on each connection: calls per connection are capped too.
+    for _ in 0..cap.div_ceil(16) {
+        let channel = sentinel_api::client::channel(&agent.socket).await.unwrap();
+        for _ in 0..16.min(cap - waiting.len()) {
+            let mut a = pb::admission_client::AdmissionClient::new(channel.clone());
+            let r = ask(100 * MIB, 30.0);
+            waiting.push(tokio::spawn(async move { a.reserve(r).await }));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while adm
+        .list_reservations(pb::ListReservationsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .queued
+        .len()
+        < cap
+    {
+        assert!(Instant::now() < deadline, "the requests did not all queue");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = adm.reserve(ask(100 * MIB, 30.0)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+    assert!(
+        e.message()
+            .contains(&format!("uid 0 has {cap} requests waiting")),
+        "{e}"
+    );
+    for w in waiting {
+        w.abort();
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}

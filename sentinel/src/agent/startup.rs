@@ -311,8 +311,12 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
             "host.min_available is at or above all memory and swap: host scope is off"
         );
     }
+    let sentinel = Arc::new(Sentinel::new(engine, startup));
+    sentinel
+        .admission
+        .set_refusal_window(cfg.api.refusal_window);
     Ok(Started {
-        sentinel: Arc::new(Sentinel::new(engine, startup)),
+        sentinel,
         cfg,
         access,
         socket,

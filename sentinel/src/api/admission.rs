@@ -33,6 +33,11 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ReservationEvent, Status
 /// would hold its place in the queue, ahead of later ones, for as long as
 /// it asked.
 fn ask(r: &pb::ReserveRequest, owner: Option<u32>) -> Result<Ask, Status> {
+    super::bounded_text(&[
+        ("scope", &r.scope),
+        ("priority", &r.priority),
+        ("holder", &r.holder),
+    ])?;
     if r.bytes == 0 {
         return Err(Status::invalid_argument("bytes must be above 0"));
     }
@@ -62,12 +67,6 @@ fn ask(r: &pb::ReserveRequest, owner: Option<u32>) -> Result<Ask, Status> {
             )));
         }
     }
-    if r.holder.len() > MAX_HOLDER {
-        return Err(Status::invalid_argument(format!(
-            "holder: {} bytes, at most {MAX_HOLDER}",
-            r.holder.len()
-        )));
-    }
     Ok(Ask {
         pid: r.pid,
         bytes: r.bytes,
@@ -84,8 +83,6 @@ fn ask(r: &pb::ReserveRequest, owner: Option<u32>) -> Result<Ask, Status> {
 pub const MAX_WAIT_SECS: f64 = 86_400.0;
 /// The longest life a reservation may ask for: a week.
 pub const MAX_TTL_SECS: f64 = 7.0 * 86_400.0;
-/// The longest holder name (a job name, a command line).
-pub const MAX_HOLDER: usize = 4096;
 
 /// Withdraws a queued request when its handler ends without an answer:
 /// the client went away (its call dropped), and nobody waits for the grant.

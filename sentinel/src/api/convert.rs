@@ -177,7 +177,9 @@ pub fn admission_status(e: AdmissionError) -> Status {
     let why = e.to_string();
     match e {
         AdmissionError::NoPool(_) | AdmissionError::TooLarge(_) => Status::failed_precondition(why),
-        AdmissionError::Displaced(_) => Status::resource_exhausted(why),
+        AdmissionError::Displaced(_) | AdmissionError::TooManyWaiting(_) => {
+            Status::resource_exhausted(why)
+        }
         AdmissionError::QueueFull {
             retry_after_secs, ..
         } => {

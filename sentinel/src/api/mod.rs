@@ -35,6 +35,20 @@ pub const MAX_CALLS_PER_CONNECTION: u32 = 32;
 pub const MAX_BACKLOG: u64 = 100_000;
 /// Largest request accepted (a policy is at most 1 MiB).
 pub const MAX_REQUEST_BYTES: usize = 2 << 20;
+/// Longest text field a request may carry (a filter, a name, a holder);
+/// the policy's text has its own bound.
+pub const MAX_TEXT: usize = 4096;
+
+/// INVALID_ARGUMENT naming the first field longer than [`MAX_TEXT`].
+fn bounded_text(fields: &[(&str, &str)]) -> Result<(), tonic::Status> {
+    match fields.iter().find(|(_, v)| v.len() > MAX_TEXT) {
+        Some((name, v)) => Err(tonic::Status::invalid_argument(format!(
+            "{name}: {} bytes, at most {MAX_TEXT}",
+            v.len()
+        ))),
+        None => Ok(()),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

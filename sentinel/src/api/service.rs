@@ -58,6 +58,13 @@ fn process_ref(r: pb::ProcessRef) -> Result<u32, Status> {
 
 /// The listing a ListProcesses request asks for.
 fn query(r: pb::ListProcessesRequest) -> Result<ProcQuery, Status> {
+    super::bounded_text(&[
+        ("cgroup_prefix", &r.cgroup_prefix),
+        ("comm", &r.comm),
+        ("rule", &r.rule),
+        ("sort", &r.sort),
+        ("page_token", &r.page_token),
+    ])?;
     let limit = bounded(r.limit, 20, "limit")?;
     let sort: SortKey = r
         .sort
@@ -152,6 +159,7 @@ impl pb::sentinel_server::Sentinel for Service {
         req: Request<pb::ListDecisionsRequest>,
     ) -> Result<Response<pb::ListDecisionsResponse>, Status> {
         let r = req.into_inner();
+        super::bounded_text(&[("kind", &r.kind), ("rule", &r.rule), ("action", &r.action)])?;
         let limit = bounded(r.limit, 100, "limit")?;
         let keep = |d: &Decision| {
             r.pid.is_none_or(|p| d.pid == p)

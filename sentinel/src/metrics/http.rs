@@ -129,6 +129,7 @@ pub fn snapshot(sentinel: &Sentinel, alerting: Option<&Alerting>, top: usize) ->
     s.reservations = granted as u64;
     s.reserved_bytes = held;
     s.admission_queued = queued.map(|n| n as u64);
+    s.admission_refusals_unjournalled = sentinel.admission.unjournalled();
     if let Some(a) = alerting {
         s.alerts_firing = a.firing() as u64;
         s.receivers = a.receivers();

@@ -71,6 +71,7 @@ pub struct Snapshot {
     pub reservations: u64,
     pub reserved_bytes: u64,
     pub admission_queued: [u64; 5],
+    pub admission_refusals_unjournalled: u64,
     pub resident_bytes: u64,
     pub cpu_seconds: f64,
     pub start_time_seconds: f64,
@@ -364,6 +365,12 @@ pub fn render(s: &Snapshot) -> String {
         Type::Gauge,
         "What reservations still hold back (granted less what their trees use).",
         s.reserved_bytes as f64,
+    );
+    e.single(
+        "sentinel_admission_refusals_unjournalled_total",
+        Type::Counter,
+        "Admission refusals counted into a client's summary rather than journalled one by one (rate limit per client).",
+        s.admission_refusals_unjournalled as f64,
     );
     e.family(
         "sentinel_admission_queued",

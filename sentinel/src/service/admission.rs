@@ -8,7 +8,7 @@ use std::{
     collections::HashMap,
     sync::{
         Mutex, MutexGuard,
-        atomic::{AtomicBool, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
 };
 
@@ -19,11 +19,14 @@ use sentinel_core::{
 };
 use tokio::sync::{broadcast, oneshot};
 
-use super::Sentinel;
+use super::{Sentinel, throttle::Throttle};
 use crate::host::mono_now;
 
 /// Requests waiting at most; past it the queue is full.
 pub const MAX_QUEUE: usize = 1024;
+/// Requests of one user waiting at most, so that no one user fills the
+/// queue for everyone.
+pub const MAX_QUEUED_PER_UID: usize = 64;
 /// A reservation without a time to live lives this long.
 const DEFAULT_TTL_SECS: f64 = 86_400.0;
 
@@ -36,6 +39,8 @@ pub enum AdmissionError {
     TooLarge(String),
     #[error("{why}")]
     QueueFull { why: String, retry_after_secs: f64 },
+    #[error("{0}")]
+    TooManyWaiting(String),
     #[error("{0}")]
     Displaced(String),
     #[error("{0}")]
@@ -125,6 +130,10 @@ pub struct Queue {
     /// idle pass must still tell it they are gone.
     engine_told: AtomicBool,
     events: broadcast::Sender<Event>,
+    /// Refusals journalled at a bounded rate per user (`throttle`).
+    refusals: Mutex<Throttle<Event>>,
+    /// Refusals counted into a summary rather than journalled one by one.
+    unjournalled: AtomicU64,
 }
 
 impl Default for Queue {
@@ -134,6 +143,8 @@ impl Default for Queue {
             owners: Mutex::default(),
             engine_told: AtomicBool::default(),
             events: broadcast::channel(1024).0,
+            refusals: Mutex::new(Throttle::new(60.0)),
+            unjournalled: AtomicU64::default(),
         }
     }
 }
@@ -156,20 +167,78 @@ impl Queue {
         self.owners().get(&id).copied()
     }
 
-    /// Journals an event (through the engine) and tells watchers.
-    fn record(&self, s: &Sentinel, action: DecisionAction, entry: Entry, reason: String) {
-        s.engine().record_admission(
-            action,
-            entry.pid,
-            &entry.pool,
-            (entry.bytes, entry.used_bytes),
-            reason.clone(),
-        );
-        let _ = self.events.send(Event {
+    /// Journals an event (through the engine) and tells watchers; a
+    /// refusal of `owner`'s only within its rate, the rest in a summary.
+    fn record(
+        &self,
+        s: &Sentinel,
+        action: DecisionAction,
+        entry: Entry,
+        reason: String,
+        owner: Option<u32>,
+    ) {
+        let event = Event {
             action,
             entry,
             reason,
-        });
+        };
+        let _ = self.events.send(event.clone());
+        let refusal = matches!(
+            action,
+            DecisionAction::Denied | DecisionAction::TimedOut | DecisionAction::Displaced
+        );
+        let event = if refusal {
+            let held = self
+                .refusals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pass(owner, mono_now(), event);
+            match held {
+                Some(e) => e,
+                None => {
+                    self.unjournalled.fetch_add(1, Relaxed);
+                    return;
+                }
+            }
+        } else {
+            event
+        };
+        Self::journal(s, &event, event.reason.clone());
+    }
+
+    fn journal(s: &Sentinel, e: &Event, reason: String) {
+        s.engine().record_admission(
+            e.action,
+            e.entry.pid,
+            &e.entry.pool,
+            (e.entry.bytes, e.entry.used_bytes),
+            reason,
+        );
+    }
+
+    /// Journals the summaries of refusals held back in windows now ended.
+    fn summarise(&self, s: &Sentinel, now: f64) {
+        let due = {
+            let mut t = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+            if t.is_idle() {
+                return;
+            }
+            t.due(now)
+        };
+        for summary in due {
+            Self::journal(s, &summary.last, summary.reason(&summary.last.reason));
+        }
+    }
+
+    /// How long a client's window of journalled refusals lasts.
+    pub fn set_refusal_window(&self, window: std::time::Duration) {
+        *self.refusals.lock().unwrap_or_else(|e| e.into_inner()) =
+            Throttle::new(window.as_secs_f64());
+    }
+
+    /// Refusals counted into a summary since start, not journalled alone.
+    pub fn unjournalled(&self) -> u64 {
+        self.unjournalled.load(Relaxed)
     }
 
     /// Queues `ask`; the grant (or why there is none) arrives on the
@@ -201,6 +270,27 @@ impl Queue {
         };
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
+        if let Some(uid) = ask.owner {
+            let owners = self.owners();
+            let waiting =
+                st.0.requests()
+                    .filter(|q| owners.get(&q.id) == Some(&uid))
+                    .count();
+            if waiting >= MAX_QUEUED_PER_UID {
+                drop((owners, st));
+                let err = AdmissionError::TooManyWaiting(format!(
+                    "uid {uid} has {waiting} requests waiting, the most one user may; wait for one or withdraw it"
+                ));
+                self.record(
+                    s,
+                    DecisionAction::Denied,
+                    Entry::queued(&req, now),
+                    err.to_string(),
+                    ask.owner,
+                );
+                return Err(err);
+            }
+        }
         match st.0.enqueue(req.clone(), capacity) {
             Ok((id, displaced)) => {
                 st.1.insert(id, tx);
@@ -245,7 +335,7 @@ impl Queue {
                     },
                 };
                 let entry = Entry::queued(&req, now);
-                self.record(s, DecisionAction::Denied, entry, err.to_string());
+                self.record(s, DecisionAction::Denied, entry, err.to_string(), ask.owner);
                 Err(err)
             }
         }
@@ -261,7 +351,7 @@ impl Queue {
     /// Releases reservation `id` and grants what now fits.
     pub fn release(&self, s: &Sentinel, id: u64) -> Result<Reservation, AdmissionError> {
         let released = self.lock().0.release(id);
-        self.owners().remove(&id);
+        let owner = self.owners().remove(&id);
         let r = released.ok_or(AdmissionError::NotFound(id))?;
         let reason = format!("{} B back to {}", r.bytes, pool_name(&r.pool));
         self.record(
@@ -269,6 +359,7 @@ impl Queue {
             DecisionAction::Released,
             Entry::granted(&r, mono_now()),
             reason,
+            owner,
         );
         self.pass(s);
         Ok(r)
@@ -302,6 +393,7 @@ impl Queue {
     /// fits now. Lock order: the queue, then the engine.
     pub fn pass(&self, s: &Sentinel) {
         let now = mono_now();
+        self.summarise(s, now);
         let mut st = self.lock();
         let (model, waiters) = &mut *st;
         // Nothing waiting, nothing held, nothing to take back: the tick
@@ -317,11 +409,11 @@ impl Queue {
             .store(model.reservations().next().is_some(), Relaxed);
         for end in pass.ended {
             let (action, entry, why, err) = ended(end, now);
-            self.owners().remove(&entry.id);
+            let owner = self.owners().remove(&entry.id);
             if let (Some(err), Some(w)) = (err, waiters.remove(&entry.id)) {
                 let _ = w.send(Err(err));
             }
-            self.record(s, action, entry, why);
+            self.record(s, action, entry, why, owner);
         }
         for r in pass.granted {
             let reason = format!(
@@ -339,7 +431,14 @@ impl Queue {
                 model.release(r.id);
                 continue;
             }
-            self.record(s, DecisionAction::Granted, Entry::granted(&r, now), reason);
+            let owner = self.owner_of(r.id);
+            self.record(
+                s,
+                DecisionAction::Granted,
+                Entry::granted(&r, now),
+                reason,
+                owner,
+            );
         }
     }
 }

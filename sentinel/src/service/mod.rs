@@ -4,6 +4,7 @@
 //! transport: the gRPC layer converts and calls, errors stay domain errors.
 
 pub mod admission;
+mod throttle;
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},

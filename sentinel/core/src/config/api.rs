@@ -9,11 +9,24 @@ use serde::Deserialize;
 
 use crate::units::Span;
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiSettings {
     /// `None`: the Unix socket only.
     pub tcp: Option<TcpApi>,
     pub connections: ConnectionLimits,
+    /// Each client's refusals (admission denials, timeouts) beyond the
+    /// first few in this window are journalled as one summary at its end.
+    pub refusal_window: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            tcp: None,
+            connections: ConnectionLimits::default(),
+            refusal_window: Duration::from_secs(60),
+        }
+    }
 }
 
 /// What clients may hold open, so that no client (or many) can take the
@@ -65,11 +78,20 @@ pub(super) struct RawApi {
     max_connections: Option<toml::Spanned<i64>>,
     max_connections_per_uid: Option<toml::Spanned<i64>>,
     idle_timeout: Option<toml::Spanned<String>>,
+    refusal_window: Option<toml::Spanned<String>>,
 }
 
 /// A problem at a byte offset of the file (the table's start when no key
 /// holds it), for the caller to turn into a positioned error.
 pub(super) type Problem = (usize, String);
+
+fn at_least_a_second(t: &toml::Spanned<String>) -> Result<Duration, Problem> {
+    let span = Span::parse(t.get_ref()).map_err(|e| (t.span().start, e))?;
+    if span.0 < Duration::from_secs(1) {
+        return Err((t.span().start, format!("`{}`: at least 1s", t.get_ref())));
+    }
+    Ok(span.0)
+}
 
 /// The most connections a cap may allow: each is a descriptor, and the
 /// agent's own (pidfds, /proc, the journal) must always fit beside them.
@@ -78,8 +100,16 @@ pub const MAX_CONNECTIONS: i64 = 16_384;
 impl RawApi {
     pub(super) fn check(self, table_start: usize) -> Result<ApiSettings, Problem> {
         let connections = self.connections()?;
+        let refusal_window = match &self.refusal_window {
+            None => ApiSettings::default().refusal_window,
+            Some(t) => at_least_a_second(t)?,
+        };
         let tcp = self.tcp(table_start)?;
-        Ok(ApiSettings { tcp, connections })
+        Ok(ApiSettings {
+            tcp,
+            connections,
+            refusal_window,
+        })
     }
 
     fn connections(&self) -> Result<ConnectionLimits, Problem> {
@@ -104,19 +134,7 @@ impl RawApi {
         }
         let idle_timeout = match &self.idle_timeout {
             None => d.idle_timeout,
-            Some(t) => {
-                let span = Span::parse(t.get_ref()).map_err(|e| (t.span().start, e))?;
-                if span.0 < Duration::from_secs(1) {
-                    return Err((
-                        t.span().start,
-                        format!(
-                            "`{}`: at least 1s (a client needs time to send its call)",
-                            t.get_ref()
-                        ),
-                    ));
-                }
-                span.0
-            }
+            Some(t) => at_least_a_second(t)?,
         };
         Ok(ConnectionLimits {
             total,
