@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use sentinel_common::{Event, EventKind, counter};
 
-use super::{Engine, Host, Scope, table::ProcState};
+use super::{Engine, Host, Mode, Scope, table::ProcState};
 use crate::{
     decision::{Decision, DecisionAction, DecisionKind, Outcome, ScopeKind},
     model::Mem,
@@ -62,8 +62,12 @@ impl<H: Host> Engine<H> {
             }
             Some(EventKind::OomVictim) => self.record_oom(e.tgid),
             Some(EventKind::Fork) => {
-                // Children are read from /proc on their first memory event;
-                // nothing to do until they grow.
+                // Children are read from /proc on their first memory event.
+                // One with a pid the table still holds is a new process
+                // reusing it: what was known of the old one must not stick.
+                if let Ok(child) = u32::try_from(e.aux) {
+                    self.forget(child);
+                }
             }
             Some(EventKind::LargeMmap) => {
                 tracing::debug!(pid = e.tgid, bytes = e.aux, "large mmap");
@@ -144,11 +148,44 @@ impl<H: Host> Engine<H> {
                 self.observe(pid, mem, now);
             }
         }
+        self.check_identities(quiet_after, now);
         self.resume_cleared(now);
         for pid in pids {
             if self.procs.contains_key(&pid) {
                 continue;
             }
+            if let Some(mem) = self.host.mem(pid) {
+                self.observe(pid, mem, now);
+            }
+        }
+    }
+
+    /// What events cannot tell: a pid now held by another process (polling
+    /// has no fork or exit events), and a process that moved itself into
+    /// another cgroup without exec. Both are read afresh, rules and all.
+    /// Cgroups are re-read only for processes that moved memory lately:
+    /// a quiet one gives no limit anything to act on.
+    fn check_identities(&mut self, quiet_after: f64, now: f64) {
+        let polling = self.opts.mode == Mode::Polling;
+        let stale: Vec<u32> = self
+            .procs
+            .values()
+            .filter(|p| p.state == ProcState::Running)
+            .filter(|p| {
+                let reused = polling
+                    && self
+                        .host
+                        .stat(p.pid)
+                        .is_some_and(|s| s.start_time != p.start_time);
+                let active = p.series.last().is_some_and(|s| now - s.t <= quiet_after);
+                let moved = active && self.host.cgroup(p.pid).is_some_and(|cg| cg != p.cgroup);
+                reused || moved
+            })
+            .map(|p| p.pid)
+            .collect();
+        for pid in stale {
+            tracing::debug!(pid, "a new process, or a cgroup change: read afresh");
+            self.forget(pid);
             if let Some(mem) = self.host.mem(pid) {
                 self.observe(pid, mem, now);
             }

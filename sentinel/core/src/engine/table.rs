@@ -187,7 +187,9 @@ impl<H: Host> Engine<H> {
             return self.procs.get_mut(&pid);
         }
         let stat = self.host.stat(pid)?;
-        if stat.kernel_thread {
+        // A zombie has exited: kept, it would stand for whatever process
+        // reuses its pid once it is reaped.
+        if stat.kernel_thread || stat.state == 'Z' {
             return None;
         }
         let mut p = Proc {

@@ -161,8 +161,18 @@ impl World {
 
     /// Adds a process that grows by `script` from now on.
     pub fn spawn(&mut self, pid: u32, p: FakeProc, script: Script) {
+        self.fork(pid, p.ppid);
         self.engine.host_mut().spawn(pid, p);
         self.scripts.insert(pid, Scripted { script, age: 0.0 });
+    }
+
+    /// What the fork probe reports of a new process: its parent forked it.
+    fn fork(&mut self, child: u32, parent: u32) {
+        if self.mode == Mode::Ebpf {
+            let t = self.now();
+            let e = event(EventKind::Fork, parent, t, Mem::default(), u64::from(child));
+            self.deliver(e);
+        }
     }
 
     /// Adds a process whose memory only [`World::sample`] moves (a trace).

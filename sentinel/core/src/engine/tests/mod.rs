@@ -4,6 +4,7 @@
 //! tests stay: they prove the real host port does what the fake one does.
 
 mod custody;
+mod identity;
 mod ladder;
 mod operators;
 mod pressure;

@@ -1,0 +1,60 @@
+//! A process is its pid and its start time: a pid the table still holds
+//! for an exited process, or a process that moved into a governed cgroup,
+//! is read afresh, so its rule applies.
+
+use super::*;
+use crate::engine::Mode;
+
+const ELSEWHERE: &str = "/elsewhere";
+
+/// A leaker under the test cgroup's rule, where pid 10 was last known as
+/// an ungoverned process elsewhere that vanished without an exit event (a
+/// lost event, a zombie reaped meanwhile).
+fn reused(mode: Mode) -> World {
+    let cfg = Config::parse(&rule("leaky", "256MiB", "freeze"), "t").unwrap();
+    let mut w = World::with_mode(cfg, Default::default(), mode);
+    w.spawn(
+        10,
+        FakeProc::new(1, "idle", ELSEWHERE),
+        steady(50 * MIB, 600.0),
+    );
+    w.run_for(3.0);
+    w.host_mut().procs.remove(&10);
+    w.spawn(10, proc("memhog"), hog(0, 200e6, 400 * MIB, 30.0));
+    w
+}
+
+#[test]
+fn a_reused_pid_is_a_new_process_with_events() {
+    let mut w = reused(Mode::Ebpf);
+    w.run_for(3.0);
+    let d = expect(&w, 10, DecisionAction::Freeze);
+    assert_eq!(d.rule, "leaky");
+}
+
+#[test]
+fn a_reused_pid_is_a_new_process_when_polling() {
+    let mut w = reused(Mode::Polling);
+    // No fork or exit events: the next /proc pass finds the new start time.
+    w.run_for(5.0);
+    let d = expect(&w, 10, DecisionAction::Freeze);
+    assert_eq!(d.rule, "leaky");
+}
+
+#[test]
+fn a_process_that_moves_into_a_governed_cgroup_comes_under_its_rule() {
+    let mut w = world(&rule("leaky", "256MiB", "freeze"));
+    w.spawn(
+        10,
+        FakeProc::new(1, "memhog", ELSEWHERE),
+        hog(0, 20e6, 400 * MIB, 60.0),
+    );
+    w.run_for(3.0);
+    assert!(first(&w, 10, DecisionAction::Freeze).is_none());
+    // It writes itself into the test cgroup's cgroup.procs; no exec.
+    w.host_mut().procs.get_mut(&10).expect("alive").cgroup = CG.into();
+    w.run_for(15.0);
+    let d = expect(&w, 10, DecisionAction::Freeze);
+    assert_eq!(d.rule, "leaky");
+    assert_eq!(d.cgroup, CG);
+}
