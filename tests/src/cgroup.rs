@@ -99,6 +99,12 @@ impl MemCgroup {
             .unwrap_or(0)
     }
 
+    /// Moves a running process into this cgroup, as a process can do to
+    /// itself (no exec, no fork).
+    pub fn adopt(&self, pid: u32) {
+        self.write("cgroup.procs", &pid.to_string());
+    }
+
     /// Makes `cmd` join this cgroup before it execs, so it is never outside the cap.
     pub fn contain(&self, cmd: &mut Command) {
         let procs =

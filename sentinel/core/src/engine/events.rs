@@ -63,9 +63,19 @@ impl<H: Host> Engine<H> {
             Some(EventKind::OomVictim) => self.record_oom(e.tgid),
             Some(EventKind::Fork) => {
                 // Children are read from /proc on their first memory event.
-                // One with a pid the table still holds is a new process
-                // reusing it: what was known of the old one must not stick.
-                if let Ok(child) = u32::try_from(e.aux) {
+                // One with a pid the table still holds for another process
+                // (its exit event lost) is a new process reusing it: what
+                // was known of the old one must not stick. The start time
+                // decides: a rescan may have found this very child before
+                // its fork event arrived (the probe wakes the agent lazily),
+                // and forgetting it then would drop its place in a queue.
+                if let Ok(child) = u32::try_from(e.aux)
+                    && self.procs.get(&child).is_some_and(|p| {
+                        self.host
+                            .stat(child)
+                            .is_none_or(|s| s.start_time != p.start_time)
+                    })
+                {
                     self.forget(child);
                 }
             }

@@ -165,8 +165,9 @@ pub struct Engine<H: Host> {
     /// SIGKILL due after an unanswered SIGTERM, re-checked against the rule
     /// in force when it comes due.
     graces: BTreeMap<u32, ladder::Grace>,
-    /// Processes an operator protected through the API: pid -> why.
-    operator_protected: HashMap<u32, String>,
+    /// Processes an operator protected through the API: pid -> (start
+    /// time, why); a new process under the pid is not protected.
+    operator_protected: HashMap<u32, (u64, String)>,
     /// Where the running policy came from, and its text.
     policy_source: String,
     policy_text: String,

@@ -229,8 +229,9 @@ impl<H: Host> Engine<H> {
             self.discover(pid).ok_or(OpError::NotFound(pid))?;
         }
         if on {
+            let start = self.procs.get(&pid).map_or(0, |p| p.start_time);
             self.operator_protected
-                .insert(pid, format!("protected by {who}"));
+                .insert(pid, (start, format!("protected by {who}")));
         } else {
             self.operator_protected.remove(&pid);
         }

@@ -148,7 +148,7 @@ const MAX_ANCESTORS: usize = 256;
 
 impl<H: Host> Engine<H> {
     pub(super) fn protected_reason(&self, pid: u32, comm: &str) -> Option<String> {
-        if let Some(why) = self.operator_protected.get(&pid) {
+        if let Some((_, why)) = self.operator_protected.get(&pid) {
             Some(why.clone())
         } else if pid == 1 {
             Some("pid 1".into())
@@ -191,6 +191,14 @@ impl<H: Host> Engine<H> {
         // reuses its pid once it is reaped.
         if stat.kernel_thread || stat.state == 'Z' {
             return None;
+        }
+        // An operator protected the process that had this pid before.
+        if self
+            .operator_protected
+            .get(&pid)
+            .is_some_and(|(start, _)| *start != stat.start_time)
+        {
+            self.operator_protected.remove(&pid);
         }
         let mut p = Proc {
             pid,

@@ -161,13 +161,14 @@ impl World {
 
     /// Adds a process that grows by `script` from now on.
     pub fn spawn(&mut self, pid: u32, p: FakeProc, script: Script) {
-        self.fork(pid, p.ppid);
+        self.report_fork(pid, p.ppid);
         self.engine.host_mut().spawn(pid, p);
         self.scripts.insert(pid, Scripted { script, age: 0.0 });
     }
 
     /// What the fork probe reports of a new process: its parent forked it.
-    fn fork(&mut self, child: u32, parent: u32) {
+    /// Also called on its own, for an event that arrives late.
+    pub fn report_fork(&mut self, child: u32, parent: u32) {
         if self.mode == Mode::Ebpf {
             let t = self.now();
             let e = event(EventKind::Fork, parent, t, Mem::default(), u64::from(child));

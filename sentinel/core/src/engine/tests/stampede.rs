@@ -57,7 +57,7 @@ fn of_kind(w: &World, pid: u32, kind: DecisionKind) -> Vec<Decision> {
 
 /// Eight workers growing to 1.5 GiB at 300 MB/s, holding 3 s and exiting,
 /// all started at once in a cgroup capped at 6 GiB.
-fn eight_workers(w: &mut World) -> Vec<u32> {
+pub(super) fn eight_workers(w: &mut World) -> Vec<u32> {
     let pids: Vec<u32> = (100..108).collect();
     for &pid in &pids {
         w.spawn(pid, proc("worker"), hog(0, 300e6, 1536 * MIB, 3.0));
@@ -65,7 +65,7 @@ fn eight_workers(w: &mut World) -> Vec<u32> {
     pids
 }
 
-fn stampede(action: &str) -> World {
+pub(super) fn stampede(action: &str) -> World {
     let mut w = world(&format!(
         "[[cgroup]]\nname = \"jobs\"\nmatch = \"^{CG}$\"\naction = \"{action}\"\n"
     ));
