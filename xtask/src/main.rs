@@ -40,6 +40,14 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fuzz the config parser and the kernel-record handling (cargo fuzz,
+    /// sentinel/fuzz/) for `--seconds` each; `test` runs a short budget.
+    Fuzz {
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        /// Targets to run (default: all of them).
+        targets: Vec<String>,
+    },
     /// Regenerate the gRPC code from sentinel/api/proto/ into sentinel/api/src/generated.
     Codegen,
     /// Regenerate deploy/kubernetes/prometheusrule.yaml from the Prometheus rules.
@@ -276,11 +284,74 @@ fn deb_setup() -> Result<()> {
     Ok(())
 }
 
+/// The fuzz targets, and seed inputs for each beside the corpus the runs
+/// grow (which stays under target/, not in git).
+const FUZZ_TARGETS: &[(&str, &[&str])] = &[("config", &["deploy/sentinel.toml"]), ("events", &[])];
+
+/// Seconds each target is fuzzed by `cargo xtask test` (and so by CI).
+const CI_FUZZ_SECONDS: u64 = 20;
+
+fn fuzz_setup() -> Result<()> {
+    let bin = cargo_home_bin().join("cargo-fuzz");
+    if output(Command::new(&bin).arg("--version")).is_none() {
+        eprintln!("setup: installing cargo-fuzz");
+        run(Command::new("cargo").args([
+            "install",
+            "--locked",
+            "cargo-fuzz",
+            "--version",
+            "0.13.1",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// Runs each of `targets` (all when empty) for `seconds`; a crash fails
+/// the run and leaves its input under sentinel/fuzz/artifacts/.
+fn fuzz(seconds: u64, targets: &[String]) -> Result<()> {
+    fuzz_setup()?;
+    let root = root();
+    for (name, seeds) in FUZZ_TARGETS {
+        if !targets.is_empty() && !targets.iter().any(|t| t == name) {
+            continue;
+        }
+        let corpus = root.join("target/fuzz-corpus").join(name);
+        std::fs::create_dir_all(&corpus)?;
+        let seeds_dir = root.join("target/fuzz-seeds").join(name);
+        std::fs::create_dir_all(&seeds_dir)?;
+        for seed in *seeds {
+            let from = root.join(seed);
+            let to = seeds_dir.join(from.file_name().context("a seed file name")?);
+            std::fs::copy(&from, &to).with_context(|| format!("copy seed {seed}"))?;
+        }
+        eprintln!("fuzz: {name} for {seconds} s");
+        run(cargo()
+            .current_dir(root.join("sentinel"))
+            // cargo fuzz passes nightly flags; the stable toolchain takes
+            // them this way.
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", "--sanitizer", "none", "--debug-assertions"])
+            .arg("--target-dir")
+            .arg(root.join("target/fuzz"))
+            .arg(name)
+            .arg(&corpus)
+            .arg(&seeds_dir)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1"))
+        .with_context(|| {
+            format!("fuzz target `{name}` failed (a crash leaves its input under sentinel/fuzz/artifacts/{name}/)")
+        })?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Setup => setup(),
         Cmd::Codegen => codegen(),
+        Cmd::Fuzz { seconds, targets } => fuzz(seconds, &targets),
         Cmd::Manifests => manifests(),
         Cmd::Deb => {
             setup()?;
@@ -302,7 +373,8 @@ fn main() -> Result<()> {
             run(cargo().args(["build", "-p", "sentinel", "-p", "sentinel-tests", "--bins"]))?;
             // The package test installs what a release build packages.
             run(cargo().args(["deb", "-p", "sentinel", "-o", "target/debian/"]))?;
-            run(cargo().args(["test", "--workspace"]).args(args))
+            run(cargo().args(["test", "--workspace"]).args(args))?;
+            fuzz(CI_FUZZ_SECONDS, &[])
         }
         Cmd::Bench { args } => {
             setup()?;

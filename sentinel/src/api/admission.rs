@@ -32,7 +32,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ReservationEvent, Status
 /// A wait and a lifetime are bounded (a day, a week): beyond, a request
 /// would hold its place in the queue, ahead of later ones, for as long as
 /// it asked.
-fn ask(r: &pb::ReserveRequest, owner: Option<u32>) -> Result<Ask, Status> {
+pub(super) fn ask(r: &pb::ReserveRequest, owner: Option<u32>) -> Result<Ask, Status> {
     super::bounded_text(&[
         ("scope", &r.scope),
         ("priority", &r.priority),

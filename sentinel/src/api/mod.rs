@@ -9,6 +9,8 @@ mod convert;
 pub mod gate;
 mod listen;
 mod service;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -57,7 +57,14 @@ fn process_ref(r: pb::ProcessRef) -> Result<u32, Status> {
 }
 
 /// The listing a ListProcesses request asks for.
-fn query(r: pb::ListProcessesRequest) -> Result<ProcQuery, Status> {
+/// How many decisions a ListDecisions request may have, once its filters
+/// are checked.
+pub(super) fn decisions_limit(r: &pb::ListDecisionsRequest) -> Result<usize, Status> {
+    super::bounded_text(&[("kind", &r.kind), ("rule", &r.rule), ("action", &r.action)])?;
+    bounded(r.limit, 100, "limit")
+}
+
+pub(super) fn query(r: pb::ListProcessesRequest) -> Result<ProcQuery, Status> {
     super::bounded_text(&[
         ("cgroup_prefix", &r.cgroup_prefix),
         ("comm", &r.comm),
@@ -159,8 +166,7 @@ impl pb::sentinel_server::Sentinel for Service {
         req: Request<pb::ListDecisionsRequest>,
     ) -> Result<Response<pb::ListDecisionsResponse>, Status> {
         let r = req.into_inner();
-        super::bounded_text(&[("kind", &r.kind), ("rule", &r.rule), ("action", &r.action)])?;
-        let limit = bounded(r.limit, 100, "limit")?;
+        let limit = decisions_limit(&r)?;
         let keep = |d: &Decision| {
             r.pid.is_none_or(|p| d.pid == p)
                 && (r.kind.is_empty() || d.kind.as_str() == r.kind)

@@ -146,6 +146,6 @@ impl<H: Host> Engine<H> {
             .values()
             .filter(|p| p.pid == root || p.ancestors.contains(&root))
             .map(|p| p.mem.charged())
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 }

@@ -11,16 +11,23 @@ use crate::{
     model::Mem,
 };
 
+/// The most of one kind of memory a record may say a process holds.
+const MAX_PLAUSIBLE_BYTES: u64 = 1 << 50;
+
 impl<H: Host> Engine<H> {
     /// Page counts as bytes. Saturating: a corrupt record (the fuzzer's,
     /// never the kernel's) must not bring the agent down.
+    /// Bytes from the kernel's page counts. No process holds a pebibyte
+    /// of one kind: a record that says so is corrupt, and is held to it so
+    /// that sums over many processes cannot overflow (found by fuzzing).
     fn pages_to_mem(&self, pages: &[u64; counter::COUNT]) -> Mem {
         let ps = self.opts.page_size;
+        let bytes = |n: u64| n.saturating_mul(ps).min(MAX_PLAUSIBLE_BYTES);
         Mem {
-            anon: pages[counter::ANON].saturating_mul(ps),
-            file: pages[counter::FILE].saturating_mul(ps),
-            shmem: pages[counter::SHMEM].saturating_mul(ps),
-            swap: pages[counter::SWAP].saturating_mul(ps),
+            anon: bytes(pages[counter::ANON]),
+            file: bytes(pages[counter::FILE]),
+            shmem: bytes(pages[counter::SHMEM]),
+            swap: bytes(pages[counter::SWAP]),
         }
     }
 

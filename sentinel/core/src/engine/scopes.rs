@@ -126,7 +126,7 @@ impl<H: Host> Engine<H> {
     pub(super) fn cgroup_usage(&self, group_path: &str) -> u64 {
         self.group_members(group_path)
             .map(|p| p.mem.charged())
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
     /// Known processes in the cgroup at `group_path` or below it.

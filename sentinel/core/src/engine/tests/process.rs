@@ -184,3 +184,33 @@ fn a_corrupt_record_with_absurd_page_counts_is_handled_not_a_panic() {
     w.engine.handle_batch(&[e]);
     assert!(w.engine.tracked() <= 1);
 }
+
+/// Found by fuzzing: corrupt ring-buffer records claiming absurd page
+/// counts for several processes of one cgroup overflowed the sum of their
+/// usage (a panic in debug builds, a wrapped figure in release ones).
+#[test]
+fn records_with_absurd_page_counts_neither_panic_nor_wrap() {
+    use sentinel_common::{Event, EventKind, counter};
+    let mut w = world(&format!(
+        "[[cgroup]]\nname = \"jobs\"\nmatch = \"^{CG}$\"\naction = \"freeze\"\n"
+    ));
+    w.host_mut().cgroup_limits.insert(CG.into(), GIB);
+    for pid in 10..18 {
+        w.spawn(pid, proc("worker"), steady(10 * MIB, 60.0));
+    }
+    w.run_for(0.5);
+    let batch: Vec<Event> = (10..18)
+        .map(|tgid| Event {
+            kind: EventKind::Rss as u32,
+            tgid,
+            ts_ns: 600_000_000,
+            pages: [u64::MAX / 3; counter::COUNT],
+            aux: 0,
+            aux2: 0,
+        })
+        .collect();
+    w.engine.handle_batch(&batch);
+    w.run_for(1.0);
+    let mem = w.engine.detail(10).expect("known").view.mem;
+    assert!(mem.anon <= 1 << 50 && mem.swap <= 1 << 50, "{mem:?}");
+}
