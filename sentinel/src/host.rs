@@ -88,6 +88,18 @@ impl Host for LiveHost {
         procfs::read_cgroup(pid).ok()
     }
 
+    fn systemd_cgroup(&self, pid: u32) -> Option<String> {
+        procfs::read_systemd_cgroup(pid)
+    }
+
+    fn uid(&self, pid: u32) -> Option<u32> {
+        procfs::read_uid(pid)
+    }
+
+    fn exe_trusted(&self, pid: u32) -> bool {
+        procfs::exe_trusted(pid)
+    }
+
     fn cmdline(&self, pid: u32) -> String {
         procfs::read_cmdline(pid)
     }

@@ -52,8 +52,16 @@ impl Agent {
         } else {
             "[metrics]\nlisten = \"127.0.0.1:0\"\n"
         };
-        let full =
-            format!("[agent]\nsocket = \"{socket}\"\njournal = \"{journal}\"\n{config}\n{metrics}");
+        // The built-in host policy freezes and kills: only the tests' own
+        // cgroups may be chosen, never the machine's other processes.
+        let host = if config.contains("[host]") {
+            ""
+        } else {
+            crate::TEST_HOST
+        };
+        let full = format!(
+            "[agent]\nsocket = \"{socket}\"\njournal = \"{journal}\"\n{config}\n{metrics}{host}"
+        );
         std::fs::write(&cfg_path, full).unwrap();
         let log = dir.0.join("agent.log");
         let mut cmd = Command::new(sentinel_bin());
@@ -202,9 +210,16 @@ impl Agent {
     }
 
     /// Replaces the config (the socket line is kept) and sends SIGHUP.
+    /// An empty `config` stands for an emptied file (which the agent
+    /// refuses); any other gets the tests' host section unless it has one.
     pub fn reload(&self, config: &str) {
+        let host = if config.is_empty() || config.contains("[host]") {
+            ""
+        } else {
+            crate::TEST_HOST
+        };
         let full = format!(
-            "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n{config}\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n{config}\n[metrics]\nlisten = \"127.0.0.1:0\"\n{host}",
             self.socket,
             self.dir.0.join("journal.redb").display()
         );

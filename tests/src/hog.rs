@@ -17,7 +17,13 @@ pub struct Hog {
 
 impl Hog {
     pub fn spawn(cg: &MemCgroup, args: &[&str]) -> Self {
-        let mut cmd = Command::new(memhog_bin());
+        Self::spawn_exe(memhog_bin(), cg, args)
+    }
+
+    /// `spawn`, from a copy of memhog at `exe` (another name, another
+    /// owner).
+    pub fn spawn_exe(exe: impl AsRef<std::ffi::OsStr>, cg: &MemCgroup, args: &[&str]) -> Self {
+        let mut cmd = Command::new(exe);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
         cg.contain(&mut cmd);
         let mut child = cmd.spawn().expect("spawn memhog");

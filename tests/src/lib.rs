@@ -160,6 +160,33 @@ pub fn pin_to_cpus(cpus: impl IntoIterator<Item = usize>) -> std::io::Result<()>
     }
 }
 
+/// Bytes the host has in use as the agent counts them (RAM + swap less
+/// MemAvailable + SwapFree), and its capacity, once that holds still: a
+/// test before may still be handing its memory back, and a line drawn from
+/// that reading would sit too high for the growth here to reach.
+pub fn settled_host_used() -> (u64, u64) {
+    let used = || {
+        let m = sentinel::collector::host::read_meminfo().unwrap();
+        (m.used(), m.capacity())
+    };
+    let mut last = used();
+    for _ in 0..25 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let now = used();
+        if now.0.abs_diff(last.0) < 16 * MIB {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+/// The host section every test agent runs with unless it writes its own:
+/// the built-in host policy (freeze, then kill, near the floor) with only
+/// the tests' capped cgroups as candidates, so nothing else on the machine
+/// can ever be chosen.
+pub const TEST_HOST: &str = "[host]\ncandidates = \"^/sentinel-test-\"\n";
+
 /// Makes `cmd` run as uid and gid 65534 (nobody, nogroup), with no
 /// supplementary groups: an unprivileged client. The caller must be root.
 pub fn as_nobody(cmd: &mut Command) -> &mut Command {

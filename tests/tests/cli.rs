@@ -34,6 +34,28 @@ fn a_good_config_checks_clean() {
     let (code, out, err) = run(&["policy", "check", &path.display().to_string()]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("ok, 1 rules"), "{out}");
+    assert!(err.is_empty(), "no warnings: {err}");
+    // The shipped config is clean too.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sentinel.toml");
+    let (code, _, err) = run(&["policy", "check", shipped]);
+    assert!(code == Some(0) && err.is_empty(), "{err}");
+}
+
+#[test]
+fn a_protection_by_name_alone_is_accepted_with_a_warning() {
+    let dir = tempdir::Dir::new("namecfg");
+    let path = dir.0.join("names.toml");
+    std::fs::write(
+        &path,
+        "[agent]\nprotected = [\"postgres\"]\n[[protect]]\nname = \"db\"\nmatch = { comm = \"^mysqld$\" }\n[[protect]]\nname = \"sshd\"\nmatch = { exe = \"^/usr/sbin/sshd$\" }\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["policy", "check", &path.display().to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(warnings[0].contains("agent.protected `postgres`") && warnings[0].contains("prctl"));
+    assert!(warnings[1].contains("[[protect]] `db` matches the name only"));
 }
 
 #[test]

@@ -12,7 +12,7 @@ fn a_socket_held_by_a_live_agent_is_refused() {
     let agent = Agent::start("held", "", &[]);
     let dir = tempdir::Dir::new("held2");
     let cfg = dir.0.join("c.toml");
-    std::fs::write(&cfg, "").unwrap();
+    std::fs::write(&cfg, sentinel_tests::TEST_HOST).unwrap();
     let (code, _, err) = run(&[
         "run",
         "--config",
@@ -35,9 +35,10 @@ fn a_stale_socket_from_a_crash_is_replaced() {
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap()); // leaves the file
     assert!(sock.exists());
     let cfg = format!(
-        "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n[metrics]\nenabled = false\n",
+        "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n[metrics]\nenabled = false\n{}",
         sock.display(),
-        dir.0.join("journal.redb").display()
+        dir.0.join("journal.redb").display(),
+        sentinel_tests::TEST_HOST
     );
     let agent = Agent::start("stale", "", &[]);
     drop(agent);
@@ -90,7 +91,8 @@ fn sighup_reload_refuses_a_bad_policy_and_keeps_the_running_one() {
     std::fs::write(
         &cfg,
         format!(
-            "{head}{one}[[rule]]\nname = \"b\"\nlimit = \"bogus\"\nmatch = {{ comm = \"x\" }}\n"
+            "{head}{one}[[rule]]\nname = \"b\"\nlimit = \"bogus\"\nmatch = {{ comm = \"x\" }}\n{}",
+            sentinel_tests::TEST_HOST
         ),
     )
     .unwrap();
@@ -104,7 +106,10 @@ fn sighup_reload_refuses_a_bad_policy_and_keeps_the_running_one() {
 
     std::fs::write(
         &cfg,
-        format!("{head}{one}[[rule]]\nname = \"b\"\nlimit = \"2G\"\nmatch = {{ comm = \"x\" }}\n"),
+        format!(
+            "{head}{one}[[rule]]\nname = \"b\"\nlimit = \"2G\"\nmatch = {{ comm = \"x\" }}\n{}",
+            sentinel_tests::TEST_HOST
+        ),
     )
     .unwrap();
     hup();
@@ -123,7 +128,7 @@ fn sighup_reload_refuses_a_bad_policy_and_keeps_the_running_one() {
     // A key read only at start is kept, and the log says so.
     std::fs::write(
         &cfg,
-        "[agent]\nsocket = \"/run/elsewhere.sock\"\nallow_empty_policy = true\n",
+        "[agent]\nsocket = \"/run/elsewhere.sock\"\nallow_empty_policy = true\n[host]\naction = \"alert\"\n",
     )
     .unwrap();
     hup();
@@ -158,9 +163,10 @@ fn without_privileges_the_agent_polls_proc_and_says_why() {
     std::fs::write(
         &cfg,
         format!(
-            "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n[metrics]\nenabled = false\n",
+            "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n[metrics]\nenabled = false\n{}",
             sock.display(),
-            dir.0.join("journal.redb").display()
+            dir.0.join("journal.redb").display(),
+            sentinel_tests::TEST_HOST
         ),
     )
     .unwrap();

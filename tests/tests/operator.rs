@@ -327,7 +327,12 @@ async fn an_emptied_or_deleted_config_is_refused_and_the_frozen_stay_frozen() {
     assert_eq!(out.lines().count(), 0, "nothing was applied: {out}");
 
     // Said on purpose, it is applied, and the leaker is no longer governed.
-    std::fs::write(&empty, "[agent]\nallow_empty_policy = true\n").unwrap();
+    // (The host only alerts in it, so no host-wide policy runs here.)
+    std::fs::write(
+        &empty,
+        "[agent]\nallow_empty_policy = true\n[host]\naction = \"alert\"\n",
+    )
+    .unwrap();
     let (ok, _, err) = agent.cli(&["policy", "apply", &empty.display().to_string()]);
     assert!(ok, "{err}");
     agent

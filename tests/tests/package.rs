@@ -134,9 +134,10 @@ fn frozen_by_the_installed_agent(cg: &MemCgroup) -> Hog {
     std::fs::write(
         &config,
         format!(
-            "[agent]\nsocket = \"{}\"\njournal = \"/var/lib/sentinel/journal.redb\"\n[metrics]\nenabled = false\n{}",
+            "[agent]\nsocket = \"{}\"\njournal = \"/var/lib/sentinel/journal.redb\"\n[metrics]\nenabled = false\n{}{}",
             socket.display(),
-            rule_for(cg, "leaky", "256MiB", "freeze")
+            rule_for(cg, "leaky", "256MiB", "freeze"),
+            sentinel_tests::TEST_HOST
         ),
     )
     .unwrap();

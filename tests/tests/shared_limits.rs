@@ -87,29 +87,6 @@ async fn cgroup_scope_stops_the_grower_not_the_biggest() {
     );
 }
 
-/// Bytes the host has in use as the agent counts them (RAM + swap less
-/// MemAvailable + SwapFree), and its capacity.
-fn host_used() -> (u64, u64) {
-    let m = sentinel::collector::host::read_meminfo().unwrap();
-    (m.used(), m.capacity())
-}
-
-/// `host_used` once it holds still: a test before this one may still be
-/// handing its memory back, and a line drawn from that reading would sit
-/// too high for the growth here to reach.
-fn settled_host_used() -> (u64, u64) {
-    let mut last = host_used();
-    for _ in 0..25 {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = host_used();
-        if now.0.abs_diff(last.0) < 16 * MIB {
-            return now;
-        }
-        last = now;
-    }
-    last
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_scope_stops_the_grower_not_the_biggest() {
     if !privileged("host_scope_stops_the_grower_not_the_biggest") {
@@ -127,10 +104,10 @@ async fn host_scope_stops_the_grower_not_the_biggest() {
     // A host floor that puts the host's preempt line (85%) about 250 MiB
     // above what is in use now, and victims only from this test's cgroup:
     // the host policy can touch nothing else on this machine.
-    let (used, capacity) = settled_host_used();
+    let (used, capacity) = sentinel_tests::settled_host_used();
     let limit = ((used + 250 * MIB) as f64 / 0.85) as u64;
     let cfg = format!(
-        "[host]\naction = \"freeze\"\nmin_available = \"{}\"\ncandidates = \"^{}$\"\n",
+        "[host]\naction = \"freeze\"\nlevels = {{ warn = 0.70, preempt = 0.85, kill = 0.95, clear = 0.10 }}\nmin_available = \"{}\"\ncandidates = \"^{}$\"\n",
         capacity - limit,
         cg.path
     );
@@ -185,10 +162,10 @@ async fn at_host_scope_a_cgroup_that_splits_its_growth_is_one_grower() {
     // show that); this is the runaway's choice of victim.
     let service = MemCgroup::new("hostsplit-svc", 1024 * MIB);
     let lone = MemCgroup::new("hostsplit-lone", 1024 * MIB);
-    let (used, capacity) = settled_host_used();
+    let (used, capacity) = sentinel_tests::settled_host_used();
     let limit = ((used + 300 * MIB) as f64 / 0.85) as u64;
     let cfg = format!(
-        "schedule_horizon = \"0s\"\n[host]\naction = \"freeze\"\nmin_available = \"{}\"\ncandidates = \"^/sentinel-test-hostsplit-.*-{}$\"\n",
+        "schedule_horizon = \"0s\"\n[host]\naction = \"freeze\"\nlevels = {{ warn = 0.70, preempt = 0.85, kill = 0.95, clear = 0.10 }}\nmin_available = \"{}\"\ncandidates = \"^/sentinel-test-hostsplit-.*-{}$\"\n",
         capacity - limit,
         std::process::id()
     );
@@ -207,7 +184,7 @@ async fn at_host_scope_a_cgroup_that_splits_its_growth_is_one_grower() {
         let status = agent.status().await;
         panic!(
             "no freeze; host at {} of {} B now\n{status:?}\n{}",
-            host_used().0,
+            sentinel::collector::host::read_meminfo().unwrap().used(),
             limit,
             agent.log_text()
         );

@@ -306,7 +306,7 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
     let host = engine.host_view();
     if host.limit <= 1 {
         tracing::error!(
-            min_available = cfg.host.min_available,
+            min_available = ?cfg.host.min_available,
             capacity = host.mem.capacity(),
             "host.min_available is at or above all memory and swap: host scope is off"
         );

@@ -110,20 +110,9 @@ pub fn parse_groups(status: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The real uid on the `Uid:` line of /proc/PID/status.
-pub fn parse_uid(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// The real uid of a running process.
 pub fn uid_of(pid: u32) -> Option<u32> {
-    parse_uid(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+    crate::collector::procfs::read_uid(pid)
 }
 
 /// The group id of `name`, from the system's group database.
@@ -248,8 +237,8 @@ mod tests {
     fn groups_come_from_proc_status() {
         let s = "Name:\tx\nUid:\t1000\t1000\t1000\t1000\nGroups:\t4 24 27 998 \n";
         assert_eq!(parse_groups(s), vec![4, 24, 27, 998]);
-        assert_eq!(parse_uid(s), Some(1000));
-        assert_eq!(parse_uid("Name:\tx\n"), None);
+        assert_eq!(crate::collector::procfs::parse_uid(s), Some(1000));
+        assert_eq!(crate::collector::procfs::parse_uid("Name:\tx\n"), None);
         assert!(parse_groups("Groups:\n").is_empty());
         assert_eq!(gid_of("root"), Some(0));
         assert_eq!(gid_of("no-such-group-here"), None);

@@ -46,6 +46,9 @@ pub async fn run(args: Args) -> Result<(), CliError> {
 fn check(file: &Path) -> Result<(), CliError> {
     let c = Config::load(file)?;
     println!("{}: ok, {} rules", file.display(), c.rules.len());
+    for w in c.warnings() {
+        eprintln!("warning: {}: {w}", file.display());
+    }
     Ok(())
 }
 

@@ -188,10 +188,77 @@ pub fn read_cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The resolved executable. A file replaced since the process started
+/// (a package upgrade) reads `PATH (deleted)`: the path is still where it
+/// was run from, so the suffix is dropped.
 pub fn read_exe(pid: u32) -> String {
     fs::read_link(proc_path(pid, "exe"))
-        .map(|p| p.to_string_lossy().into_owned())
+        .map(|p| {
+            let p = p.to_string_lossy();
+            p.strip_suffix(" (deleted)").unwrap_or(&p).to_string()
+        })
         .unwrap_or_default()
+}
+
+/// Whether the executable of `pid` is a file only root could have put
+/// where it is: root's, writable by no one else, and so is every directory
+/// above it. The file is judged by the inode the process runs (through
+/// its own `exe` link, whatever path or mount namespace it came by), the
+/// directories as the process sees them (its own root).
+pub fn exe_trusted(pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let root_only = |m: &fs::Metadata| m.uid() == 0 && m.mode() & 0o022 == 0;
+    if !fs::metadata(proc_path(pid, "exe")).is_ok_and(|m| m.is_file() && root_only(&m)) {
+        return false;
+    }
+    let Ok(path) = fs::read_link(proc_path(pid, "exe")) else {
+        return false;
+    };
+    let root = proc_path(pid, "root");
+    path.ancestors().skip(1).all(|dir| {
+        let inside = dir.strip_prefix("/").unwrap_or(dir);
+        fs::metadata(root.join(inside)).is_ok_and(|m| root_only(&m))
+    })
+}
+
+/// The path in systemd's hierarchy: cgroup v1's `name=systemd` line, else
+/// the unified (`0::`) one.
+pub fn parse_systemd_cgroup(text: &str) -> Option<String> {
+    let mut unified = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if controllers == "name=systemd" {
+            return Some(path.to_string());
+        }
+        if controllers.is_empty() {
+            unified = Some(path.to_string());
+        }
+    }
+    unified
+}
+
+pub fn read_systemd_cgroup(pid: u32) -> Option<String> {
+    parse_systemd_cgroup(&fs::read_to_string(proc_path(pid, "cgroup")).ok()?)
+}
+
+/// The real uid on the `Uid:` line of /proc/PID/status.
+pub fn parse_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The real uid of a running process.
+pub fn read_uid(pid: u32) -> Option<u32> {
+    parse_uid(&fs::read_to_string(proc_path(pid, "status")).ok()?)
 }
 
 pub fn read_oom_score_adj(pid: u32) -> i32 {
@@ -293,5 +360,38 @@ mod tests {
         let merged = "4:cpu,memory:/m\n";
         assert_eq!(parse_cgroup(merged), "/m");
         assert_eq!(parse_cgroup(""), "/");
+    }
+
+    #[test]
+    fn the_unit_comes_from_systemds_own_hierarchy() {
+        // v1: the memory path may be the root while systemd's is the unit.
+        let v1 = "12:memory:/\n1:name=systemd:/system.slice/ssh.service\n0::/\n";
+        assert_eq!(
+            parse_systemd_cgroup(v1).as_deref(),
+            Some("/system.slice/ssh.service")
+        );
+        let v2 = "0::/system.slice/kubelet.service\n";
+        assert_eq!(
+            parse_systemd_cgroup(v2).as_deref(),
+            Some("/system.slice/kubelet.service")
+        );
+        assert_eq!(parse_systemd_cgroup("12:memory:/x\n"), None);
+        let status = "Name:\tx\nUid:\t1000\t1000\t1000\t1000\n";
+        assert_eq!(parse_uid(status), Some(1000));
+    }
+
+    /// The process running this test: its executable is root's where only
+    /// root writes, or it is not, and the answer must say which.
+    #[test]
+    fn an_executable_anyone_could_write_is_not_trusted() {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::process::id();
+        let exe = std::fs::read_link(format!("/proc/{me}/exe")).unwrap();
+        let root_only = |p: &std::path::Path| {
+            std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0)
+        };
+        let expected = root_only(&exe) && exe.ancestors().skip(1).all(root_only);
+        assert_eq!(exe_trusted(me), expected, "{}", exe.display());
+        assert!(!exe_trusted(u32::MAX), "no such process");
     }
 }

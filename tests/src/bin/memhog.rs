@@ -2,7 +2,11 @@
 //!
 //! memhog --target 400MiB [--rate 200MB/s | --rate max] [--hold 10]
 //!        [--prefault 8MiB] [--delay 1] [--ignore-term] [--cycle]
+//!        [--name NAME] [--untouched]
 //!
+//! `--untouched` maps `target` and holds it for `hold` seconds without
+//! touching a page: a large mapping that costs no memory.
+//! `--name` renames the process (prctl PR_SET_NAME), as anyone can.
 //! Maps `target` bytes of anonymous memory and touches it page by page at
 //! `rate` (bytes per second, or as fast as possible with `max`), after first
 //! touching `prefault` bytes and waiting `delay` seconds; then it holds
@@ -33,6 +37,7 @@ fn main() {
     // --cycle: grow, hold, free, wait `hold`, and again, forever (a
     // process with a steady churn, for the footprint benchmark).
     let mut cycle = false;
+    let mut untouched = false;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -44,10 +49,21 @@ fn main() {
             "--delay" => start_delay = v.parse().expect("--delay SECS"),
             "--prefault" => prefault = parse_size(&v) as usize,
             "--storm" => storm = Some(v.parse::<f64>().expect("--storm SECS")),
+            "--name" => {
+                let name = std::ffi::CString::new(v.as_str()).expect("--name NAME");
+                // SAFETY: PR_SET_NAME reads a NUL-terminated string of at
+                // most 16 bytes (longer ones are cut), which `name` is.
+                unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+            }
             "--cpu" => sentinel_tests::pin_to_cpus([v.parse().expect("--cpu N")])
                 .expect("sched_setaffinity"),
             "--cycle" => {
                 cycle = true;
+                i += 1;
+                continue;
+            }
+            "--untouched" => {
+                untouched = true;
                 i += 1;
                 continue;
             }
@@ -91,6 +107,10 @@ fn main() {
     std::thread::sleep(Duration::from_secs_f64(start_delay));
     if let Some(secs) = storm {
         fault_storm(base, len, page, secs);
+        return;
+    }
+    if untouched {
+        std::thread::sleep(Duration::from_secs_f64(hold));
         return;
     }
 

@@ -7,6 +7,7 @@ mod api;
 mod env;
 mod error;
 mod gpu;
+mod host;
 mod outputs;
 mod parse;
 mod reload;
@@ -22,7 +23,11 @@ pub use gpu::GpuPolicy;
 pub use outputs::{AlertingSettings, DEFAULT_METRICS, MetricsSettings};
 pub use reload::keep_start_only;
 
-use crate::policy::{Action, Levels, Pattern, PriorityClass, Rule, restarts::LoopRule};
+use crate::policy::{
+    Action, Levels, Pattern, PriorityClass, Rule,
+    protect::{Protection, default_protections},
+    restarts::LoopRule,
+};
 
 pub const DEFAULT_PATH: &str = "/etc/sentinel/sentinel.toml";
 pub const DEFAULT_SOCKET: &str = "/run/sentinel/sentinel.sock";
@@ -42,20 +47,7 @@ pub const PROBE_NAMES: [&str; 9] = [
     "sched_process_exit",
 ];
 
-/// What a host needs to stay reachable and to keep its containers alive.
-pub const DEFAULT_PROTECTED: &[&str] = &[
-    "sshd",
-    "systemd",
-    "systemd-journal",
-    "systemd-logind",
-    "systemd-udevd",
-    "dbus-daemon",
-    "containerd",
-    "dockerd",
-    "kubelet",
-];
-
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub agent: AgentSettings,
     pub api: ApiSettings,
@@ -69,7 +61,94 @@ pub struct Config {
     pub host: HostPolicy,
     /// Who is stopped first among equal growers at a shared limit.
     pub priorities: Vec<PriorityClass>,
+    /// Processes never signalled (`[[protect]]`; the built-in set when
+    /// the config has none).
+    pub protect: Vec<Protection>,
 }
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            agent: AgentSettings::default(),
+            api: ApiSettings::default(),
+            metrics: MetricsSettings::default(),
+            alerting: AlertingSettings::default(),
+            gpu: GpuPolicy::default(),
+            levels: Levels::default(),
+            rules: Vec::new(),
+            cgroup_rules: Vec::new(),
+            host: HostPolicy::default(),
+            priorities: Vec::new(),
+            protect: default_protections(),
+        }
+    }
+}
+
+impl Config {
+    /// What in this config works but is weaker than it looks, for
+    /// `policy check` and the agent's log: protections by name alone.
+    pub fn warnings(&self) -> Vec<String> {
+        const CLAIMABLE: &str = "any process can take a name (its file name, or prctl PR_SET_NAME), so anyone can claim this protection; protect by executable, unit, uid or cgroup with [[protect]] instead";
+        let names = self
+            .agent
+            .protected
+            .iter()
+            .map(|n| format!("agent.protected `{n}`: {CLAIMABLE}"));
+        let entries = self
+            .protect
+            .iter()
+            .filter(|p| p.selector.by_name_only())
+            .map(|p| {
+                format!(
+                    "[[protect]] `{}` matches the name only: {CLAIMABLE}",
+                    p.name
+                )
+            });
+        names.chain(entries).collect()
+    }
+}
+
+/// The host's floor of available memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinAvailable {
+    Bytes(u64),
+    /// A share of RAM, at most `at_most` bytes.
+    Share {
+        percent: f64,
+        at_most: Option<u64>,
+    },
+}
+
+impl MinAvailable {
+    /// The floor on a host with `ram` bytes of RAM.
+    pub fn of(&self, ram: u64) -> u64 {
+        match *self {
+            Self::Bytes(b) => b,
+            Self::Share { percent, at_most } => {
+                let b = (ram as f64 * percent / 100.0) as u64;
+                at_most.map_or(b, |m| b.min(m))
+            }
+        }
+    }
+}
+
+/// earlyoom's 10% of RAM, which its users know; capped at 4 GiB, because
+/// on a large host a tenth is far more than the kernel needs to reclaim
+/// and run (a 512 GiB host would keep 51 GiB idle).
+pub const DEFAULT_MIN_AVAILABLE: MinAvailable = MinAvailable::Share {
+    percent: 10.0,
+    at_most: Some(4 << 30),
+};
+
+/// The host's levels: its limit is already the floor, so they sit close to
+/// it. Frozen a little before the floor, killed at it if freezing did not
+/// stop the fall; a burst that levels off above the floor only warns.
+pub const HOST_LEVELS: Levels = Levels {
+    warn: 0.90,
+    preempt: 0.97,
+    kill: 1.0,
+    clear: 0.05,
+};
 
 /// A memory cgroup whose limit Sentinel defends: when its members' usage
 /// reaches, or is predicted to reach, a level of the limit, the member
@@ -88,12 +167,13 @@ pub struct CgroupRule {
 /// of available memory to keep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostPolicy {
-    /// Highest rung at host scope. Alert by default: host-wide stopping is
-    /// something an operator turns on knowingly.
+    /// Highest rung at host scope: the whole ladder by default (freeze,
+    /// then kill), so a host is protected out of the box; `alert` for
+    /// operators who want to watch first.
     pub action: Action,
     pub levels: Levels,
     /// Available memory (MemAvailable + SwapFree) to keep: the host's 100%.
-    pub min_available: u64,
+    pub min_available: MinAvailable,
     /// Only processes in cgroups matching this may be chosen (e.g. only
     /// workloads, never the platform). `None`: any unprotected process.
     pub candidates: Option<Pattern>,
@@ -107,9 +187,9 @@ pub struct HostPolicy {
 impl Default for HostPolicy {
     fn default() -> Self {
         Self {
-            action: Action::Alert,
-            levels: Levels::default(),
-            min_available: 0,
+            action: Action::Kill,
+            levels: HOST_LEVELS,
+            min_available: DEFAULT_MIN_AVAILABLE,
             candidates: None,
             psi_stall: Duration::from_millis(150),
             interval: Duration::from_millis(100),
@@ -137,8 +217,10 @@ pub struct AgentSettings {
     /// Probes not to attach (names as `sentinel status` shows them).
     pub disable_probes: Vec<String>,
     /// Command names (comm) never signalled, not even frozen; rules that
-    /// select them only alert. pid 1, kernel threads, the agent and
-    /// processes with oom_score_adj -1000 are protected regardless.
+    /// select them only alert. A name is anyone's to take: `[[protect]]`
+    /// matches what the kernel vouches for. pid 1, kernel threads, the
+    /// agent and processes with oom_score_adj -1000 are protected
+    /// regardless.
     pub protected: Vec<String>,
     /// Decisions kept in memory (the journal file keeps the rest).
     pub decision_log: usize,
@@ -195,7 +277,7 @@ impl Default for AgentSettings {
             // The kernel already counts faults per process (/proc/PID/stat);
             // the probe costs about 2% of a page-fault storm's throughput.
             disable_probes: vec!["page_fault_user".to_string()],
-            protected: DEFAULT_PROTECTED.iter().map(|s| s.to_string()).collect(),
+            protected: Vec::new(),
             decision_log: 10_000,
             journal: DEFAULT_JOURNAL.to_string(),
             socket_group: None,

@@ -11,7 +11,11 @@ use super::{
     gpu, outputs,
 };
 use crate::{
-    policy::{Action, Levels, Pattern, PriorityClass, Rule, Selector, restarts::LoopRule},
+    policy::{
+        Action, Levels, Pattern, PriorityClass, Rule, Selector,
+        protect::{Protection, default_protections},
+        restarts::LoopRule,
+    },
     units::{ByteSize, Span},
 };
 
@@ -28,6 +32,7 @@ struct RawConfig {
     host: Option<toml::Spanned<RawHost>>,
     #[serde(default)]
     priority: Vec<toml::Spanned<RawPriority>>,
+    protect: Option<Vec<toml::Spanned<RawProtect>>>,
     api: Option<toml::Spanned<api::RawApi>>,
     #[serde(default)]
     metrics: outputs::RawMetrics,
@@ -45,6 +50,14 @@ struct RawPriority {
     selector: toml::Spanned<RawMatch>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProtect {
+    name: String,
+    #[serde(rename = "match")]
+    selector: toml::Spanned<RawMatch>,
+}
+
 #[derive(Deserialize, Default, Clone, Copy)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLevels {
@@ -57,13 +70,18 @@ pub(super) struct RawLevels {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHost {
-    #[serde(default = "alert")]
+    #[serde(default = "host_action")]
     action: Action,
     levels: Option<toml::Spanned<RawLevels>>,
-    min_available: Option<ByteSize>,
+    min_available: Option<toml::Spanned<String>>,
+    min_available_cap: Option<toml::Spanned<ByteSize>>,
     candidates: Option<toml::Spanned<String>>,
     psi_stall: Option<Span>,
     interval: Option<Span>,
+}
+
+fn host_action() -> Action {
+    HostPolicy::default().action
 }
 
 pub(super) fn alert() -> Action {
@@ -133,6 +151,16 @@ struct RawMatch {
     exe: Option<toml::Spanned<String>>,
     cgroup: Option<toml::Spanned<String>>,
     descendant_of: Option<u32>,
+    uid: Option<OneOrMany>,
+    unit: Option<toml::Spanned<String>>,
+}
+
+/// `uid = 0` or `uid = [0, 104]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(u32),
+    Many(Vec<u32>),
 }
 
 impl Config {
@@ -297,19 +325,21 @@ impl Config {
             return Err(range_err("crash_loop_window", "must be above 0"));
         }
         let levels = levels_of(Levels::default(), raw.levels, "levels")?;
+        // The host's levels are its own (`HOST_LEVELS`), not the global
+        // ones: its limit is already the floor.
         let host = match raw.host {
-            None => HostPolicy {
-                levels,
-                ..HostPolicy::default()
-            },
+            None => HostPolicy::default(),
             Some(h) => {
                 let h = h.into_inner();
                 let d = HostPolicy::default();
                 let candidates = h.candidates.map(&pattern).transpose()?;
+                let min_available =
+                    super::host::min_available(h.min_available, h.min_available_cap)
+                        .map_err(|(offset, msg)| invalid(offset, msg))?;
                 let p = HostPolicy {
                     action: h.action,
-                    levels: levels_of(levels, h.levels, "host.levels")?,
-                    min_available: h.min_available.map(|b| b.0).unwrap_or(d.min_available),
+                    levels: levels_of(d.levels, h.levels, "host.levels")?,
+                    min_available,
                     candidates,
                     psi_stall: h.psi_stall.map(|s| s.0).unwrap_or(d.psi_stall),
                     interval: h.interval.map(|s| s.0).unwrap_or(d.interval),
@@ -338,12 +368,17 @@ impl Config {
                 exe: m.exe.map(&pattern).transpose()?,
                 cgroup: m.cgroup.map(&pattern).transpose()?,
                 descendant_of: m.descendant_of,
+                uid: m.uid.map(|u| match u {
+                    OneOrMany::One(u) => vec![u],
+                    OneOrMany::Many(us) => us,
+                }),
+                unit: m.unit.map(&pattern).transpose()?,
             };
-            if selector.is_empty() {
+            if selector.is_empty() || selector.uid.as_ref().is_some_and(Vec::is_empty) {
                 return Err(invalid(
                     start,
                     format!(
-                        "{what} `{name}` matches every process; give at least one of comm, exe, cgroup, descendant_of"
+                        "{what} `{name}` matches every process; give at least one of comm, exe, cgroup, descendant_of, uid, unit"
                     ),
                 ));
             }
@@ -424,6 +459,23 @@ impl Config {
                 selector,
             });
         }
+        let protect = match raw.protect {
+            None => default_protections(),
+            Some(entries) => {
+                let mut protect: Vec<Protection> = Vec::new();
+                for spanned in entries {
+                    // One name may have several entries (by executable,
+                    // by unit): any of them protects.
+                    let r = spanned.into_inner();
+                    let selector = selector_of("protection", &r.name, r.selector)?;
+                    protect.push(Protection {
+                        name: r.name,
+                        selector,
+                    });
+                }
+                protect
+            }
+        };
         let api = match raw.api {
             None => ApiSettings::default(),
             Some(a) => {
@@ -462,6 +514,7 @@ impl Config {
             cgroup_rules,
             host,
             priorities,
+            protect,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! What a reload may change while the agent runs, and what it may not do
 //! without being told.
 
-use super::{Config, GpuPolicy};
+use super::{Config, GpuPolicy, HostPolicy};
 use crate::policy::Action;
 
 /// Keys the agent reads only at start: the socket, journal, listeners,
@@ -44,13 +44,15 @@ pub fn keep_start_only(new: &mut Config, running: &Config) -> Vec<&'static str> 
 }
 
 impl Config {
-    /// Whether any rule here can stop a process: a process or cgroup rule,
-    /// or a host or GPU policy above `alert`.
+    /// Whether the policy itself says what to stop: a process or cgroup
+    /// rule, or a host or GPU policy of its own above `alert`. The built-in
+    /// host policy is not counted: an emptied or truncated file gets it
+    /// too, and must not pass for a policy that drops every rule.
     pub fn has_rules(&self) -> bool {
         let gpu_acts = |g: &GpuPolicy| g.enabled && g.action != Action::Alert;
         !self.rules.is_empty()
             || !self.cgroup_rules.is_empty()
-            || self.host.action != Action::Alert
+            || (self.host.action != Action::Alert && self.host != HostPolicy::default())
             || gpu_acts(&self.gpu)
     }
 }

@@ -67,7 +67,7 @@ fn cgroup_rules_parse_and_validate() {
         e.contains("key `levels.warn`: must not be above preempt"),
         "{e}"
     );
-    let e = err("[host]\n  levels = { clear = 0.8 }\n");
+    let e = err("[host]\n  levels = { clear = 0.95 }\n");
     assert!(e.contains("key `host.levels.clear`"), "{e}");
     let e = err("[agent]\n  history = \"0s\"\n");
     assert!(
@@ -82,16 +82,29 @@ fn cgroup_rules_parse_and_validate() {
 }
 
 #[test]
-fn host_policy_parses_with_safe_defaults() {
+fn host_policy_parses_and_protects_by_default() {
+    // Out of the box: the whole ladder near a floor of 10% (at most 4 GiB).
     let c = Config::default();
-    assert_eq!(c.host.action, Action::Alert);
+    assert_eq!(c.host.action, Action::Kill);
+    assert_eq!(c.host.min_available, crate::config::DEFAULT_MIN_AVAILABLE);
+    assert_eq!(c.host.levels, crate::config::HOST_LEVELS);
+    // Written without levels, the host keeps its own, not [levels]'.
+    let c = Config::parse(
+        "[levels]\nkill = 0.9\n[host]\naction = \"freeze\"\n",
+        "h.toml",
+    )
+    .unwrap();
+    assert_eq!(c.host.levels, crate::config::HOST_LEVELS);
     let c = Config::parse(
         "[host]\naction = \"kill\"\nmin_available = \"1GiB\"\ncandidates = \"^/kubepods\"\nlevels = { kill = 0.97 }\n",
         "h.toml",
     )
     .unwrap();
     assert_eq!(c.host.action, Action::Kill);
-    assert_eq!(c.host.min_available, 1 << 30);
+    assert_eq!(
+        c.host.min_available,
+        crate::config::MinAvailable::Bytes(1 << 30)
+    );
     assert_eq!(c.host.levels.kill, 0.97);
     assert!(c.host.candidates.unwrap().is_match("/kubepods/pod1"));
     let e = err("[host]\npsi_stall = \"2s\"\n");

@@ -51,6 +51,15 @@ pub trait Host {
     fn exe(&self, pid: u32) -> String;
     /// Its memory cgroup's path; `None` when unreadable.
     fn cgroup(&self, pid: u32) -> Option<String>;
+    /// Its path in systemd's hierarchy (cgroup v1 `name=systemd`, else the
+    /// unified one), where its unit shows; `None` without one.
+    fn systemd_cgroup(&self, pid: u32) -> Option<String>;
+    /// Its real uid.
+    fn uid(&self, pid: u32) -> Option<u32>;
+    /// Whether its executable is a file only root could have put where it
+    /// is: owned by root, writable by no one else, in directories writable
+    /// by no one else. Asked only when a protection matches its path.
+    fn exe_trusted(&self, pid: u32) -> bool;
     /// Arguments joined by spaces; empty for kernel threads and zombies.
     fn cmdline(&self, pid: u32) -> String;
     fn oom_score_adj(&self, pid: u32) -> i32;

@@ -182,6 +182,9 @@ pub struct Engine<H: Host> {
 
 impl<H: Host> Engine<H> {
     pub fn new(cfg: Config, opts: Options, host: H) -> Self {
+        for w in cfg.warnings() {
+            tracing::warn!("{w}");
+        }
         let restarts = Restarts::new(cfg.agent.crash_loop);
         let history = cfg.agent.history.as_secs_f64();
         Self {

@@ -73,6 +73,9 @@ impl<H: Host> Engine<H> {
                 },
             });
         }
+        for w in cfg.warnings() {
+            tracing::warn!("policy from {source}: {w}");
+        }
         let start_only = self.apply_config(cfg);
         let decision = self.record_policy(who, source, text, &start_only);
         Ok(Applied {
@@ -235,12 +238,7 @@ impl<H: Host> Engine<H> {
         } else {
             self.operator_protected.remove(&pid);
         }
-        let comm = self
-            .procs
-            .get(&pid)
-            .map(|p| p.comm.clone())
-            .unwrap_or_default();
-        let why = self.protected_reason(pid, &comm);
+        let why = self.procs.get(&pid).and_then(|p| self.protected_reason(p));
         let p = self.procs.get_mut(&pid).ok_or(OpError::NotFound(pid))?;
         p.protected = why;
         let reason = match (&p.protected, on) {

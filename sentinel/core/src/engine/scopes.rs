@@ -148,7 +148,7 @@ impl<H: Host> Engine<H> {
                 .host_state
                 .mem
                 .capacity()
-                .saturating_sub(h.min_available)
+                .saturating_sub(h.min_available.of(self.host_state.mem.total))
                 .max(1),
             levels: h.levels,
             cap: h.action,

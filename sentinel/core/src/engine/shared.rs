@@ -369,20 +369,28 @@ impl<H: Host> Engine<H> {
     /// A shared limit rose to a level with nobody to act on (or a rule that
     /// only alerts): one warning per rise.
     fn group_alert(&mut self, limit: &Limit, g: &GroupDecision, usage: u64) {
-        let pid = g.victim.as_ref().map(|v| v.root).unwrap_or(0);
-        let (comm, cgroup) = self
+        // Whom it is about: the top grower, or the protected one driving
+        // the growth when nobody else may be acted on.
+        let victim = g.victim.as_ref().map(|v| v.root);
+        let pid = victim.or(g.protected_grower).unwrap_or(0);
+        let (comm, cgroup, protected) = self
             .procs
             .get(&pid)
-            .map(|p| (p.comm.clone(), p.cgroup.clone()))
+            .map(|p| (p.comm.clone(), p.cgroup.clone(), p.protected.clone()))
             .unwrap_or_default();
         let cgroup = match &limit.scope {
             Scope::Cgroup(path) => path.clone(),
             _ => cgroup,
         };
-        let top = if pid == 0 {
-            "nothing is growing".to_string()
-        } else {
-            format!("the top grower is pid {pid} ({comm})")
+        let top = match (victim, pid) {
+            (Some(_), _) => format!("the top grower is pid {pid} ({comm})"),
+            (None, 0) => "nothing is growing".to_string(),
+            (None, _) => format!(
+                "its growth is driven by pid {pid} ({comm}), which may not be signalled ({}): nothing was stopped",
+                protected
+                    .as_deref()
+                    .unwrap_or("it grows within its reservation")
+            ),
         };
         let d = self.record(Decision {
             time_unix_ms: self.host.wall_ms(),

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use super::{Engine, Host, Mode, Scope, Tripwire};
 use crate::{
     model::{Mem, Series},
-    policy::{Action, Hysteresis, Level, ProcessFacts, match_rule, priority_of},
+    policy::{
+        Action, Hysteresis, Level, ProcessFacts, match_rule, priority_of,
+        protect::{protection_of, unit_of},
+    },
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,10 @@ pub(super) struct Proc<F> {
     pub comm: String,
     pub exe: String,
     pub cgroup: String,
+    /// Its real uid, when /proc said.
+    pub uid: Option<u32>,
+    /// Its systemd system unit, or empty.
+    pub unit: String,
     /// Parent, grandparent, ... up to pid 1.
     pub ancestors: Vec<u32>,
     pub rule: Option<usize>,
@@ -130,6 +137,8 @@ impl<F> Proc<F> {
             exe: &self.exe,
             cgroup: &self.cgroup,
             ancestors: &self.ancestors,
+            uid: self.uid,
+            unit: &self.unit,
         }
     }
 }
@@ -147,7 +156,9 @@ pub fn tripwire_ceiling(limit: u64, preempt_line: u64, step: u64) -> u64 {
 const MAX_ANCESTORS: usize = 256;
 
 impl<H: Host> Engine<H> {
-    pub(super) fn protected_reason(&self, pid: u32, comm: &str) -> Option<String> {
+    /// Why the process may never be signalled, if it may not.
+    pub(super) fn protected_reason(&self, p: &Proc<H::Pidfd>) -> Option<String> {
+        let pid = p.pid;
         if let Some((_, why)) = self.operator_protected.get(&pid) {
             Some(why.clone())
         } else if pid == 1 {
@@ -156,8 +167,12 @@ impl<H: Host> Engine<H> {
             Some("the agent itself".into())
         } else if self.host.oom_score_adj(pid) == -1000 {
             Some("oom_score_adj -1000".into())
-        } else if self.cfg.agent.protected.iter().any(|n| n == comm) {
-            Some(format!("`{comm}` is in agent.protected"))
+        } else if let Some(name) =
+            protection_of(&self.cfg.protect, &p.facts(), || self.host.exe_trusted(pid))
+        {
+            Some(format!("protected as `{name}`"))
+        } else if self.cfg.agent.protected.contains(&p.comm) {
+            Some(format!("`{}` is in agent.protected", p.comm))
         } else {
             None
         }
@@ -203,9 +218,15 @@ impl<H: Host> Engine<H> {
         let mut p = Proc {
             pid,
             start_time: stat.start_time,
-            protected: self.protected_reason(pid, &stat.comm),
+            protected: None,
             exe: self.host.exe(pid),
             cgroup: self.host.cgroup(pid).unwrap_or_default(),
+            uid: self.host.uid(pid),
+            unit: self
+                .host
+                .systemd_cgroup(pid)
+                .map(|c| unit_of(&c).to_string())
+                .unwrap_or_default(),
             ancestors: self.ancestors(stat.ppid),
             comm: stat.comm,
             rule: None,
@@ -221,6 +242,7 @@ impl<H: Host> Engine<H> {
             loop_counted: false,
             turns: HashMap::new(),
         };
+        p.protected = self.protected_reason(&p);
         self.bind_rule(&mut p);
         self.procs.insert(pid, p);
         self.sync_tripwire(pid);
@@ -253,8 +275,8 @@ impl<H: Host> Engine<H> {
     pub(super) fn rebind_all(&mut self) {
         let mut procs = std::mem::take(&mut self.procs);
         for p in procs.values_mut() {
-            // `agent.protected` may have changed.
-            p.protected = self.protected_reason(p.pid, &p.comm);
+            // Protections may have changed.
+            p.protected = self.protected_reason(p);
             self.bind_rule(p);
         }
         let pids: Vec<u32> = procs.keys().copied().collect();

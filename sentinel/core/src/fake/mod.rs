@@ -40,6 +40,11 @@ pub struct FakeProc {
     pub kill_pending: bool,
     /// Held by the kernel's freezer (shown as `D`; SIGCONT does nothing).
     pub in_freezer: bool,
+    pub uid: u32,
+    /// Its path in systemd's hierarchy, when not its memory cgroup's.
+    pub unit_cgroup: Option<String>,
+    /// Its executable is root's, where only root can write.
+    pub exe_trusted: bool,
 }
 
 impl FakeProc {
@@ -57,6 +62,9 @@ impl FakeProc {
             ignores_term: false,
             kill_pending: false,
             in_freezer: false,
+            uid: 1000,
+            unit_cgroup: None,
+            exe_trusted: true,
         }
     }
 }
@@ -163,6 +171,20 @@ impl Host for FakeHost {
 
     fn cgroup(&self, pid: u32) -> Option<String> {
         self.procs.get(&pid).map(|p| p.cgroup.clone())
+    }
+
+    fn systemd_cgroup(&self, pid: u32) -> Option<String> {
+        self.procs
+            .get(&pid)
+            .map(|p| p.unit_cgroup.clone().unwrap_or_else(|| p.cgroup.clone()))
+    }
+
+    fn uid(&self, pid: u32) -> Option<u32> {
+        self.procs.get(&pid).map(|p| p.uid)
+    }
+
+    fn exe_trusted(&self, pid: u32) -> bool {
+        self.procs.get(&pid).is_some_and(|p| p.exe_trusted)
     }
 
     fn cmdline(&self, pid: u32) -> String {

@@ -34,6 +34,9 @@ pub struct GroupDecision {
     /// Whom to act on; `None` when nobody is growing (size alone never
     /// makes a victim), so the decision can only alert.
     pub victim: Option<GroupVictim>,
+    /// The tree root growing most, when it is protected (or growing within
+    /// its reservation): never acted on, but named.
+    pub protected_grower: Option<u32>,
     pub group_bytes: u64,
     pub group_slope: f64,
 }
@@ -144,15 +147,15 @@ pub fn decide(
                 })
         })
         .flatten();
+    let running = group_by_root(
+        &members
+            .iter()
+            .zip(&trends)
+            .filter(|(m, _)| !m.stopped)
+            .map(|(m, t)| candidate(m, t.as_ref()))
+            .collect::<Vec<_>>(),
+    );
     let victim = escalated.or_else(|| {
-        let running = group_by_root(
-            &members
-                .iter()
-                .zip(&trends)
-                .filter(|(m, _)| !m.stopped)
-                .map(|(m, t)| candidate(m, t.as_ref()))
-                .collect::<Vec<_>>(),
-        );
         let v = &running[choose_victim(&running, level == Level::Kill)?];
         let total_gain: f64 = running.iter().map(|c| c.gained.max(0) as f64).sum();
         Some(GroupVictim {
@@ -165,10 +168,19 @@ pub fn decide(
             escalate: false,
         })
     });
+    // The biggest grower, when it may not be touched: the decision names
+    // it rather than saying nobody grows.
+    let protected_grower = running
+        .iter()
+        .filter(|c| c.gained > 0)
+        .max_by_key(|c| c.gained)
+        .filter(|c| c.protected)
+        .map(|c| c.pid);
     Some(GroupDecision {
         level,
         verdict,
         victim,
+        protected_grower,
         group_bytes: usage,
         group_slope: slope,
     })

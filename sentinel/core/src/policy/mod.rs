@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod group;
 pub mod levels;
+pub mod protect;
 pub mod restarts;
 mod rules;
 pub mod schedule;

@@ -57,10 +57,18 @@ impl From<regex::Regex> for Pattern {
 /// Every given field must match (AND); a rule with none is refused at load.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Selector {
+    /// The command name: a process chooses it (its file name, or
+    /// `prctl(PR_SET_NAME)`), so it says what a process calls itself.
     pub comm: Option<Pattern>,
+    /// The resolved executable, `/proc/PID/exe`.
     pub exe: Option<Pattern>,
     pub cgroup: Option<Pattern>,
     pub descendant_of: Option<u32>,
+    /// Real uids, any of them.
+    pub uid: Option<Vec<u32>>,
+    /// The systemd system unit (`sshd.service`), from the process's cgroup
+    /// under `/system.slice`: only root can create those.
+    pub unit: Option<Pattern>,
 }
 
 impl Selector {
@@ -69,6 +77,19 @@ impl Selector {
             && self.exe.is_none()
             && self.cgroup.is_none()
             && self.descendant_of.is_none()
+            && self.uid.is_none()
+            && self.unit.is_none()
+    }
+
+    /// Whether it says only what a process calls itself: its name, which
+    /// any process can take.
+    pub fn by_name_only(&self) -> bool {
+        self.comm.is_some()
+            && Selector {
+                comm: None,
+                ..self.clone()
+            }
+            .is_empty()
     }
 
     pub fn matches(&self, p: &ProcessFacts<'_>) -> bool {
@@ -78,6 +99,14 @@ impl Selector {
             && self
                 .descendant_of
                 .is_none_or(|a| p.pid == a || p.ancestors.contains(&a))
+            && self
+                .uid
+                .as_ref()
+                .is_none_or(|uids| p.uid.is_some_and(|u| uids.contains(&u)))
+            && self
+                .unit
+                .as_ref()
+                .is_none_or(|r| !p.unit.is_empty() && r.is_match(p.unit))
     }
 }
 
@@ -109,6 +138,10 @@ pub struct ProcessFacts<'a> {
     pub cgroup: &'a str,
     /// Parent, grandparent, ... up to pid 1.
     pub ancestors: &'a [u32],
+    /// The real uid, when /proc said.
+    pub uid: Option<u32>,
+    /// Its systemd system unit, or empty (see [`Selector::unit`]).
+    pub unit: &'a str,
 }
 
 /// The first rule, in config order, that selects the process.
@@ -163,7 +196,38 @@ mod tests {
             exe: "/usr/bin/python3",
             cgroup,
             ancestors,
+            uid: Some(1000),
+            unit: "",
         }
+    }
+
+    #[test]
+    fn uids_and_units_are_matched_as_the_kernel_says() {
+        let root = Selector {
+            uid: Some(vec![0, 104]),
+            ..Default::default()
+        };
+        let mut f = facts("x", "/", &[]);
+        assert!(!root.matches(&f));
+        f.uid = Some(104);
+        assert!(root.matches(&f));
+        f.uid = None;
+        assert!(!root.matches(&f), "an unknown uid is no match");
+        let any_unit = Selector {
+            unit: Some(pat(".*")),
+            ..Default::default()
+        };
+        assert!(!any_unit.matches(&f), "no unit is no match, even for .*");
+        f.unit = "sshd.service";
+        assert!(any_unit.matches(&f));
+        assert!(
+            Selector {
+                comm: Some(pat("^sshd$")),
+                ..Default::default()
+            }
+            .by_name_only()
+        );
+        assert!(!any_unit.by_name_only());
     }
 
     #[test]

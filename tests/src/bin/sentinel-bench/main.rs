@@ -28,6 +28,7 @@
 
 mod admission;
 mod alerting;
+mod defaults;
 mod footprint;
 mod freeze;
 mod gpu;
@@ -509,6 +510,10 @@ async fn main() {
     }
     if only("freeze") {
         freeze::freeze_bench(200);
+    }
+    // Fills most of the host's memory: only when asked for.
+    if args.iter().any(|a| a == "defaults") {
+        defaults::defaults_bench().await;
     }
     // Several minutes of stampedes: only when asked for.
     if args.iter().any(|a| a == "stampede") {

@@ -135,7 +135,7 @@ async fn host_scope() {
     let line = m.used() + 3 * GIB;
     let limit = (line as f64 / 0.85) as u64;
     let policy = format!(
-        "[host]\naction = \"kill\"\nmin_available = \"{}\"\ncandidates = \"^CGROUP$\"\n",
+        "[host]\naction = \"kill\"\nlevels = {{ warn = 0.70, preempt = 0.85, kill = 0.95, clear = 0.10 }}\nmin_available = \"{}\"\ncandidates = \"^CGROUP$\"\n",
         m.capacity() - limit
     );
     let (o, agent) = run("st-host", 12 * GIB, Some(&policy), |_, _| {

@@ -9,6 +9,7 @@ mod ladder;
 mod operators;
 mod pressure;
 mod process;
+mod protection;
 mod reservations;
 mod shared;
 mod stampede;

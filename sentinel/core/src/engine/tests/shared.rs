@@ -113,7 +113,7 @@ pub fn host_with(used: u64, room: u64, candidates: &str, agent: &str) -> World {
     let ram = 16 * GIB;
     let limit = ((used + room) as f64 / 0.85) as u64;
     let policy = format!(
-        "[agent]\n{agent}\n[host]\naction = \"freeze\"\nmin_available = \"{}\"\ncandidates = \"{candidates}\"\n",
+        "[agent]\n{agent}\n[host]\naction = \"freeze\"\nlevels = {{ warn = 0.70, preempt = 0.85, kill = 0.95, clear = 0.10 }}\nmin_available = \"{}\"\ncandidates = \"{candidates}\"\n",
         ram - limit
     );
     let cfg = Config::parse(&policy, "t").unwrap_or_else(|e| panic!("{e}"));
