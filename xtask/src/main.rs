@@ -50,7 +50,8 @@ enum Cmd {
     },
     /// Regenerate the gRPC code from sentinel/api/proto/ into sentinel/api/src/generated.
     Codegen,
-    /// Regenerate deploy/kubernetes/prometheusrule.yaml from the Prometheus rules.
+    /// Regenerate deploy/kubernetes/prometheusrule.yaml from the Prometheus
+    /// rules, and the DaemonSet's ConfigMap from deploy/sentinel.toml.
     Manifests,
     /// Build the Debian package (cargo-deb) into target/debian/.
     Deb,
@@ -260,10 +261,46 @@ fn prometheus_rule(rules: &str) -> String {
     )
 }
 
+const SHIPPED_CONFIG: &str = "deploy/sentinel.toml";
+const DAEMONSET: &str = "deploy/kubernetes/daemonset.yaml";
+
+/// The DaemonSet manifest with its ConfigMap's `sentinel.toml` replaced by
+/// the shipped config, metrics listening on every address (Prometheus
+/// scrapes the pod IP). Everything else in the manifest is kept.
+fn daemonset(shipped: &str, manifest: &str) -> Result<String> {
+    const KEY: &str = "  sentinel.toml: |\n";
+    let start = manifest
+        .find(KEY)
+        .context("the ConfigMap's sentinel.toml")?
+        + KEY.len();
+    let end = start
+        + manifest[start..]
+            .find("\n---\n")
+            .context("the end of the ConfigMap")?
+        + 1;
+    let body: String = shipped
+        .replace("listen = \"127.0.0.1:9777\"", "listen = \"0.0.0.0:9777\"")
+        .lines()
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_string()
+            } else {
+                format!("    {l}\n")
+            }
+        })
+        .collect();
+    Ok(format!("{}{body}{}", &manifest[..start], &manifest[end..]))
+}
+
 fn manifests() -> Result<()> {
     let rules = std::fs::read_to_string(root().join(RULES))?;
     let out = root().join(PROMETHEUS_RULE);
     std::fs::write(&out, prometheus_rule(&rules))?;
+    eprintln!("manifests: wrote {}", out.display());
+    let shipped = std::fs::read_to_string(root().join(SHIPPED_CONFIG))?;
+    let out = root().join(DAEMONSET);
+    let manifest = std::fs::read_to_string(&out)?;
+    std::fs::write(&out, daemonset(&shipped, &manifest)?)?;
     eprintln!("manifests: wrote {}", out.display());
     Ok(())
 }
@@ -405,6 +442,16 @@ mod tests {
         assert!(
             committed == prometheus_rule(&rules),
             "{PROMETHEUS_RULE} is stale: run `cargo xtask manifests`"
+        );
+    }
+
+    #[test]
+    fn the_daemonset_carries_the_shipped_config() {
+        let shipped = std::fs::read_to_string(root().join(SHIPPED_CONFIG)).unwrap();
+        let committed = std::fs::read_to_string(root().join(DAEMONSET)).unwrap();
+        assert!(
+            committed == daemonset(&shipped, &committed).unwrap(),
+            "{DAEMONSET} is stale: run `cargo xtask manifests`"
         );
     }
 }
