@@ -170,7 +170,11 @@ fn tcp_serves_only_mutual_tls_and_the_certificate_decides_the_role() {
 
     // Only a listed name changes policy; the refusal says what it takes.
     let policy = d.join("policy.toml");
-    std::fs::write(&policy, "[agent]\ndry_run = false\n").unwrap();
+    std::fs::write(
+        &policy,
+        format!("[agent]\ndry_run = false\n{}", sentinel_tests::TEST_HOST),
+    )
+    .unwrap();
     let (code, _, err) = as_holder(
         "reader",
         &["policy", "apply", &policy.display().to_string()],

@@ -164,24 +164,6 @@ async fn a_connection_flood_from_unprivileged_users_leaves_the_host_protected() 
     eprintln!("leaker frozen {took:?} after start, under a flood of 120 connections");
 }
 
-/// The decisions of kind admission with action `action`.
-async fn admission_decisions(agent: &Agent, action: &str) -> Vec<sentinel_api::pb::Decision> {
-    agent
-        .client()
-        .await
-        .list_decisions(sentinel_api::pb::ListDecisionsRequest {
-            after_seq: 0,
-            limit: 10_000,
-            kind: "admission".into(),
-            action: action.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .decisions
-}
-
 /// The measured failure: an unprivileged user wrote 2,000 journalled
 /// denials in 1.5 s (and a 1.9 MB holder). Now a user's refusals are
 /// journalled up to a burst a window, the rest counted into one summary at
@@ -217,7 +199,7 @@ async fn a_denial_storm_is_journalled_in_summary_and_one_user_cannot_fill_the_qu
     let took = started.elapsed();
     // Every window the storm spanned has ended and been summarised.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let denied = admission_decisions(&agent, "denied").await;
+    let denied = agent.decisions_of("admission", "denied").await;
     let (summaries, alone): (Vec<_>, Vec<_>) = denied
         .iter()
         .partition(|d| d.reason.contains("more refusals"));

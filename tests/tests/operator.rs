@@ -235,7 +235,15 @@ async fn a_bad_policy_is_refused_both_ways_and_the_old_one_keeps_acting() {
     assert_eq!(d.rule, "leaky");
     // A good policy through the API is applied and journalled with who.
     let good_file = agent.dir.0.join("good.toml");
-    std::fs::write(&good_file, good.replace("256MiB", "300MiB")).unwrap();
+    std::fs::write(
+        &good_file,
+        format!(
+            "{}{}",
+            good.replace("256MiB", "300MiB"),
+            sentinel_tests::TEST_HOST
+        ),
+    )
+    .unwrap();
     let (ok, out, err) = agent.cli(&["policy", "apply", &good_file.display().to_string()]);
     assert!(ok, "{err}");
     assert!(out.contains("policy") && out.contains("by uid 0"), "{out}");

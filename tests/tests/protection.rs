@@ -32,6 +32,24 @@ fn hog_from(exe: &str, cg: &MemCgroup, args: &[&str]) -> Hog {
 
 const GROW: [&str; 6] = ["--target", "480MiB", "--rate", "150MB/s", "--hold", "30"];
 
+/// The two ways to be called `sshd`: (how, the file to run, a name to set
+/// with prctl).
+fn impostors<'a>(
+    copy: &'a str,
+    memhog: &'a str,
+) -> [(&'static str, &'a str, Option<&'static str>); 2] {
+    [("file name", copy, None), ("prctl", memhog, Some("sshd"))]
+}
+
+/// A leaker called `sshd` the way `how` says.
+fn impostor_hog(cg: &MemCgroup, exe: &str, name: Option<&str>) -> Hog {
+    let mut args = GROW.to_vec();
+    if let Some(n) = name {
+        args.extend(["--name", n]);
+    }
+    hog_from(exe, cg, &args)
+}
+
 /// Each impostor is stopped at a cgroup's limit and at the host's floor;
 /// the daemon is left alone and named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,15 +78,8 @@ async fn a_leaker_named_like_a_protected_daemon_is_stopped_and_the_real_one_is_n
         log.contains("agent.protected `decoy`") && log.contains("anyone can claim"),
         "{log}"
     );
-    for (how, exe, extra) in [
-        ("file name", impostor.as_str(), None),
-        ("prctl", memhog.as_str(), Some("sshd")),
-    ] {
-        let mut args = GROW.to_vec();
-        if let Some(n) = extra {
-            args.extend(["--name", n]);
-        }
-        let hog = hog_from(exe, &cg, &args);
+    for (how, exe, name) in impostors(&impostor, &memhog) {
+        let hog = impostor_hog(&cg, exe, name);
         let d = agent
             .expect_action(hog.pid, "freeze", Duration::from_secs(10))
             .await;
@@ -124,10 +135,7 @@ async fn a_leaker_named_like_a_protected_daemon_is_stopped_and_the_real_one_is_n
     // protections only (no [[protect]] written) and the host policy's
     // defaults but for a floor just under what is in use now (an agent for
     // each, each floor drawn afresh).
-    for (how, exe, extra) in [
-        ("file name", impostor.as_str(), None),
-        ("prctl", memhog.as_str(), Some("sshd")),
-    ] {
+    for (how, exe, name) in impostors(&impostor, &memhog) {
         let (used, capacity) = sentinel_tests::settled_host_used();
         let limit = ((used + 200 * MIB) as f64 / 0.97) as u64;
         let host = format!(
@@ -136,11 +144,7 @@ async fn a_leaker_named_like_a_protected_daemon_is_stopped_and_the_real_one_is_n
             cg.path
         );
         let agent = Agent::start("impostor-host", &host, &[]);
-        let mut args = GROW.to_vec();
-        if let Some(n) = extra {
-            args.extend(["--name", n]);
-        }
-        let hog = hog_from(exe, &cg, &args);
+        let hog = impostor_hog(&cg, exe, name);
         let d = agent
             .expect_action(hog.pid, "freeze", Duration::from_secs(10))
             .await;

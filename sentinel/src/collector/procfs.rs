@@ -201,12 +201,22 @@ pub fn read_exe(pid: u32) -> String {
 }
 
 /// Whether the executable of `pid` is a file only root could have put
-/// where it is: root's, writable by no one else, and so is every directory
-/// above it. The file is judged by the inode the process runs (through
+/// where it is: the process runs in the host's root filesystem (not a
+/// container's), and its file is root's, writable by no one else, and so
+/// is every directory above it. The file is judged by the inode the process runs (through
 /// its own `exe` link, whatever path or mount namespace it came by), the
 /// directories as the process sees them (its own root).
 pub fn exe_trusted(pid: u32) -> bool {
     use std::os::unix::fs::MetadataExt;
+    // A container's (or a chroot's) files are its image's: anyone who may
+    // start a container chose them, root-owned or not. Only a process whose
+    // root is the host's (pid 1's; the agent's own where pid 1's cannot be
+    // read, as in some sandboxes) can have its executable vouched for.
+    let id = |p: PathBuf| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let host_root = id(proc_path(1, "root")).or_else(|| id(PathBuf::from("/")));
+    if host_root.is_none() || id(proc_path(pid, "root")) != host_root {
+        return false;
+    }
     let root_only = |m: &fs::Metadata| m.uid() == 0 && m.mode() & 0o022 == 0;
     if !fs::metadata(proc_path(pid, "exe")).is_ok_and(|m| m.is_file() && root_only(&m)) {
         return false;
@@ -390,7 +400,11 @@ mod tests {
         let root_only = |p: &std::path::Path| {
             std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0)
         };
-        let expected = root_only(&exe) && exe.ancestors().skip(1).all(root_only);
+        let root = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        let host = root("/proc/1/root").or_else(|| root("/"));
+        let expected = root(&format!("/proc/{me}/root")) == host
+            && root_only(&exe)
+            && exe.ancestors().skip(1).all(root_only);
         assert_eq!(exe_trusted(me), expected, "{}", exe.display());
         assert!(!exe_trusted(u32::MAX), "no such process");
     }

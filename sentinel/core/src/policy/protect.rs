@@ -2,8 +2,9 @@
 //! rather than what a process calls itself. A name (`comm`) is anyone's
 //! to take: a copy of a leaker named `sshd`, or `prctl(PR_SET_NAME)`, was
 //! spared while the host went under its floor. So protections match the
-//! resolved executable (counted only when root owns it and only root can
-//! write it or any directory above it), the systemd system unit, the uid,
+//! resolved executable (counted only for a process in the host's root
+//! filesystem, not a container's, whose file root owns and only root can
+//! write, nor any directory above it), the systemd system unit, the uid,
 //! the cgroup; a name-only protection still works, and is warned about.
 
 use super::rules::{Pattern, ProcessFacts, Selector};

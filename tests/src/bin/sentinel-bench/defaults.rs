@@ -41,20 +41,15 @@ fn watch(limit: Duration, mut done: impl FnMut() -> bool) -> u64 {
     min
 }
 
+/// Every decision that stopped something: (pid, action).
 async fn stops(agent: &Agent) -> Vec<(u32, String)> {
-    let mut c = agent.client().await;
-    c.list_decisions(sentinel_api::pb::ListDecisionsRequest {
-        limit: 10_000,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .decisions
-    .into_iter()
-    .filter(|d| ["freeze", "terminate", "kill"].contains(&d.action.as_str()))
-    .map(|d| (d.pid, d.action))
-    .collect()
+    agent
+        .decisions_of("", "")
+        .await
+        .into_iter()
+        .filter(|d| ["freeze", "terminate", "kill"].contains(&d.action.as_str()))
+        .map(|d| (d.pid, d.action))
+        .collect()
 }
 
 /// Starts an agent on the built-in policy for a fresh cgroup, runs
