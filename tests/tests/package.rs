@@ -30,12 +30,19 @@ fn sh(cmd: &mut Command) -> (bool, String) {
     )
 }
 
+/// Where systemd reads an override of the unit: the test's, so that the
+/// agent the package starts (on a host with systemd) runs in dry-run. The
+/// shipped policy freezes and kills at host scope, over any process: it
+/// must not act on the test machine.
+const DRY_RUN_DROP_IN: &str = "/etc/systemd/system/sentinel.service.d/zz-test-dry-run.conf";
+
 /// Purges the package however the test ends.
 struct Installed;
 
 impl Drop for Installed {
     fn drop(&mut self) {
         let _ = Command::new("dpkg").args(["--purge", "sentinel"]).output();
+        let _ = std::fs::remove_file(DRY_RUN_DROP_IN);
     }
 }
 
@@ -53,6 +60,16 @@ fn the_package_installs_the_agent_its_unit_and_config() {
         eprintln!("SKIP: no package in target/debian; run `cargo xtask deb` first");
         return;
     };
+    if std::path::Path::new("/run/systemd/system").exists() {
+        let dir = std::path::Path::new(DRY_RUN_DROP_IN).parent().unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            DRY_RUN_DROP_IN,
+            "[Service]\nEnvironment=SENTINEL_DRY_RUN=true\n",
+        )
+        .unwrap();
+        let _ = Command::new("systemctl").arg("daemon-reload").output();
+    }
     let (ok, out) = sh(Command::new("dpkg")
         .arg("-i")
         .arg(&deb)

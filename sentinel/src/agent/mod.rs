@@ -127,7 +127,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     let served = crate::api::serve(
         Arc::clone(&sentinel),
         s.access,
-        s.cfg.api.connections,
+        s.connections,
         listener,
         s.tcp,
         tasks::shutdown(),

@@ -6,7 +6,7 @@
 use std::{path::Path, sync::Arc};
 
 use sentinel_core::{
-    config::Config,
+    config::{Config, ConnectionLimits},
     engine::{Engine, Held, Mode, Options},
 };
 
@@ -25,6 +25,8 @@ use crate::{
 pub struct Started {
     pub sentinel: Arc<Sentinel>,
     pub cfg: Config,
+    /// The API's connection caps, fitted under the descriptor limit.
+    pub connections: ConnectionLimits,
     pub access: AccessPolicy,
     /// The API socket's path and the group that owns it.
     pub socket: String,
@@ -185,23 +187,32 @@ fn open_journal(cfg: &Config, degraded: &mut Vec<String>) -> Arc<Journal> {
 
 /// What joining the host's cgroup namespace (done before the runtime)
 /// came to.
-/// Raises the open-file limit as far as allowed (the unit asks for 65536)
-/// and fits the API's connection caps under it, so that clients can never
-/// take the descriptors the engine needs.
-fn descriptors(cfg: &mut Config, degraded: &mut Vec<String>) {
+/// Raises the open-file limit as far as allowed (the unit asks for 65536;
+/// an unlimited hard limit is taken as the kernel's `fs.nr_open`) and
+/// returns the API's connection caps fitted under it, so that clients can
+/// never take the descriptors the engine needs. The config keeps what it
+/// says, so a reload does not see the fitted caps as a change.
+fn descriptors(cfg: &Config, degraded: &mut Vec<String>) -> ConnectionLimits {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
     // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            let most = lim.rlim_max.min(nr_open);
+            if lim.rlim_cur < most {
+                let raised = libc::rlimit {
+                    rlim_cur: most,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim = raised;
+                }
             }
         }
     }
@@ -210,7 +221,7 @@ fn descriptors(cfg: &mut Config, degraded: &mut Vec<String>) {
         tracing::warn!("{note}");
         degraded.push(note);
     }
-    cfg.api.connections = fitted;
+    fitted
 }
 
 fn namespace_note(opts: &RunOptions, degraded: &mut Vec<String>) {
@@ -269,7 +280,7 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
     let ring = probes.as_mut().and_then(|p| p.events.take());
     let journal = open_journal(&cfg, &mut degraded);
     namespace_note(opts, &mut degraded);
-    descriptors(&mut cfg, &mut degraded);
+    let connections = descriptors(&cfg, &mut degraded);
     let startup = Startup {
         mode,
         degraded_reason: degraded.join("; "),
@@ -318,6 +329,7 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
     Ok(Started {
         sentinel,
         cfg,
+        connections,
         access,
         socket,
         socket_group: socket_group.map(|g| g.1),

@@ -52,7 +52,9 @@ pub const ENGINE_DESCRIPTORS: u64 = 4096;
 
 /// The descriptor limit the agent needs for `limits`.
 pub fn descriptors_needed(limits: &ConnectionLimits) -> u64 {
-    (limits.total + limits.per_uid + MAX_REFUSED) as u64 + ENGINE_DESCRIPTORS
+    // Both listeners (the Unix socket, TCP), and the metrics scrapers.
+    let api = 2 * (limits.total + limits.per_uid + MAX_REFUSED);
+    (api + crate::metrics::http::MAX_SCRAPERS) as u64 + ENGINE_DESCRIPTORS
 }
 
 /// `limits` shrunk, if need be, so that everything clients may hold and
@@ -62,9 +64,10 @@ pub fn fit(limits: ConnectionLimits, nofile: u64) -> (ConnectionLimits, Option<S
     if nofile >= needed {
         return (limits, None);
     }
-    // What is left after the engine and the refusals, shared between
-    // everyone's total and root's own share.
-    let room = nofile.saturating_sub(ENGINE_DESCRIPTORS + MAX_REFUSED as u64) as usize;
+    // What is left after the engine, the scrapers and the refusals, for
+    // each listener's total and root's own share.
+    let fixed = ENGINE_DESCRIPTORS + (2 * MAX_REFUSED + crate::metrics::http::MAX_SCRAPERS) as u64;
+    let room = (nofile.saturating_sub(fixed) / 2) as usize;
     let per_uid = limits.per_uid.min(room / 4).max(1);
     let total = limits.total.min(room.saturating_sub(per_uid)).max(per_uid);
     let fitted = ConnectionLimits {
@@ -305,11 +308,14 @@ pub struct Busy(Arc<Conn>);
 impl Drop for Busy {
     fn drop(&mut self) {
         let conn = &self.0;
-        if conn.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            *conn.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-            if let Some(w) = conn.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                w.wake();
-            }
+        // The idle clock is set before the count drops: a reader between
+        // the two would otherwise see no call and an old clock, and close
+        // the connection before the call's last bytes went out.
+        *conn.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        if conn.active.fetch_sub(1, Ordering::SeqCst) == 1
+            && let Some(w) = conn.reader.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            w.wake();
         }
     }
 }
@@ -492,8 +498,11 @@ mod tests {
         let d = ConnectionLimits::default();
         assert_eq!(fit(d, 65_536), (d, None));
         assert_eq!(fit(d, descriptors_needed(&d)).1, None);
-        let (small, note) = fit(d, 4096 + 32 + 100);
-        assert!(descriptors_needed(&small) <= 4096 + 32 + 100, "{small:?}");
+        // Room for 100 connections on each listener beside the fixed part.
+        let fixed =
+            ENGINE_DESCRIPTORS + (2 * MAX_REFUSED + crate::metrics::http::MAX_SCRAPERS) as u64;
+        let (small, note) = fit(d, fixed + 200);
+        assert!(descriptors_needed(&small) <= fixed + 200, "{small:?}");
         assert_eq!((small.total, small.per_uid), (75, 25));
         assert!(note.unwrap().contains("raise LimitNOFILE"));
         // Even a hopeless limit leaves one connection for root and others.

@@ -132,8 +132,10 @@ impl TlsListener {
 
 /// Serves `sentinel.v1`, the standard `grpc.health.v1` (SERVING while the
 /// agent runs) and server reflection on the Unix socket, and on TCP with
-/// mutual TLS when configured, until `shutdown`; connections from both
-/// count against one `limits` (see `gate`).
+/// mutual TLS when configured, until `shutdown`. Each listener counts its
+/// connections against `limits` on its own (see `gate`): TCP peers are
+/// counted before their TLS handshake, so remote addresses without a
+/// certificate must not take the places of local users.
 pub async fn serve(
     sentinel: Arc<Sentinel>,
     access: access::AccessPolicy,
@@ -185,7 +187,7 @@ pub async fn serve(
     let incoming = listen::gated(
         UnixListenerStream::new(listener),
         listen::uid_of,
-        gate.clone(),
+        gate,
         idle,
         "unix",
     );
@@ -199,7 +201,8 @@ pub async fn serve(
         let Some(t) = tcp else {
             return Ok(());
         };
-        let incoming = listen::gated(t.incoming, listen::addr_of, gate, idle, "tcp");
+        let tcp_gate = gate::Gate::new(gate::Caps::connections(&limits));
+        let incoming = listen::gated(t.incoming, listen::addr_of, tcp_gate, idle, "tcp");
         builder()
             .tls_config(t.tls)?
             .add_service(sentinel)

@@ -1,12 +1,12 @@
 //! `GET /metrics` over HTTP/1.1: a snapshot of the agent taken under the
 //! engine lock (counts only, no /proc walk), rendered outside it.
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use sentinel_core::{decision::DecisionKind, engine::ProcView};
 
@@ -193,13 +193,30 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 /// Serves metrics until the agent stops. A scrape takes the engine lock
 /// only to copy counts.
+/// Scrapes served at once; more are closed at accept (Prometheus scrapes
+/// once an interval: anything beyond is someone else's connections, which
+/// must not take the agent's descriptors or threads).
+pub const MAX_SCRAPERS: usize = 16;
+
 pub async fn serve(listener: tokio::net::TcpListener, src: Source) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors: the listener stays readable, so an
+                // immediate retry would spin.
+                tracing::debug!("metrics: cannot accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
         let src = src.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let src = src.clone();
                 async move {
@@ -215,9 +232,14 @@ pub async fn serve(listener: tokio::net::TcpListener, src: Source) {
                     Ok::<_, std::convert::Infallible>(r)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            // One request per connection, its headers within 5 s, all of
+            // it within 30 s: an idle or slow client holds a slot briefly.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
         });
     }
 }

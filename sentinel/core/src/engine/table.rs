@@ -203,8 +203,11 @@ impl<H: Host> Engine<H> {
         }
         let stat = self.host.stat(pid)?;
         // A zombie has exited: kept, it would stand for whatever process
-        // reuses its pid once it is reaped.
-        if stat.kernel_thread || stat.state == 'Z' {
+        // reuses its pid once it is reaped. But a leader that called
+        // pthread_exit shows `Z` while its other threads run on, memory and
+        // all: that one is alive.
+        let exited = stat.state == 'Z' && self.host.mem(pid).is_none_or(|m| m.resident() == 0);
+        if stat.kernel_thread || exited {
             return None;
         }
         // An operator protected the process that had this pid before.

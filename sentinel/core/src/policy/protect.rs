@@ -16,12 +16,24 @@ pub struct Protection {
     pub selector: Selector,
 }
 
+/// The highest uid of a system account (login.defs' SYS_UID_MAX): users'
+/// processes are above it.
+pub const SYSTEM_UID_MAX: u32 = 999;
+
 impl Protection {
-    /// Whether it protects the process. An `exe` match counts only for an
-    /// executable no one but root could have put there (`trusted`, asked
-    /// only when the path matches: it costs a few stats).
+    /// Whether it protects the process. An `exe` or `unit` match counts
+    /// only for a process of a system account: a user can run a root-owned
+    /// daemon with their own code preloaded (LD_PRELOAD), or log in through
+    /// sshd into `ssh.service` where no session manager moves them out. An
+    /// `exe` match counts only for an executable no one but root could have
+    /// put there (`trusted`, asked only when the path matches: it costs a
+    /// few stats). `uid` and `cgroup` are the operator's own word.
     pub fn covers(&self, p: &ProcessFacts<'_>, trusted: impl FnOnce() -> bool) -> bool {
-        self.selector.matches(p) && (self.selector.exe.is_none() || trusted())
+        let s = &self.selector;
+        let by_identity = s.exe.is_some() || s.unit.is_some();
+        s.matches(p)
+            && (!by_identity || p.uid.is_some_and(|u| u <= SYSTEM_UID_MAX))
+            && (s.exe.is_none() || trusted())
     }
 }
 
@@ -118,7 +130,7 @@ mod tests {
             exe,
             cgroup: "/",
             ancestors: &[],
-            uid: Some(1000),
+            uid: Some(0),
             unit,
         }
     }
@@ -153,6 +165,17 @@ mod tests {
             Some("sshd")
         );
         assert_eq!(is(&facts("x", "/usr/bin/x", "cron.service"), true), None);
+        // A user's process running the daemon's file (with a preloaded
+        // library), or in its unit (a session sshd did not move out): not.
+        let mut user = facts("dbus-daemon", "/usr/bin/dbus-daemon", "");
+        user.uid = Some(1000);
+        assert_eq!(is(&user, true), None);
+        let mut session = facts("bash", "/usr/bin/bash", "ssh.service");
+        session.uid = Some(1000);
+        assert_eq!(is(&session, true), None);
+        // A system account's (messagebus) is.
+        user.uid = Some(104);
+        assert_eq!(is(&user, true), Some("dbus"));
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn the_real_daemon_growing_is_named_and_nobody_is_stopped_for_it() {
     w.run_for(0.5);
     let mut sshd = proc("sshd");
     sshd.exe = "/usr/sbin/sshd".into();
+    sshd.uid = 0;
     w.spawn(11, sshd, hog(0, 500e6, 2560 * MIB, 30.0));
     w.run_for(8.0);
     assert!(w.host().signals.is_empty(), "{:#?}", journal(&w));
