@@ -19,6 +19,7 @@ mod decisions;
 pub mod gpu;
 mod hog;
 pub mod observability;
+pub mod pysuite;
 pub mod stampede;
 mod storm;
 pub mod tempdir;

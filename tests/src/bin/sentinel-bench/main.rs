@@ -33,6 +33,7 @@ mod footprint;
 mod freeze;
 mod gpu;
 mod stampede;
+mod xdist;
 
 use std::time::{Duration, Instant};
 
@@ -510,6 +511,9 @@ async fn main() {
     }
     if only("freeze") {
         freeze::freeze_bench(200);
+    }
+    if only("xdist") {
+        xdist::xdist_bench().await;
     }
     // Fills most of the host's memory: only when asked for.
     if args.iter().any(|a| a == "defaults") {
