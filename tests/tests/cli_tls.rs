@@ -168,6 +168,31 @@ fn tcp_serves_only_mutual_tls_and_the_certificate_decides_the_role() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("\"mode\""), "{out}");
 
+    // So does the Python client, given the same files.
+    let script = format!(
+        "from sentinel_client import Client\n\
+         r = lambda f: open(f, 'rb').read()\n\
+         with Client('127.0.0.1:{port}', tls=(r('{}'), r('{}'), r('{}'))) as c:\n    print('mode', c.status().mode)\n",
+        p("reader.pem"),
+        p("reader.key"),
+        p("ca.pem")
+    );
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sentinel/python/src");
+    let out = Command::new("/usr/bin/python3")
+        .env(
+            "PYTHONPATH",
+            format!("{}:{}", src.display(), sentinel_tests::pysuite::PYTHON_DEPS),
+        )
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("mode procfs-polling"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Only a listed name changes policy; the refusal says what it takes.
     let policy = d.join("policy.toml");
     std::fs::write(

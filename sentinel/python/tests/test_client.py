@@ -44,6 +44,10 @@ class FakeSentinel(rpc.SentinelServicer):
     def GetStatus(self, request, context):
         return pb.Status(mode="ebpf", version="fake")
 
+    def ListProcesses(self, request, context):
+        procs = [pb.Process(pid=p, comm=f"p{p}") for p in range(1, 100)]
+        return pb.ListProcessesResponse(processes=procs[: request.limit])
+
     def WatchDecisions(self, request, context):
         after = request.after_seq if request.HasField("after_seq") else 0
         self.asked_after.append(after)
@@ -96,6 +100,7 @@ def test_a_reservation_is_released_when_its_block_raises(agent):
     adm = FakeAdmission()
     start(adm, FakeSentinel([]))
     with sc.Client(path) as c:
+        assert len(c.processes(limit=5)) == 5
         with pytest.raises(RuntimeError):
             with c.reserve("1GiB", priority="high", wait=5) as r:
                 assert r.state == "granted"
@@ -156,6 +161,7 @@ def test_the_async_client_reserves_and_releases(agent):
     async def main():
         async with sc.AsyncClient(path) as c:
             assert (await c.status()).mode == "ebpf"
+            assert [p.pid for p in await c.processes(limit=3)] == [1, 2, 3]
             async with c.reserve("512MiB") as r:
                 assert r.bytes == 512 << 20
             assert adm.released == [1]

@@ -52,6 +52,26 @@ class AsyncClient:
     async def status(self) -> pb.Status:
         return await self._call(self._sentinel.GetStatus, pb.GetStatusRequest())
 
+    async def processes(
+        self,
+        limit: int = 20,
+        sort: str = "",
+        comm: str = "",
+        cgroup_prefix: str = "",
+        rule: str = "",
+        matched_only: bool = False,
+    ):
+        """As `Client.processes`."""
+        req = pb.ListProcessesRequest(
+            limit=limit,
+            sort=sort,
+            comm=comm,
+            cgroup_prefix=cgroup_prefix,
+            rule=rule,
+            matched_only=matched_only,
+        )
+        return (await self._call(self._sentinel.ListProcesses, req)).processes
+
     async def decisions(
         self, after_seq: int = 0, reconnect_for: float = 60.0
     ) -> AsyncIterator[pb.Decision]:
