@@ -13,8 +13,7 @@ import grpc.aio
 from . import errors
 from ._gen.sentinel.v1 import sentinel_pb2 as pb
 from ._gen.sentinel.v1 import sentinel_pb2_grpc as rpc
-from ._sizes import parse_size
-from .client import _channel, default_target
+from .client import _channel, default_target, processes_request, reserve_request
 
 
 class AsyncClient:
@@ -62,14 +61,7 @@ class AsyncClient:
         matched_only: bool = False,
     ):
         """As `Client.processes`."""
-        req = pb.ListProcessesRequest(
-            limit=limit,
-            sort=sort,
-            comm=comm,
-            cgroup_prefix=cgroup_prefix,
-            rule=rule,
-            matched_only=matched_only,
-        )
+        req = processes_request(limit, sort, comm, cgroup_prefix, rule, matched_only)
         return (await self._call(self._sentinel.ListProcesses, req)).processes
 
     async def decisions(
@@ -106,15 +98,7 @@ class AsyncClient:
     ) -> "AsyncReservation":
         """As `Client.reserve`, with `async with` (or as a decorator of a
         coroutine function)."""
-        req = pb.ReserveRequest(
-            bytes=parse_size(size),
-            priority=priority,
-            wait_seconds=float(wait),
-            scope=scope,
-            holder=holder,
-            ttl_seconds=float(ttl),
-            pid=pid,
-        )
+        req = reserve_request(size, priority, wait, scope, holder, ttl, pid)
         return AsyncReservation(self, req)
 
 

@@ -24,6 +24,40 @@ def default_target() -> str:
     return os.environ.get("SENTINEL_SOCKET", DEFAULT_SOCKET)
 
 
+def reserve_request(
+    size: int | str,
+    priority: str,
+    wait: float,
+    scope: str,
+    holder: str,
+    ttl: float,
+    pid: int,
+) -> pb.ReserveRequest:
+    """A Reserve request, the size in the agent's units."""
+    return pb.ReserveRequest(
+        bytes=parse_size(size),
+        priority=priority,
+        wait_seconds=float(wait),
+        scope=scope,
+        holder=holder,
+        ttl_seconds=float(ttl),
+        pid=pid,
+    )
+
+
+def processes_request(
+    limit: int, sort: str, comm: str, cgroup_prefix: str, rule: str, matched_only: bool
+) -> pb.ListProcessesRequest:
+    return pb.ListProcessesRequest(
+        limit=limit,
+        sort=sort,
+        comm=comm,
+        cgroup_prefix=cgroup_prefix,
+        rule=rule,
+        matched_only=matched_only,
+    )
+
+
 def _channel(
     target: str,
     tls: Optional[Tuple[bytes, bytes, bytes]],
@@ -95,14 +129,7 @@ class Client:
         matched_only: bool = False,
     ) -> Sequence[pb.Process]:
         """Tracked processes, fastest growers first (or by `sort`)."""
-        req = pb.ListProcessesRequest(
-            limit=limit,
-            sort=sort,
-            comm=comm,
-            cgroup_prefix=cgroup_prefix,
-            rule=rule,
-            matched_only=matched_only,
-        )
+        req = processes_request(limit, sort, comm, cgroup_prefix, rule, matched_only)
         return self._call(self._sentinel.ListProcesses, req).processes
 
     def decisions(
@@ -168,15 +195,7 @@ class Client:
         releases it when the process exits. `scope`: "host" or "cgroup"
         (the process's memory cgroup). Raises NotAdmitted when not granted
         in time."""
-        req = pb.ReserveRequest(
-            bytes=parse_size(size),
-            priority=priority,
-            wait_seconds=float(wait),
-            scope=scope,
-            holder=holder,
-            ttl_seconds=float(ttl),
-            pid=pid,
-        )
+        req = reserve_request(size, priority, wait, scope, holder, ttl, pid)
         return Reservation(self, req)
 
     def _reserve(self, req: pb.ReserveRequest) -> pb.Reservation:
