@@ -555,6 +555,28 @@ mod tests {
         );
     }
 
+    /// The Python client is versioned with the agent whose proto its stubs
+    /// come from.
+    #[test]
+    fn the_python_client_has_the_agents_version() {
+        let version_in = |file: &str| {
+            std::fs::read_to_string(root().join(file))
+                .unwrap()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("version = \"")?
+                        .strip_suffix('"')
+                        .map(str::to_string)
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            version_in("sentinel/python/pyproject.toml"),
+            version_in("Cargo.toml"),
+            "bump sentinel/python/pyproject.toml with the workspace version"
+        );
+    }
+
     #[test]
     fn the_daemonset_carries_the_shipped_config() {
         let shipped = std::fs::read_to_string(root().join(SHIPPED_CONFIG)).unwrap();

@@ -216,7 +216,8 @@ fn descriptors(cfg: &Config, degraded: &mut Vec<String>) -> ConnectionLimits {
             }
         }
     }
-    let (fitted, note) = crate::api::gate::fit(cfg.api.connections, lim.rlim_cur);
+    let scrapers = crate::metrics::http::MAX_SCRAPERS as u64;
+    let (fitted, note) = crate::api::gate::fit(cfg.api.connections, lim.rlim_cur, scrapers);
     if let Some(note) = note {
         tracing::warn!("{note}");
         degraded.push(note);

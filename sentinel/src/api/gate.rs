@@ -50,23 +50,28 @@ pub const REFUSED_LIFETIME: Duration = Duration::from_secs(2);
 /// probes) beyond everything clients may hold.
 pub const ENGINE_DESCRIPTORS: u64 = 4096;
 
-/// The descriptor limit the agent needs for `limits`.
-pub fn descriptors_needed(limits: &ConnectionLimits) -> u64 {
-    // Both listeners (the Unix socket, TCP), and the metrics scrapers.
+/// The descriptor limit the agent needs for `limits` on both listeners
+/// (the Unix socket, TCP), `others` held by other servers (the metrics
+/// scrapers) and the engine's share.
+pub fn descriptors_needed(limits: &ConnectionLimits, others: u64) -> u64 {
     let api = 2 * (limits.total + limits.per_uid + MAX_REFUSED);
-    (api + crate::metrics::http::MAX_SCRAPERS) as u64 + ENGINE_DESCRIPTORS
+    api as u64 + others + ENGINE_DESCRIPTORS
 }
 
 /// `limits` shrunk, if need be, so that everything clients may hold and
 /// the engine's share fit in `nofile` descriptors; with a note saying so.
-pub fn fit(limits: ConnectionLimits, nofile: u64) -> (ConnectionLimits, Option<String>) {
-    let needed = descriptors_needed(&limits);
+pub fn fit(
+    limits: ConnectionLimits,
+    nofile: u64,
+    others: u64,
+) -> (ConnectionLimits, Option<String>) {
+    let needed = descriptors_needed(&limits, others);
     if nofile >= needed {
         return (limits, None);
     }
     // What is left after the engine, the scrapers and the refusals, for
     // each listener's total and root's own share.
-    let fixed = ENGINE_DESCRIPTORS + (2 * MAX_REFUSED + crate::metrics::http::MAX_SCRAPERS) as u64;
+    let fixed = ENGINE_DESCRIPTORS + others + 2 * MAX_REFUSED as u64;
     let room = (nofile.saturating_sub(fixed) / 2) as usize;
     let per_uid = limits.per_uid.min(room / 4).max(1);
     let total = limits.total.min(room.saturating_sub(per_uid)).max(per_uid);
@@ -496,17 +501,20 @@ mod tests {
     #[test]
     fn caps_shrink_to_fit_the_descriptor_limit() {
         let d = ConnectionLimits::default();
-        assert_eq!(fit(d, 65_536), (d, None));
-        assert_eq!(fit(d, descriptors_needed(&d)).1, None);
+        let others = 16;
+        assert_eq!(fit(d, 65_536, others), (d, None));
+        assert_eq!(fit(d, descriptors_needed(&d, others), others).1, None);
         // Room for 100 connections on each listener beside the fixed part.
-        let fixed =
-            ENGINE_DESCRIPTORS + (2 * MAX_REFUSED + crate::metrics::http::MAX_SCRAPERS) as u64;
-        let (small, note) = fit(d, fixed + 200);
-        assert!(descriptors_needed(&small) <= fixed + 200, "{small:?}");
+        let fixed = ENGINE_DESCRIPTORS + others + 2 * MAX_REFUSED as u64;
+        let (small, note) = fit(d, fixed + 200, others);
+        assert!(
+            descriptors_needed(&small, others) <= fixed + 200,
+            "{small:?}"
+        );
         assert_eq!((small.total, small.per_uid), (75, 25));
         assert!(note.unwrap().contains("raise LimitNOFILE"));
         // Even a hopeless limit leaves one connection for root and others.
-        let (least, _) = fit(d, 1024);
+        let (least, _) = fit(d, 1024, others);
         assert_eq!((least.total, least.per_uid), (1, 1));
     }
 
