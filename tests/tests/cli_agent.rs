@@ -253,6 +253,43 @@ async fn generic_clients_find_health_and_reflection() {
         names.contains(&"sentinel.v1.Sentinel".to_string()),
         "{names:?}"
     );
+
+    // And through the older v1alpha protocol, which older grpcurl asks for.
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest as AlphaRequest,
+        server_reflection_client::ServerReflectionClient as AlphaClient,
+        server_reflection_request::MessageRequest as AlphaMessage,
+        server_reflection_response::MessageResponse as AlphaResponse,
+    };
+    let channel = sentinel_api::client::channel(&agent.socket).await.unwrap();
+    let mut alpha = AlphaClient::new(channel);
+    let req = AlphaRequest {
+        host: String::new(),
+        message_request: Some(AlphaMessage::ListServices(String::new())),
+    };
+    let mut stream = alpha
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .expect("v1alpha reflection is served")
+        .into_inner();
+    let first = tokio_stream::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(AlphaResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("{first:?}");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "sentinel.v1.Sentinel"),
+        "{list:?}"
+    );
+
+    // An agent with nothing to report says so, on stderr.
+    let (ok, out, err) = agent.cli(&["decisions", "--kind", "kernel_oom_kill"]);
+    assert!(ok && out.is_empty(), "{out}");
+    assert!(err.contains("no decisions match"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

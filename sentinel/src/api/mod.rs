@@ -156,6 +156,11 @@ pub async fn serve(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sentinel_api::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    // The older protocol too: grpcurl builds before 1.8.8 (and other tools
+    // of their age) ask for v1alpha and got UNIMPLEMENTED.
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sentinel_api::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
     // One service for both listeners, so the stream limit counts them all.
     let access = Arc::new(access);
     let admission = pb::admission_server::AdmissionServer::new(admission::Service {
@@ -196,6 +201,7 @@ pub async fn serve(
         .add_service(admission.clone())
         .add_service(health_service.clone())
         .add_service(reflection.clone())
+        .add_service(reflection_alpha.clone())
         .serve_with_incoming_shutdown(incoming, wait(stopped.clone()));
     let tcp = async {
         let Some(t) = tcp else {
@@ -209,6 +215,7 @@ pub async fn serve(
             .add_service(admission)
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .serve_with_incoming_shutdown(incoming, wait(stopped))
             .await
     };

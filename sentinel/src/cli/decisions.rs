@@ -94,5 +94,11 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     for d in &r.decisions {
         print_decision(&mut out, d, json)?;
     }
+    if r.decisions.is_empty() && !json {
+        // An empty answer is an answer: say so, on stderr so that scripts
+        // reading stdout still see nothing.
+        let since = since.map(|s| format!(" after {s}")).unwrap_or_default();
+        eprintln!("no decisions{since} match; `sentinel decisions --follow` waits for new ones");
+    }
     Ok(())
 }
