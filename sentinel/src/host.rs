@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sentinel_core::{
     decision::Decision,
-    engine::{Host, Signal, Tripwire},
+    engine::{CgroupPaths, Host, Signal, Tripwire},
     model::{HostMem, Mem, Psi, Stat},
 };
 
@@ -88,8 +88,8 @@ impl Host for LiveHost {
         procfs::read_cgroup(pid).ok()
     }
 
-    fn systemd_cgroup(&self, pid: u32) -> Option<String> {
-        procfs::read_systemd_cgroup(pid)
+    fn cgroup_paths(&self, pid: u32) -> Option<CgroupPaths> {
+        procfs::read_cgroup_paths(pid).ok()
     }
 
     fn uid(&self, pid: u32) -> Option<u32> {

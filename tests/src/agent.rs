@@ -52,13 +52,7 @@ impl Agent {
         } else {
             "[metrics]\nlisten = \"127.0.0.1:0\"\n"
         };
-        // The built-in host policy freezes and kills: only the tests' own
-        // cgroups may be chosen, never the machine's other processes.
-        let host = if config.contains("[host]") {
-            ""
-        } else {
-            crate::TEST_HOST
-        };
+        let host = test_host_for(config);
         let full = format!(
             "[agent]\nsocket = \"{socket}\"\njournal = \"{journal}\"\n{config}\n{metrics}{host}"
         );
@@ -196,12 +190,23 @@ impl Agent {
 
     /// Runs the CLI against this agent; returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(sentinel_bin())
-            .args(args)
-            .arg("--socket")
-            .arg(&self.socket)
-            .output()
-            .expect("run sentinel CLI");
+        self.run_cli(args, |c| c)
+    }
+
+    /// `cli` as `uid` (group nogroup, no supplementary groups): an
+    /// unprivileged client. The caller must be root.
+    pub fn cli_as(&self, uid: u32, args: &[&str]) -> (bool, String, String) {
+        self.run_cli(args, |c| crate::as_user(c, uid))
+    }
+
+    fn run_cli(
+        &self,
+        args: &[&str],
+        how: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> (bool, String, String) {
+        let mut cmd = Command::new(sentinel_bin());
+        cmd.args(args).arg("--socket").arg(&self.socket);
+        let out = how(&mut cmd).output().expect("run sentinel CLI");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -213,10 +218,10 @@ impl Agent {
     /// An empty `config` stands for an emptied file (which the agent
     /// refuses); any other gets the tests' host section unless it has one.
     pub fn reload(&self, config: &str) {
-        let host = if config.is_empty() || config.contains("[host]") {
+        let host = if config.is_empty() {
             ""
         } else {
-            crate::TEST_HOST
+            test_host_for(config)
         };
         let full = format!(
             "[agent]\nsocket = \"{}\"\njournal = \"{}\"\n{config}\n[metrics]\nlisten = \"127.0.0.1:0\"\n{host}",
@@ -242,5 +247,17 @@ impl Drop for Agent {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The host section a test's `config` runs with: its own when it writes
+/// one, else [`crate::TEST_HOST`]. The built-in host policy freezes and
+/// kills: only the tests' own cgroups may be chosen, never the machine's
+/// other processes.
+fn test_host_for(config: &str) -> &'static str {
+    if config.contains("[host]") {
+        ""
+    } else {
+        crate::TEST_HOST
     }
 }

@@ -182,6 +182,15 @@ pub fn settled_host_used() -> (u64, u64) {
     last
 }
 
+/// `min_available` (and the host limit it makes) that puts the host's
+/// preempt line, at share `preempt` of the limit, `room` bytes above what
+/// is in use now (once settled): a host-scope test grows just past it.
+pub fn host_floor(room: u64, preempt: f64) -> (u64, u64) {
+    let (used, capacity) = settled_host_used();
+    let limit = ((used + room) as f64 / preempt) as u64;
+    (capacity - limit, limit)
+}
+
 /// The host section every test agent runs with unless it writes its own:
 /// the built-in host policy (freeze, then kill, near the floor) with only
 /// the tests' capped cgroups as candidates, so nothing else on the machine

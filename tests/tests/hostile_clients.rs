@@ -75,18 +75,6 @@ impl Drop for Flood {
     }
 }
 
-/// `sentinel status` as `uid`: (success, stderr).
-fn status_as(agent: &Agent, uid: u32) -> (bool, String) {
-    let mut cmd = Command::new(sentinel_tests::sentinel_bin());
-    cmd.args(["status", "--socket", &agent.socket]);
-    sentinel_tests::as_user(&mut cmd, uid);
-    let out = cmd.output().expect("run the CLI");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The measured failure: idle connections from a read-only user held the
 /// agent's descriptors, root's calls hung and a leaker ran 100 MiB past its
 /// rule. Now each uid holds at most its share, all of them together at
@@ -130,14 +118,14 @@ async fn a_connection_flood_from_unprivileged_users_leaves_the_host_protected() 
 
     // Refused connections are served for two seconds, then closed.
     tokio::time::sleep(Duration::from_millis(2500).saturating_sub(flooded.elapsed())).await;
-    let (ok, err) = status_as(&agent, 65534);
+    let (ok, _, err) = agent.cli_as(65534, &["status"]);
     assert!(
         !ok && err.contains("ResourceExhausted")
             && err.contains("uid 65534 has 16 connections open")
             && err.contains("api.max_connections_per_uid"),
         "{err}"
     );
-    let (ok, err) = status_as(&agent, 65531);
+    let (ok, _, err) = agent.cli_as(65531, &["status"]);
     assert!(
         !ok && err.contains("ResourceExhausted")
             && err.contains("48 connections are open")
@@ -159,7 +147,7 @@ async fn a_connection_flood_from_unprivileged_users_leaves_the_host_protected() 
     for f in &mut floods {
         assert_eq!(f.closed(), 40, "idle connections are closed");
     }
-    let (ok, err) = status_as(&agent, 65534);
+    let (ok, _, err) = agent.cli_as(65534, &["status"]);
     assert!(ok, "{err}");
     eprintln!("leaker frozen {took:?} after start, under a flood of 120 connections");
 }

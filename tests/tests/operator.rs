@@ -83,20 +83,6 @@ async fn decisions_survive_twenty_crashes_with_no_gap_and_no_loss() {
     );
 }
 
-/// Runs the CLI as uid/gid 65534 (nobody/nogroup); returns (success,
-/// stdout, stderr).
-fn cli_as_nobody(agent: &Agent, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = std::process::Command::new(sentinel_tests::sentinel_bin());
-    cmd.args(args).arg("--socket").arg(&agent.socket);
-    sentinel_tests::as_nobody(&mut cmd);
-    let out = cmd.output().expect("run the CLI as nobody");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_admins_change_policy_or_processes_and_are_named_in_the_journal() {
     if !privileged("only_admins_change_policy_or_processes") {
@@ -123,7 +109,7 @@ async fn only_admins_change_policy_or_processes_and_are_named_in_the_journal() {
     let pid = hog.pid.to_string();
 
     // A member of the socket's group reads...
-    let (ok, out, err) = cli_as_nobody(&agent, &["status"]);
+    let (ok, out, err) = agent.cli_as(65534, &["status"]);
     assert!(ok && out.contains("mode ebpf"), "{out}{err}");
     // ...but may not resume, protect or change the policy.
     for args in [
@@ -131,7 +117,7 @@ async fn only_admins_change_policy_or_processes_and_are_named_in_the_journal() {
         vec!["protect", pid.as_str()],
         vec!["policy", "apply", "/dev/null"],
     ] {
-        let (ok, _, err) = cli_as_nobody(&agent, &args);
+        let (ok, _, err) = agent.cli_as(65534, &args);
         assert!(!ok, "{args:?} was allowed");
         assert!(
             err.contains("PermissionDenied")

@@ -136,11 +136,9 @@ async fn a_leaker_named_like_a_protected_daemon_is_stopped_and_the_real_one_is_n
     // defaults but for a floor just under what is in use now (an agent for
     // each, each floor drawn afresh).
     for (how, exe, name) in impostors(&impostor, &memhog) {
-        let (used, capacity) = sentinel_tests::settled_host_used();
-        let limit = ((used + 200 * MIB) as f64 / 0.97) as u64;
+        let (min_available, _) = sentinel_tests::host_floor(200 * MIB, 0.97);
         let host = format!(
-            "[host]\nmin_available = \"{}\"\ncandidates = \"^{}$\"\n",
-            capacity - limit,
+            "[host]\nmin_available = \"{min_available}\"\ncandidates = \"^{}$\"\n",
             cg.path
         );
         let agent = Agent::start("impostor-host", &host, &[]);

@@ -104,11 +104,9 @@ async fn host_scope_stops_the_grower_not_the_biggest() {
     // A host floor that puts the host's preempt line (85%) about 250 MiB
     // above what is in use now, and victims only from this test's cgroup:
     // the host policy can touch nothing else on this machine.
-    let (used, capacity) = sentinel_tests::settled_host_used();
-    let limit = ((used + 250 * MIB) as f64 / 0.85) as u64;
+    let (min_available, _) = sentinel_tests::host_floor(250 * MIB, 0.85);
     let cfg = format!(
-        "[host]\naction = \"freeze\"\nlevels = {{ warn = 0.70, preempt = 0.85, kill = 0.95, clear = 0.10 }}\nmin_available = \"{}\"\ncandidates = \"^{}$\"\n",
-        capacity - limit,
+        "[host]\naction = \"freeze\"\nlevels = {{ warn = 0.70, preempt = 0.85, kill = 0.95, clear = 0.10 }}\nmin_available = \"{min_available}\"\ncandidates = \"^{}$\"\n",
         cg.path
     );
     let agent = Agent::start("host", &cfg, &[]);
@@ -162,11 +160,9 @@ async fn at_host_scope_a_cgroup_that_splits_its_growth_is_one_grower() {
     // show that); this is the runaway's choice of victim.
     let service = MemCgroup::new("hostsplit-svc", 1024 * MIB);
     let lone = MemCgroup::new("hostsplit-lone", 1024 * MIB);
-    let (used, capacity) = sentinel_tests::settled_host_used();
-    let limit = ((used + 300 * MIB) as f64 / 0.85) as u64;
+    let (min_available, limit) = sentinel_tests::host_floor(300 * MIB, 0.85);
     let cfg = format!(
-        "schedule_horizon = \"0s\"\n[host]\naction = \"freeze\"\nlevels = {{ warn = 0.70, preempt = 0.85, kill = 0.95, clear = 0.10 }}\nmin_available = \"{}\"\ncandidates = \"^/sentinel-test-hostsplit-.*-{}$\"\n",
-        capacity - limit,
+        "schedule_horizon = \"0s\"\n[host]\naction = \"freeze\"\nlevels = {{ warn = 0.70, preempt = 0.85, kill = 0.95, clear = 0.10 }}\nmin_available = \"{min_available}\"\ncandidates = \"^/sentinel-test-hostsplit-.*-{}$\"\n",
         std::process::id()
     );
     let agent = Agent::start("hostsplit", &cfg, &[]);

@@ -3,7 +3,10 @@
 
 use std::{fs, io, path::PathBuf};
 
-pub use sentinel_core::model::{Mem, Stat};
+pub use sentinel_core::{
+    engine::CgroupPaths,
+    model::{Mem, Stat},
+};
 
 const PF_KTHREAD: u64 = 0x0020_0000;
 
@@ -251,8 +254,13 @@ pub fn parse_systemd_cgroup(text: &str) -> Option<String> {
     unified
 }
 
-pub fn read_systemd_cgroup(pid: u32) -> Option<String> {
-    parse_systemd_cgroup(&fs::read_to_string(proc_path(pid, "cgroup")).ok()?)
+/// Both cgroup paths of a process, from one reading of its cgroup file.
+pub fn read_cgroup_paths(pid: u32) -> io::Result<CgroupPaths> {
+    let text = fs::read_to_string(proc_path(pid, "cgroup"))?;
+    Ok(CgroupPaths {
+        memory: parse_cgroup(&text),
+        systemd: parse_systemd_cgroup(&text),
+    })
 }
 
 /// The real uid on the `Uid:` line of /proc/PID/status.

@@ -9,6 +9,16 @@ use crate::{
     model::{HostMem, Mem, Psi, Stat},
 };
 
+/// A process's cgroup paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupPaths {
+    /// Its memory cgroup's path.
+    pub memory: String,
+    /// Its path in systemd's hierarchy (cgroup v1 `name=systemd`, else the
+    /// unified one), where its unit shows; `None` without one.
+    pub systemd: Option<String>,
+}
+
 /// A signal the engine sends, each through a process handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -51,9 +61,9 @@ pub trait Host {
     fn exe(&self, pid: u32) -> String;
     /// Its memory cgroup's path; `None` when unreadable.
     fn cgroup(&self, pid: u32) -> Option<String>;
-    /// Its path in systemd's hierarchy (cgroup v1 `name=systemd`, else the
-    /// unified one), where its unit shows; `None` without one.
-    fn systemd_cgroup(&self, pid: u32) -> Option<String>;
+    /// Both of its cgroup paths, from one reading: what discovering a
+    /// process needs.
+    fn cgroup_paths(&self, pid: u32) -> Option<CgroupPaths>;
     /// Its real uid.
     fn uid(&self, pid: u32) -> Option<u32>;
     /// Whether its executable is a file only root could have put where it

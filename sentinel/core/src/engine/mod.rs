@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 pub use admission::{AdmissionPass, pool_name};
 pub use custody::{Held, held_by_journal};
 pub use gpu::{GpuDeviceView, GpuState, device_of_rule, rule_of};
-pub use host::{Host, Signal, Tripwire};
+pub use host::{CgroupPaths, Host, Signal, Tripwire};
 pub use ops::{Applied, OpError, PolicyError};
 pub use pressure::PsiArmed;
 pub use schedule::QueuedView;

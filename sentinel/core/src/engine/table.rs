@@ -218,18 +218,19 @@ impl<H: Host> Engine<H> {
         {
             self.operator_protected.remove(&pid);
         }
+        let paths = self.host.cgroup_paths(pid).unwrap_or_default();
         let mut p = Proc {
             pid,
             start_time: stat.start_time,
             protected: None,
             exe: self.host.exe(pid),
-            cgroup: self.host.cgroup(pid).unwrap_or_default(),
-            uid: self.host.uid(pid),
-            unit: self
-                .host
-                .systemd_cgroup(pid)
-                .map(|c| unit_of(&c).to_string())
+            unit: paths
+                .systemd
+                .as_deref()
+                .map(|c| unit_of(c).to_string())
                 .unwrap_or_default(),
+            cgroup: paths.memory,
+            uid: self.host.uid(pid),
             ancestors: self.ancestors(stat.ppid),
             comm: stat.comm,
             rule: None,

@@ -13,7 +13,7 @@ pub use world::{Script, World};
 
 use crate::{
     decision::Decision,
-    engine::{Host, Signal, Tripwire},
+    engine::{CgroupPaths, Host, Signal, Tripwire},
     model::{HostMem, Mem, Psi, Stat},
 };
 
@@ -173,10 +173,11 @@ impl Host for FakeHost {
         self.procs.get(&pid).map(|p| p.cgroup.clone())
     }
 
-    fn systemd_cgroup(&self, pid: u32) -> Option<String> {
-        self.procs
-            .get(&pid)
-            .map(|p| p.unit_cgroup.clone().unwrap_or_else(|| p.cgroup.clone()))
+    fn cgroup_paths(&self, pid: u32) -> Option<CgroupPaths> {
+        self.procs.get(&pid).map(|p| CgroupPaths {
+            memory: p.cgroup.clone(),
+            systemd: Some(p.unit_cgroup.clone().unwrap_or_else(|| p.cgroup.clone())),
+        })
     }
 
     fn uid(&self, pid: u32) -> Option<u32> {

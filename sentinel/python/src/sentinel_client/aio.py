@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from typing import AsyncIterator, Callable, Optional, Tuple
 
 import grpc
@@ -13,7 +12,7 @@ import grpc.aio
 from . import errors
 from ._gen.sentinel.v1 import sentinel_pb2 as pb
 from ._gen.sentinel.v1 import sentinel_pb2_grpc as rpc
-from .client import _channel, default_target, processes_request, reserve_request
+from .client import Outage, _channel, default_target, processes_request, reserve_request
 
 
 class AsyncClient:
@@ -69,22 +68,20 @@ class AsyncClient:
     ) -> AsyncIterator[pb.Decision]:
         """Decisions after `after_seq`, then live ones, resumed across lost
         connections from the last one seen."""
-        last, down_since = after_seq, None
+        last = after_seq
+        outage = Outage(reconnect_for, self.target)
         while True:
             try:
                 async for d in self._sentinel.WatchDecisions(
                     pb.WatchDecisionsRequest(after_seq=last)
                 ):
-                    down_since, last = None, d.seq
+                    outage.ended()
+                    last = d.seq
                     yield d
                 return
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise errors.from_rpc(e, self.target) from None
-                down_since = down_since or time.monotonic()
-                if time.monotonic() - down_since > reconnect_for:
-                    raise errors.from_rpc(e, self.target) from None
-                await asyncio.sleep(0.2)
+                outage.check(e)
+                await asyncio.sleep(Outage.RETRY)
 
     def reserve(
         self,

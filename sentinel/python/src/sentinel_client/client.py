@@ -58,6 +58,31 @@ def processes_request(
     )
 
 
+class Outage:
+    """A followed stream's lost connection: tried again (after `RETRY`
+    seconds) while the agent has been away under `limit` seconds; any other
+    error, or a longer absence, is raised."""
+
+    RETRY = 0.2
+
+    def __init__(self, limit: float, target: str):
+        self.limit = limit
+        self.target = target
+        self.since: Optional[float] = None
+
+    def ended(self) -> None:
+        """A decision arrived: the agent is back."""
+        self.since = None
+
+    def check(self, err: grpc.RpcError) -> None:
+        """Raises unless the stream should be resumed."""
+        if err.code() != grpc.StatusCode.UNAVAILABLE:
+            raise errors.from_rpc(err, self.target) from None
+        self.since = self.since or time.monotonic()
+        if time.monotonic() - self.since > self.limit:
+            raise errors.from_rpc(err, self.target) from None
+
+
 def _channel(
     target: str,
     tls: Optional[Tuple[bytes, bytes, bytes]],
@@ -158,25 +183,21 @@ class Client:
                     return
                 after_seq = page[-1].seq
         last = after_seq
-        down_since = None
+        outage = Outage(reconnect_for, self.target)
         while True:
             try:
                 stream = self._sentinel.WatchDecisions(
                     pb.WatchDecisionsRequest(after_seq=last)
                 )
                 for d in stream:
-                    down_since = None
+                    outage.ended()
                     last = d.seq
                     if (not kind or d.kind == kind) and (not action or d.action == action):
                         yield d
                 return
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise errors.from_rpc(e, self.target) from None
-                down_since = down_since or time.monotonic()
-                if time.monotonic() - down_since > reconnect_for:
-                    raise errors.from_rpc(e, self.target) from None
-                time.sleep(0.2)
+                outage.check(e)
+                time.sleep(Outage.RETRY)
 
     def reserve(
         self,
