@@ -35,6 +35,9 @@ pub enum EventKind {
     /// The process crossed its armed in-kernel ceiling and was sent SIGSTOP
     /// from the kernel; `aux` is the ceiling in pages.
     Tripwire = 7,
+    /// A task (its id in `tgid`, which may be a thread's) was moved to
+    /// another cgroup, in any hierarchy.
+    Moved = 8,
 }
 
 impl EventKind {
@@ -47,6 +50,7 @@ impl EventKind {
             5 => Self::Exec,
             6 => Self::LargeMmap,
             7 => Self::Tripwire,
+            8 => Self::Moved,
             _ => return None,
         })
     }
@@ -128,6 +132,17 @@ impl Tripwire {
     }
 }
 
+/// Entries of the PRECISE array, written by the agent.
+pub mod precise {
+    /// Bumped each time rss_stat is attached again: per-process state kept
+    /// by the program before that is stale.
+    pub const EPOCH: u32 = 0;
+    /// Non-zero while rss_stat is detached: forks and exits then wake the
+    /// agent at once instead of waiting for its periodic drain.
+    pub const RESTING: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
 /// Indexes into the per-CPU `COUNTERS` array the agent reads for status.
 pub mod stat {
     /// Ring-buffer records that could not be reserved (the buffer was full).
@@ -158,6 +173,8 @@ pub mod globals {
     pub const OFF_TASK_MM: &str = "OFF_TASK_MM";
     /// Offset of `group_dead` in the sched_process_exit record; 0 if absent.
     pub const EXIT_GROUP_DEAD_OFFSET: &str = "EXIT_GROUP_DEAD_OFFSET";
+    /// Offset of `pid` in the cgroup_attach_task record; 0 if unknown.
+    pub const ATTACH_PID_OFFSET: &str = "ATTACH_PID_OFFSET";
     /// Possible CPUs: bounds the per-CPU slot sweeps on exit and exec.
     pub const NR_CPUS: &str = "NR_CPUS";
     /// `offsetof(struct task_struct, pid)`.

@@ -6,12 +6,13 @@ use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use sentinel_common::{EventKind, counter};
+use sentinel_common::{EventKind, counter, precise};
 
 use crate::{
     events::{Wake, current_tgid, emit},
     maps::{
-        EXIT_GROUP_DEAD_OFFSET, FAULTS, MAPPED, OFF_TASK_PID, OFF_TASK_TGID, RSS, TRIPWIRES, global,
+        ATTACH_PID_OFFSET, EXIT_GROUP_DEAD_OFFSET, FAULTS, MAPPED, OFF_TASK_PID, OFF_TASK_TGID,
+        PRECISE, RSS, TRIPWIRES, global,
     },
     rss::forget_in_slots,
 };
@@ -51,10 +52,22 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
             &[0; counter::COUNT],
             tgid as u64,
             0,
-            Wake::Lazy,
+            lifecycle_wake(),
         );
     }
     0
+}
+
+/// Forks and exits wake the agent lazily (its periodic drain) while the
+/// per-fault probe is attached; while it rests, at once: the agent then
+/// has no periodic drain to wait for, and nothing else to do.
+#[inline(always)]
+fn lifecycle_wake() -> Wake {
+    if PRECISE.get(precise::RESTING).copied().unwrap_or(0) != 0 {
+        Wake::Now
+    } else {
+        Wake::Lazy
+    }
 }
 
 /// `sched:sched_process_exec`.
@@ -63,15 +76,40 @@ pub fn sched_process_exec(_ctx: TracePointContext) -> i32 {
     let tgid = current_tgid();
     // The old image's mm was freed; its address may be reused. Its counters
     // and its rule's ceiling belong to the old program: the agent re-arms
-    // after matching the new one, and wants to know at once if it governed
-    // the old.
+    // after matching the new one.
     let _ = forget_in_slots(tgid);
     let _ = RSS.remove(tgid);
-    // SAFETY: copied out at once.
-    let governed = unsafe { TRIPWIRES.get(tgid) }.is_some();
     let _ = TRIPWIRES.remove(tgid);
-    let wake = if governed { Wake::Now } else { Wake::Lazy };
-    emit(EventKind::Exec, tgid, &[0; counter::COUNT], 0, 0, wake);
+    // At once: the new program may fall under a rule whose line is near,
+    // and while the per-fault probe rests nothing else reports it. Execs
+    // are rare next to faults.
+    emit(EventKind::Exec, tgid, &[0; counter::COUNT], 0, 0, Wake::Now);
+    0
+}
+
+/// `cgroup:cgroup_attach_task`: a task moved to another cgroup, in any
+/// hierarchy (the agent's own freezer moves included: the agent compares
+/// the memory cgroup before it re-reads anything). Without the per-fault
+/// probe nothing else would tell the agent that a process came under a
+/// cgroup's rule.
+#[tracepoint]
+pub fn cgroup_attach_task(ctx: TracePointContext) -> i32 {
+    let off = global(&ATTACH_PID_OFFSET);
+    if off == 0 {
+        return 0;
+    }
+    // SAFETY: the agent read this offset from the event's format.
+    let pid: i32 = unsafe { ctx.read_at(off as usize) }.unwrap_or(0);
+    if pid > 0 {
+        emit(
+            EventKind::Moved,
+            pid as u32,
+            &[0; counter::COUNT],
+            0,
+            0,
+            Wake::Now,
+        );
+    }
     0
 }
 
@@ -101,7 +139,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> i32 {
         pages = p;
     }
     let faults = unsafe { FAULTS.get(tgid) }.copied().unwrap_or(0);
-    emit(EventKind::Exit, tgid, &pages, faults, 0, Wake::Lazy);
+    emit(EventKind::Exit, tgid, &pages, faults, 0, lifecycle_wake());
     let _ = RSS.remove(tgid);
     let _ = FAULTS.remove(tgid);
     let _ = MAPPED.remove(tgid);

@@ -4,9 +4,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sentinel_common::{MappedStats, Tripwire, counter, stat};
+use sentinel_common::{MappedStats, Tripwire, counter, precise, stat};
 
 // Globals the agent sets at load time (see sentinel_common::globals). They
 // must be read with read_volatile or the compiler folds the zero default in.
@@ -57,6 +57,13 @@ pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(sta
 #[map]
 pub(crate) static TRIPWIRES: HashMap<u32, Tripwire> = HashMap::with_max_entries(MAX_TRACKED, 0);
 
+/// Written by the agent (`sentinel_common::precise`): the epoch of
+/// rss_stat's attachments (what the slots and RSS hold from an older one
+/// went stale while it was detached, and is read afresh from the mm), and
+/// whether it rests.
+#[map]
+pub(crate) static PRECISE: Array<u64> = Array::with_max_entries(precise::COUNT, 0);
+
 /// Last known counters of processes that are not in a CPU's slot right now.
 #[map]
 pub(crate) static RSS: LruHashMap<u32, RssState> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
@@ -73,6 +80,11 @@ pub(crate) static mut RSS_SLOTS: [RssSlot; MAX_CPUS] = [RssSlot::EMPTY; MAX_CPUS
 /// agent from tracefs; 0 on kernels whose record lacks it.
 #[unsafe(no_mangle)]
 pub(crate) static EXIT_GROUP_DEAD_OFFSET: u64 = 0;
+
+/// Offset of `pid` in cgroup_attach_task's record, read by the agent from
+/// tracefs; 0: the program reports nothing.
+#[unsafe(no_mangle)]
+pub(crate) static ATTACH_PID_OFFSET: u64 = 0;
 
 /// Benchmark instrument: non-zero makes rss_stat return at once.
 #[unsafe(no_mangle)]
@@ -103,6 +115,8 @@ pub(crate) struct RssState {
     pub(crate) pages: [u64; counter::COUNT],
     pub(crate) reported_charged: u64,
     pub(crate) reported_file: u64,
+    /// The epoch (PRECISE) these counters were kept up to date in.
+    pub(crate) epoch: u64,
 }
 
 #[repr(C, align(128))]
@@ -128,6 +142,7 @@ impl RssSlot {
             pages: [0; counter::COUNT],
             reported_charged: 0,
             reported_file: 0,
+            epoch: 0,
         },
         ceiling: 0,
         start_ticks: 0,

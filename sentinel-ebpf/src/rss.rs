@@ -9,13 +9,13 @@ use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use sentinel_common::{EventKind, Tripwire, counter, stat};
+use sentinel_common::{EventKind, Tripwire, counter, precise, stat};
 
 use crate::{
     events::{Wake, bump, current_tgid, emit},
     maps::{
         MAX_CPUS, NR_CPUS, OFF_MM_RSS_STAT, OFF_PERCPU_COUNTER_COUNT, OFF_TASK_GROUP_LEADER,
-        OFF_TASK_MM, OFF_TASK_START_BOOTTIME, PERCPU_COUNTER_SIZE, RSS, RSS_DISPATCH_ONLY,
+        OFF_TASK_MM, OFF_TASK_START_BOOTTIME, PERCPU_COUNTER_SIZE, PRECISE, RSS, RSS_DISPATCH_ONLY,
         RSS_SLOTS, RssSlot, RssState, STEP_PAGES, TRIPWIRES, global,
     },
 };
@@ -79,7 +79,13 @@ fn charged(pages: &[u64; counter::COUNT]) -> u64 {
 /// Makes `slot` hold `tgid`: writes the previous process back to RSS and
 /// loads (or seeds from the mm) the new one.
 #[inline(always)]
-fn switch_slot(slot: &mut RssSlot, tgid: u32, mm: u64, seed: impl Fn(u64) -> Option<u64>) {
+fn switch_slot(
+    slot: &mut RssSlot,
+    tgid: u32,
+    mm: u64,
+    epoch: u64,
+    seed: impl Fn(u64) -> Option<u64>,
+) {
     if slot.tgid != 0 {
         let _ = RSS.insert(slot.tgid, slot.state, 0);
     }
@@ -89,8 +95,8 @@ fn switch_slot(slot: &mut RssSlot, tgid: u32, mm: u64, seed: impl Fn(u64) -> Opt
     slot.mm = mm;
     // SAFETY: the value is copied out before any other map operation.
     match unsafe { RSS.get(tgid) } {
-        Some(s) => slot.state = *s,
-        None => {
+        Some(s) if s.epoch == epoch => slot.state = *s,
+        _ => {
             let mut pages = [0u64; counter::COUNT];
             let mut i = 0;
             while i < counter::COUNT {
@@ -102,6 +108,7 @@ fn switch_slot(slot: &mut RssSlot, tgid: u32, mm: u64, seed: impl Fn(u64) -> Opt
                 pages,
                 reported_charged: 0,
                 reported_file: 0,
+                epoch,
             };
         }
     }
@@ -237,10 +244,11 @@ pub fn rss_stat_btf(ctx: BtfTracePointContext) -> i32 {
     let mm: u64 = ctx.arg(0);
     let member: i32 = ctx.arg(1);
     let slot = this_cpu_slot();
+    let epoch = current_epoch();
     // Keyed by mm: an mm belongs to one process, and exit and exec clear
     // the slots of the process whose mm they free, so a match needs no
     // helper call to learn who is running.
-    if slot.mm != mm || slot.tgid == 0 {
+    if slot.mm != mm || slot.tgid == 0 || slot.state.epoch != epoch {
         let tgid = current_tgid();
         // Only the faulting task's own mm is attributed to it. Anything else
         // (reaping, khugepaged, remote access) is another process's memory
@@ -254,7 +262,7 @@ pub fn rss_stat_btf(ctx: BtfTracePointContext) -> i32 {
             bump(stat::FOREIGN_MM);
             return 0;
         }
-        switch_slot(slot, tgid, mm, |m| read_counter(mm, m));
+        switch_slot(slot, tgid, mm, epoch, |m| read_counter(mm, m));
     }
     if slot.ceiling == 0 {
         // Not governed: reading the counter is most of this program's cost
@@ -276,6 +284,12 @@ pub fn rss_stat_btf(ctx: BtfTracePointContext) -> i32 {
         account(slot, member as usize, v);
     }
     0
+}
+
+/// The agent's count of attachments (an array lookup the verifier inlines).
+#[inline(always)]
+fn current_epoch() -> u64 {
+    PRECISE.get(precise::EPOCH).copied().unwrap_or(0)
 }
 
 /// Ungoverned processes are read on every this-many rss_stat events
@@ -302,7 +316,7 @@ pub fn rss_stat_tp(ctx: TracePointContext) -> i32 {
     if slot.tgid != tgid {
         // No mm pointer here; the counters of the other members are learned
         // as they change.
-        switch_slot(slot, tgid, 0, |_| None);
+        switch_slot(slot, tgid, 0, current_epoch(), |_| None);
     }
     let pages = if size < 0 { 0 } else { (size as u64) >> 12 };
     account(slot, member as usize, pages);

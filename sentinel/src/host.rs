@@ -38,6 +38,8 @@ pub struct LiveHost {
     /// New freezes use it (`agent.freezer`); otherwise SIGSTOP.
     pub freeze_with_freezer: bool,
     cgfs: CgroupFs,
+    /// /proc/meminfo and PSI, kept open for the host timer.
+    files: std::sync::Mutex<host::HostFiles>,
     /// Woken when a grace starts, so that the agent watches graces closely
     /// only while there are any.
     pub grace_started: Arc<tokio::sync::Notify>,
@@ -56,8 +58,16 @@ impl LiveHost {
             freezer,
             freeze_with_freezer,
             cgfs: CgroupFs::detect(),
+            files: Default::default(),
             grace_started: Arc::default(),
         }
+    }
+}
+
+impl LiveHost {
+    fn files(&self) -> std::sync::MutexGuard<'_, host::HostFiles> {
+        // A panic while reading leaves nothing half-written that matters.
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -117,13 +127,14 @@ impl Host for LiveHost {
     }
 
     fn meminfo(&self) -> Option<HostMem> {
-        host::read_meminfo()
+        self.files()
+            .meminfo()
             .inspect_err(|e| tracing::debug!("reading /proc/meminfo: {e}"))
             .ok()
     }
 
     fn psi_some(&self) -> Option<Psi> {
-        host::read_psi_some()
+        self.files().psi_some()
     }
 
     fn cgroup_limit(&self, path: &str) -> Option<u64> {
@@ -161,6 +172,13 @@ impl Host for LiveHost {
         };
         if let Err(e) = probes.set_tripwire(pid, start_time, wire) {
             tracing::warn!(pid, "arming the tripwire failed: {e}");
+        }
+    }
+
+    fn set_precise(&mut self, on: bool) -> Result<(), String> {
+        match self.probes.as_mut() {
+            Some(probes) => probes.set_precise(on),
+            None => Err("no eBPF probes are loaded".into()),
         }
     }
 

@@ -46,6 +46,8 @@ pub enum AgentError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the host timer's thread: {0}")]
+    Clock(std::io::Error),
     #[error("agent.{key}: no group named `{name}` on this host")]
     NoSuchGroup { key: &'static str, name: String },
 }
@@ -114,11 +116,13 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         socket = %s.socket,
         "sentinel running"
     );
-    if let Some(ring) = s.ring {
-        tasks::events(ring, sentinel.clone());
+    if let Some((ring, precise)) = s.ring {
+        tasks::events(ring, precise, sentinel.clone());
     }
     tasks::pressure(sentinel.clone(), s.cfg.host.psi_stall);
-    tasks::timers(sentinel.clone(), tasks::Intervals::of(&s.cfg, mode));
+    let every = tasks::Intervals::of(&s.cfg, mode, s.lifecycle);
+    let clock = tasks::host_clock(sentinel.clone(), every).map_err(AgentError::Clock)?;
+    tasks::timers(sentinel.clone(), every);
     tasks::reload_on_hangup(sentinel.clone(), opts.config_path.clone());
     let listener = socket::bind(&s.socket, s.socket_group).await?;
     if let Some(t) = &s.cfg.api.tcp {
@@ -133,6 +137,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         tasks::shutdown(),
     )
     .await;
+    clock.stop();
     // A plain stop keeps what was frozen frozen, for the next start to
     // take back; each is said, in the log and the journal.
     let left = sentinel.leave_frozen();

@@ -34,7 +34,20 @@ pub struct Started {
     pub tcp: Option<TlsListener>,
     pub metrics: Option<tokio::net::TcpListener>,
     pub alerting: Option<Arc<Alerting>>,
-    pub ring: Option<aya::maps::RingBuf<aya::maps::MapData>>,
+    /// The ring buffer, and whether the per-fault probe is attached (its
+    /// reader drains less often while it rests).
+    pub ring: Option<(
+        aya::maps::RingBuf<aya::maps::MapData>,
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+    )>,
+    /// The kernel reports every fork, exec and exit.
+    pub lifecycle: bool,
+}
+
+fn startup_probe_attached(probes: &Option<Probes>, name: &str) -> bool {
+    probes
+        .as_ref()
+        .is_some_and(|p| p.status.iter().any(|s| s.name == name && s.attached))
 }
 
 /// `SENTINEL_MEASURE_DISPATCH_ONLY=1`: the benchmark's instrument for the
@@ -278,10 +291,20 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
 
     let mut degraded = Vec::new();
     let (mut probes, mode) = load_probes(&cfg, opts.no_ebpf, &mut degraded);
-    let ring = probes.as_mut().and_then(|p| p.events.take());
+    let ring = probes
+        .as_mut()
+        .and_then(|p| Some((p.events.take()?, p.precise_flag())));
     let journal = open_journal(&cfg, &mut degraded);
     namespace_note(opts, &mut degraded);
     let connections = descriptors(&cfg, &mut degraded);
+    let lifecycle = mode == Mode::Ebpf
+        && [
+            "sched_process_fork",
+            "sched_process_exec",
+            "sched_process_exit",
+        ]
+        .iter()
+        .all(|name| startup_probe_attached(&probes, name));
     let startup = Startup {
         mode,
         degraded_reason: degraded.join("; "),
@@ -338,5 +361,6 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
         metrics,
         alerting,
         ring,
+        lifecycle,
     })
 }

@@ -3,7 +3,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::{Duration, Instant},
 };
 
@@ -21,10 +21,10 @@ use crate::{
 
 /// Kernel events: drained from the ring buffer, handed to the engine in
 /// batches.
-pub fn events(ring: RingBuf<MapData>, sentinel: Arc<Sentinel>) {
+pub fn events(ring: RingBuf<MapData>, precise: Arc<AtomicBool>, sentinel: Arc<Sentinel>) {
     let (tx, mut rx) = mpsc::channel(1024);
     tokio::spawn(async move {
-        if let Err(e) = ringbuf::forward(ring, tx).await {
+        if let Err(e) = ringbuf::forward(ring, precise, tx).await {
             tracing::error!("ring buffer reader stopped: {e}");
         }
     });
@@ -39,54 +39,114 @@ pub fn events(ring: RingBuf<MapData>, sentinel: Arc<Sentinel>) {
 #[derive(Debug, Clone, Copy)]
 pub struct Intervals {
     pub rescan: Duration,
+    /// The full /proc pass when the kernel reports forks, execs and exits.
+    pub reconcile: Duration,
+    /// The kernel reports forks, execs and exits: /proc is listed in full
+    /// only every `reconcile`.
+    pub lifecycle: bool,
     pub poll: Duration,
     pub tick: Duration,
+    /// The host timer while the per-fault probe rests.
+    pub rest: Duration,
     pub mode: Mode,
 }
 
 impl Intervals {
-    pub fn of(cfg: &Config, mode: Mode) -> Self {
+    pub fn of(cfg: &Config, mode: Mode, lifecycle: bool) -> Self {
         Self {
             rescan: cfg.agent.rescan_interval,
+            reconcile: cfg.agent.reconcile_interval,
+            lifecycle,
             poll: cfg.agent.poll_interval,
             tick: cfg.host.interval,
+            rest: cfg.agent.rest_interval,
             mode,
         }
     }
 }
 
-/// The agent's clock: the host tick and admission pass, the /proc rescan,
-/// polling where eBPF is not loaded, and the grace watch while a grace runs.
+/// The host tick and admission pass, on a thread of their own: a tokio
+/// timer wakes its runtime two or three times per tick (the wheel's
+/// levels), and an idle agent's cost is mostly wake-ups. Its period
+/// follows the instrument: `rest` while the per-fault probe rests.
+pub fn host_clock(sentinel: Arc<Sentinel>, every: Intervals) -> std::io::Result<HostClock> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    // In the runtime's context, as the tick was on a worker before: what a
+    // decision sets off may spawn tasks.
+    let runtime = tokio::runtime::Handle::current();
+    let thread = std::thread::Builder::new()
+        .name("sentinel-tick".into())
+        .spawn(move || {
+            let _context = runtime.enter();
+            loop {
+                let period = if sentinel.at_rest() {
+                    every.rest
+                } else {
+                    every.tick
+                };
+                // Sleeps the period; the sender dropped ends it at once.
+                if stopped.recv_timeout(period) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    return;
+                }
+                sentinel.tick();
+                sentinel.admission.pass(&sentinel);
+            }
+        })?;
+    Ok(HostClock {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+/// The host timer's thread, stopped before the agent leaves: it holds the
+/// engine, and the journal closes cleanly only once nothing does.
+pub struct HostClock {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HostClock {
+    pub fn stop(mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The agent's other clocks: the /proc rescan, polling where eBPF is not
+/// loaded, and the grace watch while a grace runs.
 pub fn timers(sentinel: Arc<Sentinel>, every: Intervals) {
     let grace_started = sentinel.grace_started();
     tokio::spawn(async move {
         let mut rescan = tokio::time::interval(every.rescan);
         let mut poll = tokio::time::interval(every.poll);
-        let mut tick = tokio::time::interval(every.tick);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // SIGKILL after a grace lands within this of its deadline. Watched
         // only while a grace runs: an idle agent should not wake 100 times
         // a second.
         let mut graces = tokio::time::interval(Duration::from_millis(10));
         graces.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut in_grace = false;
+        let mut last_full = Instant::now();
         loop {
             tokio::select! {
                 () = grace_started.notified() => in_grace = true,
                 _ = graces.tick(), if in_grace => in_grace = sentinel.expire_graces(),
-                // Inline: a /proc/meminfo read and in-memory checks, shorter
-                // than handing them to another thread.
-                _ = tick.tick() => {
-                    sentinel.tick();
-                    sentinel.admission.pass(&sentinel);
-                }
                 _ = rescan.tick() => {
                     let s = sentinel.clone();
+                    let full = !every.lifecycle || last_full.elapsed() >= every.reconcile;
+                    if full {
+                        last_full = Instant::now();
+                    }
                     // /proc is listed without holding the engine, so that a
                     // large /proc does not stall event handling.
                     let _ = tokio::task::spawn_blocking(move || {
-                        let pids = procfs::list_pids().unwrap_or_default();
-                        s.rescan(pids)
+                        if full {
+                            let pids = procfs::list_pids().unwrap_or_default();
+                            s.rescan(pids)
+                        } else {
+                            s.recheck()
+                        }
                     }).await;
                 }
                 _ = poll.tick(), if every.mode == Mode::Polling => {

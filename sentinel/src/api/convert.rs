@@ -4,7 +4,7 @@
 use sentinel_api::pb;
 use sentinel_core::{
     decision::Decision,
-    engine::{GpuDeviceView, OpError, QueuedView},
+    engine::{GpuDeviceView, Instrument, Mode, OpError, QueuedView},
     policy::Level,
 };
 use tonic::Status;
@@ -68,7 +68,18 @@ pub fn status(
     admission: (usize, u64, [usize; 5]),
 ) -> pb::Status {
     let (host, c) = (o.host, o.counters);
+    let ins = &o.instrument;
+    let wide = ins.instrument == Instrument::Wide;
+    let instrument = match o.startup.mode {
+        Mode::Polling => "procfs-polling",
+        Mode::Ebpf => ins.instrument.as_str(),
+    };
     pb::Status {
+        instrument: instrument.to_string(),
+        instrument_reason: ins.why.clone(),
+        precise_attachments: ins.armed,
+        reach_bytes: ins.reach_bytes,
+        instrument_seconds: o.instrument_seconds,
         version: env!("CARGO_PKG_VERSION").to_string(),
         mode: o.startup.mode.as_str().to_string(),
         degraded_reason: o.startup.degraded_reason,
@@ -76,10 +87,18 @@ pub fn status(
             .startup
             .probes
             .iter()
-            .map(|p| pb::Probe {
-                name: p.name.to_string(),
-                attached: p.attached,
-                detail: p.detail.clone(),
+            .map(|p| {
+                // Loaded, but detached while nothing is within reach.
+                let resting = wide && p.name == "rss_stat" && p.attached;
+                pb::Probe {
+                    name: p.name.to_string(),
+                    attached: p.attached && !resting,
+                    detail: if resting {
+                        format!("{} (detached: no line within reach; the wide watch reads the governed scopes)", p.detail)
+                    } else {
+                        p.detail.clone()
+                    },
+                }
             })
             .collect(),
         tracked_processes: o.tracked as u64,

@@ -56,7 +56,7 @@ fn json(s: &pb::Status) -> serde_json::Value {
         .iter()
         .map(|p| serde_json::json!({"name": p.name, "attached": p.attached, "detail": p.detail}))
         .collect();
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "version": s.version, "mode": s.mode, "degraded_reason": s.degraded_reason,
         "probes": probes, "tracked_processes": s.tracked_processes, "rules": s.rules,
         "dry_run": s.dry_run, "last_decision_seq": s.last_decision_seq,
@@ -82,7 +82,17 @@ fn json(s: &pb::Status) -> serde_json::Value {
             "index": g.index, "uuid": g.uuid, "name": g.name, "total_bytes": g.total_bytes,
             "used_bytes": g.used_bytes, "level": g.level, "error": g.error,
         })).collect::<Vec<_>>(),
-    })
+    });
+    // In a second object: one macro call this long passes the recursion limit.
+    let instrument = serde_json::json!({
+        "instrument": s.instrument, "instrument_reason": s.instrument_reason,
+        "instrument_seconds": s.instrument_seconds,
+        "precise_attachments": s.precise_attachments, "reach_bytes": s.reach_bytes,
+    });
+    if let (Some(all), serde_json::Value::Object(more)) = (v.as_object_mut(), instrument) {
+        all.extend(more);
+    }
+    v
 }
 
 /// Version, mode, the host's memory and pressure, crash loops.
@@ -98,6 +108,11 @@ fn agent_and_host(out: &mut impl Write, s: &pb::Status) -> std::io::Result<()> {
     if !s.degraded_reason.is_empty() {
         writeln!(out, "degraded: {}", s.degraded_reason)?;
     }
+    writeln!(
+        out,
+        "instrument: {} for {:.0}s, attached {} times ({})",
+        s.instrument, s.instrument_seconds, s.precise_attachments, s.instrument_reason
+    )?;
     writeln!(
         out,
         "host: {} available of {}; used {} of its {} line, level {}; memory pressure {}",
@@ -149,7 +164,12 @@ fn tracking(out: &mut impl Write, s: &pb::Status) -> std::io::Result<()> {
         s.probe_events, s.lost_events, s.tripwire_fires
     )?;
     for p in &s.probes {
-        let mark = if p.attached { "ok  " } else { "MISS" };
+        let resting = p.name == "rss_stat" && s.instrument == "wide";
+        let mark = match (p.attached, resting) {
+            (true, _) => "ok  ",
+            (false, true) => "rest",
+            (false, false) => "MISS",
+        };
         writeln!(out, "  {mark} {:<20} {}", p.name, p.detail)?;
     }
     Ok(())

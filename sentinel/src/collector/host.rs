@@ -32,6 +32,82 @@ pub fn read_meminfo() -> io::Result<HostMem> {
     Ok(parse_meminfo(&fs::read_to_string("/proc/meminfo")?))
 }
 
+/// A /proc file kept open and read again from its start: the host timer
+/// reads meminfo and PSI several times a second, and an idle agent's cost
+/// is mostly such calls (open, stat, close each time otherwise).
+pub struct Reread {
+    path: String,
+    file: Option<fs::File>,
+    text: String,
+}
+
+impl Reread {
+    pub fn new(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            file: None,
+            text: String::new(),
+        }
+    }
+
+    /// The file's whole text now.
+    pub fn read(&mut self) -> io::Result<&str> {
+        use std::os::unix::fs::FileExt;
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(fs::File::open(&self.path)?),
+        };
+        // A seq file is generated afresh by a read at offset 0.
+        let mut buf = std::mem::take(&mut self.text).into_bytes();
+        buf.clear();
+        buf.resize(buf.capacity().max(4096), 0);
+        let mut len = 0;
+        loop {
+            if len == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+            match file.read_at(&mut buf[len..], len as u64) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.file = None;
+                    return Err(e);
+                }
+            }
+        }
+        buf.truncate(len);
+        self.text =
+            String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(&self.text)
+    }
+}
+
+/// /proc/meminfo and the memory PSI file, kept open.
+pub struct HostFiles {
+    meminfo: Reread,
+    psi: Reread,
+}
+
+impl Default for HostFiles {
+    fn default() -> Self {
+        Self {
+            meminfo: Reread::new("/proc/meminfo"),
+            psi: Reread::new(PSI_MEMORY),
+        }
+    }
+}
+
+impl HostFiles {
+    pub fn meminfo(&mut self) -> io::Result<HostMem> {
+        self.meminfo.read().map(parse_meminfo)
+    }
+
+    pub fn psi_some(&mut self) -> Option<Psi> {
+        parse_psi_some(self.psi.read().ok()?)
+    }
+}
+
 /// The share of the last 10 s in which some task (`kind` "some") or all
 /// tasks ("full") stalled on memory, in percent (PSI's `avg10`).
 pub fn parse_psi_avg10(text: &str, kind: &str) -> Option<f64> {
@@ -55,11 +131,10 @@ pub fn parse_psi_total(text: &str, kind: &str) -> Option<u64> {
 
 /// The `some` line; `None` when the kernel has no PSI (CONFIG_PSI off, or
 /// psi=0).
-pub fn read_psi_some() -> Option<Psi> {
-    let text = fs::read_to_string(PSI_MEMORY).ok()?;
+fn parse_psi_some(text: &str) -> Option<Psi> {
     Some(Psi {
-        avg10: parse_psi_avg10(&text, "some")?,
-        total_us: parse_psi_total(&text, "some")?,
+        avg10: parse_psi_avg10(text, "some")?,
+        total_us: parse_psi_total(text, "some")?,
     })
 }
 
@@ -126,6 +201,22 @@ impl AsFd for PsiTrigger {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_file_kept_open_is_read_whole_each_time() {
+        let dir = std::env::temp_dir().join(format!("sentinel-reread-{}", std::process::id()));
+        let long = "x".repeat(10_000);
+        std::fs::write(&dir, &long).unwrap();
+        let mut r = Reread::new(dir.display().to_string());
+        assert_eq!(r.read().unwrap(), long);
+        std::fs::write(&dir, "short").unwrap();
+        assert_eq!(r.read().unwrap(), "short");
+        std::fs::remove_file(&dir).unwrap();
+        let mut m = HostFiles::default();
+        let (a, b) = (m.meminfo().unwrap(), m.meminfo().unwrap());
+        assert!(a.total > 0 && a.total == b.total);
+    }
+
     use super::*;
 
     #[test]

@@ -8,7 +8,10 @@ use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use sentinel_core::{decision::DecisionKind, engine::ProcView};
+use sentinel_core::{
+    decision::DecisionKind,
+    engine::{Instrument, Mode, ProcView},
+};
 
 use super::{Grower, PREEMPT_ACTIONS, PREEMPT_OUTCOMES, Snapshot, render};
 use crate::{
@@ -67,6 +70,7 @@ fn preemption_counts(counts: &[(CountKey, u64)]) -> [[u64; 3]; 3] {
 /// operations, the journal and alerting; `top` growers at most.
 pub fn snapshot(sentinel: &Sentinel, alerting: Option<&Alerting>, top: usize) -> Snapshot {
     let o = sentinel.overview();
+    let wide = o.instrument.instrument == Instrument::Wide;
     let h = o.host;
     let top = sentinel.growers(top);
     let journal = sentinel.journal();
@@ -109,11 +113,18 @@ pub fn snapshot(sentinel: &Sentinel, alerting: Option<&Alerting>, top: usize) ->
         probe_events: o.counters.events,
         lost_events: o.counters.lost_events,
         tripwire_fires: o.counters.tripwire_fires,
+        precise_attached: !wide && o.startup.mode == Mode::Ebpf,
+        precise_attachments: o.instrument.armed,
         probes: o
             .startup
             .probes
             .iter()
-            .map(|p| (p.name.to_string(), p.attached))
+            .map(|p| {
+                (
+                    p.name.to_string(),
+                    p.attached && !(wide && p.name == "rss_stat"),
+                )
+            })
             .collect(),
         top: growers(top),
         decisions: decision_counts(&counts),

@@ -53,6 +53,11 @@ pub struct Snapshot {
     /// `PREEMPT_ACTIONS` and `PREEMPT_OUTCOMES`.
     pub preemptions: [[u64; 3]; 3],
     pub tripwire_fires: u64,
+    /// The per-fault probe is attached now (something is within reach of
+    /// a line, or it is always on).
+    pub precise_attached: bool,
+    /// Times it was attached after start.
+    pub precise_attachments: u64,
     pub kernel_oom_kills: u64,
     pub probe_events: u64,
     pub lost_events: u64,
@@ -237,6 +242,18 @@ pub fn render(s: &Snapshot) -> String {
         s.tripwire_fires as f64,
     );
     e.single(
+        "sentinel_precise_probe_attached",
+        Type::Gauge,
+        "1 while the per-fault rss_stat probe and its tripwires are attached (a line is within reach); 0 while only the wide watch runs.",
+        f64::from(u8::from(s.precise_attached)),
+    );
+    e.single(
+        "sentinel_precise_probe_attachments_total",
+        Type::Counter,
+        "Times the per-fault probe was attached because a line came within reach.",
+        s.precise_attachments as f64,
+    );
+    e.single(
         "sentinel_kernel_oom_kills_total",
         Type::Counter,
         "Kernel OOM kills seen (each one a miss).",
@@ -257,7 +274,7 @@ pub fn render(s: &Snapshot) -> String {
     e.family(
         "sentinel_probe_attached",
         Type::Gauge,
-        "Whether each probe is attached (0 means degraded).",
+        "Whether each probe is attached now (0 means degraded, except rss_stat while sentinel_precise_probe_attached is 0: it rests until a line comes within reach).",
     );
     for (name, attached) in &s.probes {
         e.sample(

@@ -5,14 +5,22 @@
 
 pub mod btf;
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        BtfTracePoint, TracePoint, tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
+    },
 };
-use sentinel_common::{MappedStats, Tripwire as TripwireEntry, globals, stat};
+use sentinel_common::{MappedStats, Tripwire as TripwireEntry, globals, precise, stat};
 use sentinel_core::engine::Tripwire;
 
 use self::btf::KernelOffsets;
@@ -52,10 +60,27 @@ pub struct LoadOptions {
 
 pub use sentinel_core::config::PROBE_NAMES;
 
+/// How rss_stat is attached, to detach it again.
+enum RssLink {
+    Btf(BtfTracePointLinkId),
+    Classic(TracePointLinkId),
+}
+
+/// The loaded rss_stat program: which of the two, and its link while
+/// attached.
+struct RssProgram {
+    btf: bool,
+    link: Option<RssLink>,
+}
+
 /// The loaded programs and the maps the agent keeps using.
 pub struct Probes {
     // Owns the programs; dropping it detaches them.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
+    rss: Option<RssProgram>,
+    precise_map: Array<MapData, u64>,
+    /// Whether rss_stat is attached, for the ring buffer's reader.
+    precise: Arc<AtomicBool>,
     pub status: Vec<ProbeStatus>,
     pub events: Option<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
@@ -148,13 +173,15 @@ impl Probes {
         let tracefs = ensure_tracefs();
         let exit_group_dead =
             tracefs_field_offset("sched", "sched_process_exit", "group_dead").unwrap_or(0);
+        let attach_pid = tracefs_field_offset("cgroup", "cgroup_attach_task", "pid").unwrap_or(0);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(globals::STEP_PAGES, &step_pages, true)
             .override_global(globals::LARGE_MMAP_BYTES, &opts.large_mmap_bytes, true)
             .override_global(globals::NR_CPUS, &nr_cpus, true)
             .override_global(globals::RSS_DISPATCH_ONLY, &dispatch_only, true)
-            .override_global(globals::EXIT_GROUP_DEAD_OFFSET, &exit_group_dead, true);
+            .override_global(globals::EXIT_GROUP_DEAD_OFFSET, &exit_group_dead, true)
+            .override_global(globals::ATTACH_PID_OFFSET, &attach_pid, true);
         let vals;
         if let Some(o) = o {
             vals = [
@@ -185,7 +212,7 @@ impl Probes {
             (_, Err(e)) => Err(format!("kernel BTF: {e}")),
         };
         let mut status = Vec::new();
-        let attach_btf = |ebpf: &mut Ebpf, prog: &str, tp: &str| -> Result<String, String> {
+        let load_btf = |ebpf: &mut Ebpf, prog: &str, tp: &str| -> Result<(), String> {
             let btf = kernel_btf.as_ref().map_err(|e| e.clone())?;
             let p: &mut BtfTracePoint = ebpf
                 .program_mut(prog)
@@ -193,21 +220,37 @@ impl Probes {
                 .try_into()
                 .map_err(|e| format!("{e}"))?;
             p.load(tp, btf)
-                .map_err(|e| format!("tp_btf/{tp} load: {e}"))?;
+                .map_err(|e| format!("tp_btf/{tp} load: {e}"))
+        };
+        let attach_btf = |ebpf: &mut Ebpf, prog: &str, tp: &str| -> Result<String, String> {
+            load_btf(ebpf, prog, tp)?;
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(prog)
+                .ok_or("program missing from the object")?
+                .try_into()
+                .map_err(|e| format!("{e}"))?;
             p.attach().map_err(|e| format!("tp_btf/{tp} attach: {e}"))?;
             Ok(format!("tp_btf/{tp}"))
         };
+        let load_tp = |ebpf: &mut Ebpf, prog: &str| -> Result<(), String> {
+            if let Err(e) = &tracefs {
+                return Err(e.clone());
+            }
+            let p: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .ok_or("program missing from the object")?
+                .try_into()
+                .map_err(|e| format!("{e}"))?;
+            p.load().map_err(|e| format!("load: {e}"))
+        };
         let attach_tp =
             |ebpf: &mut Ebpf, prog: &str, targets: &[(&str, &str)]| -> Result<String, String> {
-                if let Err(e) = &tracefs {
-                    return Err(e.clone());
-                }
+                load_tp(ebpf, prog)?;
                 let p: &mut TracePoint = ebpf
                     .program_mut(prog)
                     .ok_or("program missing from the object")?
                     .try_into()
                     .map_err(|e| format!("{e}"))?;
-                p.load().map_err(|e| format!("load: {e}"))?;
                 for (cat, name) in targets {
                     p.attach(cat, name)
                         .map_err(|e| format!("tracepoint/{cat}/{name}: {e}"))?;
@@ -234,15 +277,25 @@ impl Probes {
         let disabled = |name: &str| opts.disabled.iter().any(|d| d == name);
         let off = || Err("disabled in the config (agent.disable_probes)".to_string());
 
-        // rss_stat: tp_btf first (no record built per fault), classic second.
+        // rss_stat: tp_btf first (no record built per fault), classic
+        // second. Loaded here, attached below through `set_precise`, which
+        // keeps the link to detach it when nothing is near a line.
+        let mut rss_btf = None;
         let rss = if disabled("rss_stat") {
             off()
         } else {
-            attach_btf(&mut ebpf, "rss_stat_btf", "rss_stat").or_else(|btf_err| {
-                attach_tp(&mut ebpf, "rss_stat_tp", &[("kmem", "rss_stat")])
-                    .map(|how| format!("{how} (tp_btf unavailable: {btf_err})"))
-                    .map_err(|e| format!("tp_btf: {btf_err}; classic: {e}"))
-            })
+            match load_btf(&mut ebpf, "rss_stat_btf", "rss_stat") {
+                Ok(()) => {
+                    rss_btf = Some(true);
+                    Ok("tp_btf/rss_stat".to_string())
+                }
+                Err(btf_err) => load_tp(&mut ebpf, "rss_stat_tp")
+                    .map(|()| {
+                        rss_btf = Some(false);
+                        format!("tracepoint/kmem/rss_stat (tp_btf unavailable: {btf_err})")
+                    })
+                    .map_err(|e| format!("tp_btf: {btf_err}; classic: {e}")),
+            }
         };
         record("rss_stat", rss);
         let btf_probes = [
@@ -275,7 +328,7 @@ impl Probes {
         } else {
             off()
         };
-        let classic: [(&'static str, &str, (&str, &str)); 6] = [
+        let classic: [(&'static str, &str, (&str, &str)); 7] = [
             ("mmap", "sys_exit_mmap", ("syscalls", "sys_exit_mmap")),
             ("munmap", "sys_exit_munmap", ("syscalls", "sys_exit_munmap")),
             ("brk", "sys_exit_brk", ("syscalls", "sys_exit_brk")),
@@ -289,6 +342,11 @@ impl Probes {
                 "sched_process_exit",
                 "sched_process_exit",
                 ("sched", "sched_process_exit"),
+            ),
+            (
+                "cgroup_attach_task",
+                "cgroup_attach_task",
+                ("cgroup", "cgroup_attach_task"),
             ),
         ];
         for (name, prog, target) in classic {
@@ -311,15 +369,97 @@ impl Probes {
             let map = ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))?;
             T::try_from(map).map_err(|e| ProbeError::Map(name, e))
         }
-        Ok(Self {
+        let mut probes = Self {
+            rss: rss_btf.map(|btf| RssProgram { btf, link: None }),
+            precise: Arc::default(),
+            precise_map: take(&mut ebpf, "PRECISE")?,
             events: Some(take(&mut ebpf, "EVENTS")?),
             counters: take(&mut ebpf, "COUNTERS")?,
             faults: take(&mut ebpf, "FAULTS")?,
             mapped: take(&mut ebpf, "MAPPED")?,
             tripwires: take(&mut ebpf, "TRIPWIRES")?,
             status,
-            _ebpf: ebpf,
-        })
+            ebpf,
+        };
+        if probes.rss.is_some()
+            && let Err(e) = probes.set_precise(true)
+        {
+            tracing::warn!(probe = "rss_stat", "not attached: {e}");
+            probes.rss = None;
+            if let Some(s) = probes.status.iter_mut().find(|s| s.name == "rss_stat") {
+                s.attached = false;
+                s.detail = e;
+            }
+        }
+        Ok(probes)
+    }
+
+    /// Attaches or detaches rss_stat (and so every tripwire). Attaching
+    /// again starts a new epoch: what the program kept per process went
+    /// stale while it was detached, and is read afresh from each mm.
+    pub fn set_precise(&mut self, on: bool) -> Result<(), String> {
+        let Some(rss) = self.rss.as_mut() else {
+            return Err("rss_stat is not loaded".into());
+        };
+        if on == rss.link.is_some() {
+            return Ok(());
+        }
+        let name = if rss.btf {
+            "rss_stat_btf"
+        } else {
+            "rss_stat_tp"
+        };
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or("rss_stat missing from the object")?;
+        if let Some(link) = rss.link.take() {
+            let detached = match link {
+                RssLink::Btf(id) => {
+                    let p: &mut BtfTracePoint = program.try_into().map_err(|e| format!("{e}"))?;
+                    p.detach(id)
+                }
+                RssLink::Classic(id) => {
+                    let p: &mut TracePoint = program.try_into().map_err(|e| format!("{e}"))?;
+                    p.detach(id)
+                }
+            };
+            detached.map_err(|e| format!("detaching rss_stat: {e}"))?;
+            self.precise.store(false, Ordering::Relaxed);
+            let _ = self.precise_map.set(precise::RESTING, 1, 0);
+            return Ok(());
+        }
+        let epoch = self.precise_map.get(&precise::EPOCH, 0).unwrap_or(0);
+        self.precise_map
+            .set(precise::EPOCH, epoch.wrapping_add(1), 0)
+            .map_err(|e| format!("PRECISE: {e}"))?;
+        let link = if rss.btf {
+            let p: &mut BtfTracePoint = program.try_into().map_err(|e| format!("{e}"))?;
+            RssLink::Btf(
+                p.attach()
+                    .map_err(|e| format!("tp_btf/rss_stat attach: {e}"))?,
+            )
+        } else {
+            let p: &mut TracePoint = program.try_into().map_err(|e| format!("{e}"))?;
+            RssLink::Classic(
+                p.attach("kmem", "rss_stat")
+                    .map_err(|e| format!("tracepoint/kmem/rss_stat attach: {e}"))?,
+            )
+        };
+        rss.link = Some(link);
+        self.precise.store(true, Ordering::Relaxed);
+        let _ = self.precise_map.set(precise::RESTING, 0, 0);
+        Ok(())
+    }
+
+    /// Follows whether rss_stat is attached.
+    pub fn precise_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.precise)
+    }
+
+    /// Whether rss_stat is attached now.
+    pub fn precise_attached(&self) -> bool {
+        self.rss.as_ref().is_some_and(|r| r.link.is_some())
     }
 
     /// True when resident-set changes arrive from the kernel.

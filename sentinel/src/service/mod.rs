@@ -16,8 +16,8 @@ use sentinel_core::{
     config::Config,
     decision::{Decision, ScopeKind},
     engine::{
-        Applied, Engine, GpuDeviceView, HostView, Mode, OpError, PolicyError, ProcDetail,
-        ProcQuery, ProcView, PsiArmed, QueuedView, SortKey,
+        Applied, Engine, GpuDeviceView, HostView, InstrumentView, Mode, OpError, PolicyError,
+        ProcDetail, ProcQuery, ProcView, PsiArmed, QueuedView, SortKey,
     },
     model::GpuSample,
     policy::restarts::CrashLoop,
@@ -74,6 +74,10 @@ pub struct Overview {
     /// Crash loops, each with the seconds since its last preemption.
     pub crash_loops: Vec<(CrashLoop, f64)>,
     pub gpu: GpuOverview,
+    /// Which instrument watches memory, and why.
+    pub instrument: InstrumentView,
+    /// Seconds the current instrument has been in use.
+    pub instrument_seconds: f64,
 }
 
 /// What an alert reported, to be checked against now.
@@ -141,6 +145,11 @@ impl Sentinel {
         self.engine().handle_batch(batch);
     }
 
+    /// Whether the per-fault probe rests (the host timer slows down).
+    pub fn at_rest(&self) -> bool {
+        self.engine().at_rest()
+    }
+
     pub fn tick(&self) {
         self.engine().tick(mono_now());
     }
@@ -152,6 +161,11 @@ impl Sentinel {
 
     pub fn rescan(&self, pids: Vec<u32>) {
         self.engine().rescan(pids);
+    }
+
+    /// Between full passes: identity checks only.
+    pub fn recheck(&self) {
+        self.engine().recheck();
     }
 
     pub fn poll(&self) {
@@ -238,6 +252,8 @@ impl Sentinel {
                 .map(|p| p.counters())
                 .unwrap_or_default(),
             host: e.host_view(),
+            instrument: e.instrument(),
+            instrument_seconds: (now - e.instrument().since).max(0.0),
             process_levels,
             frozen,
             queued: e.queue_views(),

@@ -228,6 +228,25 @@ pub struct Status {
     /// scheduled, not runaways), in the order each limit resumes them.
     #[prost(message, repeated, tag = "31")]
     pub queued: ::prost::alloc::vec::Vec<QueuedProcess>,
+    /// Which instrument watches memory: "precise" (the per-fault rss_stat
+    /// probe and its tripwires attached), "wide" (only the host timer's reads
+    /// of the scopes that have a line, while none is within reach) or
+    /// "procfs-polling".
+    #[prost(string, tag = "32")]
+    pub instrument: ::prost::alloc::string::String,
+    /// Why: the scope nearest its line, how far below it, and the reach.
+    #[prost(string, tag = "33")]
+    pub instrument_reason: ::prost::alloc::string::String,
+    /// Times the precise probe was attached after start.
+    #[prost(uint64, tag = "34")]
+    pub precise_attachments: u64,
+    /// Growth the wide watch cannot miss between two looks: a line nearer
+    /// than this attaches the precise probe.
+    #[prost(uint64, tag = "35")]
+    pub reach_bytes: u64,
+    /// Seconds the current instrument has been in use.
+    #[prost(double, tag = "36")]
+    pub instrument_seconds: f64,
 }
 /// A process waiting for memory at a shared limit: frozen while others
 /// finish, resumed as memory frees.

@@ -35,7 +35,7 @@ pub const DEFAULT_JOURNAL: &str = "/var/lib/sentinel/journal.redb";
 
 /// Every probe name, as status reports them; `agent.disable_probes` takes
 /// these.
-pub const PROBE_NAMES: [&str; 9] = [
+pub const PROBE_NAMES: [&str; 10] = [
     "rss_stat",
     "page_fault_user",
     "sched_process_fork",
@@ -45,6 +45,7 @@ pub const PROBE_NAMES: [&str; 9] = [
     "oom_mark_victim",
     "sched_process_exec",
     "sched_process_exit",
+    "cgroup_attach_task",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +198,30 @@ impl Default for HostPolicy {
     }
 }
 
+/// When the per-fault probe runs. Its cost is the kernel's dispatch on
+/// every page fault of the machine (about 3% of a fault storm), whatever
+/// the program does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PreciseProbe {
+    /// Only while some process, cgroup or the host is within reach of a
+    /// line (`fastest_growth` over one `rest_interval` and the time to
+    /// attach); otherwise the wide watch reads the governed scopes'
+    /// figures on the host timer.
+    Auto,
+    /// Always: every process's movement is reported as it happens.
+    Always,
+}
+
+impl PreciseProbe {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Always => "always",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentSettings {
     pub socket: String,
@@ -205,8 +230,22 @@ pub struct AgentSettings {
     pub reaction_horizon: Duration,
     /// Resident-set movement that makes the kernel report a process.
     pub step_bytes: u64,
-    /// Full /proc rescan (discovery and reconciliation).
+    /// Identity checks (a process moved to another cgroup); under polling,
+    /// or without the fork/exec/exit probes, also the full /proc pass that
+    /// discovers processes.
     pub rescan_interval: Duration,
+    /// With the kernel reporting forks, execs and exits: how often /proc is
+    /// still listed in full, to reconcile anything an event missed.
+    pub reconcile_interval: Duration,
+    /// When the per-fault `rss_stat` probe (and its tripwire) is attached.
+    pub precise_probe: PreciseProbe,
+    /// How often the wide watch looks while the per-fault probe rests (the
+    /// host timer's period then; `host.interval` while it is attached).
+    pub rest_interval: Duration,
+    /// The fastest a process can grow on this machine (bytes per second):
+    /// what the wide watch assumes between two looks when it decides that
+    /// nothing is within reach of a line.
+    pub fastest_growth: u64,
     /// Sampling of rule-matched processes when eBPF is unavailable.
     pub poll_interval: Duration,
     /// How much history each process keeps for its slope.
@@ -270,6 +309,12 @@ impl Default for AgentSettings {
             reaction_horizon: Duration::from_millis(20),
             step_bytes: 1 << 20,
             rescan_interval: Duration::from_secs(2),
+            reconcile_interval: Duration::from_secs(60),
+            precise_probe: PreciseProbe::Auto,
+            rest_interval: Duration::from_millis(250),
+            // A page-fault storm on one CPU of this machine kind faults about
+            // 2.5 GB/s; two CPUs and transparent huge pages leave room above.
+            fastest_growth: 8 << 30,
             poll_interval: Duration::from_millis(100),
             history: Duration::from_secs(10),
             dry_run: false,

@@ -106,6 +106,10 @@ struct RawAgent {
     reaction_horizon: Option<Span>,
     step: Option<ByteSize>,
     rescan_interval: Option<Span>,
+    reconcile_interval: Option<Span>,
+    precise_probe: Option<super::PreciseProbe>,
+    rest_interval: Option<Span>,
+    fastest_growth: Option<ByteSize>,
     poll_interval: Option<Span>,
     history: Option<Span>,
     dry_run: Option<bool>,
@@ -198,6 +202,13 @@ impl Config {
                 .unwrap_or(d.reaction_horizon),
             step_bytes: a.step.map(|s| s.0).unwrap_or(d.step_bytes),
             rescan_interval: a.rescan_interval.map(|s| s.0).unwrap_or(d.rescan_interval),
+            reconcile_interval: a
+                .reconcile_interval
+                .map(|s| s.0)
+                .unwrap_or(d.reconcile_interval),
+            precise_probe: a.precise_probe.unwrap_or(d.precise_probe),
+            rest_interval: a.rest_interval.map(|s| s.0).unwrap_or(d.rest_interval),
+            fastest_growth: a.fastest_growth.map(|s| s.0).unwrap_or(d.fastest_growth),
             poll_interval: a.poll_interval.map(|s| s.0).unwrap_or(d.poll_interval),
             history: a.history.map(|s| s.0).unwrap_or(d.history),
             dry_run: a.dry_run.unwrap_or(d.dry_run),
@@ -253,6 +264,17 @@ impl Config {
         }
         if agent.reaction_horizon > Duration::from_secs(60) {
             return Err(range_err("reaction_horizon", "must be at most 60s"));
+        }
+        positive("rescan_interval", agent.rescan_interval)?;
+        positive("reconcile_interval", agent.reconcile_interval)?;
+        if agent.fastest_growth < 1 << 20 {
+            return Err(range_err(
+                "fastest_growth",
+                "must be at least 1MiB (bytes per second)",
+            ));
+        }
+        if agent.rest_interval < Duration::from_millis(10) {
+            return Err(range_err("rest_interval", "must be at least 10ms"));
         }
         if agent.poll_interval < Duration::from_millis(10) {
             return Err(range_err("poll_interval", "must be at least 10ms"));

@@ -30,6 +30,8 @@ pub fn keep_start_only(new: &mut Config, running: &Config) -> Vec<&'static str> 
     keep!(agent.disable_probes => "agent.disable_probes");
     keep!(agent.poll_interval => "agent.poll_interval");
     keep!(agent.rescan_interval => "agent.rescan_interval");
+    keep!(agent.reconcile_interval => "agent.reconcile_interval");
+    keep!(agent.rest_interval => "agent.rest_interval");
     keep!(agent.lock_memory => "agent.lock_memory");
     keep!(agent.freezer => "agent.freezer");
     keep!(host.interval => "host.interval");

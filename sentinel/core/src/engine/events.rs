@@ -63,8 +63,11 @@ impl<H: Host> Engine<H> {
                 // memory history) no longer applies, so it is read afresh as
                 // a new process. Typical case: a child forked from a big
                 // parent moves into its cgroup, then execs.
-                if self.forget(e.tgid) {
+                if self.forget(e.tgid) && !self.at_rest() {
                     self.discover(e.tgid);
+                }
+                if self.at_rest() {
+                    self.discover_now(e.tgid, t);
                 }
             }
             Some(EventKind::OomVictim) => self.record_oom(e.tgid),
@@ -85,6 +88,15 @@ impl<H: Host> Engine<H> {
                 {
                     self.forget(child);
                 }
+                if let Ok(child) = u32::try_from(e.aux)
+                    && self.at_rest()
+                {
+                    self.discover_now(child, t);
+                }
+            }
+            Some(EventKind::Moved) => {
+                let pid = self.host.tgid(e.tgid).unwrap_or(e.tgid);
+                self.on_moved(pid, t);
             }
             Some(EventKind::LargeMmap) => {
                 tracing::debug!(pid = e.tgid, bytes = e.aux, "large mmap");
@@ -175,6 +187,18 @@ impl<H: Host> Engine<H> {
                 self.observe(pid, mem, now);
             }
         }
+    }
+
+    /// Between full passes, when the kernel reports forks, execs and
+    /// exits: only what those events cannot tell (a cgroup move), and
+    /// limits read afresh. Its cost follows the processes that moved
+    /// memory lately, not all of them.
+    pub fn recheck(&mut self) {
+        self.group_limits.clear();
+        let now = self.host.now();
+        let quiet_after = self.cfg.agent.rescan_interval.as_secs_f64() * 5.0;
+        self.check_identities(quiet_after, now);
+        self.resume_cleared(now);
     }
 
     /// What events cannot tell: a pid now held by another process (polling

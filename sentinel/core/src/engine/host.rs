@@ -100,6 +100,9 @@ pub trait Host {
     /// that started at `start_time`: a later process reusing the pid is
     /// not stopped by it.
     fn set_tripwire(&mut self, pid: u32, start_time: u64, wire: Tripwire);
+    /// Attaches (or detaches) the per-fault probe that reports every
+    /// process's movement and fires the tripwires.
+    fn set_precise(&mut self, on: bool) -> Result<(), String>;
     /// Journals `d` (durably, before anyone is told) and returns it with
     /// its sequence number.
     fn record(&mut self, d: Decision) -> Decision;

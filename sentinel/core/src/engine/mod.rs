@@ -19,6 +19,7 @@ mod ops;
 mod pressure;
 mod process;
 mod queue;
+mod reach;
 mod resume;
 mod schedule;
 mod scopes;
@@ -37,13 +38,14 @@ pub use gpu::{GpuDeviceView, GpuState, device_of_rule, rule_of};
 pub use host::{CgroupPaths, Host, Signal, Tripwire};
 pub use ops::{Applied, OpError, PolicyError};
 pub use pressure::PsiArmed;
+pub use reach::{DISARM_AFTER_SECS, Instrument, InstrumentView};
 pub use schedule::QueuedView;
 pub use scopes::{effective_limit, is_within};
 pub use shared::tree_root;
 pub use table::{ProcState, tripwire_ceiling};
 pub use views::{HostView, ProcDetail, ProcQuery, ProcView, SortKey};
 
-use self::{scopes::HostState, shared::ScopeState, table::Proc};
+use self::{reach::InstrumentState, scopes::HostState, shared::ScopeState, table::Proc};
 use crate::{
     config::Config,
     decision::ScopeKind,
@@ -178,6 +180,8 @@ pub struct Engine<H: Host> {
     /// When [`Engine::start`] ran: until what runs has shown its growth,
     /// nobody queued is let in.
     started_at: Option<f64>,
+    /// Which instrument watches memory, and why.
+    instrument: InstrumentState,
 }
 
 impl<H: Host> Engine<H> {
@@ -187,6 +191,7 @@ impl<H: Host> Engine<H> {
         }
         let restarts = Restarts::new(cfg.agent.crash_loop);
         let history = cfg.agent.history.as_secs_f64();
+        let instrument = InstrumentState::new(opts.mode, cfg.agent.precise_probe);
         Self {
             host,
             cfg,
@@ -205,6 +210,7 @@ impl<H: Host> Engine<H> {
             policy_not_in_use: Vec::new(),
             kernel_oom_kills: 0,
             started_at: None,
+            instrument,
         }
     }
 
@@ -281,11 +287,13 @@ impl<H: Host> Engine<H> {
     pub fn apply_config(&mut self, mut cfg: Config) -> Vec<&'static str> {
         let start_only = crate::config::keep_start_only(&mut cfg, &self.cfg);
         self.restarts.set_rule(cfg.agent.crash_loop);
+        let setting = cfg.agent.precise_probe;
         self.cfg = cfg;
         self.rebind_all();
         // A raised limit may have cleared a frozen process's pressure, and
         // a queue may have lost what it waited for.
         let now = self.host.now();
+        self.set_precise_probe(setting, now);
         self.resume_cleared(now);
         self.resume_queued(now);
         start_only

@@ -215,6 +215,7 @@ impl<H: Host> Engine<H> {
         self.resume_queued(now);
         self.escalate_long_freezes(now);
         self.restarts.prune(now);
+        self.watch_wide(now);
         let moved = self
             .host_state
             .used()
@@ -227,6 +228,7 @@ impl<H: Host> Engine<H> {
         if (moved || settling) && self.host_near_a_line() {
             self.evaluate_host(now);
         }
+        self.choose_instrument(now);
     }
 
     /// How far up the ladder the named rule of `scope` may go now.

@@ -111,6 +111,13 @@ pub struct FakeHost {
     pub signal_error: Option<String>,
     /// Freezes go through a cgroup v1 freezer, as on hosts that have one.
     pub freezer: bool,
+    /// The per-fault probe is detached: no memory event, no tripwire (the
+    /// agent loads it attached).
+    pub precise_detached: bool,
+    /// Each attach (true) and detach (false) the engine asked for, and when.
+    pub precise_switches: Vec<(f64, bool)>,
+    /// Makes attaching and detaching fail with this error.
+    pub precise_error: Option<String>,
     next_start: u64,
 }
 
@@ -292,6 +299,15 @@ impl Host for FakeHost {
             self.tripwires.insert(pid, wire);
             self.tripwire_owners.insert(pid, start_time);
         }
+    }
+
+    fn set_precise(&mut self, on: bool) -> Result<(), String> {
+        if let Some(e) = &self.precise_error {
+            return Err(e.clone());
+        }
+        self.precise_detached = !on;
+        self.precise_switches.push((self.now, on));
+        Ok(())
     }
 
     fn record(&mut self, mut d: Decision) -> Decision {

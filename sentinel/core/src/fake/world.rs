@@ -38,6 +38,8 @@ struct Timers {
     tick: f64,
     graces: f64,
     rescan: f64,
+    /// The full /proc pass, when the kernel reports lifecycle events.
+    reconcile: f64,
     poll: f64,
 }
 
@@ -92,6 +94,7 @@ impl World {
                 tick: now,
                 graces: now,
                 rescan: now,
+                reconcile: now,
                 poll: now,
             },
             stalled: None,
@@ -161,9 +164,11 @@ impl World {
 
     /// Adds a process that grows by `script` from now on.
     pub fn spawn(&mut self, pid: u32, p: FakeProc, script: Script) {
-        self.report_fork(pid, p.ppid);
+        let ppid = p.ppid;
         self.engine.host_mut().spawn(pid, p);
         self.scripts.insert(pid, Scripted { script, age: 0.0 });
+        // As the kernel: the child exists when its fork is reported.
+        self.report_fork(pid, ppid);
     }
 
     /// What the fork probe reports of a new process: its parent forked it.
@@ -173,6 +178,18 @@ impl World {
             let t = self.now();
             let e = event(EventKind::Fork, parent, t, Mem::default(), u64::from(child));
             self.deliver(e);
+        }
+    }
+
+    /// The process moves itself (or is moved) to `cgroup`, and the kernel
+    /// says so.
+    pub fn move_to(&mut self, pid: u32, cgroup: &str) {
+        if let Some(p) = self.engine.host_mut().procs.get_mut(&pid) {
+            p.cgroup = cgroup.to_string();
+        }
+        if self.mode == Mode::Ebpf {
+            let t = self.now();
+            self.deliver(event(EventKind::Moved, pid, t, Mem::default(), 0));
         }
     }
 
@@ -247,7 +264,7 @@ impl World {
     /// process at an armed ceiling, else report it once it moved by a step
     /// (or always, for a trace already sampled that way).
     fn report(&mut self, pid: u32, always: bool) {
-        if self.mode == Mode::Polling {
+        if self.mode == Mode::Polling || self.host().precise_detached {
             return;
         }
         let t = self.now();
@@ -305,9 +322,11 @@ impl World {
             return;
         }
         let cfg = self.engine.config();
-        let (tick, rescan, poll) = (
+        let (tick, rest, rescan, reconcile, poll) = (
             cfg.host.interval.as_secs_f64(),
+            cfg.agent.rest_interval.as_secs_f64(),
             cfg.agent.rescan_interval.as_secs_f64(),
+            cfg.agent.reconcile_interval.as_secs_f64(),
             cfg.agent.poll_interval.as_secs_f64(),
         );
         if t >= self.due.graces {
@@ -315,8 +334,9 @@ impl World {
             self.engine.expire_graces(t);
         }
         if t >= self.due.tick {
-            self.due.tick = t + tick;
             self.engine.tick(t);
+            // As the agent: slower while the per-fault probe rests.
+            self.due.tick = t + if self.engine.at_rest() { rest } else { tick };
         }
         if self.mode == Mode::Polling && t >= self.due.poll {
             self.due.poll = t + poll;
@@ -324,8 +344,15 @@ impl World {
         }
         if t >= self.due.rescan {
             self.due.rescan = t + rescan;
-            let pids = self.host().procs.keys().copied().collect();
-            self.engine.rescan(pids);
+            // As the agent: with fork, exec and exit reported, /proc is
+            // listed in full only every reconcile interval.
+            if self.mode == Mode::Polling || t >= self.due.reconcile {
+                self.due.reconcile = t + reconcile;
+                let pids = self.host().procs.keys().copied().collect();
+                self.engine.rescan(pids);
+            } else {
+                self.engine.recheck();
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ mod operators;
 mod pressure;
 mod process;
 mod protection;
+mod reach;
 mod reservations;
 mod shared;
 mod stampede;

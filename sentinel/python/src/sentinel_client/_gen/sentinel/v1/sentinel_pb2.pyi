@@ -143,7 +143,7 @@ class Probe(_message.Message):
     def __init__(self, name: _Optional[str] = ..., attached: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Status(_message.Message):
-    __slots__ = ("version", "mode", "degraded_reason", "probes", "tracked_processes", "rules", "dry_run", "last_decision_seq", "kernel_oom_kills", "probe_events", "lost_events", "host_available_bytes", "host_total_bytes", "uptime_seconds", "tripwire_fires", "host_used_bytes", "host_limit_bytes", "host_level", "psi_some_avg10", "psi_trigger", "crash_loops", "journal_path", "journal_write_failures", "gpus", "gpu_unavailable", "gpu_driver", "gpu_unmapped_pids", "reservations", "reserved_bytes", "admission_queued", "queued")
+    __slots__ = ("version", "mode", "degraded_reason", "probes", "tracked_processes", "rules", "dry_run", "last_decision_seq", "kernel_oom_kills", "probe_events", "lost_events", "host_available_bytes", "host_total_bytes", "uptime_seconds", "tripwire_fires", "host_used_bytes", "host_limit_bytes", "host_level", "psi_some_avg10", "psi_trigger", "crash_loops", "journal_path", "journal_write_failures", "gpus", "gpu_unavailable", "gpu_driver", "gpu_unmapped_pids", "reservations", "reserved_bytes", "admission_queued", "queued", "instrument", "instrument_reason", "precise_attachments", "reach_bytes", "instrument_seconds")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +175,11 @@ class Status(_message.Message):
     RESERVED_BYTES_FIELD_NUMBER: _ClassVar[int]
     ADMISSION_QUEUED_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    INSTRUMENT_REASON_FIELD_NUMBER: _ClassVar[int]
+    PRECISE_ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    REACH_BYTES_FIELD_NUMBER: _ClassVar[int]
+    INSTRUMENT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     version: str
     mode: str
     degraded_reason: str
@@ -206,7 +211,12 @@ class Status(_message.Message):
     reserved_bytes: int
     admission_queued: _containers.RepeatedScalarFieldContainer[int]
     queued: _containers.RepeatedCompositeFieldContainer[QueuedProcess]
-    def __init__(self, version: _Optional[str] = ..., mode: _Optional[str] = ..., degraded_reason: _Optional[str] = ..., probes: _Optional[_Iterable[_Union[Probe, _Mapping]]] = ..., tracked_processes: _Optional[int] = ..., rules: _Optional[int] = ..., dry_run: _Optional[bool] = ..., last_decision_seq: _Optional[int] = ..., kernel_oom_kills: _Optional[int] = ..., probe_events: _Optional[int] = ..., lost_events: _Optional[int] = ..., host_available_bytes: _Optional[int] = ..., host_total_bytes: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., tripwire_fires: _Optional[int] = ..., host_used_bytes: _Optional[int] = ..., host_limit_bytes: _Optional[int] = ..., host_level: _Optional[str] = ..., psi_some_avg10: _Optional[float] = ..., psi_trigger: _Optional[bool] = ..., crash_loops: _Optional[_Iterable[_Union[CrashLoop, _Mapping]]] = ..., journal_path: _Optional[str] = ..., journal_write_failures: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuDevice, _Mapping]]] = ..., gpu_unavailable: _Optional[str] = ..., gpu_driver: _Optional[str] = ..., gpu_unmapped_pids: _Optional[_Iterable[int]] = ..., reservations: _Optional[int] = ..., reserved_bytes: _Optional[int] = ..., admission_queued: _Optional[_Iterable[int]] = ..., queued: _Optional[_Iterable[_Union[QueuedProcess, _Mapping]]] = ...) -> None: ...
+    instrument: str
+    instrument_reason: str
+    precise_attachments: int
+    reach_bytes: int
+    instrument_seconds: float
+    def __init__(self, version: _Optional[str] = ..., mode: _Optional[str] = ..., degraded_reason: _Optional[str] = ..., probes: _Optional[_Iterable[_Union[Probe, _Mapping]]] = ..., tracked_processes: _Optional[int] = ..., rules: _Optional[int] = ..., dry_run: _Optional[bool] = ..., last_decision_seq: _Optional[int] = ..., kernel_oom_kills: _Optional[int] = ..., probe_events: _Optional[int] = ..., lost_events: _Optional[int] = ..., host_available_bytes: _Optional[int] = ..., host_total_bytes: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., tripwire_fires: _Optional[int] = ..., host_used_bytes: _Optional[int] = ..., host_limit_bytes: _Optional[int] = ..., host_level: _Optional[str] = ..., psi_some_avg10: _Optional[float] = ..., psi_trigger: _Optional[bool] = ..., crash_loops: _Optional[_Iterable[_Union[CrashLoop, _Mapping]]] = ..., journal_path: _Optional[str] = ..., journal_write_failures: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuDevice, _Mapping]]] = ..., gpu_unavailable: _Optional[str] = ..., gpu_driver: _Optional[str] = ..., gpu_unmapped_pids: _Optional[_Iterable[int]] = ..., reservations: _Optional[int] = ..., reserved_bytes: _Optional[int] = ..., admission_queued: _Optional[_Iterable[int]] = ..., queued: _Optional[_Iterable[_Union[QueuedProcess, _Mapping]]] = ..., instrument: _Optional[str] = ..., instrument_reason: _Optional[str] = ..., precise_attachments: _Optional[int] = ..., reach_bytes: _Optional[int] = ..., instrument_seconds: _Optional[float] = ...) -> None: ...
 
 class QueuedProcess(_message.Message):
     __slots__ = ("pid", "comm", "scope", "rule", "waited_seconds", "position")
