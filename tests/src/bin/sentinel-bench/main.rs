@@ -23,6 +23,10 @@
 //!    exec --reserve`, and the variants (unequal sizes, a runaway among
 //!    them, the host's limit, three loads of which two fit).
 //!
+//! 10. Two instruments (`reach`, or `reach-overhead`, `reach-arm`,
+//!     `reach-idle`): the storm with the agent at rest, how early the
+//!     precise probe is back, and the idle agent's cost.
+//!
 //! Every memory-hungry process runs in a capped cgroup, and the agent's only
 //! rule selects that cgroup.
 
@@ -32,6 +36,7 @@ mod defaults;
 mod footprint;
 mod freeze;
 mod gpu;
+mod reach;
 mod stampede;
 mod xdist;
 
@@ -89,7 +94,10 @@ async fn probe_overhead(label: &str, agent_config: &str, rounds: usize, secs: f6
         if round % 2 == 0 {
             off.push(storm(&cg, secs));
         }
-        let agent = Agent::start("bench-storm", agent_config, &[]);
+        // Attached throughout, as before the probe could rest (`reach`
+        // measures the agent at rest).
+        let config = format!("precise_probe = \"always\"\n{agent_config}");
+        let agent = Agent::start("bench-storm", &config, &[]);
         let before = agent.status().await;
         if !agent_config.contains("rss_stat") {
             assert_eq!(before.mode, "ebpf", "probes must be attached: {before:?}");
@@ -169,7 +177,8 @@ async fn overhead_floor(rounds: usize, secs: f64) {
         }
         for i in order {
             let (_, cfg, envs) = arms[i];
-            let agent = Agent::start_env("bench-floor", cfg, &[], envs);
+            let cfg = format!("precise_probe = \"always\"\n{cfg}");
+            let agent = Agent::start_env("bench-floor", &cfg, &[], envs);
             with[i].push(storm(&cg, secs));
             drop(agent);
         }
@@ -496,6 +505,15 @@ async fn main() {
     }
     if only("overshoot") {
         overshoot(256 * MIB).await;
+    }
+    if only("reach") || args.iter().any(|a| a == "reach-overhead") {
+        reach::overhead(9, 2.0).await;
+    }
+    if only("reach") || args.iter().any(|a| a == "reach-arm") {
+        reach::arm(10).await;
+    }
+    if only("reach") || args.iter().any(|a| a == "reach-idle") {
+        reach::idle(60).await;
     }
     if only("api") {
         api_bench().await;
