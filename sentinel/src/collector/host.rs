@@ -104,7 +104,7 @@ impl HostFiles {
     }
 
     pub fn psi_some(&mut self) -> Option<Psi> {
-        parse_psi_some(self.psi.read().ok()?)
+        parse_psi(self.psi.read().ok()?, "some")
     }
 }
 
@@ -129,19 +129,19 @@ pub fn parse_psi_total(text: &str, kind: &str) -> Option<u64> {
         .ok()
 }
 
-/// The `some` line; `None` when the kernel has no PSI (CONFIG_PSI off, or
-/// psi=0).
-fn parse_psi_some(text: &str) -> Option<Psi> {
+/// The `kind` line ("some" or "full"); `None` when the kernel has no PSI
+/// (CONFIG_PSI off, or psi=0).
+pub fn parse_psi(text: &str, kind: &str) -> Option<Psi> {
     Some(Psi {
-        avg10: parse_psi_avg10(text, "some")?,
-        total_us: parse_psi_total(text, "some")?,
+        avg10: parse_psi_avg10(text, kind)?,
+        total_us: parse_psi_total(text, kind)?,
     })
 }
 
-/// `some` and `full` avg10 from one read of the file.
-pub fn read_psi_both() -> (Option<f64>, Option<f64>) {
+/// The `some` and `full` lines from one read of the file.
+pub fn read_psi_both() -> (Option<Psi>, Option<Psi>) {
     match fs::read_to_string(PSI_MEMORY) {
-        Ok(t) => (parse_psi_avg10(&t, "some"), parse_psi_avg10(&t, "full")),
+        Ok(t) => (parse_psi(&t, "some"), parse_psi(&t, "full")),
         Err(_) => (None, None),
     }
 }

@@ -134,8 +134,10 @@ pub fn snapshot(sentinel: &Sentinel, alerting: Option<&Alerting>, top: usize) ->
         ..Snapshot::default()
     };
     let (some, full) = host::read_psi_both();
-    s.psi_some = some.map(|p| p / 100.0);
-    s.psi_full = full.map(|p| p / 100.0);
+    s.psi_some = some.map(|p| p.avg10 / 100.0);
+    s.psi_full = full.map(|p| p.avg10 / 100.0);
+    s.psi_some_seconds = some.map(|p| p.total_us as f64 / 1e6);
+    s.psi_full_seconds = full.map(|p| p.total_us as f64 / 1e6);
     let (granted, held, queued) = sentinel.admission.summary();
     s.reservations = granted as u64;
     s.reserved_bytes = held;

@@ -38,6 +38,9 @@ pub struct Snapshot {
     /// Memory PSI `some` and `full` avg10, as ratios (0..1).
     pub psi_some: Option<f64>,
     pub psi_full: Option<f64>,
+    /// Memory PSI `some` and `full` totals: seconds stalled since boot.
+    pub psi_some_seconds: Option<f64>,
+    pub psi_full_seconds: Option<f64>,
     /// Tracked processes at each level of their own rule.
     pub process_levels: [u64; 4],
     /// Limited cgroups at each level.
@@ -165,6 +168,24 @@ pub fn render(s: &Snapshot) -> String {
             e.sample(
                 "sentinel_host_memory_pressure_ratio",
                 &[("kind", kind), ("window", "10s")],
+                v,
+            );
+        }
+    }
+    let totals: Vec<(&str, f64)> = [("some", s.psi_some_seconds), ("full", s.psi_full_seconds)]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    if !totals.is_empty() {
+        e.family(
+            "sentinel_host_memory_pressure_seconds_total",
+            Type::Counter,
+            "Memory PSI total: seconds some (or all) tasks stalled on memory since boot, as node_exporter's node_pressure_memory_*_seconds_total; its rate() is the stall share over any window.",
+        );
+        for (kind, v) in totals {
+            e.sample(
+                "sentinel_host_memory_pressure_seconds_total",
+                &[("kind", kind)],
                 v,
             );
         }
@@ -563,6 +584,7 @@ mod tests {
             mode: "ebpf".into(),
             host_available_bytes: 1 << 30,
             psi_some: Some(0.25),
+            psi_some_seconds: Some(12.5),
             process_levels: [10, 2, 1, 0],
             frozen: 1,
             decisions: vec![("preempt".into(), "freeze".into(), "process".into(), 3)],
@@ -584,6 +606,7 @@ mod tests {
         for line in [
             "sentinel_host_memory_available_bytes 1073741824",
             "sentinel_host_memory_pressure_ratio{kind=\"some\",window=\"10s\"} 0.25",
+            "sentinel_host_memory_pressure_seconds_total{kind=\"some\"} 12.5",
             "sentinel_processes{level=\"warn\"} 2",
             "sentinel_frozen_processes 1",
             "sentinel_decisions_total{kind=\"preempt\",action=\"freeze\",scope=\"process\"} 3",
@@ -602,6 +625,7 @@ mod tests {
         let text = render(&Snapshot::default());
         check_format(&text);
         assert!(!text.contains("pressure_ratio"));
+        assert!(!text.contains("pressure_seconds_total"));
         assert!(!text.contains("sentinel_alert_queue_length"));
     }
 }

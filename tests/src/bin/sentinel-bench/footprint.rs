@@ -12,7 +12,7 @@ use sentinel::collector::procfs;
 use sentinel_tests::{Agent, MIB, MemCgroup, memhog_bin, observability::http_get, rule_for};
 
 /// Kills the fleet however the run ends.
-struct Fleet(Vec<Child>);
+pub struct Fleet(pub Vec<Child>);
 
 impl Drop for Fleet {
     fn drop(&mut self) {

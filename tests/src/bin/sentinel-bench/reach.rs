@@ -13,13 +13,13 @@
 //!   the kernel's per-thread run time, resident memory and its peak.
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use sentinel_tests::{Agent, Hog, MIB, MemCgroup, pb, rule_for};
 
-use super::{median, online_cpus, storm};
+use super::{footprint::Fleet, median, online_cpus, storm};
 
 async fn until_instrument(agent: &Agent, which: &str, within: Duration) -> pb::Status {
     let until = Instant::now() + within;
@@ -223,20 +223,6 @@ fn count_processes() -> usize {
         .unwrap_or(0)
 }
 
-/// Kills the sleepers however the run ends.
-struct Sleepers(Vec<Child>);
-
-impl Drop for Sleepers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-        }
-        for c in &mut self.0 {
-            let _ = c.wait();
-        }
-    }
-}
-
 async fn idle_row(agent: &Agent, label: &str, secs: u64) {
     let pid = agent.child.id();
     until_instrument(agent, "wide", Duration::from_secs(30)).await;
@@ -271,7 +257,7 @@ pub async fn idle(secs: u64) {
     let agent = Agent::start("bench-reach-idle", "", &[]);
     idle_row(&agent, "the machine's own", secs).await;
     let cg = MemCgroup::new("bench-reach-idle", 2048 * MIB);
-    let mut sleepers = Sleepers(Vec::with_capacity(1000));
+    let mut sleepers = Fleet(Vec::with_capacity(1000));
     for _ in 0..1000 {
         let mut cmd = Command::new("sleep");
         cmd.arg("3600").stdout(Stdio::null());
