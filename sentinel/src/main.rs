@@ -29,8 +29,7 @@ fn main() -> ExitCode {
         // exec: the status its command ended with, or 75.
         Ok(Exit::Code(code)) => std::process::exit(code),
         Err(e) => {
-            // The alternate form prints the whole chain of causes.
-            eprintln!("sentinel: {:#}", anyhow::Error::from(e));
+            eprintln!("sentinel: {}", cli::said_once(&e));
             ExitCode::FAILURE
         }
     }

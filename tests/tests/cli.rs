@@ -66,6 +66,8 @@ fn missing_config_file_is_named() {
         err.contains("/nonexistent/sentinel.toml") && err.contains("cannot read"),
         "{err}"
     );
+    // Said once, not once by the error and again by its cause.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
 #[test]

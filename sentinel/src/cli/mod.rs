@@ -118,6 +118,23 @@ pub enum CliError {
     Thaw(#[from] thaw_all::ThawError),
 }
 
+/// An error and its causes for the terminal, each said once: most errors
+/// here already name their cause in their own message ("{path}: cannot
+/// read: {source}"), and the whole chain would repeat it.
+pub fn said_once(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 impl From<tonic::Status> for CliError {
     fn from(s: tonic::Status) -> Self {
         Self::Rpc(s)
@@ -131,5 +148,22 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let missing = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = super::CliError::Config(sentinel_core::config::ConfigError::Read {
+            path: "/etc/x.toml".into(),
+            source: missing(),
+        });
+        let text = super::said_once(&e);
+        assert_eq!(text, format!("/etc/x.toml: cannot read: {}", missing()));
+        // A cause the message does not name is still said.
+        #[derive(Debug, thiserror::Error)]
+        #[error("loading failed")]
+        struct Outer(#[source] std::io::Error);
+        let text = super::said_once(&Outer(missing()));
+        assert_eq!(text, format!("loading failed: {}", missing()));
     }
 }
