@@ -201,6 +201,7 @@ impl AsFd for PsiTrigger {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_file_kept_open_is_read_whole_each_time() {
@@ -216,8 +217,6 @@ mod tests {
         let (a, b) = (m.meminfo().unwrap(), m.meminfo().unwrap());
         assert!(a.total > 0 && a.total == b.total);
     }
-
-    use super::*;
 
     #[test]
     fn meminfo_with_swap() {

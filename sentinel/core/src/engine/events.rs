@@ -63,11 +63,12 @@ impl<H: Host> Engine<H> {
                 // memory history) no longer applies, so it is read afresh as
                 // a new process. Typical case: a child forked from a big
                 // parent moves into its cgroup, then execs.
-                if self.forget(e.tgid) && !self.at_rest() {
-                    self.discover(e.tgid);
-                }
+                // At rest no memory event will announce it: read it now.
+                let known = self.forget(e.tgid);
                 if self.at_rest() {
                     self.discover_now(e.tgid, t);
+                } else if known {
+                    self.discover(e.tgid);
                 }
             }
             Some(EventKind::OomVictim) => self.record_oom(e.tgid),
