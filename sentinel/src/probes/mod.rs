@@ -14,7 +14,7 @@ use std::{
 };
 
 use aya::{
-    Btf, Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader, Endianness,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, TracePoint, tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
@@ -153,17 +153,54 @@ fn ensure_tracefs() -> Result<(), String> {
     }
 }
 
-fn offsets() -> Result<KernelOffsets, String> {
-    match btf::Btf::from_sys_fs() {
-        Err(e) => Err(format!("no kernel BTF (/sys/kernel/btf/vmlinux: {e})")),
-        Ok(Err(e)) => Err(format!("kernel BTF unreadable: {e}")),
-        Ok(Ok(b)) => KernelOffsets::from_btf(&b).map_err(|e| format!("kernel BTF: {e}")),
+/// The tracepoints with a tp_btf program in the object.
+const TP_BTF: [&str; 3] = ["rss_stat", "page_fault_user", "sched_process_fork"];
+
+/// The kernel's BTF, read once: the field offsets our tp_btf programs need,
+/// and aya's parse of it, which loading a tp_btf program wants. The file
+/// is freed before this returns, so at most one copy of it and one parse
+/// are alive at once (the start-up peak of the agent's memory).
+fn kernel_btf() -> (Result<KernelOffsets, String>, Result<Btf, String>) {
+    let blob = match btf::read_sys_fs() {
+        Ok(b) => b,
+        Err(e) => {
+            let e = format!("no kernel BTF (/sys/kernel/btf/vmlinux: {e})");
+            return (Err(e.clone()), Err(e));
+        }
+    };
+    let view = btf::Btf::parse(&blob);
+    let offsets = match &view {
+        Ok(v) => KernelOffsets::from_btf(v).map_err(|e| format!("kernel BTF: {e}")),
+        Err(e) => Err(format!("kernel BTF: {e}")),
+    };
+    if let Err(e) = &offsets {
+        return (Err(e.clone()), Err(e.clone()));
     }
+    let typedefs = TP_BTF.map(|tp| format!("btf_trace_{tp}"));
+    let prefix = view
+        .ok()
+        .and_then(|v| v.prefix_through(&typedefs.each_ref().map(String::as_str)));
+    // Without the prefix (a typedef missing), aya reads the whole and
+    // names what it did not find.
+    let blob = match prefix {
+        Some(p) => {
+            drop(blob);
+            p
+        }
+        None => blob,
+    };
+    let parsed = Btf::parse(&blob, Endianness::default()).map_err(|e| format!("kernel BTF: {e}"));
+    (offsets, parsed)
 }
 
 impl Probes {
     pub fn load(opts: &LoadOptions) -> Result<Self, ProbeError> {
-        let offs = offsets();
+        let mut loader = EbpfLoader::new();
+        // `new` parsed the kernel's BTF for CO-RE relocations, which our
+        // object has none of (pinned by a test): freed here, so that parse
+        // and ours are never alive together.
+        loader.btf(None);
+        let (offs, kernel_btf) = kernel_btf();
         let o = offs.as_ref().ok().copied();
         let step_pages = (opts.step_bytes / page_size()).max(1);
         let nr_cpus = aya::util::nr_cpus().map(|n| n as u64).unwrap_or(1024);
@@ -174,7 +211,6 @@ impl Probes {
         let exit_group_dead =
             tracefs_field_offset("sched", "sched_process_exit", "group_dead").unwrap_or(0);
         let attach_pid = tracefs_field_offset("cgroup", "cgroup_attach_task", "pid").unwrap_or(0);
-        let mut loader = EbpfLoader::new();
         loader
             .override_global(globals::STEP_PAGES, &step_pages, true)
             .override_global(globals::LARGE_MMAP_BYTES, &opts.large_mmap_bytes, true)
@@ -205,12 +241,7 @@ impl Probes {
                 .override_global(globals::OFF_TASK_START_BOOTTIME, &vals[7], true);
         }
         let mut ebpf = loader.load(OBJECT).map_err(ProbeError::Load)?;
-
-        let kernel_btf = match (&offs, Btf::from_sys_fs()) {
-            (Ok(_), Ok(b)) => Ok(b),
-            (Err(e), _) => Err(e.clone()),
-            (_, Err(e)) => Err(format!("kernel BTF: {e}")),
-        };
+        drop(loader);
         let mut status = Vec::new();
         let load_btf = |ebpf: &mut Ebpf, prog: &str, tp: &str| -> Result<(), String> {
             let btf = kernel_btf.as_ref().map_err(|e| e.clone())?;
@@ -553,6 +584,40 @@ pub fn page_size() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes of section `name` of a little-endian ELF64 object.
+    fn elf_section<'a>(elf: &'a [u8], name: &str) -> Option<&'a [u8]> {
+        let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+        let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+        let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+        let (shoff, shentsize, shnum, shstrndx) =
+            (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+        let header = |i: usize| shoff + i * shentsize;
+        let names = u64_at(header(shstrndx) + 0x18);
+        (0..shnum).find_map(|i| {
+            let h = header(i);
+            let n = &elf[names + u32_at(h)..];
+            let n = &n[..n.iter().position(|&b| b == 0)?];
+            let (off, size) = (u64_at(h + 0x18), u64_at(h + 0x20));
+            (n == name.as_bytes()).then(|| &elf[off..off + size])
+        })
+    }
+
+    /// The loader is given no kernel BTF (parsing it would double the
+    /// agent's start-up peak), which is right only while the object asks
+    /// for no CO-RE relocation: aya-ebpf emits none, and the kernel offsets
+    /// the programs need come in as load-time globals instead. A program
+    /// that starts using CO-RE must pass the kernel's BTF to the loader.
+    #[test]
+    fn the_object_has_no_core_relocations() {
+        let ext = elf_section(OBJECT, ".BTF.ext").expect("the object has a .BTF.ext section");
+        let hdr_len = u32::from_le_bytes(ext[4..8].try_into().unwrap());
+        // core_relo_off and core_relo_len follow func and line info.
+        if hdr_len >= 32 {
+            let core_relo_len = u32::from_le_bytes(ext[28..32].try_into().unwrap());
+            assert_eq!(core_relo_len, 0, "the eBPF object has CO-RE relocations");
+        }
+    }
 
     #[test]
     fn tracepoint_format_offsets() {
