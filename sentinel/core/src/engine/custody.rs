@@ -96,6 +96,8 @@ impl<H: Host> Engine<H> {
     /// agent's name (pid, start time), whether or not the journal says so.
     pub fn start(&mut self, pids: Vec<u32>, held: Vec<Held>, unowned: Vec<(u32, u64)>, now: f64) {
         self.started_at = Some(now);
+        // The instrument loaded with the probes has been on since now.
+        self.instrument.since = now;
         self.rescan(pids);
         self.recover(held, now);
         self.release_unowned(unowned);

@@ -66,7 +66,8 @@ pub(super) struct InstrumentState {
     on_demand: bool,
     why: String,
     armed: u64,
-    since: f64,
+    /// When the current instrument came on (or the agent started).
+    pub since: f64,
     /// Since when every line has been out of reach by twice the reach.
     far_since: Option<f64>,
     error: Option<String>,

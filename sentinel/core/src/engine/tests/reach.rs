@@ -22,6 +22,20 @@ fn reach_is_the_fastest_growth_over_one_look_and_an_attach() {
 }
 
 #[test]
+fn the_instrument_has_been_on_since_the_agent_started() {
+    let mut w = world("");
+    w.run_for(3.0);
+    let cfg = w.engine.config().clone();
+    w.restart_agent(cfg, true);
+    let started = w.now();
+    assert!(started > 0.0);
+    assert_eq!(w.engine.instrument().since, started);
+    w.run_for(1.0);
+    assert_eq!(w.engine.instrument().instrument, Instrument::Precise);
+    assert_eq!(w.engine.instrument().since, started, "not switched yet");
+}
+
+#[test]
 fn an_idle_host_goes_wide_and_a_leaker_far_below_its_line_is_stopped_by_the_tripwire() {
     let mut w = world(&rule("big", "6GiB", "freeze"));
     w.host_mut().ram = Some(64 * GIB);
