@@ -1,6 +1,7 @@
 //! Wiring only: start (config, listeners, probes, journal, engine), then
 //! one task per input, then serve the API until SIGTERM.
 
+mod memory;
 mod namespace;
 mod socket;
 mod startup;
@@ -52,32 +53,6 @@ pub enum AgentError {
     NoSuchGroup { key: &'static str, name: String },
 }
 
-/// Gives back what loading cost. Parsing the kernel's BTF for the probes
-/// and the first /proc walk allocate tens of MiB that are free afterwards
-/// but stay in the heap unless trimmed; and locked pages could not be
-/// trimmed at all, so this comes before `lock_memory`.
-fn trim_heap() {
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    unsafe { libc::malloc_trim(0) };
-}
-
-/// Keeps the agent's pages in RAM, so that it is not itself slowed by
-/// reclaim or swap-in at the moment memory runs out. ONFAULT locks pages
-/// as they are touched, so reserved but unused memory (thread stacks)
-/// costs nothing.
-fn lock_memory() {
-    // SAFETY: mlockall has no memory-safety preconditions.
-    let r = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
-    if r == 0 {
-        tracing::debug!("agent memory locked");
-    } else {
-        tracing::warn!(
-            "could not lock the agent's memory ({}): under memory pressure its own pages may be reclaimed; give it CAP_IPC_LOCK or LimitMEMLOCK=infinity",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     // One heap per worker thread at most: glibc's default of eight per
     // CPU lets freed memory scatter over arenas that are never trimmed.
@@ -85,9 +60,10 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     // allocate much.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let s = startup::start(&opts).await?;
-    trim_heap();
+    memory::trim_heap();
     if s.cfg.agent.lock_memory {
-        lock_memory();
+        memory::release_startup_code();
+        memory::lock();
     }
     let sentinel = s.sentinel;
     let mode = sentinel.overview().startup.mode;

@@ -77,6 +77,9 @@ fn load_probes(cfg: &Config, no_ebpf: bool, degraded: &mut Vec<String>) -> (Opti
         degraded.push("eBPF disabled with --no-ebpf".to_string());
         return (None, Mode::Polling);
     }
+    // Loading parses the kernel's BTF, the agent's largest allocation
+    // ever; what start-up ran so far need not be resident beside it.
+    super::memory::release_startup_code();
     let probes = match Probes::load(&LoadOptions {
         step_bytes: cfg.agent.step_bytes,
         large_mmap_bytes: 64 << 20,

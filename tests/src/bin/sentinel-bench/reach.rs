@@ -233,16 +233,19 @@ async fn idle_row(agent: &Agent, label: &str, secs: u64) {
     let share = (run_time(pid) - cpu0) / t.elapsed().as_secs_f64() * 100.0;
     let s = agent.status().await;
     let (rss, hwm) = (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"));
+    let (anon, file) = (status_kib(pid, "RssAnon:"), status_kib(pid, "RssFile:"));
     let (cpu_target, ratio) = if processes > 500 {
         ("0.5%", share / 0.5)
     } else {
         ("0.1%", share / 0.1)
     };
     println!(
-        "| {label} | {processes} | {} | {share:.3}% (target {cpu_target}, ratio {ratio:.2}) | {:.1} MiB (ratio {:.2}) | {:.1} MiB (ratio {:.2}) |",
+        "| {label} | {processes} | {} | {share:.3}% (target {cpu_target}, ratio {ratio:.2}) | {:.1} MiB (ratio {:.2}; anon {:.1}, files {:.1}) | {:.1} MiB (ratio {:.2}) |",
         s.instrument,
         rss as f64 / 1024.0,
         rss as f64 / 1024.0 / 15.0,
+        anon as f64 / 1024.0,
+        file as f64 / 1024.0,
         hwm as f64 / 1024.0,
         hwm as f64 / 1024.0 / 25.0,
     );
