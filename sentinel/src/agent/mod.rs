@@ -3,6 +3,7 @@
 
 mod memory;
 mod namespace;
+mod notify;
 mod socket;
 mod startup;
 mod tasks;
@@ -59,6 +60,9 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     // SAFETY: mallopt only tunes the allocator; called before threads
     // allocate much.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    let notifier = notify::Settings::from_env()
+        .and_then(notify::Notifier::new)
+        .map(Arc::new);
     let s = startup::start(&opts).await?;
     memory::trim_heap();
     if s.cfg.agent.lock_memory {
@@ -97,10 +101,19 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     }
     tasks::pressure(sentinel.clone(), s.cfg.host.psi_stall);
     let every = tasks::Intervals::of(&s.cfg, mode, s.lifecycle);
-    let clock = tasks::host_clock(sentinel.clone(), every).map_err(AgentError::Clock)?;
+    let clock =
+        tasks::host_clock(sentinel.clone(), every, notifier.clone()).map_err(AgentError::Clock)?;
     tasks::timers(sentinel.clone(), every);
     tasks::reload_on_hangup(sentinel.clone(), opts.config_path.clone());
     let listener = socket::bind(&s.socket, s.socket_group).await?;
+    // Clients connecting from now on are queued until served: ready.
+    if let Some(n) = &notifier {
+        n.ready(&format!(
+            "{} mode, {} rules",
+            mode.as_str(),
+            s.cfg.rules.len()
+        ));
+    }
     if let Some(t) = &s.cfg.api.tcp {
         tracing::info!(listen = %t.listen, admins = ?t.admin_names, "API on TCP, mutual TLS");
     }
@@ -113,6 +126,9 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         tasks::shutdown(),
     )
     .await;
+    if let Some(n) = &notifier {
+        n.stopping();
+    }
     clock.stop();
     // A plain stop keeps what was frozen frozen, for the next start to
     // take back; each is said, in the log and the journal.

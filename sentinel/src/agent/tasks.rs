@@ -68,8 +68,14 @@ impl Intervals {
 /// The host tick and admission pass, on a thread of their own: a tokio
 /// timer wakes its runtime two or three times per tick (the wheel's
 /// levels), and an idle agent's cost is mostly wake-ups. Its period
-/// follows the instrument: `rest` while the per-fault probe rests.
-pub fn host_clock(sentinel: Arc<Sentinel>, every: Intervals) -> std::io::Result<HostClock> {
+/// follows the instrument: `rest` while the per-fault probe rests. It
+/// pings systemd's watchdog after each tick: if the engine stops ticking
+/// (a lock never released), the pings stop and systemd restarts the agent.
+pub fn host_clock(
+    sentinel: Arc<Sentinel>,
+    every: Intervals,
+    watchdog: Option<Arc<super::notify::Notifier>>,
+) -> std::io::Result<HostClock> {
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     // In the runtime's context, as the tick was on a worker before: what a
     // decision sets off may spawn tasks.
@@ -90,6 +96,9 @@ pub fn host_clock(sentinel: Arc<Sentinel>, every: Intervals) -> std::io::Result<
                 }
                 sentinel.tick();
                 sentinel.admission.pass(&sentinel);
+                if let Some(w) = &watchdog {
+                    w.tick();
+                }
             }
         })?;
     Ok(HostClock {
