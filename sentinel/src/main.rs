@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(cli::dispatch(cli.cmd)) {
+    match rt.block_on(cli::dispatch(cli)) {
         Ok(Exit::Success) => ExitCode::SUCCESS,
         // exec: the status its command ended with, or 75.
         Ok(Exit::Code(code)) => std::process::exit(code),

@@ -72,15 +72,29 @@ fn missing_config_file_is_named() {
 
 #[test]
 fn client_without_an_agent_says_how_to_start_one() {
+    // The package test installs the unit for a while: the hint follows.
+    let packaged = std::path::Path::new("/lib/systemd/system/sentinel.service").exists();
+    let how = if packaged {
+        "systemctl start sentinel"
+    } else {
+        "sentinel run"
+    };
     for cmd in ["status", "top", "decisions"] {
-        let (code, out, err) = run(&[cmd, "--socket", "/nonexistent/sentinel.sock"]);
-        assert_eq!(code, Some(1));
-        assert!(out.is_empty());
-        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-        assert!(
-            err.contains("no Sentinel agent is listening") && err.contains("sentinel run"),
-            "{err}"
-        );
+        // --socket before the subcommand as after it.
+        for args in [
+            [cmd, "--socket", "/nonexistent/sentinel.sock"],
+            ["--socket", "/nonexistent/sentinel.sock", cmd],
+        ] {
+            let (code, out, err) = run(&args);
+            assert_eq!(code, Some(1), "{args:?}: {err}");
+            assert!(out.is_empty());
+            assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+            assert!(
+                err.contains("no Sentinel agent is listening on /nonexistent/sentinel.sock")
+                    && err.contains(how),
+                "{err}"
+            );
+        }
     }
 }
 

@@ -10,14 +10,39 @@ use crate::pb::sentinel_client::SentinelClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error(
-        "no Sentinel agent is listening on {socket} ({reason}); start one with `sudo sentinel run` (or `cargo xtask run`), or point --socket at it"
-    )]
-    NotRunning { socket: String, reason: String },
+    #[error("no Sentinel agent is listening on {socket} ({reason}); {}", start_hint(*.packaged))]
+    NotRunning {
+        socket: String,
+        reason: String,
+        /// Whether the package's systemd unit is installed here.
+        packaged: bool,
+    },
     #[error("permission denied on {0}; run as root or as a member of the socket's group")]
     PermissionDenied(String),
     #[error("{address}: {reason}")]
     Tls { address: String, reason: String },
+}
+
+/// Where a package puts the agent's unit (Debian's, and systemd's other
+/// two places).
+const UNIT_PATHS: [&str; 3] = [
+    "/lib/systemd/system/sentinel.service",
+    "/usr/lib/systemd/system/sentinel.service",
+    "/etc/systemd/system/sentinel.service",
+];
+
+fn unit_installed() -> bool {
+    UNIT_PATHS.iter().any(|p| std::path::Path::new(p).exists())
+}
+
+/// How to get an agent: through its unit where the package is installed,
+/// by hand otherwise.
+pub fn start_hint(packaged: bool) -> &'static str {
+    if packaged {
+        "start it with `sudo systemctl start sentinel` (`systemctl status sentinel` and `journalctl -u sentinel` say why it stopped), or point --socket at another agent"
+    } else {
+        "start one with `sudo sentinel run` (or `cargo xtask run` in a source tree), or point --socket at it"
+    }
 }
 
 /// Client certificate, key and the CA that signed the agent's certificate.
@@ -129,6 +154,7 @@ pub async fn channel(socket: &str) -> Result<Channel, ConnectError> {
             _ => ConnectError::NotRunning {
                 socket: socket.to_string(),
                 reason: e.to_string(),
+                packaged: unit_installed(),
             },
         });
     }
@@ -145,6 +171,31 @@ pub async fn channel(socket: &str) -> Result<Channel, ConnectError> {
         .map_err(|e| ConnectError::NotRunning {
             socket: socket.to_string(),
             reason: e.to_string(),
+            packaged: unit_installed(),
         })?;
     Ok(channel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_names_the_unit_where_the_package_is_installed() {
+        let said = |packaged| {
+            ConnectError::NotRunning {
+                socket: "/run/sentinel/sentinel.sock".into(),
+                reason: "No such file or directory".into(),
+                packaged,
+            }
+            .to_string()
+        };
+        let packaged = said(true);
+        assert!(packaged.contains("systemctl start sentinel"), "{packaged}");
+        assert!(!packaged.contains("cargo xtask"), "{packaged}");
+        let by_hand = said(false);
+        assert!(by_hand.contains("sudo sentinel run"), "{by_hand}");
+        assert!(!by_hand.contains("systemctl"), "{by_hand}");
+        assert!(by_hand.starts_with("no Sentinel agent is listening on /run/sentinel/sentinel.sock (No such file or directory); "));
+    }
 }

@@ -5,13 +5,11 @@ use std::io::Write;
 
 use tokio_stream::StreamExt;
 
-use super::{CliError, SocketArg, output::print_decision};
+use super::{CliError, output::print_decision};
 use sentinel_api::{client, pb};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    pub socket: SocketArg,
     #[arg(short, long)]
     pub follow: bool,
     /// One JSON object per line.
@@ -53,16 +51,15 @@ impl DecisionFilter {
     }
 }
 
-pub async fn run(args: Args) -> Result<(), CliError> {
+pub async fn run(args: Args, agent: &client::Target) -> Result<(), CliError> {
     let Args {
-        socket,
         follow,
         json,
         since,
         limit,
         filter,
     } = args;
-    let mut c = client::connect_to(&socket.target()).await?;
+    let mut c = client::connect_to(agent).await?;
     if follow {
         let mut stream = c
             .watch_decisions(pb::WatchDecisionsRequest { after_seq: since })

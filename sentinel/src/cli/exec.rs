@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use super::{CliError, SocketArg};
+use super::CliError;
 use sentinel_api::{client, pb};
 use sentinel_core::units::{ByteSize, Span};
 
@@ -31,8 +31,6 @@ pub struct Args {
     /// Shown to operators instead of the command line.
     #[arg(long)]
     pub holder: Option<String>,
-    #[command(flatten)]
-    pub socket: SocketArg,
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub cmd: Vec<String>,
 }
@@ -49,9 +47,8 @@ fn parse_span(s: &str) -> Result<f64, String> {
 }
 
 /// CMD's exit status (128 + the signal that ended it), or `NOT_ADMITTED`.
-pub async fn run(a: Args) -> Result<i32, CliError> {
-    let target = a.socket.target();
-    let mut c = pb::admission_client::AdmissionClient::new(client::channel_to(&target).await?);
+pub async fn run(a: Args, agent: &client::Target) -> Result<i32, CliError> {
+    let mut c = pb::admission_client::AdmissionClient::new(client::channel_to(agent).await?);
     let holder = a.holder.unwrap_or_else(|| a.cmd.join(" "));
     let granted = c
         .reserve(pb::ReserveRequest {

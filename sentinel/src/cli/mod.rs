@@ -28,6 +28,8 @@ use sentinel_api::client;
     about = "Predicts which process will exhaust memory and stops it first"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub conn: SocketArg,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -74,18 +76,19 @@ pub enum Exit {
 
 /// Runs one subcommand. `run`'s `cgroup_namespace` must already be filled
 /// in (see `run::Args`).
-pub async fn dispatch(cmd: Cmd) -> Result<Exit, CliError> {
-    match cmd {
-        Cmd::Run(args) => run::run(args).await?,
-        Cmd::Status(args) => status::run(args).await?,
-        Cmd::Top(args) => top::run(args).await?,
-        Cmd::Decisions(args) => decisions::run(args).await?,
+pub async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
+    let agent = cli.conn.target();
+    match cli.cmd {
+        Cmd::Run(args) => run::run(args, &cli.conn).await?,
+        Cmd::Status(args) => status::run(args, &agent).await?,
+        Cmd::Top(args) => top::run(args, &agent).await?,
+        Cmd::Decisions(args) => decisions::run(args, &agent).await?,
         Cmd::Replay(args) => replay::run(args)?,
-        Cmd::Policy(args) => policy::run(args).await?,
-        Cmd::Exec(args) => return Ok(Exit::Code(exec::run(args).await?)),
-        Cmd::Resume(args) => process_ops::run(Op::Resume, args).await?,
-        Cmd::Protect(args) => process_ops::run(Op::Protect, args).await?,
-        Cmd::Unprotect(args) => process_ops::run(Op::Unprotect, args).await?,
+        Cmd::Policy(args) => policy::run(args, &agent).await?,
+        Cmd::Exec(args) => return Ok(Exit::Code(exec::run(args, &agent).await?)),
+        Cmd::Resume(args) => process_ops::run(Op::Resume, args, &agent).await?,
+        Cmd::Protect(args) => process_ops::run(Op::Protect, args, &agent).await?,
+        Cmd::Unprotect(args) => process_ops::run(Op::Unprotect, args, &agent).await?,
         Cmd::ThawAll(args) => thaw_all::run(args)?,
         Cmd::Completions(args) => completions::run(args),
     }

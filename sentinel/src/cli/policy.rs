@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{CliError, SocketArg, output::print_decision};
+use super::{CliError, output::print_decision};
 use sentinel_api::{client, pb};
 use sentinel_core::config::Config;
 
@@ -21,24 +21,17 @@ pub enum Cmd {
     /// Validate a config file; errors name the file, line and key.
     Check { file: PathBuf },
     /// Print the running policy and where it came from.
-    Show {
-        #[command(flatten)]
-        socket: SocketArg,
-    },
+    Show,
     /// Replace the running policy with FILE (admin); an invalid one is
     /// refused and the running one stays.
-    Apply {
-        file: PathBuf,
-        #[command(flatten)]
-        socket: SocketArg,
-    },
+    Apply { file: PathBuf },
 }
 
-pub async fn run(args: Args) -> Result<(), CliError> {
+pub async fn run(args: Args, agent: &client::Target) -> Result<(), CliError> {
     match args.cmd {
         Cmd::Check { file } => check(&file),
-        Cmd::Show { socket } => show(&socket.target()).await,
-        Cmd::Apply { file, socket } => apply(&socket.target(), &file).await,
+        Cmd::Show => show(agent).await,
+        Cmd::Apply { file } => apply(agent, &file).await,
     }
 }
 

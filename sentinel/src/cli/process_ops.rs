@@ -2,14 +2,12 @@
 //! one process. They take the same arguments and print the journal entry
 //! the agent made.
 
-use super::{CliError, SocketArg, output::print_decision};
+use super::{CliError, output::print_decision};
 use sentinel_api::{client, pb};
 
 #[derive(clap::Args)]
 pub struct Args {
     pub pid: u32,
-    #[command(flatten)]
-    pub socket: SocketArg,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -20,8 +18,8 @@ pub enum Op {
 }
 
 /// Resume, protect or unprotect a process; prints the journal entry.
-pub async fn run(op: Op, args: Args) -> Result<(), CliError> {
-    let mut c = client::connect_to(&args.socket.target()).await?;
+pub async fn run(op: Op, args: Args, agent: &client::Target) -> Result<(), CliError> {
+    let mut c = client::connect_to(agent).await?;
     let r = pb::ProcessRef { pid: args.pid };
     let d = match op {
         Op::Resume => c.resume(r).await?,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::CliError;
+use super::{CliError, SocketArg};
 use sentinel_core::config;
 
 use crate::agent::{self, RunOptions};
@@ -11,9 +11,6 @@ use crate::agent::{self, RunOptions};
 pub struct Args {
     #[arg(long, env = "SENTINEL_CONFIG", default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
-    /// Overrides the config's socket.
-    #[arg(long)]
-    pub socket: Option<String>,
     /// Decide and record, but signal nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -26,11 +23,17 @@ pub struct Args {
     pub cgroup_namespace: Option<Result<bool, String>>,
 }
 
-pub async fn run(args: Args) -> Result<(), CliError> {
+/// `conn`: the global --socket, which overrides the config's.
+pub async fn run(args: Args, conn: &SocketArg) -> Result<(), CliError> {
     init_logging();
+    if conn.has_client_tls() {
+        tracing::warn!(
+            "--tls-cert, --tls-key and --tls-ca (or SENTINEL_TLS_*) are for clients and ignored by the agent; its own TLS is [api.tcp] in its config"
+        );
+    }
     agent::run(RunOptions {
         config_path: args.config,
-        socket: args.socket,
+        socket: conn.listen_socket(),
         dry_run: args.dry_run,
         no_ebpf: args.no_ebpf,
         cgroup_namespace: args.cgroup_namespace,

@@ -2,20 +2,18 @@
 
 use std::io::Write;
 
-use super::{CliError, SocketArg};
+use super::CliError;
 use sentinel_api::{client, pb};
 use sentinel_core::units::human_bytes;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    pub socket: SocketArg,
     #[arg(long)]
     pub json: bool,
 }
 
-pub async fn run(args: Args) -> Result<(), CliError> {
-    let s = client::connect_to(&args.socket.target())
+pub async fn run(args: Args, agent: &client::Target) -> Result<(), CliError> {
+    let s = client::connect_to(agent)
         .await?
         .get_status(pb::GetStatusRequest {})
         .await?

@@ -4,7 +4,7 @@
 use std::{io::Write, time::Duration};
 
 use super::{
-    CliError, SocketArg,
+    CliError,
     output::{eta, rate},
 };
 use sentinel_api::{client, pb};
@@ -12,8 +12,6 @@ use sentinel_core::units::human_bytes;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    pub socket: SocketArg,
     /// How many to show.
     #[arg(short = 'n', long, default_value_t = 20)]
     pub limit: u32,
@@ -46,22 +44,22 @@ pub struct TopFilter {
     pub sort: String,
 }
 
-pub async fn run(args: Args) -> Result<(), CliError> {
+pub async fn run(args: Args, agent: &client::Target) -> Result<(), CliError> {
     let Some(every) = args.watch else {
-        return show(&args).await;
+        return show(&args, agent).await;
     };
     loop {
         // Home and clear, then the table: a refreshing view.
         print!("\x1b[H\x1b[2J");
-        show(&args).await?;
+        show(&args, agent).await?;
         tokio::time::sleep(Duration::from_secs_f64(every.max(0.1))).await;
     }
 }
 
 /// One listing, as a table or one JSON object per process.
-async fn show(args: &Args) -> Result<(), CliError> {
+async fn show(args: &Args, agent: &client::Target) -> Result<(), CliError> {
     let f = args.filter.clone();
-    let r = client::connect_to(&args.socket.target())
+    let r = client::connect_to(agent)
         .await?
         .list_processes(pb::ListProcessesRequest {
             limit: args.limit,
