@@ -168,6 +168,12 @@ async fn with_the_budget_full_a_critical_request_goes_before_earlier_low_ones() 
             .unwrap_or_else(|| panic!("{h} never granted: {order:?}"))
     };
     assert!(at("first") < at("critical"), "{order:?}");
+    // Sizes as operators read them, not raw byte counts.
+    assert!(
+        order[at("first")].starts_with("1.5 GiB from ")
+            && order[at("low-a")].starts_with("1.0 GiB from "),
+        "{order:?}"
+    );
     assert!(
         at("critical") < at("low-a"),
         "critical before the earlier low ones: {order:?}"

@@ -16,6 +16,7 @@ use sentinel_core::{
     decision::DecisionAction,
     engine::pool_name,
     policy::admission::{Admission, Ended, Pool, Priority, Refusal, Request, Reservation},
+    units::human_bytes,
 };
 use tokio::sync::{broadcast, oneshot};
 
@@ -322,7 +323,9 @@ impl Queue {
                 drop(st);
                 let err = match refusal {
                     Refusal::TooLarge { bytes, capacity } => AdmissionError::TooLarge(format!(
-                        "{bytes} B is more than the pool could ever give ({capacity} B)"
+                        "{} is more than the pool could ever give ({})",
+                        size(bytes),
+                        size(capacity)
                     )),
                     Refusal::QueueFull {
                         depth,
@@ -353,7 +356,7 @@ impl Queue {
         let released = self.lock().0.release(id);
         let owner = self.owners().remove(&id);
         let r = released.ok_or(AdmissionError::NotFound(id))?;
-        let reason = format!("{} B back to {}", r.bytes, pool_name(&r.pool));
+        let reason = format!("{} back to {}", size(r.bytes), pool_name(&r.pool));
         self.record(
             s,
             DecisionAction::Released,
@@ -417,8 +420,8 @@ impl Queue {
         }
         for r in pass.granted {
             let reason = format!(
-                "{} B from {} for {} (pid {}, {})",
-                r.bytes,
+                "{} from {} for {} (pid {}, {})",
+                size(r.bytes),
                 pool_name(&r.pool),
                 r.holder,
                 r.pid,
@@ -443,13 +446,19 @@ impl Queue {
     }
 }
 
+/// A reservation's size as operators read it ("2.0 GiB"); the exact
+/// bytes are in the decision's limit_bytes.
+fn size(bytes: u64) -> String {
+    human_bytes(bytes as f64)
+}
+
 /// How an end is journalled, and what its waiter (if any) is told.
 fn ended(end: Ended, now: f64) -> (DecisionAction, Entry, String, Option<AdmissionError>) {
     match end {
         Ended::TimedOut(q) => {
             let why = format!(
-                "not granted within its wait ({} B in {})",
-                q.bytes,
+                "not granted within its wait ({} in {})",
+                size(q.bytes),
                 pool_name(&q.pool)
             );
             let err = AdmissionError::TimedOut(why.clone());

@@ -5,6 +5,7 @@
 //! machine) is not a decision, and the decision says what was armed and
 //! what was seen.
 
+use crate::units::human_bytes;
 use std::{collections::VecDeque, time::Duration};
 
 use super::{Engine, Host};
@@ -111,12 +112,13 @@ impl<H: Host> Engine<H> {
             action: DecisionAction::Alert,
             outcome: Outcome::Recorded,
             reason: format!(
-                "memory pressure: tasks stalled on memory for {} ms in the last {over:.1} s (trigger: {} ms within {} s; PSI some avg10 {:.2}%); host at {used} of {} B",
+                "memory pressure: tasks stalled on memory for {} ms in the last {over:.1} s (trigger: {} ms within {} s; PSI some avg10 {:.2}%); host at {} of {}",
                 stalled_us / 1000,
                 armed.stall.as_millis(),
                 armed.window.as_secs_f64(),
                 self.host_state.psi.avg10.unwrap_or(0.0),
-                limit.bytes
+                human_bytes(used as f64),
+                human_bytes(limit.bytes as f64)
             ),
             charged_bytes: used,
             slope_bytes_per_sec: self

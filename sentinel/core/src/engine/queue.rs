@@ -2,6 +2,7 @@
 //! next one resumes (`policy::schedule::to_resume`), one a tick, so that
 //! each resumed one is judged again before the next.
 
+use crate::units::human_bytes;
 use std::collections::BTreeMap;
 
 use super::{
@@ -223,18 +224,18 @@ impl<H: Host> Engine<H> {
 
 /// Why the next in line resumes, as its decision says it.
 fn resume_reason(scope: &Scope, room: &Room, resume: Resume) -> String {
-    let at = format!("{} at {} B", scope.describe(), room.usage);
-    let line = room.line;
+    let at = format!("{} at {}", scope.describe(), human_bytes(room.usage as f64));
+    let line = human_bytes(room.line as f64);
     match resume {
         Resume::Fits => format!(
-            "{at}, {:.0} MB/s growing beside it, leaves room below its preempt line ({line} B)",
+            "{at}, {:.0} MB/s growing beside it, leaves room below its preempt line ({line})",
             room.running_slope / 1e6
         ),
         Resume::Hopeless => format!(
-            "{at}, nothing growing beside it and waiting longer would not make room for its pace: it runs to show whether it fits (alone at the preempt line, {line} B, it is a runaway)"
+            "{at}, nothing growing beside it and waiting longer would not make room for its pace: it runs to show whether it fits (alone at the preempt line, {line}, it is a runaway)"
         ),
         Resume::Idle => format!(
-            "{at}, nothing else running there: it runs to show whether it fits (alone at the preempt line, {line} B, it is a runaway)"
+            "{at}, nothing else running there: it runs to show whether it fits (alone at the preempt line, {line}, it is a runaway)"
         ),
     }
 }

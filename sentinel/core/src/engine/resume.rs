@@ -3,6 +3,7 @@
 //! lost.
 
 use super::{Engine, Host, Scope, Signal, table::ProcState};
+use crate::units::human_bytes;
 use crate::{
     decision::{Decision, DecisionAction, DecisionKind, Outcome},
     model::Series,
@@ -46,10 +47,11 @@ impl<H: Host> Engine<H> {
                     };
                     (
                         format!(
-                            "{what} is at {} B, below its clear level {clear} B ({:.0}% of its limit {} B)",
-                            s.usage,
+                            "{what} is at {}, below its clear level {} ({:.0}% of its limit {})",
+                            human_bytes(s.usage as f64),
+                            human_bytes(clear as f64),
                             (s.levels.preempt - s.levels.clear) * 100.0,
-                            s.limit
+                            human_bytes(s.limit as f64)
                         ),
                         s.limit,
                         held.level,

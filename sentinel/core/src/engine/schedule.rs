@@ -6,6 +6,7 @@
 //! it. Only a tree that grows alone to the line is a runaway, for the
 //! rule's ladder.
 
+use crate::units::human_bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{
@@ -191,9 +192,10 @@ impl<H: Host> Engine<H> {
         let growing = u.units.iter().filter(|x| x.slope > 0.0).count();
         let slope: f64 = u.units.iter().map(|x| x.slope).sum();
         let why = format!(
-            "{} trees grow together at {:.0} MB/s and would reach its preempt line ({line} B) within {horizon:.0} s; {WHO_WAITS}",
+            "{} trees grow together at {:.0} MB/s and would reach its preempt line ({}) within {horizon:.0} s; {WHO_WAITS}",
             growing,
-            slope / 1e6
+            slope / 1e6,
+            human_bytes(line as f64)
         );
         self.queue_trees(limit, &u, &plan.queue, usage, &why, now);
         true
@@ -308,9 +310,10 @@ impl<H: Host> Engine<H> {
             p.turns.insert(limit.scope.clone(), turn);
         }
         let reason = format!(
-            "waiting for memory: {} at {usage} B (limit {} B): {why}",
+            "waiting for memory: {} at {} (limit {}): {why}",
             limit.scope.describe(),
-            limit.bytes
+            human_bytes(usage as f64),
+            human_bytes(limit.bytes as f64)
         );
         let d = Decision {
             scope: Some(limit.scope.kind()),

@@ -2,6 +2,7 @@
 //! is at or will reach in time, the member (or tree, or cgroup) driving the
 //! growth, and settling after acting before another victim is chosen.
 
+use crate::units::human_bytes;
 use std::collections::{HashMap, HashSet};
 
 use super::{
@@ -244,15 +245,17 @@ impl<H: Host> Engine<H> {
         now: f64,
     ) {
         let what = match &limit.scope {
-            Scope::Cgroup(path) => format!("cgroup {path} (limit {} B)", limit.bytes),
-            Scope::Gpu(d) => format!("GPU {d} (memory {} B)", limit.bytes),
+            Scope::Cgroup(path) => {
+                format!("cgroup {path} (limit {})", human_bytes(limit.bytes as f64))
+            }
+            Scope::Gpu(d) => format!("GPU {d} (memory {})", human_bytes(limit.bytes as f64)),
             Scope::GpuProcess { device, pid } => {
                 format!(
-                    "pid {pid}'s memory on GPU {device} (limit {} B)",
-                    limit.bytes
+                    "pid {pid}'s memory on GPU {device} (limit {})",
+                    human_bytes(limit.bytes as f64)
                 )
             }
-            _ => format!("the host (limit {} B)", limit.bytes),
+            _ => format!("the host (limit {})", human_bytes(limit.bytes as f64)),
         };
         let unit = match self.procs.get(&v.root) {
             Some(p) if grouping == Grouping::Cgroups && p.cgroup.len() > 1 => {
@@ -274,7 +277,8 @@ impl<H: Host> Engine<H> {
             let verdict = Verdict {
                 trigger: g.verdict.trigger,
                 reason: format!(
-                    "{what} at {usage} B is at or predicted to reach its {} level ({:.0}%); {why}: {}",
+                    "{what} at {} is at or predicted to reach its {} level ({:.0}%); {why}: {}",
+                    human_bytes(usage as f64),
                     g.level.as_str(),
                     limit.levels.share(g.level) * 100.0,
                     g.verdict.reason
@@ -404,11 +408,12 @@ impl<H: Host> Engine<H> {
             action: DecisionAction::Alert,
             outcome: Outcome::Recorded,
             reason: format!(
-                "{} at {usage} B reached its {} level ({:.0}% of {} B); {top}: {}",
+                "{} at {} reached its {} level ({:.0}% of {}); {top}: {}",
                 limit.scope.describe(),
+                human_bytes(usage as f64),
                 g.level.as_str(),
                 limit.levels.share(g.level) * 100.0,
-                limit.bytes,
+                human_bytes(limit.bytes as f64),
                 g.verdict.reason
             ),
             charged_bytes: usage,

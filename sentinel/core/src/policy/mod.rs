@@ -16,6 +16,7 @@ pub use rules::{
 };
 
 use crate::model::{Trend, seconds_to_limit};
+use crate::units::human_bytes;
 
 /// What the agent knows about how fresh its samples are.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,7 +82,11 @@ pub fn evaluate(
     if current >= limit {
         return Some(Verdict {
             trigger: Trigger::Crossed,
-            reason: format!("{current} B charged is at or above the line {limit} B"),
+            reason: format!(
+                "{} charged is at or above the line {}",
+                human_bytes(current as f64),
+                human_bytes(limit as f64)
+            ),
         });
     }
     let t = trend?;

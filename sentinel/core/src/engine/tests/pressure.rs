@@ -56,6 +56,7 @@ fn a_wake_up_without_the_stall_it_was_armed_for_is_no_decision() {
 #[test]
 fn a_real_stall_is_warned_once_a_minute_saying_what_was_armed_and_seen() {
     let mut w = armed();
+    w.host_mut().ram = Some(16 * GIB);
     // 400 ms of stall within the last second.
     for _ in 0..4 {
         stall(&mut w, 100);
@@ -71,6 +72,8 @@ fn a_real_stall_is_warned_once_a_minute_saying_what_was_armed_and_seen() {
         "{r}"
     );
     assert!(r.contains("(trigger: 300 ms within 2 s;"), "{r}");
+    // Sizes as an operator reads them, not byte counts (90% of 16 GiB).
+    assert!(r.ends_with("); host at 0 B of 14.4 GiB"), "{r}");
     // Again within the minute: said once.
     stall(&mut w, 400);
     w.run_for(0.5);
