@@ -76,16 +76,30 @@ fn the_package_installs_the_agent_its_unit_and_config() {
         .env("DEBIAN_FRONTEND", "noninteractive"));
     let _installed = Installed;
     assert!(ok, "dpkg -i {}: {out}", deb.display());
+    lintian_is_clean(&deb);
 
     for path in [
         "/usr/bin/sentinel",
         "/usr/lib/systemd/system/sentinel.service",
         "/etc/sentinel/sentinel.toml",
+        "/etc/default/sentinel",
         "/usr/share/sentinel/prometheus/sentinel-rules.yml",
         "/usr/share/sentinel/grafana/sentinel-dashboard.json",
         "/usr/share/doc/sentinel/OPERATIONS.md",
+        "/usr/share/doc/sentinel/changelog.Debian.gz",
+        "/usr/share/doc/sentinel/copyright",
+        "/usr/share/man/man1/sentinel.1.gz",
+        "/usr/share/man/man1/sentinel-status.1.gz",
+        "/usr/share/bash-completion/completions/sentinel",
+        "/usr/share/zsh/vendor-completions/_sentinel",
+        "/usr/share/fish/vendor_completions.d/sentinel.fish",
     ] {
         assert!(std::path::Path::new(path).exists(), "{path} not installed");
+    }
+    // The groups the environment file hands the socket exist.
+    for group in ["sentinel", "sentinel-admin"] {
+        let (ok, out) = sh(Command::new("getent").args(["group", group]));
+        assert!(ok, "group {group} was not created: {out}");
     }
     let (ok, out) =
         sh(Command::new("dpkg-query").args(["-W", "-f=${Status} ${Conffiles}", "sentinel"]));
@@ -136,6 +150,66 @@ fn the_package_installs_the_agent_its_unit_and_config() {
     );
     std::thread::sleep(Duration::from_millis(100));
     assert!(!hog.frozen(), "still stopped after removal: {out}");
+
+    // Purge takes the journal and the config with it.
+    assert!(
+        std::path::Path::new("/var/lib/sentinel/journal.redb").exists(),
+        "removal (not purge) keeps the journal"
+    );
+    let (ok, out) = sh(Command::new("dpkg")
+        .args(["--purge", "sentinel"])
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    assert!(ok, "dpkg --purge: {out}");
+    for gone in [
+        "/var/lib/sentinel",
+        "/etc/sentinel",
+        "/etc/default/sentinel",
+    ] {
+        assert!(
+            !std::path::Path::new(gone).exists(),
+            "{gone} left after purge"
+        );
+    }
+}
+
+/// lintian reports nothing but what the package overrides, each override
+/// with its reason (deploy/debian/lintian-overrides).
+fn lintian_is_clean(deb: &std::path::Path) {
+    let Ok(out) = Command::new("lintian")
+        .args(["--tag-display-limit", "0"])
+        .arg(deb)
+        .output()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "lintian is missing, and CI is set (`cargo xtask test` installs it)"
+        );
+        eprintln!("SKIP lintian: not installed");
+        return;
+    };
+    let report = String::from_utf8_lossy(&out.stdout);
+    let tags: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("E: ") || l.starts_with("W: "))
+        .collect();
+    assert!(
+        tags.is_empty(),
+        "lintian {}:\n{}",
+        deb.display(),
+        tags.join("\n")
+    );
+}
+
+/// KEY=VALUE lines of an environment file, as systemd's EnvironmentFile=
+/// reads them (comments and blank lines skipped).
+fn environment_file(path: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The installed agent, on the package's journal and a rule for `cg`,
@@ -158,9 +232,11 @@ fn frozen_by_the_installed_agent(cg: &MemCgroup) -> Hog {
         ),
     )
     .unwrap();
+    // With the package's environment file, as the unit runs it.
     let mut agent = Command::new("/usr/bin/sentinel")
         .args(["run", "--config"])
         .arg(&config)
+        .envs(environment_file("/etc/default/sentinel"))
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -169,6 +245,8 @@ fn frozen_by_the_installed_agent(cg: &MemCgroup) -> Hog {
         std::os::unix::net::UnixStream::connect(&socket).is_ok()
     });
     assert!(up, "the installed agent did not come up");
+    let (_, group) = sh(Command::new("stat").args(["-c", "%G"]).arg(&socket));
+    assert_eq!(group.trim(), "sentinel", "the socket's group");
     let hog = Hog::spawn(
         cg,
         &["--target", "400MiB", "--rate", "200MB/s", "--hold", "60"],

@@ -112,6 +112,8 @@ const TEST_APT_PACKAGES: &[&str] = &[
     // promtool for the rules' unit tests.
     "prometheus",
     "prometheus-alertmanager",
+    // Checks the package as Debian would (tests/tests/package.rs).
+    "lintian",
 ];
 
 /// Installs whichever of `packages` are missing.
@@ -428,6 +430,45 @@ fn deb_setup() -> Result<()> {
     Ok(())
 }
 
+/// Builds the release binary, writes what it generates for the package
+/// (man pages, shell completions) under target/release/debian-assets/
+/// (cargo-deb's name for what the build made), where
+/// sentinel/Cargo.toml's assets name them, then packages it all.
+fn deb(args: &[&str]) -> Result<()> {
+    run(cargo().args(["build", "--release", "-p", "sentinel"]))?;
+    let bin = root().join("target/release/sentinel");
+    let assets = root().join("target/release/debian-assets");
+    let _ = std::fs::remove_dir_all(&assets);
+    let man = assets.join("man");
+    run(Command::new(&bin).arg("man").arg(&man))?;
+    // Debian installs man pages compressed; -n keeps the archive
+    // reproducible (no name or time stamp in it).
+    for page in std::fs::read_dir(&man)? {
+        run(Command::new("gzip").args(["-9nf"]).arg(page?.path()))?;
+    }
+    let completions = assets.join("completions");
+    std::fs::create_dir_all(&completions)?;
+    for (shell, file) in [
+        ("bash", "sentinel"),
+        ("zsh", "_sentinel"),
+        ("fish", "sentinel.fish"),
+    ] {
+        let script = Command::new(&bin)
+            .args(["completions", shell])
+            .output()
+            .with_context(|| format!("{} completions {shell}", bin.display()))?;
+        anyhow::ensure!(
+            script.status.success(),
+            "sentinel completions {shell}: {}",
+            String::from_utf8_lossy(&script.stderr)
+        );
+        std::fs::write(completions.join(file), script.stdout)?;
+    }
+    run(cargo()
+        .args(["deb", "-p", "sentinel", "--no-build"])
+        .args(args))
+}
+
 /// The fuzz targets, and seed inputs for each beside the corpus the runs
 /// grow (which stays under target/, not in git).
 const FUZZ_TARGETS: &[(&str, &[&str])] = &[("config", &["deploy/sentinel.toml"]), ("events", &[])];
@@ -501,7 +542,7 @@ fn main() -> Result<()> {
         Cmd::Deb => {
             setup()?;
             deb_setup()?;
-            run(cargo().args(["deb", "-p", "sentinel"]))
+            deb(&[])
         }
         Cmd::Run { args } => {
             setup()?;
@@ -517,7 +558,7 @@ fn main() -> Result<()> {
             // The end-to-end tests drive the real binaries.
             run(cargo().args(["build", "-p", "sentinel", "-p", "sentinel-tests", "--bins"]))?;
             // The package test installs what a release build packages.
-            run(cargo().args(["deb", "-p", "sentinel", "-o", "target/debian/"]))?;
+            deb(&["-o", "target/debian/"])?;
             // The Python client's tests install its wheel.
             wheel()?;
             run(cargo().args(["test", "--workspace"]).args(args))?;

@@ -6,6 +6,7 @@
 pub mod completions;
 pub mod decisions;
 pub mod exec;
+pub mod man;
 mod output;
 pub mod policy;
 pub mod process_ops;
@@ -64,6 +65,9 @@ pub enum Cmd {
     /// Print a shell completion script, e.g.
     /// `sentinel completions bash > /etc/bash_completion.d/sentinel`.
     Completions(completions::Args),
+    /// Write the man pages into DIR (the package build runs this).
+    #[command(hide = true)]
+    Man(man::Args),
 }
 
 /// How the process ends when a subcommand succeeded.
@@ -91,6 +95,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
         Cmd::Unprotect(args) => process_ops::run(Op::Unprotect, args, &agent).await?,
         Cmd::ThawAll(args) => thaw_all::run(args)?,
         Cmd::Completions(args) => completions::run(args),
+        Cmd::Man(args) => man::run(args)?,
     }
     Ok(Exit::Success)
 }
