@@ -9,6 +9,8 @@ use std::{
     process::Command,
 };
 
+mod image;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
@@ -55,6 +57,9 @@ enum Cmd {
     Manifests,
     /// Build the Debian package (cargo-deb) into target/debian/.
     Deb,
+    /// Build the container image (OCI archive, no registry, no base image)
+    /// into target/image/sentinel-VERSION.oci.tar.
+    Image,
     /// Build the Python client's wheel (sentinel/python) into target/wheels/.
     Wheel,
 }
@@ -172,15 +177,25 @@ fn setup() -> Result<()> {
 /// /root, so that the client can run as an unprivileged user.
 const TEST_PYTHON_DEPS: &str = "/opt/sentinel-test/python";
 
+/// Pinned: it bundles the schemas of each Kubernetes version it knows.
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
 /// Installs grpcio and grpcio-tools for the third-party client test, once.
 /// They go to a world-readable folder (pip --target) for the system's
 /// CPython of the same minor version to import.
 fn test_setup() -> Result<()> {
     apt_install(TEST_APT_PACKAGES)?;
     deb_setup()?;
-    // The client tests (grpcio, its generator), and the Python client's
-    // pytest plugin under pytest-xdist.
-    python_deps(&["grpcio", GRPCIO_TOOLS, "pytest", "pytest-xdist"])
+    // The client tests (grpcio, its generator), the Python client's
+    // pytest plugin under pytest-xdist, and the Kubernetes API schemas the
+    // manifests are checked against (tests/tests/deploy.rs).
+    python_deps(&[
+        "grpcio",
+        GRPCIO_TOOLS,
+        "pytest",
+        "pytest-xdist",
+        KUBERNETES_VALIDATE,
+    ])
 }
 
 /// Installs `packages` (from the package index) where /usr/bin/python3
@@ -469,6 +484,18 @@ fn deb(args: &[&str]) -> Result<()> {
         .args(args))
 }
 
+/// The container image of the release binary and the shipped config.
+fn image() -> Result<PathBuf> {
+    let archive = image::build(
+        &root(),
+        &root().join("target/release/sentinel"),
+        &root().join(SHIPPED_CONFIG),
+        env!("CARGO_PKG_VERSION"),
+    )?;
+    eprintln!("image: wrote {}", archive.display());
+    Ok(archive)
+}
+
 /// The fuzz targets, and seed inputs for each beside the corpus the runs
 /// grow (which stays under target/, not in git).
 const FUZZ_TARGETS: &[(&str, &[&str])] = &[("config", &["deploy/sentinel.toml"]), ("events", &[])];
@@ -544,6 +571,11 @@ fn main() -> Result<()> {
             deb_setup()?;
             deb(&[])
         }
+        Cmd::Image => {
+            setup()?;
+            run(cargo().args(["build", "--release", "-p", "sentinel"]))?;
+            image().map(|_| ())
+        }
         Cmd::Run { args } => {
             setup()?;
             run(cargo().args(["build", "--release", "-p", "sentinel"]))?;
@@ -559,6 +591,8 @@ fn main() -> Result<()> {
             run(cargo().args(["build", "-p", "sentinel", "-p", "sentinel-tests", "--bins"]))?;
             // The package test installs what a release build packages.
             deb(&["-o", "target/debian/"])?;
+            // The image test loads and runs what the release build makes.
+            image()?;
             // The Python client's tests install its wheel.
             wheel()?;
             run(cargo().args(["test", "--workspace"]).args(args))?;
@@ -594,6 +628,20 @@ mod tests {
             committed == prometheus_rule(&rules),
             "{PROMETHEUS_RULE} is stale: run `cargo xtask manifests`"
         );
+    }
+
+    /// The DaemonSet runs the image `cargo xtask image` builds, by the name
+    /// and tag that image carries.
+    #[test]
+    fn the_daemonset_names_the_image_the_xtask_builds() {
+        let manifest = std::fs::read_to_string(root().join(DAEMONSET)).unwrap();
+        let images: Vec<&str> = manifest
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("image: "))
+            .collect();
+        let built = format!("{}:{}", image::NAME, env!("CARGO_PKG_VERSION"));
+        assert_eq!(images, [built.as_str()]);
+        assert!(manifest.contains(&image::archive_name(env!("CARGO_PKG_VERSION"))));
     }
 
     /// The Python client is versioned with the agent whose proto its stubs
