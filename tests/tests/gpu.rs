@@ -367,3 +367,34 @@ async fn nvml_pids_are_mapped_to_what_the_agent_sees() {
     let _ = outer.kill();
     let _ = outer.wait();
 }
+
+/// The GPU sampler's thread holds the engine: a stop must end it, or the
+/// journal is never closed and the next start finds it to repair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_gpus_watched_a_stop_closes_the_journal_cleanly() {
+    if !privileged("with_gpus_watched_a_stop_closes_the_journal") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let dir = tempdir::Dir::new("gpustop-scn");
+    let scn = Scenario::new(&dir.0);
+    scn.write(&format!("device 0 total {} name Fake T4\n", 16 * GIB));
+    let mut agent = Agent::start_env(
+        "gpustop",
+        &format!(
+            "[gpu]\nlibrary = \"{}\"\ninterval = \"50ms\"\n",
+            fake_nvml().display()
+        ),
+        &["--no-ebpf"],
+        &[("FAKE_NVML_SCENARIO", scn.path.to_str().unwrap())],
+    );
+    let s = agent.status().await;
+    assert_eq!(s.gpu_unavailable, "", "{s:?}");
+    agent.stop();
+    agent.start_again();
+    let log = agent.log_text();
+    assert!(
+        !log.contains("was not closed cleanly"),
+        "the journal was left open at the stop:\n{log}"
+    );
+}

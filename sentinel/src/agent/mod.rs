@@ -77,7 +77,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
             tracing::error!("alerting could not start: {e}; decisions are still journalled");
         }
     }
-    tasks::gpus(sentinel.clone(), &s.cfg);
+    let gpus = tasks::gpus(sentinel.clone(), &s.cfg);
     if let Some(l) = s.metrics {
         if let Ok(addr) = l.local_addr() {
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
@@ -130,6 +130,9 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         n.stopping();
     }
     clock.stop();
+    if let Some(g) = gpus {
+        g.stop();
+    }
     // A plain stop keeps what was frozen frozen, for the next start to
     // take back; each is said, in the log and the journal.
     let left = sentinel.leave_frozen();

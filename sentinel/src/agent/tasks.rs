@@ -75,47 +75,69 @@ pub fn host_clock(
     sentinel: Arc<Sentinel>,
     every: Intervals,
     watchdog: Option<Arc<super::notify::Notifier>>,
-) -> std::io::Result<HostClock> {
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+) -> std::io::Result<Worker> {
     // In the runtime's context, as the tick was on a worker before: what a
     // decision sets off may spawn tasks.
     let runtime = tokio::runtime::Handle::current();
-    let thread = std::thread::Builder::new()
-        .name("sentinel-tick".into())
-        .spawn(move || {
-            let _context = runtime.enter();
-            loop {
-                let period = if sentinel.at_rest() {
-                    every.rest
-                } else {
-                    every.tick
-                };
-                // Sleeps the period; the sender dropped ends it at once.
-                if stopped.recv_timeout(period) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-                    return;
-                }
-                sentinel.tick();
-                sentinel.admission.pass(&sentinel);
-                if let Some(w) = &watchdog {
-                    w.tick();
-                }
+    Worker::spawn("sentinel-tick", move |stop| {
+        let _context = runtime.enter();
+        loop {
+            let period = if sentinel.at_rest() {
+                every.rest
+            } else {
+                every.tick
+            };
+            if !stop.sleep(period) {
+                return;
             }
-        })?;
-    Ok(HostClock {
-        stop: Some(stop),
-        thread: Some(thread),
+            sentinel.tick();
+            sentinel.admission.pass(&sentinel);
+            if let Some(w) = &watchdog {
+                w.tick();
+            }
+        }
     })
 }
 
-/// The host timer's thread, stopped before the agent leaves: it holds the
-/// engine, and the journal closes cleanly only once nothing does.
-pub struct HostClock {
+/// A thread of the agent's that holds the engine, stopped and joined
+/// before the agent leaves: the journal closes cleanly only once nothing
+/// holds the engine.
+pub struct Worker {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl HostClock {
-    pub fn stop(mut self) {
+/// What a worker's loop waits on between passes.
+pub struct StopSignal(std::sync::mpsc::Receiver<()>);
+
+impl StopSignal {
+    /// Sleeps `period`; false as soon as the worker is told to stop.
+    pub fn sleep(&self, period: Duration) -> bool {
+        self.0.recv_timeout(period) == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+    }
+}
+
+impl Worker {
+    fn spawn(name: &str, body: impl FnOnce(StopSignal) + Send + 'static) -> std::io::Result<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || body(StopSignal(stopped)))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Tells the thread to stop and waits for it (also when dropped, so
+    /// an early return of the agent's start joins it too).
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -218,22 +240,23 @@ async fn watch_pressure(trigger: PsiTrigger, sentinel: Arc<Sentinel>) -> std::io
 /// thread of its own: NVML calls block. Without a driver it says so once
 /// and ends; a failing pass is reported when its error changes and the
 /// next pass is tried as usual.
-pub fn gpus(sentinel: Arc<Sentinel>, cfg: &Config) {
+/// The GPU sampler's thread, if GPUs are watched at all.
+pub fn gpus(sentinel: Arc<Sentinel>, cfg: &Config) -> Option<Worker> {
     if !cfg.gpu.enabled {
         sentinel.gpu_unavailable("disabled in the config ([gpu] enabled = false)".into());
-        return;
+        return None;
     }
     let (library, every) = (cfg.gpu.library.clone(), cfg.gpu.interval);
     let s = sentinel.clone();
-    let started = std::thread::Builder::new()
-        .name("sentinel-gpu".into())
-        .spawn(move || sample_gpus(&s, &library, every));
-    if let Err(e) = started {
-        sentinel.gpu_unavailable(format!("no thread for GPU sampling: {e}"));
-    }
+    let started = Worker::spawn("sentinel-gpu", move |stop| {
+        sample_gpus(&s, &library, every, &stop)
+    });
+    started
+        .map_err(|e| sentinel.gpu_unavailable(format!("no thread for GPU sampling: {e}")))
+        .ok()
 }
 
-fn sample_gpus(sentinel: &Sentinel, library: &str, every: Duration) {
+fn sample_gpus(sentinel: &Sentinel, library: &str, every: Duration, stop: &StopSignal) {
     let gpu = match collector::gpu::Gpu::open(library) {
         Ok(g) => g,
         Err(why) => {
@@ -260,7 +283,9 @@ fn sample_gpus(sentinel: &Sentinel, library: &str, every: Duration) {
                 sentinel.gpu_pass_failed(e);
             }
         }
-        std::thread::sleep(every.saturating_sub(started.elapsed()));
+        if !stop.sleep(every.saturating_sub(started.elapsed())) {
+            return;
+        }
     }
 }
 
