@@ -529,9 +529,14 @@ mod tests {
     #[test]
     fn the_shipped_dashboard_and_rules_only_use_metrics_the_agent_exports() {
         use crate::alert::{breaker::BreakerState, deliver};
+        // As on a host with PSI, a GPU and a receiver: every family the
+        // agent can export is rendered.
         let s = Snapshot {
             psi_some: Some(0.0),
             psi_full: Some(0.0),
+            psi_some_seconds: Some(0.0),
+            psi_full_seconds: Some(0.0),
+            gpus: vec![(0, "GPU-0".into(), 1 << 30, 16 << 30, 0, true)],
             receivers: vec![deliver::ReceiverView {
                 kind: deliver::Kind::Alertmanager,
                 name: "http://am:9093".into(),
