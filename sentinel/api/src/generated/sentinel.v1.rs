@@ -354,6 +354,12 @@ pub struct Process {
     pub state: ::prost::alloc::string::String,
     #[prost(uint64, tag = "11")]
     pub page_faults: u64,
+    /// Net bytes of address space the process mapped (mmap, brk growth) less
+    /// what it unmapped (munmap, brk shrink) while the mmap probes watched it:
+    /// from its start, or from the agent's start for one already running. It
+    /// is a change, not a size: negative when the process unmapped more of
+    /// what it had before the agent started than it mapped since; 0 without
+    /// the probes.
     #[prost(int64, tag = "12")]
     pub mapped_bytes: i64,
     /// Its level under its rule: "normal", "warn", "preempt" or "kill".
