@@ -72,8 +72,15 @@ fn missing_config_file_is_named() {
 
 #[test]
 fn client_without_an_agent_says_how_to_start_one() {
-    // The package test installs the unit for a while: the hint follows.
-    let packaged = std::path::Path::new("/lib/systemd/system/sentinel.service").exists();
+    // The package test installs the unit for a while: the hint follows
+    // where the client looks.
+    let packaged = [
+        "/lib/systemd/system/sentinel.service",
+        "/usr/lib/systemd/system/sentinel.service",
+        "/etc/systemd/system/sentinel.service",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists());
     let how = if packaged {
         "systemctl start sentinel"
     } else {

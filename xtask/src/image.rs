@@ -39,7 +39,7 @@ pub fn build(root: &Path, bin: &Path, config: &Path, version: &str) -> Result<Pa
     let config_blob = blob(
         &blobs,
         &serde_json::to_vec(&json!({
-            "architecture": "amd64",
+            "architecture": oci_arch(),
             "os": "linux",
             "config": {
                 "Entrypoint": ["/usr/bin/sentinel"],
@@ -110,6 +110,16 @@ pub fn build(root: &Path, bin: &Path, config: &Path, version: &str) -> Result<Pa
     }
     std::fs::remove_file(&layer_tar)?;
     Ok(archive)
+}
+
+/// This machine's architecture as OCI names it: the image holds this
+/// machine's binary and libraries.
+pub fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
 }
 
 /// The image's whole filesystem.

@@ -27,23 +27,42 @@ pub fn lock() {
     }
 }
 
-/// One mapping of /proc/self/smaps that holds only clean pages of a file:
-/// not writable, and no private copy of any page (`Anonymous: 0 kB`;
-/// RELRO data, relocated at load and then made read-only, has them).
+/// One mapping of /proc/self/smaps that holds only pages of a file: not
+/// writable, and no private copy of any page, in RAM or swapped out
+/// (`Anonymous` and `Swap` both 0 kB; RELRO data, relocated at load and
+/// then made read-only, has such copies). `Private_Dirty` is no sign of
+/// them: a binary just built is dirty in the page cache, which keeps it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct CleanMapping {
     pub start: usize,
     pub end: usize,
 }
 
-/// The clean mappings of `path` in an smaps listing.
+/// A mapping of `path` being read, and which of the fields that prove it
+/// clean were seen at zero.
+struct Candidate {
+    mapping: CleanMapping,
+    zero: [bool; 2],
+}
+
+const ZERO_FIELDS: [&str; 2] = ["Anonymous:", "Swap:"];
+
+/// The clean mappings of `path` in an smaps listing. A mapping is taken
+/// only when all of `ZERO_FIELDS` were read as 0: one missing field, or an
+/// unexpected layout, keeps it.
 pub fn parse_clean_mappings(smaps: &str, path: &str) -> Vec<CleanMapping> {
     let mut out = Vec::new();
-    let mut current: Option<CleanMapping> = None;
+    let mut current: Option<Candidate> = None;
+    let mut finish = |c: Option<Candidate>| {
+        if let Some(c) = c.filter(|c| c.zero.iter().all(|&z| z)) {
+            out.push(c.mapping);
+        }
+    };
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
         let first = fields.next().unwrap_or_default();
         if let Some((start, end)) = first.split_once('-') {
+            finish(current.take());
             // A mapping's header: range, perms, offset, dev, inode, path.
             let perms = fields.next().unwrap_or_default();
             let mine = fields.nth(3) == Some(path) && !perms.contains('w');
@@ -51,13 +70,20 @@ pub fn parse_clean_mappings(smaps: &str, path: &str) -> Vec<CleanMapping> {
                 usize::from_str_radix(start, 16),
                 usize::from_str_radix(end, 16),
             ) {
-                (Ok(start), Ok(end)) if mine => Some(CleanMapping { start, end }),
+                (Ok(start), Ok(end)) if mine => Some(Candidate {
+                    mapping: CleanMapping { start, end },
+                    zero: [false; 2],
+                }),
                 _ => None,
             };
-        } else if first == "Anonymous:" && fields.next() == Some("0") {
-            out.extend(current.take());
+        } else if let (Some(c), Some(i)) = (
+            current.as_mut(),
+            ZERO_FIELDS.iter().position(|f| *f == first),
+        ) {
+            c.zero[i] = fields.next() == Some("0");
         }
     }
+    finish(current);
     out
 }
 
@@ -67,10 +93,12 @@ pub fn parse_clean_mappings(smaps: &str, path: &str) -> Vec<CleanMapping> {
 /// `lock` would pin what only start-up ran (argument and config parsing,
 /// probe loading, server set-up: most of what it touched). They stay in
 /// the page cache and fault back in when run again; what the running
-/// agent touches is locked as it is touched. Dropping clean file pages
-/// from our own mappings loses nothing, which `parse_clean_mappings`
-/// makes sure of. Must not be called after `lock`: locked pages cannot be
-/// dropped (madvise fails, harmlessly).
+/// agent touches is locked as it is touched. Dropping our mappings of a
+/// file's pages loses nothing when no page has a private copy, which
+/// `parse_clean_mappings` makes sure of (a debugger's breakpoint set
+/// between that reading and the drop would be lost). Must not be called
+/// after `lock`: locked pages cannot be dropped (madvise fails,
+/// harmlessly).
 pub fn release_startup_code() {
     let (Ok(exe), Ok(smaps)) = (
         std::fs::read_link("/proc/self/exe"),
@@ -80,9 +108,10 @@ pub fn release_startup_code() {
     };
     let Some(exe) = exe.to_str() else { return };
     for m in parse_clean_mappings(&smaps, exe) {
-        // SAFETY: the range is a whole mapping of clean, read-only file
-        // pages (no private copies), so dropping them changes no contents:
-        // the next access reads the same bytes from the file.
+        // SAFETY: the range is a whole read-only mapping of a file with no
+        // private copy of any page (in RAM or swap), so dropping it changes
+        // no contents: the next access reads the same bytes from the page
+        // cache or the file.
         let r = unsafe {
             libc::madvise(
                 m.start as *mut libc::c_void,
@@ -107,17 +136,27 @@ mod tests {
     const SMAPS: &str = "\
 55eb67d0b000-55eb680b0000 r--p 00000000 fe:00 5383864    /usr/bin/sentinel
 Rss:                1364 kB
+Private_Dirty:         0 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 55eb680b0000-55eb68b09000 r-xp 003a4000 fe:00 5383864    /usr/bin/sentinel
 Rss:                8452 kB
+Private_Dirty:      8452 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 55eb68b09000-55eb68b64000 r--p 00dfc000 fe:00 5383864    /usr/bin/sentinel
 Rss:                 364 kB
+Private_Dirty:       364 kB
 Anonymous:           364 kB
+Swap:                  0 kB
 55eb68b64000-55eb68b69000 rw-p 00e56000 fe:00 5383864    /usr/bin/sentinel
+Private_Dirty:         0 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 7f0000000000-7f0000001000 r-xp 00000000 fe:00 1234       /usr/lib/libc.so.6
+Private_Dirty:         0 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 7f0000002000-7f0000003000 r--p 00000000 00:00 0
 Anonymous:             0 kB
 ";
@@ -137,6 +176,21 @@ Anonymous:             0 kB
                 },
             ]
         );
+    }
+
+    /// RELRO pages swapped out show no Anonymous, only Swap: dropping
+    /// them would bring back the unrelocated bytes of the file.
+    #[test]
+    fn a_mapping_with_private_pages_in_swap_or_a_field_missing_is_kept() {
+        let swapped = "\
+55eb68b09000-55eb68b64000 r--p 00dfc000 fe:00 5383864    /usr/bin/sentinel
+Private_Dirty:         0 kB
+Anonymous:             0 kB
+Swap:                364 kB
+55eb68b64000-55eb68b69000 r--p 00e56000 fe:00 5383864    /usr/bin/sentinel
+Anonymous:             0 kB
+";
+        assert!(parse_clean_mappings(swapped, "/usr/bin/sentinel").is_empty());
     }
 
     #[test]

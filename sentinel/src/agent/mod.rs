@@ -101,6 +101,14 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
     }
     tasks::pressure(sentinel.clone(), s.cfg.host.psi_stall);
     let every = tasks::Intervals::of(&s.cfg, mode, s.lifecycle);
+    if let Some(period) = notifier.as_ref().and_then(|n| n.watchdog()) {
+        let longest = every.tick.max(every.rest);
+        if longest * 2 > period {
+            tracing::warn!(
+                "the host timer ticks every {longest:?} at most, and systemd's watchdog wants a ping within {period:?}: it would restart a healthy agent; shorten host.interval and agent.rest_interval, or lengthen WatchdogSec"
+            );
+        }
+    }
     let clock =
         tasks::host_clock(sentinel.clone(), every, notifier.clone()).map_err(AgentError::Clock)?;
     tasks::timers(sentinel.clone(), every);

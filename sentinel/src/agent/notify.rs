@@ -8,7 +8,10 @@ use std::{
         linux::net::SocketAddrExt,
         unix::net::{SocketAddr, UnixDatagram},
     },
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -56,6 +59,8 @@ pub struct Notifier {
     to: SocketAddr,
     watchdog: Option<Duration>,
     last_ping: Mutex<Option<Instant>>,
+    /// Pings start once "ready" is said: systemd hears the two in order.
+    ready: AtomicBool,
 }
 
 impl Notifier {
@@ -73,6 +78,7 @@ impl Notifier {
                 to,
                 watchdog: settings.watchdog,
                 last_ping: Mutex::new(None),
+                ready: AtomicBool::new(false),
             }),
             Err(e) => {
                 tracing::warn!(
@@ -92,6 +98,12 @@ impl Notifier {
 
     pub fn ready(&self, status: &str) {
         self.send(&format!("READY=1\nSTATUS={status}"));
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// The watchdog's period, when systemd set one for this process.
+    pub fn watchdog(&self) -> Option<Duration> {
+        self.watchdog
     }
 
     pub fn stopping(&self) {
@@ -102,6 +114,9 @@ impl Notifier {
     /// period, so a tick that stops coming (a stuck engine) is noticed.
     pub fn tick(&self) {
         let Some(period) = self.watchdog else { return };
+        if !self.ready.load(Ordering::Acquire) {
+            return;
+        }
         let now = Instant::now();
         let mut last = self.last_ping.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_none_or(|t| now.duration_since(t) >= period / 2) {
@@ -148,6 +163,7 @@ mod tests {
             watchdog: Some(Duration::from_secs(3600)),
         })
         .unwrap();
+        n.tick(); // before ready: not pinged
         n.ready("watching");
         n.tick();
         n.tick();
