@@ -96,6 +96,33 @@ pub const PREEMPT_ACTIONS: [DecisionAction; 3] = [
 ];
 pub const PREEMPT_OUTCOMES: [&str; 3] = ["done", "dry-run", "failed"];
 
+/// A family with one sample per PSI kind the host reports (`some`, then
+/// `full`), labelled `kind` and `labels`; absent without PSI.
+fn psi_family(
+    e: &mut Exposition,
+    (name, kind): (&str, Type),
+    help: &str,
+    values: [Option<f64>; 2],
+    labels: &[(&str, &str)],
+) {
+    let reported: Vec<(&str, f64)> = ["some", "full"]
+        .into_iter()
+        .zip(values)
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    if reported.is_empty() {
+        return;
+    }
+    e.family(name, kind, help);
+    for (psi_kind, v) in reported {
+        let all: Vec<(&str, &str)> = [("kind", psi_kind)]
+            .into_iter()
+            .chain(labels.iter().copied())
+            .collect();
+        e.sample(name, &all, v);
+    }
+}
+
 pub fn render(s: &Snapshot) -> String {
     let mut e = Exposition::new();
     e.family(
@@ -154,42 +181,20 @@ pub fn render(s: &Snapshot) -> String {
         "The host scope's level: 0 normal, 1 warn, 2 preempt, 3 kill.",
         f64::from(s.host_level),
     );
-    let psi: Vec<(&str, f64)> = [("some", s.psi_some), ("full", s.psi_full)]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-    if !psi.is_empty() {
-        e.family(
-            "sentinel_host_memory_pressure_ratio",
-            Type::Gauge,
-            "Memory PSI avg10: share of time tasks stalled on memory (some or full).",
-        );
-        for (kind, v) in psi {
-            e.sample(
-                "sentinel_host_memory_pressure_ratio",
-                &[("kind", kind), ("window", "10s")],
-                v,
-            );
-        }
-    }
-    let totals: Vec<(&str, f64)> = [("some", s.psi_some_seconds), ("full", s.psi_full_seconds)]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-    if !totals.is_empty() {
-        e.family(
-            "sentinel_host_memory_pressure_seconds_total",
-            Type::Counter,
-            "Memory PSI total: seconds some (or all) tasks stalled on memory since boot, as node_exporter's node_pressure_memory_*_seconds_total; its rate() is the stall share over any window.",
-        );
-        for (kind, v) in totals {
-            e.sample(
-                "sentinel_host_memory_pressure_seconds_total",
-                &[("kind", kind)],
-                v,
-            );
-        }
-    }
+    psi_family(
+        &mut e,
+        ("sentinel_host_memory_pressure_ratio", Type::Gauge),
+        "Memory PSI avg10: share of time tasks stalled on memory (some or full).",
+        [s.psi_some, s.psi_full],
+        &[("window", "10s")],
+    );
+    psi_family(
+        &mut e,
+        ("sentinel_host_memory_pressure_seconds_total", Type::Counter),
+        "Memory PSI total: seconds some (or all) tasks stalled on memory since boot, as node_exporter's node_pressure_memory_*_seconds_total; its rate() is the stall share over any window.",
+        [s.psi_some_seconds, s.psi_full_seconds],
+        &[],
+    );
     e.family(
         "sentinel_processes",
         Type::Gauge,
