@@ -9,6 +9,7 @@ use std::{
     process::Command,
 };
 
+mod deb;
 mod image;
 
 use anyhow::{Context, Result, bail};
@@ -185,7 +186,7 @@ const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 /// CPython of the same minor version to import.
 fn test_setup() -> Result<()> {
     apt_install(TEST_APT_PACKAGES)?;
-    deb_setup()?;
+    deb::deb_setup()?;
     // The client tests (grpcio, its generator), the Python client's
     // pytest plugin under pytest-xdist, and the Kubernetes API schemas the
     // manifests are checked against (tests/tests/deploy.rs).
@@ -429,61 +430,6 @@ fn manifests() -> Result<()> {
     Ok(())
 }
 
-/// cargo-deb, at a fixed version, when missing.
-fn deb_setup() -> Result<()> {
-    let deb = cargo_home_bin().join("cargo-deb");
-    if output(Command::new(&deb).arg("--version")).is_none() {
-        eprintln!("setup: installing cargo-deb");
-        run(Command::new("cargo").args([
-            "install",
-            "--locked",
-            "cargo-deb",
-            "--version",
-            "3.8.0",
-        ]))?;
-    }
-    Ok(())
-}
-
-/// Builds the release binary, writes what it generates for the package
-/// (man pages, shell completions) under target/release/debian-assets/
-/// (cargo-deb's name for what the build made), where
-/// sentinel/Cargo.toml's assets name them, then packages it all.
-fn deb(args: &[&str]) -> Result<()> {
-    run(cargo().args(["build", "--release", "-p", "sentinel"]))?;
-    let bin = root().join("target/release/sentinel");
-    let assets = root().join("target/release/debian-assets");
-    let _ = std::fs::remove_dir_all(&assets);
-    let man = assets.join("man");
-    run(Command::new(&bin).arg("man").arg(&man))?;
-    // Debian installs man pages compressed; -n keeps the archive
-    // reproducible (no name or time stamp in it).
-    for page in std::fs::read_dir(&man)? {
-        run(Command::new("gzip").args(["-9nf"]).arg(page?.path()))?;
-    }
-    let completions = assets.join("completions");
-    std::fs::create_dir_all(&completions)?;
-    for (shell, file) in [
-        ("bash", "sentinel"),
-        ("zsh", "_sentinel"),
-        ("fish", "sentinel.fish"),
-    ] {
-        let script = Command::new(&bin)
-            .args(["completions", shell])
-            .output()
-            .with_context(|| format!("{} completions {shell}", bin.display()))?;
-        anyhow::ensure!(
-            script.status.success(),
-            "sentinel completions {shell}: {}",
-            String::from_utf8_lossy(&script.stderr)
-        );
-        std::fs::write(completions.join(file), script.stdout)?;
-    }
-    run(cargo()
-        .args(["deb", "-p", "sentinel", "--no-build"])
-        .args(args))
-}
-
 /// The container image of the release binary and the shipped config.
 fn image() -> Result<PathBuf> {
     let archive = image::build(
@@ -568,8 +514,8 @@ fn main() -> Result<()> {
         Cmd::Manifests => manifests(),
         Cmd::Deb => {
             setup()?;
-            deb_setup()?;
-            deb(&[])
+            deb::deb_setup()?;
+            deb::deb(&[])
         }
         Cmd::Image => {
             setup()?;
@@ -590,7 +536,7 @@ fn main() -> Result<()> {
             // The end-to-end tests drive the real binaries.
             run(cargo().args(["build", "-p", "sentinel", "-p", "sentinel-tests", "--bins"]))?;
             // The package test installs what a release build packages.
-            deb(&["-o", "target/debian/"])?;
+            deb::deb(&["-o", "target/debian/"])?;
             // The image test loads and runs what the release build makes.
             image()?;
             // The Python client's tests install its wheel.
