@@ -41,9 +41,15 @@ fn impostors<'a>(
     [("file name", copy, None), ("prctl", memhog, Some("sshd"))]
 }
 
-/// A leaker called `sshd` the way `how` says.
-fn impostor_hog(cg: &MemCgroup, exe: &str, name: Option<&str>) -> Hog {
-    let mut args = GROW.to_vec();
+/// At host scope the leaker grows far past the preempt line (set 200 MiB
+/// above what is in use): other processes on the machine may free a few
+/// hundred MiB meanwhile, and the line must still be crossed.
+const GROW_PAST_THE_HOST_LINE: [&str; 6] =
+    ["--target", "900MiB", "--rate", "150MB/s", "--hold", "30"];
+
+/// A leaker called `sshd` the way `how` says, growing as `grow` says.
+fn impostor_hog(cg: &MemCgroup, exe: &str, name: Option<&str>, grow: &[&'static str]) -> Hog {
+    let mut args = grow.to_vec();
     if let Some(n) = name {
         args.extend(["--name", n]);
     }
@@ -79,7 +85,7 @@ async fn a_leaker_named_like_a_protected_daemon_is_stopped_and_the_real_one_is_n
         "{log}"
     );
     for (how, exe, name) in impostors(&impostor, &memhog) {
-        let hog = impostor_hog(&cg, exe, name);
+        let hog = impostor_hog(&cg, exe, name, &GROW);
         let d = agent
             .expect_action(hog.pid, "freeze", Duration::from_secs(10))
             .await;
@@ -130,6 +136,8 @@ async fn a_leaker_named_like_a_protected_daemon_is_stopped_and_the_real_one_is_n
     drop(rewritable);
     std::fs::set_permissions(DAEMON, std::fs::Permissions::from_mode(0o755)).unwrap();
     drop(agent);
+    drop(cg);
+    let cg = MemCgroup::new("impostor-host", 1024 * MIB);
 
     // At the host's floor: the same impostors, with the built-in
     // protections only (no [[protect]] written) and the host policy's
@@ -142,7 +150,7 @@ async fn a_leaker_named_like_a_protected_daemon_is_stopped_and_the_real_one_is_n
             cg.path
         );
         let agent = Agent::start("impostor-host", &host, &[]);
-        let hog = impostor_hog(&cg, exe, name);
+        let hog = impostor_hog(&cg, exe, name, &GROW_PAST_THE_HOST_LINE);
         let d = agent
             .expect_action(hog.pid, "freeze", Duration::from_secs(10))
             .await;
