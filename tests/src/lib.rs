@@ -13,6 +13,7 @@ use std::{
 };
 
 mod agent;
+pub mod certs;
 mod cgroup;
 pub mod cli;
 mod decisions;

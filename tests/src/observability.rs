@@ -144,8 +144,13 @@ struct Server {
     log: PathBuf,
 }
 
+/// `url` answers 200 (a server's readiness endpoint).
+fn answers(url: &str) -> bool {
+    http_get(url).is_some_and(|(st, _)| st == 200)
+}
+
 impl Server {
-    fn start(mut cmd: Command, log: PathBuf, ready_url: &str) -> Self {
+    fn start(mut cmd: Command, log: PathBuf, ready: impl Fn() -> bool) -> Self {
         let out = std::fs::File::create(&log).unwrap();
         let child = cmd
             .stdout(Stdio::null())
@@ -154,7 +159,7 @@ impl Server {
             .unwrap_or_else(|e| panic!("starting {cmd:?} (installed by `cargo xtask test`): {e}"));
         let mut s = Self { child, log };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(ready_url).is_none_or(|(st, _)| st != 200) {
+        while !ready() {
             if let Ok(Some(st)) = s.child.try_wait() {
                 panic!("{cmd:?} exited ({st}):\n{}", s.log_text());
             }
@@ -207,7 +212,8 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"));
         let url = format!("http://127.0.0.1:{port}");
-        let server = Server::start(cmd, dir.join("prometheus.log"), &format!("{url}/-/ready"));
+        let ready = format!("{url}/-/ready");
+        let server = Server::start(cmd, dir.join("prometheus.log"), || answers(&ready));
         Self { server, url }
     }
 
@@ -253,12 +259,21 @@ impl Prometheus {
 pub struct Alertmanager {
     server: Option<Server>,
     dir: PathBuf,
+    /// Its `--web.config.file` (TLS), if any.
+    web_config: Option<PathBuf>,
     pub port: u16,
     pub url: String,
 }
 
 impl Alertmanager {
     pub fn start(dir: &Path, webhook: &str) -> Self {
+        Self::start_with(dir, webhook, None)
+    }
+
+    /// Served as `web_config` says (exporter-toolkit's web configuration:
+    /// `tls_server_config` makes it HTTPS only). Its own API then needs
+    /// TLS too, so `active` does not work; watch the webhook instead.
+    pub fn start_with(dir: &Path, webhook: &str, web_config: Option<&Path>) -> Self {
         let port = free_port();
         std::fs::write(
             dir.join("alertmanager.yml"),
@@ -267,11 +282,17 @@ impl Alertmanager {
             ),
         )
         .unwrap();
+        let scheme = if web_config.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let mut am = Self {
             server: None,
             dir: dir.to_path_buf(),
+            web_config: web_config.map(Path::to_path_buf),
             port,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
         };
         am.restart();
         am
@@ -292,11 +313,24 @@ impl Alertmanager {
         .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
         // Single node: no gossip port to collide with other tests.
         .arg("--cluster.listen-address=");
-        self.server = Some(Server::start(
-            cmd,
-            self.dir.join("alertmanager.log"),
-            &format!("{}/-/ready", self.url),
-        ));
+        if let Some(web) = &self.web_config {
+            cmd.arg(format!("--web.config.file={}", web.display()));
+        }
+        let log = self.dir.join("alertmanager.log");
+        let server = match self.web_config {
+            // It listens only once its TLS files are loaded.
+            Some(_) => {
+                let port = self.port;
+                Server::start(cmd, log, move || {
+                    TcpStream::connect(("127.0.0.1", port)).is_ok()
+                })
+            }
+            None => {
+                let ready = format!("{}/-/ready", self.url);
+                Server::start(cmd, log, || answers(&ready))
+            }
+        };
+        self.server = Some(server);
     }
 
     pub fn stop(&mut self) {

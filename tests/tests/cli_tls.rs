@@ -4,106 +4,12 @@
 
 use std::process::Command;
 
-use sentinel_tests::{Agent, cli::run, serial, tempdir};
-
-/// Runs openssl in `dir`, failing the test with its output.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed by `cargo xtask setup`");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A new P-256 key, unencrypted, for `openssl req`.
-const EC_KEY: &[&str] = &[
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-];
-
-/// A certificate `name`.pem/.key signed by `ca`, with `ext` (subjectAltName
-/// and extended key usage).
-fn issue(dir: &std::path::Path, ca: &str, name: &str, ext: &str) {
-    let (key, csr, extfile) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.ext"),
-    );
-    std::fs::write(dir.join(&extfile), ext).unwrap();
-    let subject = format!("/CN={name}");
-    openssl(
-        dir,
-        &[
-            &["req"][..],
-            EC_KEY,
-            &["-keyout", &key, "-out", &csr, "-subj", &subject],
-        ]
-        .concat(),
-    );
-    let (ca_pem, ca_key, pem) = (
-        format!("{ca}.pem"),
-        format!("{ca}.key"),
-        format!("{name}.pem"),
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &pem,
-            "-extfile",
-            &extfile,
-        ],
-    );
-}
-
-fn new_ca(dir: &std::path::Path, name: &str) {
-    let (key, pem, subject) = (
-        format!("{name}.key"),
-        format!("{name}.pem"),
-        format!("/CN={name}"),
-    );
-    openssl(
-        dir,
-        &[
-            &["req", "-x509"][..],
-            EC_KEY,
-            &[
-                "-keyout",
-                &key,
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-subj",
-                &subject,
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        ]
-        .concat(),
-    );
-}
+use sentinel_tests::{
+    Agent,
+    certs::{issue, new_ca},
+    cli::run,
+    serial, tempdir,
+};
 
 #[test]
 fn tcp_serves_only_mutual_tls_and_the_certificate_decides_the_role() {

@@ -157,8 +157,21 @@ fn fill_rootfs(rootfs: &Path, bin: &Path, config: &Path) -> Result<()> {
         rootfs.join("etc/nsswitch.conf"),
         "passwd: files\ngroup: files\n",
     )?;
+    // The CAs https:// alert receivers are checked against when
+    // alerting.tls.ca_file is unset: this machine's Debian bundle.
+    let bundle = Path::new(CA_BUNDLE);
+    if bundle.is_file() {
+        std::fs::create_dir_all(rootfs.join("etc/ssl/certs"))?;
+        copy(bundle, &rootfs.join(CA_BUNDLE.trim_start_matches('/')))?;
+    } else {
+        eprintln!(
+            "image: no {CA_BUNDLE} here (package ca-certificates): https:// receivers in the image need alerting.tls.ca_file"
+        );
+    }
     Ok(())
 }
+
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Every shared object `bin` loads at start, the dynamic loader included,
 /// as `ldd` resolves them on this machine.

@@ -48,6 +48,8 @@ pub enum AgentError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    AlertingTls(#[from] crate::alert::tls::TlsError),
     #[error("cannot start the host timer's thread: {0}")]
     Clock(std::io::Error),
     #[error("agent.{key}: no group named `{name}` on this host")]

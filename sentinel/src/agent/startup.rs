@@ -290,7 +290,8 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
     let alerting = cfg
         .alerting
         .enabled()
-        .then(|| Arc::new(Alerting::new(&cfg.alerting)));
+        .then(|| Alerting::new(&cfg.alerting).map(Arc::new))
+        .transpose()?;
 
     let mut degraded = Vec::new();
     let (mut probes, mode) = load_probes(&cfg, opts.no_ebpf, &mut degraded);

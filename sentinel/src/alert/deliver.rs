@@ -11,7 +11,11 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio::sync::Notify;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::Notify,
+};
+use tokio_rustls::TlsConnector;
 use tonic::transport::Uri;
 
 use super::{
@@ -59,6 +63,8 @@ pub struct Outbox {
     /// The URL as configured.
     pub name: String,
     url: Uri,
+    /// Set for an `https://` receiver.
+    tls: Option<TlsConnector>,
     cap: usize,
     /// Queued alerts with their enqueue number, so a delivery removes
     /// exactly what it sent even if drops moved the front meanwhile.
@@ -84,7 +90,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Outbox {
-    pub fn new(kind: Kind, name: &str, s: &AlertingSettings) -> Self {
+    /// `tls` is used only when `name` is an `https://` URL.
+    pub fn new(kind: Kind, name: &str, s: &AlertingSettings, tls: Option<&TlsConnector>) -> Self {
         let full = match kind {
             Kind::Alertmanager => format!("{}/api/v2/alerts", name.trim_end_matches('/')),
             Kind::Webhook => name.to_string(),
@@ -94,6 +101,7 @@ impl Outbox {
             name: name.to_string(),
             // Checked when the config was parsed.
             url: full.parse().unwrap_or_default(),
+            tls: tls.filter(|_| name.starts_with("https://")).cloned(),
             cap: s.queue_size,
             queue: Mutex::new((0, VecDeque::new())),
             wake: Notify::new(),
@@ -168,7 +176,8 @@ impl Outbox {
             }
             let last = batch.last().map(|b| b.0).unwrap_or(0);
             let alerts: Vec<Alert> = batch.into_iter().map(|b| b.1).collect();
-            match post(&self.url, self.body(&alerts), timeout).await {
+            let sent = post(&self.url, self.tls.as_ref(), self.body(&alerts), timeout).await;
+            match sent {
                 Ok(()) => {
                     lock(&self.queue).1.retain(|(n, _)| *n > last);
                     lock(&self.breaker).success();
@@ -196,47 +205,100 @@ impl Outbox {
 }
 
 /// One HTTP/1.1 POST of JSON on a fresh connection (alerts are rare; a
-/// pool would only hold sockets open to receivers that may be gone).
-async fn post(url: &Uri, body: Vec<u8>, timeout: Duration) -> Result<(), String> {
+/// pool would only hold sockets open to receivers that may be gone), over
+/// TLS when `tls` is given.
+async fn post(
+    url: &Uri,
+    tls: Option<&TlsConnector>,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), String> {
     let attempt = async {
         let host = url.host().ok_or("no host in the URL")?;
-        let port = url.port_u16().unwrap_or(80);
-        let stream = tokio::net::TcpStream::connect((host, port))
+        // An IPv6 literal comes bracketed, as written in the URL.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let port = url
+            .port_u16()
+            .unwrap_or(if tls.is_some() { 443 } else { 80 });
+        let stream = tokio::net::TcpStream::connect((bare, port))
             .await
             .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let authority = url.authority().map(|a| a.as_str()).unwrap_or(host);
-        let req = hyper::Request::post(url.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-            .header(hyper::header::HOST, authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("sentinel/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
+        match tls {
+            None => exchange(stream, url, body).await,
+            Some(tls) => {
+                let name =
+                    rustls_pki_types::ServerName::try_from(bare.to_string()).map_err(|e| {
+                        format!("`{bare}` cannot be checked against a certificate: {e}")
+                    })?;
+                let stream = tls
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
+                // TLS 1.3 servers judge the client's certificate after the
+                // handshake: their refusal comes with the first request.
+                exchange(stream, url, body).await.map_err(|e| {
+                    if e.contains("BadCertificate") || e.contains("CertificateRequired") {
+                        format!("{e} (the receiver refused the client certificate, or wants one: alerting.tls.cert_file and key_file)")
+                    } else {
+                        e
+                    }
+                })
+            }
         }
-        let text = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| {
-                String::from_utf8_lossy(&b.to_bytes())
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            })
-            .unwrap_or_default();
-        Err(format!("HTTP {status}: {}", text.trim()))
     };
     tokio::time::timeout(timeout, attempt)
         .await
         .map_err(|_| format!("no answer within {timeout:?}"))?
+}
+
+/// The request and its answer on an open connection.
+async fn exchange<S>(stream: S, url: &Uri, body: Vec<u8>) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| with_causes(&e))?;
+    tokio::spawn(conn);
+    let authority = url.authority().map(|a| a.as_str()).unwrap_or_default();
+    let req = hyper::Request::post(url.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("sentinel/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = send.send_request(req).await.map_err(|e| with_causes(&e))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| {
+            String::from_utf8_lossy(&b.to_bytes())
+                .chars()
+                .take(200)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    Err(format!("HTTP {status}: {}", text.trim()))
+}
+
+/// An error with what caused it: hyper says "connection closed before
+/// message completed" where the cause says the receiver refused our
+/// client certificate.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod deliver;
 pub mod labels;
 pub mod model;
+pub mod tls;
 pub mod wire;
 
 use std::{
@@ -44,7 +45,8 @@ pub struct Alerting {
 }
 
 impl Alerting {
-    pub fn new(settings: &AlertingSettings) -> Self {
+    /// Fails only on the TLS files of `https://` receivers.
+    pub fn new(settings: &AlertingSettings) -> Result<Self, tls::TlsError> {
         // The environment wins: a DaemonSet sets it from the node's name,
         // where the hostname would be the pod's.
         let from_env = std::env::var("SENTINEL_ALERTING_HOST")
@@ -57,19 +59,23 @@ impl Alerting {
                     .map(|h| h.trim().to_string())
                     .unwrap_or_default()
             });
+        let tls = settings
+            .any_https()
+            .then(|| tls::connector(&settings.tls))
+            .transpose()?;
         let outboxes = settings
             .alertmanagers
             .iter()
             .map(|u| (Kind::Alertmanager, u))
             .chain(settings.webhooks.iter().map(|u| (Kind::Webhook, u)))
-            .map(|(k, u)| Arc::new(Outbox::new(k, u, settings)))
+            .map(|(k, u)| Arc::new(Outbox::new(k, u, settings, tls.as_ref())))
             .collect();
-        Self {
+        Ok(Self {
             settings: settings.clone(),
             host,
             outboxes,
             firing: AtomicUsize::new(0),
-        }
+        })
     }
 
     pub fn receivers(&self) -> Vec<ReceiverView> {

@@ -20,7 +20,9 @@ pub use api::{ApiSettings, ConnectionLimits, TcpApi};
 pub use env::ENV_KEYS;
 pub use error::{ConfigError, KeyLabel};
 pub use gpu::GpuPolicy;
-pub use outputs::{AlertingSettings, DEFAULT_METRICS, MetricsSettings};
+pub use outputs::{
+    AlertingSettings, ClientIdentity, DEFAULT_METRICS, MetricsSettings, ReceiverTls,
+};
 pub use reload::keep_start_only;
 
 use crate::policy::{

@@ -1,7 +1,7 @@
 //! `[metrics]` and `[alerting]`: where the agent reports to. Both are read
 //! at start; neither can hold up a decision.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
@@ -28,14 +28,34 @@ impl Default for MetricsSettings {
     }
 }
 
+/// How the agent checks `https://` receivers and proves itself to them
+/// (`[alerting.tls]`, named as in Prometheus' `tls_config`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReceiverTls {
+    /// The CAs a receiver's certificate must chain to; the system's bundle
+    /// when unset.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, for receivers that ask for one.
+    pub client: Option<ClientIdentity>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientIdentity {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
 /// Receivers of warnings and actions, and how delivery behaves when one
 /// of them is down.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertingSettings {
-    /// Alertmanager base URLs (`http://am:9093`); alerts go to `/api/v2/alerts`.
+    /// Alertmanager base URLs (`http://am:9093`, `https://am:9093`);
+    /// alerts go to `/api/v2/alerts`.
     pub alertmanagers: Vec<String>,
     /// URLs that get each batch of alerts as JSON (`{"alerts": [...]}`).
     pub webhooks: Vec<String>,
+    /// For the `https://` ones among both.
+    pub tls: ReceiverTls,
     /// The `host` label; the machine's hostname when unset.
     pub host: Option<String>,
     /// A firing alert is sent again this often (Alertmanager forgets alerts
@@ -62,6 +82,7 @@ impl Default for AlertingSettings {
         Self {
             alertmanagers: Vec::new(),
             webhooks: Vec::new(),
+            tls: ReceiverTls::default(),
             host: None,
             resend_interval: Duration::from_secs(60),
             min_firing: Duration::from_secs(30),
@@ -78,6 +99,14 @@ impl Default for AlertingSettings {
 impl AlertingSettings {
     pub fn enabled(&self) -> bool {
         !self.alertmanagers.is_empty() || !self.webhooks.is_empty()
+    }
+
+    /// Whether any receiver is reached over TLS.
+    pub fn any_https(&self) -> bool {
+        self.alertmanagers
+            .iter()
+            .chain(&self.webhooks)
+            .any(|u| u.starts_with("https://"))
     }
 }
 
@@ -126,6 +155,7 @@ impl RawMetrics {
 pub(super) struct RawAlerting {
     alertmanagers: Option<toml::Spanned<Vec<String>>>,
     webhooks: Option<toml::Spanned<Vec<String>>>,
+    tls: Option<RawReceiverTls>,
     host: Option<String>,
     resend_interval: Option<toml::Spanned<Span>>,
     min_firing: Option<Span>,
@@ -137,8 +167,46 @@ pub(super) struct RawAlerting {
     backoff_max: Option<toml::Spanned<Span>>,
 }
 
-/// Only plain HTTP: receivers are reached on a trusted network or through a
-/// local relay; a URL the agent could not deliver to is refused here.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReceiverTls {
+    ca_file: Option<PathBuf>,
+    cert_file: Option<toml::Spanned<PathBuf>>,
+    key_file: Option<toml::Spanned<PathBuf>>,
+}
+
+impl RawReceiverTls {
+    /// A client certificate without its key (or the reverse) is refused
+    /// at the one that is set.
+    fn check(self) -> Result<ReceiverTls, Problem> {
+        let client = match (self.cert_file, self.key_file) {
+            (Some(cert), Some(key)) => Some(ClientIdentity {
+                cert_file: cert.into_inner(),
+                key_file: key.into_inner(),
+            }),
+            (None, None) => None,
+            (Some(cert), None) => {
+                return Err((
+                    cert.span().start,
+                    "set key_file, its private key, too".into(),
+                ));
+            }
+            (None, Some(key)) => {
+                return Err((
+                    key.span().start,
+                    "set cert_file, its certificate, too".into(),
+                ));
+            }
+        };
+        Ok(ReceiverTls {
+            ca_file: self.ca_file,
+            client,
+        })
+    }
+}
+
+/// `http://` or `https://` with a host; a URL the agent could not deliver
+/// to is refused here, not at the first alert.
 fn urls(v: Option<toml::Spanned<Vec<String>>>) -> Result<Vec<String>, Problem> {
     let Some(v) = v else {
         return Ok(Vec::new());
@@ -148,13 +216,14 @@ fn urls(v: Option<toml::Spanned<Vec<String>>>) -> Result<Vec<String>, Problem> {
     for u in &v {
         let ok = u
             .strip_prefix("http://")
+            .or_else(|| u.strip_prefix("https://"))
             .and_then(|rest| rest.split('/').next())
             .is_some_and(|authority| !authority.is_empty())
             && u.parse::<http::Uri>().is_ok();
         if !ok {
             return Err((
                 at,
-                format!("`{u}` is not an http:// URL with a host (https is not supported)"),
+                format!("`{u}` is not an http:// or https:// URL with a host"),
             ));
         }
     }
@@ -181,6 +250,11 @@ impl RawAlerting {
         Ok(AlertingSettings {
             alertmanagers: urls(self.alertmanagers)?,
             webhooks: urls(self.webhooks)?,
+            tls: self
+                .tls
+                .map(RawReceiverTls::check)
+                .transpose()?
+                .unwrap_or_default(),
             host: self.host.filter(|h| !h.is_empty()),
             resend_interval,
             min_firing: self.min_firing.map(|s| s.0).unwrap_or(d.min_firing),
@@ -196,6 +270,8 @@ impl RawAlerting {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use crate::config::Config;
 
     #[test]
@@ -229,15 +305,48 @@ mod tests {
         assert_eq!(c.alerting.breaker_failures, 3);
         assert!(!Config::parse("", "t").unwrap().alerting.enabled());
         for (text, key) in [
-            ("webhooks = [\"https://x\"]", "alerting.webhooks"),
+            ("webhooks = [\"ftp://x\"]", "alerting.webhooks"),
             ("alertmanagers = [\"am:9093\"]", "alerting.alertmanagers"),
             ("queue_size = 0", "alerting.queue_size"),
             ("timeout = \"0s\"", "alerting.timeout"),
+            ("tls = { cert_file = \"/c.pem\" }", "alerting.tls"),
+            ("tls = { ca = \"/ca.pem\" }", "alerting.tls"),
         ] {
             let e = Config::parse(&format!("[alerting]\n{text}\n"), "t")
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(&format!("key `{key}`")), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn https_receivers_take_a_ca_and_a_client_certificate_in_pairs() {
+        let c = Config::parse(
+            "[alerting]\nalertmanagers = [\"https://am.internal:9093\"]\nwebhooks = [\"http://h/x\"]\n[alerting.tls]\nca_file = \"/etc/sentinel/ca.pem\"\ncert_file = \"/etc/sentinel/client.pem\"\nkey_file = \"/etc/sentinel/client.key\"\n",
+            "t",
+        )
+        .unwrap();
+        assert!(c.alerting.any_https());
+        let tls = &c.alerting.tls;
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(Path::new("/etc/sentinel/ca.pem"))
+        );
+        let id = tls.client.as_ref().unwrap();
+        assert_eq!(id.key_file, Path::new("/etc/sentinel/client.key"));
+        let c = Config::parse("[alerting]\nwebhooks = [\"http://h/x\"]\n", "t").unwrap();
+        assert!(!c.alerting.any_https());
+        assert_eq!(c.alerting.tls, Default::default());
+        let e = Config::parse(
+            "[alerting]\nwebhooks = [\"https://h/x\"]\n\n[alerting.tls]\nkey_file = \"/k\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("t.toml:5:12: key `alerting.tls.key_file`")
+                && e.contains("set cert_file"),
+            "{e}"
+        );
     }
 }
