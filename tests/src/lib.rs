@@ -23,6 +23,7 @@ pub mod observability;
 pub mod pysuite;
 pub mod stampede;
 mod storm;
+pub mod syscalls;
 pub mod tempdir;
 
 pub use agent::Agent;

@@ -120,6 +120,8 @@ const TEST_APT_PACKAGES: &[&str] = &[
     "prometheus-alertmanager",
     // Checks the package as Debian would (tests/tests/package.rs).
     "lintian",
+    // The kernel's system call numbers, for the unit's syscall filter test.
+    "linux-libc-dev",
 ];
 
 /// Installs whichever of `packages` are missing.

@@ -1,0 +1,120 @@
+//! `seccomp-run ALLOWED -- PROGRAM ARGS...`: runs PROGRAM under a seccomp
+//! filter that allows only the x86-64 system calls numbered in the file
+//! ALLOWED (one decimal number per line) and kills the whole process on
+//! any other, as systemd's SystemCallFilter= does by default. The filter
+//! is installed here and kept across exec, so the program runs under it
+//! from its first instruction.
+
+use std::{ffi::CString, os::unix::ffi::OsStrExt};
+
+/// From <linux/audit.h>: AUDIT_ARCH_X86_64.
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// x32 system calls share the x86-64 architecture and set this bit.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+/// Offsets in struct seccomp_data.
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+
+fn stmt(code: u16, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// Native architecture only, no x32 numbers, then one comparison per
+/// allowed call: a match falls through to ALLOW, a miss skips it.
+fn program(allowed: &[u32]) -> Vec<libc::sock_filter> {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let mut p = vec![
+        stmt(LD_W_ABS, ARCH),
+        jump(JEQ, AUDIT_ARCH_X86_64, 1, 0),
+        stmt(RET, SECCOMP_RET_KILL_PROCESS),
+        stmt(LD_W_ABS, NR),
+        jump(JGE, X32_SYSCALL_BIT, 0, 1),
+        stmt(RET, SECCOMP_RET_KILL_PROCESS),
+    ];
+    for &nr in allowed {
+        p.push(jump(JEQ, nr, 0, 1));
+        p.push(stmt(RET, SECCOMP_RET_ALLOW));
+    }
+    p.push(stmt(RET, SECCOMP_RET_KILL_PROCESS));
+    p
+}
+
+fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let (Some(list), Some(sep)) = (args.first(), args.get(1)) else {
+        usage();
+    };
+    if sep != "--" || args.len() < 3 {
+        usage();
+    }
+    let text = std::fs::read_to_string(list)
+        .unwrap_or_else(|e| fail(&format!("{}: {e}", list.to_string_lossy())));
+    let allowed: Vec<u32> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.trim()
+                .parse()
+                .unwrap_or_else(|_| fail(&format!("`{l}` is not a system call number")))
+        })
+        .collect();
+    let filter = program(&allowed);
+    let prog = libc::sock_fprog {
+        len: u16::try_from(filter.len()).unwrap_or_else(|_| fail("too many system calls")),
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    let argv: Vec<CString> = args[2..]
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_else(|_| fail("a NUL in an argument")))
+        .collect();
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: prctl and execv with valid pointers: the filter and the
+    // argument vector outlive both calls (execv replaces the process or
+    // returns an error).
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            fail(&format!(
+                "no_new_privs: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        ) != 0
+        {
+            fail(&format!("seccomp: {}", std::io::Error::last_os_error()));
+        }
+        libc::execv(ptrs[0], ptrs.as_ptr());
+    }
+    fail(&format!(
+        "exec {}: {}",
+        args[2].to_string_lossy(),
+        std::io::Error::last_os_error()
+    ));
+}
+
+fn usage() -> ! {
+    fail("usage: seccomp-run ALLOWED -- PROGRAM [ARGS...]")
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("seccomp-run: {msg}");
+    std::process::exit(2)
+}

@@ -1,0 +1,103 @@
+//! The system calls a unit's `SystemCallFilter=` allows, as systemd would
+//! resolve them on this machine: groups expanded by `systemd-analyze
+//! syscall-filter` (no running systemd needed), names turned into x86-64
+//! numbers from the kernel headers.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::Command,
+};
+
+/// The kernel's x86-64 system call numbers (package linux-libc-dev).
+const UNISTD_64: &str = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
+
+/// The names `unit` allows: the union of its allow-list lines less the
+/// union of its `~` deny lines (systemd's reading when the first line is an
+/// allow list). Panics when the unit has no allow list.
+pub fn allowed_by_unit(unit: &str) -> BTreeSet<String> {
+    let groups = groups();
+    let (mut allow, mut deny) = (BTreeSet::new(), BTreeSet::new());
+    for value in unit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("SystemCallFilter="))
+    {
+        let (into, list) = match value.strip_prefix('~') {
+            Some(rest) => (&mut deny, rest),
+            None => (&mut allow, value),
+        };
+        for entry in list.split_whitespace() {
+            // `name:errno` sets a call's own error; the call is still listed.
+            let name = entry.split(':').next().unwrap_or(entry);
+            expand(name, &groups, into);
+        }
+    }
+    assert!(
+        !allow.is_empty(),
+        "the unit has no SystemCallFilter allow list"
+    );
+    allow.difference(&deny).cloned().collect()
+}
+
+/// Every group `systemd-analyze syscall-filter` knows, with its entries
+/// (calls and nested groups).
+fn groups() -> BTreeMap<String, Vec<String>> {
+    let out = Command::new("systemd-analyze")
+        .arg("syscall-filter")
+        .output()
+        .expect("systemd-analyze (package systemd)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            current = Some(t.to_string());
+            groups.entry(t.to_string()).or_default();
+        } else if let Some(g) = &current {
+            groups
+                .get_mut(g)
+                .expect("inserted above")
+                .push(t.to_string());
+        }
+    }
+    groups
+}
+
+fn expand(name: &str, groups: &BTreeMap<String, Vec<String>>, into: &mut BTreeSet<String>) {
+    if name.starts_with('@') {
+        let entries = groups
+            .get(name)
+            .unwrap_or_else(|| panic!("systemd-analyze knows no group {name}"));
+        for e in entries {
+            expand(e, groups, into);
+        }
+    } else {
+        into.insert(name.to_string());
+    }
+}
+
+/// The x86-64 numbers of `names`; names this architecture lacks (other
+/// architectures' calls in systemd's groups) are left out, as systemd does.
+pub fn numbers(names: &BTreeSet<String>) -> Vec<u32> {
+    let header = std::fs::read_to_string(UNISTD_64).unwrap_or_else(|e| panic!("{UNISTD_64}: {e}"));
+    let table: BTreeMap<&str, u32> = header
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("#define __NR_")?;
+            let (name, nr) = rest.split_once(' ')?;
+            Some((name, nr.trim().parse().ok()?))
+        })
+        .collect();
+    assert!(table.len() > 300, "{UNISTD_64} lists too few calls");
+    names
+        .iter()
+        .filter_map(|n| table.get(n.as_str()).copied())
+        .collect()
+}

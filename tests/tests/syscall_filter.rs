@@ -1,0 +1,142 @@
+//! The unit's `SystemCallFilter=`, held to the standard earlyoom's outage
+//! set (issue 19): its allow list, resolved as systemd would, is installed
+//! as a seccomp filter that kills on any other call (stricter than the
+//! unit, which answers EPERM), and the agent does its real work under it:
+//! loads and attaches its probes, freezes, kills and releases a victim's
+//! memory, delivers alerts, serves the API and metrics, reloads, resumes,
+//! and stops cleanly.
+
+use std::{os::unix::process::ExitStatusExt, process::Command, time::Duration};
+
+use sentinel_tests::{
+    Agent, Hog, MIB, MemCgroup,
+    observability::{WebhookSink, http_get, wait_for},
+    privileged, rule_for, serial_async, syscalls, tempdir,
+};
+
+fn unit() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sentinel.service");
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `inner` (the agent's command) run by seccomp-run under `allowed`.
+fn under_filter(inner: Command, allowed: &std::path::Path) -> Command {
+    let mut c = Command::new(sentinel_tests::bin_dir().join("seccomp-run"));
+    c.arg(allowed)
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.stdout(std::process::Stdio::null());
+    c
+}
+
+#[test]
+fn the_allow_list_names_what_no_systemd_group_holds() {
+    // process_mrelease is in no group at all (only @known): left out, it
+    // is the call whose absence killed earlyoom.
+    let names = syscalls::allowed_by_unit(&unit());
+    for call in [
+        "bpf",
+        "perf_event_open",
+        "process_mrelease",
+        "pidfd_open",
+        "pidfd_send_signal",
+        "mlockall",
+    ] {
+        assert!(names.contains(call), "{call} is not allowed by the unit");
+    }
+    assert!(unit().contains("\nSystemCallErrorNumber=EPERM\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
+    if !privileged("the_agent_does_its_real_work_under_the_units_system_call_filter") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let tmp = tempdir::Dir::new("scfilter");
+    let allowed = tmp.0.join("allowed");
+    let numbers = syscalls::numbers(&syscalls::allowed_by_unit(&unit()));
+    std::fs::write(
+        &allowed,
+        numbers.iter().map(|n| format!("{n}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let held = MemCgroup::new("scheld", 512 * MIB);
+    let ended = MemCgroup::new("scended", 512 * MIB);
+    let sink = WebhookSink::start();
+    let cfg = format!(
+        "{}{}\n[alerting]\nwebhooks = [\"{}\"]\nmin_firing = \"1s\"\n",
+        rule_for(&held, "held", "128MiB", "freeze"),
+        // Straight to the top of its ladder: SIGTERM (ignored), then
+        // SIGKILL and process_mrelease.
+        rule_for(&ended, "ended", "128MiB", "kill").replacen(
+            "[rule.match]",
+            "levels = { preempt = 0.9, kill = 0.9 }\n[rule.match]",
+            1
+        ),
+        sink.url
+    );
+    let mut agent = Agent::start_with("scfilter", &cfg, &[], &[], |inner| {
+        under_filter(inner, &allowed)
+    });
+
+    // Every probe loaded and attached.
+    let s = agent.status().await;
+    assert_eq!(s.mode, "ebpf", "{s:?}");
+    assert!(s.degraded_reason.is_empty(), "{s:?}");
+
+    let grow = ["--target", "200MiB", "--rate", "200MB/s", "--hold", "60"];
+    let frozen = Hog::spawn(&held, &grow);
+    agent
+        .expect_action(frozen.pid, "freeze", Duration::from_secs(10))
+        .await;
+    assert!(frozen.frozen());
+    let mut killed = Hog::spawn(
+        &ended,
+        &[
+            "--target",
+            "200MiB",
+            "--rate",
+            "100MB/s",
+            "--hold",
+            "60",
+            "--ignore-term",
+        ],
+    );
+    agent
+        .expect_action(killed.pid, "terminate", Duration::from_secs(10))
+        .await;
+    agent
+        .expect_action(killed.pid, "kill", Duration::from_secs(10))
+        .await;
+    assert!(killed.wait_exit(Duration::from_secs(5)).is_some());
+
+    wait_for("alerts at the webhook", Duration::from_secs(20), || {
+        (sink.all().len() >= 2).then_some(())
+    });
+    let (code, text) = http_get(&agent.metrics_url()).expect("metrics answer");
+    assert!(code == 200 && text.contains("sentinel_preemptions_total"));
+
+    // SAFETY: our own child.
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+    let (ok, out, err) = agent.cli(&["resume", &frozen.pid.to_string()]);
+    assert!(ok, "{out}{err}");
+    assert!(!frozen.frozen());
+
+    agent.stop();
+    let st = agent.child.wait().unwrap();
+    let log = agent.log_text();
+    assert_eq!(
+        st.signal(),
+        None,
+        "killed by a signal (SIGSYS is 31):\n{log}"
+    );
+    assert!(st.success(), "{st}\n{log}");
+    assert!(!log.contains("process_mrelease:"), "{log}");
+}
