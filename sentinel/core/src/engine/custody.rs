@@ -192,11 +192,10 @@ impl<H: Host> Engine<H> {
     /// agent has not seen yet (and queued beside those that waited).
     fn readmit(&mut self, scopes: &[Scope], now: f64) {
         let candidates = self.cfg.host.candidates.clone();
-        for p in self
-            .procs
-            .values_mut()
-            .filter(|p| p.state == ProcState::Running)
-        {
+        self.procs.for_each_mut(|p| {
+            if p.state != ProcState::Running {
+                return;
+            }
             for scope in scopes {
                 let member = match scope {
                     Scope::Cgroup(path) => is_within(&p.cgroup, path),
@@ -212,7 +211,7 @@ impl<H: Host> Engine<H> {
                     });
                 }
             }
-        }
+        });
     }
 
     /// The scope a journalled stop was made for, as the engine names it now.
@@ -236,7 +235,7 @@ impl<H: Host> Engine<H> {
     /// Takes back one stopped process; the scope it is held for.
     fn adopt(&mut self, h: &Held, since: f64) -> Scope {
         let scope = self.scope_of(h);
-        let Some(p) = self.procs.get_mut(&h.pid) else {
+        let Some(mut p) = self.procs.get_mut(&h.pid) else {
             return scope;
         };
         p.state = if h.queued {
@@ -254,6 +253,7 @@ impl<H: Host> Engine<H> {
         if p.pidfd.is_none() {
             p.pidfd = self.host.open_pidfd(p.pid, p.start_time).ok();
         }
+        drop(p);
         let kind = if h.queued {
             "waiting its turn"
         } else {
@@ -291,7 +291,7 @@ impl<H: Host> Engine<H> {
     pub(super) fn notice_thaws(&mut self) {
         let thawed: Vec<(u32, Scope, String)> = self
             .procs
-            .values()
+            .held()
             .filter(|p| matches!(p.state, ProcState::Frozen | ProcState::Queued))
             .filter(|p| self.host.stopped(p.pid, p.start_time) == Some(false))
             .filter_map(|p| p.frozen_for.clone().map(|f| (p.pid, f.scope, f.rule)))
@@ -304,7 +304,7 @@ impl<H: Host> Engine<H> {
             self.record_thaw(pid, scope.kind(), rule, Outcome::Recorded, why);
             let history = self.cfg.agent.history.as_secs_f64();
             let now = self.host.now();
-            if let Some(p) = self.procs.get_mut(&pid) {
+            if let Some(mut p) = self.procs.get_mut(&pid) {
                 p.state = ProcState::Running;
                 p.frozen_for = None;
                 p.acted.remove(&scope);
@@ -323,14 +323,14 @@ impl<H: Host> Engine<H> {
     pub(super) fn release_killed(&mut self) {
         let killed: Vec<(u32, Scope, String)> = self
             .procs
-            .values()
+            .held()
             .filter(|p| matches!(p.state, ProcState::Frozen | ProcState::Queued))
             .filter(|p| self.host.kill_pending(p.pid))
             .filter_map(|p| p.frozen_for.clone().map(|f| (p.pid, f.scope, f.rule)))
             .collect();
         for (pid, scope, rule) in killed {
             let outcome = self.send_resume(pid);
-            if let Some(p) = self.procs.get_mut(&pid) {
+            if let Some(mut p) = self.procs.get_mut(&pid) {
                 p.state = ProcState::Killed;
                 p.frozen_for = None;
             }
@@ -382,7 +382,7 @@ impl<H: Host> Engine<H> {
     pub fn leave_frozen(&mut self) -> Vec<Decision> {
         let stopped: Vec<(u32, Freeze, bool)> = self
             .procs
-            .values()
+            .held()
             .filter(|p| matches!(p.state, ProcState::Frozen | ProcState::Queued))
             .filter_map(|p| {
                 let f = p.frozen_for.clone()?;

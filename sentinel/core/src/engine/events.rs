@@ -240,7 +240,7 @@ impl<H: Host> Engine<H> {
         let cgroups: HashSet<String> = if self.cfg.cgroup_rules.is_empty() {
             HashSet::new()
         } else {
-            self.procs.values().map(|p| p.cgroup.clone()).collect()
+            self.procs.cgroups().map(str::to_owned).collect()
         };
         let governed: HashSet<String> = cgroups
             .into_iter()

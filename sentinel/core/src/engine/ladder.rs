@@ -53,7 +53,7 @@ impl<H: Host> Engine<H> {
             return;
         };
         let outcome = self.carry_out(pid, action);
-        let Some(p) = self.procs.get_mut(&pid) else {
+        let Some(mut p) = self.procs.get_mut(&pid) else {
             return;
         };
         let failed = outcome.failed();
@@ -81,6 +81,7 @@ impl<H: Host> Engine<H> {
         if let Some(why) = &p.protected {
             reason = format!("{reason}; protected ({why}), so only alerted");
         }
+        drop(p);
         if let Some(g) = grace
             && self.cap_for(pid, limit) == Action::Kill
             && !failed
@@ -139,7 +140,7 @@ impl<H: Host> Engine<H> {
             return Outcome::Recorded;
         };
         let dry_run = self.cfg.agent.dry_run;
-        let Some(p) = self.procs.get_mut(&pid) else {
+        let Some(mut p) = self.procs.get_mut(&pid) else {
             return Outcome::Failed("the process is gone".into());
         };
         if p.pidfd.is_none() {
@@ -160,7 +161,7 @@ impl<H: Host> Engine<H> {
     /// Counts a process's first stop toward its command line's crash loop;
     /// whether that makes it one (and says so in `reason`).
     fn count_crash_loop(&mut self, pid: u32, now: f64, reason: &mut String) -> bool {
-        let Some(p) = self.procs.get_mut(&pid) else {
+        let Some(mut p) = self.procs.get_mut(&pid) else {
             return false;
         };
         if p.loop_counted {
@@ -320,7 +321,7 @@ impl<H: Host> Engine<H> {
         let timeout = self.cfg.agent.freeze_timeout.as_secs_f64();
         let due: Vec<(u32, Freeze)> = self
             .procs
-            .values()
+            .held()
             .filter(|p| p.state == ProcState::Frozen && p.protected.is_none())
             .filter_map(|p| p.frozen_for.clone().map(|f| (p.pid, f)))
             .filter(|(_, f)| now - f.since >= timeout)

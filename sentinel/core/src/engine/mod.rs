@@ -14,6 +14,7 @@ mod custody;
 mod events;
 mod gpu;
 mod host;
+mod index;
 mod ladder;
 mod ops;
 mod pressure;
@@ -45,7 +46,7 @@ pub use shared::tree_root;
 pub use table::{ProcState, tripwire_ceiling};
 pub use views::{HostView, ProcDetail, ProcQuery, ProcView, SortKey};
 
-use self::{reach::InstrumentState, scopes::HostState, shared::ScopeState, table::Proc};
+use self::{index::ProcTable, reach::InstrumentState, scopes::HostState, shared::ScopeState};
 use crate::{
     config::Config,
     decision::ScopeKind,
@@ -152,9 +153,7 @@ pub struct Engine<H: Host> {
     host: H,
     cfg: Config,
     opts: Options,
-    /// Ordered, so that every pass over processes (and so every tie
-    /// between equal growers) goes the same way in the agent and in replay.
-    procs: BTreeMap<u32, Proc<H::Pidfd>>,
+    procs: ProcTable<H::Pidfd>,
     /// GPU devices and their processes' GPU memory, from NVML.
     gpu: GpuState,
     /// Reservations by tree root: (bytes, used), from admission control.
@@ -196,7 +195,7 @@ impl<H: Host> Engine<H> {
             host,
             cfg,
             opts,
-            procs: BTreeMap::new(),
+            procs: ProcTable::default(),
             gpu: GpuState::default(),
             reserved: HashMap::new(),
             group_limits: HashMap::new(),

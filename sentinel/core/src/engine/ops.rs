@@ -191,18 +191,21 @@ impl<H: Host> Engine<H> {
                 .map_err(|why| OpError::Failed { pid, why })?;
             Outcome::Done
         };
-        let Some(p) = self.procs.get_mut(&pid) else {
+        let Some(mut p) = self.procs.get_mut(&pid) else {
             return Err(OpError::NotFound(pid));
         };
         let level = p.held.level;
         // A queued process is let run at its limit; a runaway keeps on
         // record what was done to it this episode.
         let frozen_for = if p.state == ProcState::Queued {
+            drop(p);
             let now = self.host.now();
             self.leave_queue(pid, true, now)
         } else {
             p.state = ProcState::Running;
-            p.frozen_for.take()
+            let f = p.frozen_for.take();
+            drop(p);
+            f
         };
         let mut d = self.note(
             pid,
@@ -239,7 +242,7 @@ impl<H: Host> Engine<H> {
             self.operator_protected.remove(&pid);
         }
         let why = self.procs.get(&pid).and_then(|p| self.protected_reason(p));
-        let p = self.procs.get_mut(&pid).ok_or(OpError::NotFound(pid))?;
+        let mut p = self.procs.get_mut(&pid).ok_or(OpError::NotFound(pid))?;
         p.protected = why;
         let reason = match (&p.protected, on) {
             (_, true) => format!("protected by {who}: never signalled, only alerted"),
@@ -248,6 +251,7 @@ impl<H: Host> Engine<H> {
             }
             (None, false) => format!("protection removed by {who}"),
         };
+        drop(p);
         let d = self.note(
             pid,
             DecisionKind::Protect,

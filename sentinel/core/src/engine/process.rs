@@ -26,7 +26,7 @@ impl<H: Host> Engine<H> {
     /// samples from before it must not overwrite what the kernel saw last.
     pub fn observe(&mut self, pid: u32, mem: Mem, t: f64) {
         let known = self.procs.contains_key(&pid);
-        let Some(p) = self.discover(pid) else {
+        let Some(mut p) = self.discover(pid) else {
             return;
         };
         if p.series.last().is_some_and(|l| l.t > t) {
@@ -37,6 +37,7 @@ impl<H: Host> Engine<H> {
         let usage = p.usage();
         p.series.push(t, usage);
         let delta = (mem.charged() as i64).saturating_sub(before as i64);
+        drop(p);
         if known {
             self.host_state.drift = self.host_state.drift.saturating_add(delta);
         }
@@ -50,7 +51,7 @@ impl<H: Host> Engine<H> {
     /// Process scope: the process's own rule.
     fn evaluate(&mut self, pid: u32, now: f64) {
         let params = self.params();
-        let Some(p) = self.procs.get_mut(&pid) else {
+        let Some(mut p) = self.procs.get_mut(&pid) else {
             return;
         };
         let Some(ri) = p.rule else {
@@ -64,6 +65,7 @@ impl<H: Host> Engine<H> {
                 // Still running its SIGTERM handler: at the limit the grace
                 // is over.
                 if usage >= limit.bytes && self.graces.contains_key(&pid) {
+                    drop(p);
                     self.hurry_grace(pid, now);
                 }
                 return;
@@ -86,6 +88,7 @@ impl<H: Host> Engine<H> {
             // Cleared: a later rise is a new episode, warned about again.
             p.acted.remove(&Scope::Process);
         }
+        drop(p);
         let Some((level, verdict)) = assessed else {
             return;
         };
@@ -105,7 +108,7 @@ impl<H: Host> Engine<H> {
     /// higher if its usage says so.
     pub(super) fn on_tripwire(&mut self, pid: u32, mem: Mem, ceiling: u64, t: f64) {
         let params = self.params();
-        let Some(p) = self.procs.get_mut(&pid) else {
+        let Some(mut p) = self.procs.get_mut(&pid) else {
             return;
         };
         p.mem = mem;
@@ -137,6 +140,7 @@ impl<H: Host> Engine<H> {
                 slope: trend.map_or(0.0, |t| t.bytes_per_sec),
             });
         }
+        drop(p);
         let verdict = Verdict {
             trigger: Trigger::Tripwire {
                 ceiling_bytes: ceiling,

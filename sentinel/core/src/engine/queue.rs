@@ -89,7 +89,7 @@ impl<H: Host> Engine<H> {
     pub(super) fn resume_queued(&mut self, now: f64) {
         let mut queues: BTreeMap<Scope, (String, Vec<Waiting>)> = BTreeMap::new();
         let mut protected = Vec::new();
-        for p in self.procs.values().filter(|p| p.state == ProcState::Queued) {
+        for p in self.procs.held().filter(|p| p.state == ProcState::Queued) {
             let Some(f) = &p.frozen_for else { continue };
             if p.protected.is_some() {
                 protected.push(p.pid);
@@ -163,7 +163,7 @@ impl<H: Host> Engine<H> {
     /// now. A `trial` did not resume because it fit. What it waited for.
     pub(super) fn leave_queue(&mut self, pid: u32, trial: bool, now: f64) -> Option<Freeze> {
         let history = self.cfg.agent.history.as_secs_f64();
-        let p = self.procs.get_mut(&pid)?;
+        let mut p = self.procs.get_mut(&pid)?;
         let f = p.frozen_for.take()?;
         p.state = ProcState::Running;
         let turn = Turn {
@@ -186,7 +186,7 @@ impl<H: Host> Engine<H> {
         type Key = (String, std::cmp::Reverse<i32>, std::cmp::Reverse<u64>, f64);
         let mut v: Vec<(Key, QueuedView)> = self
             .procs
-            .values()
+            .held()
             .filter(|p| p.state == ProcState::Queued)
             .filter_map(|p| {
                 let f = p.frozen_for.as_ref()?;

@@ -11,7 +11,7 @@
 //! Without the precise probe no memory event announces a new process, so
 //! forks and execs are discovered from their own events.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use super::{Engine, Host, Mode, Scope, table::ProcState};
 use crate::{config::PreciseProbe, policy::Level};
@@ -146,8 +146,8 @@ impl<H: Host> Engine<H> {
         }
         let governed: Vec<u32> = self
             .procs
-            .values()
-            .filter(|p| p.rule.is_some() && p.state == ProcState::Running)
+            .governed()
+            .filter(|p| p.state == ProcState::Running)
             .map(|p| p.pid)
             .collect();
         for pid in governed {
@@ -207,11 +207,7 @@ impl<H: Host> Engine<H> {
     /// as at its line: following it needs every event.
     fn nearest_line(&mut self) -> Option<Nearest> {
         let mut best: Option<Nearest> = None;
-        let held = self
-            .procs
-            .values()
-            .filter(|p| p.state != ProcState::Running)
-            .count();
+        let held = self.procs.held_count();
         if held > 0 {
             Nearest::keep_nearer(&mut best, || format!("{held} processes held"), 0);
         }
@@ -228,7 +224,7 @@ impl<H: Host> Engine<H> {
             let headroom = line as i64 - self.host_state.used() as i64;
             Nearest::keep_nearer(&mut best, || "the host's warn line".into(), headroom);
         }
-        for p in self.procs.values() {
+        for p in self.procs.governed() {
             let (Some(ri), ProcState::Running) = (p.rule, p.state) else {
                 continue;
             };
@@ -242,15 +238,7 @@ impl<H: Host> Engine<H> {
             );
         }
         if !self.cfg.cgroup_rules.is_empty() {
-            // Distinct paths first: a thousand processes share a few cgroups.
-            let cgroups: Vec<String> = self
-                .procs
-                .values()
-                .map(|p| p.cgroup.as_str())
-                .collect::<HashSet<&str>>()
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
+            let cgroups: Vec<String> = self.procs.cgroups().map(str::to_owned).collect();
             let mut limits = BTreeMap::new();
             for cg in cgroups {
                 if let Some(limit) = self.cgroup_limit(&cg)

@@ -25,7 +25,7 @@ impl<H: Host> Engine<H> {
     pub fn resume_cleared(&mut self, now: f64) {
         let frozen: Vec<(u32, Scope, String)> = self
             .procs
-            .values()
+            .held()
             .filter(|p| p.state == ProcState::Frozen)
             .filter_map(|p| p.frozen_for.clone().map(|f| (p.pid, f.scope, f.rule)))
             .collect();
@@ -76,7 +76,7 @@ impl<H: Host> Engine<H> {
     ) {
         let outcome = self.send_resume(pid);
         let history = self.cfg.agent.history.as_secs_f64();
-        let Some(p) = self.procs.get_mut(&pid) else {
+        let Some(mut p) = self.procs.get_mut(&pid) else {
             return;
         };
         p.state = ProcState::Running;
@@ -89,6 +89,7 @@ impl<H: Host> Engine<H> {
         p.series = Series::new(history);
         let usage = p.usage();
         p.series.push(now, usage);
+        drop(p);
         let d = Decision {
             limit_bytes: limit,
             scope: Some(scope.kind()),

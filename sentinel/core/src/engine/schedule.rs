@@ -176,7 +176,7 @@ impl<H: Host> Engine<H> {
         // outlive the growth it stands for.
         for root in &plan.admit {
             for &(pid, slope) in u.members.get(root).into_iter().flatten() {
-                if let Some(p) = self.procs.get_mut(&pid) {
+                if let Some(mut p) = self.procs.get_mut(&pid) {
                     p.turns.entry(limit.scope.clone()).or_insert(Turn {
                         since: now,
                         slope,
@@ -236,7 +236,7 @@ impl<H: Host> Engine<H> {
                     .get(scope)
                     .is_some_and(|t| !t.would_wait && !t.trial)
         });
-        let others_wait = self.procs.values().any(|p| {
+        let others_wait = self.procs.held().any(|p| {
             p.state == ProcState::Queued && p.frozen_for.as_ref().is_some_and(|f| &f.scope == scope)
         });
         let_run && others_wait
@@ -285,7 +285,7 @@ impl<H: Host> Engine<H> {
         now: f64,
     ) -> bool {
         let outcome = self.carry_out(pid, Action::Freeze);
-        let Some(p) = self.procs.get_mut(&pid) else {
+        let Some(mut p) = self.procs.get_mut(&pid) else {
             return false;
         };
         let done = outcome == Outcome::Done;
@@ -309,6 +309,7 @@ impl<H: Host> Engine<H> {
             };
             p.turns.insert(limit.scope.clone(), turn);
         }
+        drop(p);
         let reason = format!(
             "waiting for memory: {} at {} (limit {}): {why}",
             limit.scope.describe(),

@@ -229,6 +229,10 @@ impl<H: Host> Engine<H> {
             self.evaluate_host(now);
         }
         self.choose_instrument(now);
+        debug_assert!(
+            self.procs.consistent(),
+            "the process table's indexes drifted"
+        );
     }
 
     /// How far up the ladder the named rule of `scope` may go now.

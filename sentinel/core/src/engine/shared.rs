@@ -100,9 +100,9 @@ impl<H: Host> Engine<H> {
         );
         if before > Level::Normal && state.held.level == Level::Normal {
             // The episode is over: what was done for it no longer counts.
-            for p in self.procs.values_mut() {
+            self.procs.for_each_mut(|p| {
                 p.acted.remove(&limit.scope);
-            }
+            });
         }
         let Some(g) = g else {
             return;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{Engine, Host, Mode, Scope, Tripwire};
+use super::{Engine, Host, Mode, Scope, Tripwire, index::ProcMut};
 use crate::{
     model::{Mem, Series},
     policy::{
@@ -120,6 +120,36 @@ pub(super) struct Turn {
     pub trial: bool,
 }
 
+#[cfg(test)]
+impl<F> Proc<F> {
+    /// A running process nothing is known of, under no rule.
+    pub(super) fn bare(pid: u32) -> Self {
+        Self {
+            pid,
+            start_time: 0,
+            comm: String::new(),
+            exe: String::new(),
+            cgroup: String::new(),
+            uid: None,
+            unit: String::new(),
+            ancestors: Vec::new(),
+            rule: None,
+            include_file: false,
+            priority: 0,
+            protected: None,
+            mem: Mem::default(),
+            series: Series::new(10.0),
+            state: ProcState::Running,
+            held: Hysteresis::default(),
+            acted: HashMap::new(),
+            pidfd: None,
+            frozen_for: None,
+            loop_counted: false,
+            turns: HashMap::new(),
+        }
+    }
+}
+
 impl<F> Proc<F> {
     /// What its own rule measures: charged memory, plus file-backed pages
     /// when the rule opts in. Its series (and so its slope, also at shared
@@ -197,7 +227,7 @@ impl<H: Host> Engine<H> {
 
     /// Reads a process into the table; `None` if it is gone or a kernel
     /// thread.
-    pub(super) fn discover(&mut self, pid: u32) -> Option<&mut Proc<H::Pidfd>> {
+    pub(super) fn discover(&mut self, pid: u32) -> Option<ProcMut<'_, H::Pidfd>> {
         if self.procs.contains_key(&pid) {
             return self.procs.get_mut(&pid);
         }
@@ -248,7 +278,7 @@ impl<H: Host> Engine<H> {
         };
         p.protected = self.protected_reason(&p);
         self.bind_rule(&mut p);
-        self.procs.insert(pid, p);
+        self.procs.insert(p);
         self.sync_tripwire(pid);
         self.procs.get_mut(&pid)
     }
@@ -278,11 +308,11 @@ impl<H: Host> Engine<H> {
     /// process again.
     pub(super) fn rebind_all(&mut self) {
         let mut procs = std::mem::take(&mut self.procs);
-        for p in procs.values_mut() {
+        procs.for_each_mut(|p| {
             // Protections may have changed.
             p.protected = self.protected_reason(p);
             self.bind_rule(p);
-        }
+        });
         let pids: Vec<u32> = procs.keys().copied().collect();
         self.procs = procs;
         for pid in pids {
