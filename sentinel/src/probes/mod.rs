@@ -153,6 +153,17 @@ fn ensure_tracefs() -> Result<(), String> {
     }
 }
 
+/// The object's program `name` as the kind `T` it was built as.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| format!("{e}"))
+}
+
 /// The tracepoints with a tp_btf program in the object.
 const TP_BTF: [&str; 3] = ["rss_stat", "page_fault_user", "sched_process_fork"];
 
@@ -181,14 +192,8 @@ fn kernel_btf() -> (Result<KernelOffsets, String>, Result<Btf, String>) {
         .ok()
         .and_then(|v| v.prefix_through(&typedefs.each_ref().map(String::as_str)));
     // Without the prefix (a typedef missing), aya reads the whole and
-    // names what it did not find.
-    let blob = match prefix {
-        Some(p) => {
-            drop(blob);
-            p
-        }
-        None => blob,
-    };
+    // names what it did not find; with it, the whole is freed here.
+    let blob = prefix.unwrap_or(blob);
     let parsed = Btf::parse(&blob, Endianness::default()).map_err(|e| format!("kernel BTF: {e}"));
     (offsets, parsed)
 }
@@ -245,43 +250,29 @@ impl Probes {
         let mut status = Vec::new();
         let load_btf = |ebpf: &mut Ebpf, prog: &str, tp: &str| -> Result<(), String> {
             let btf = kernel_btf.as_ref().map_err(|e| e.clone())?;
-            let p: &mut BtfTracePoint = ebpf
-                .program_mut(prog)
-                .ok_or("program missing from the object")?
-                .try_into()
-                .map_err(|e| format!("{e}"))?;
-            p.load(tp, btf)
+            program::<BtfTracePoint>(ebpf, prog)?
+                .load(tp, btf)
                 .map_err(|e| format!("tp_btf/{tp} load: {e}"))
         };
         let attach_btf = |ebpf: &mut Ebpf, prog: &str, tp: &str| -> Result<String, String> {
             load_btf(ebpf, prog, tp)?;
-            let p: &mut BtfTracePoint = ebpf
-                .program_mut(prog)
-                .ok_or("program missing from the object")?
-                .try_into()
-                .map_err(|e| format!("{e}"))?;
-            p.attach().map_err(|e| format!("tp_btf/{tp} attach: {e}"))?;
+            program::<BtfTracePoint>(ebpf, prog)?
+                .attach()
+                .map_err(|e| format!("tp_btf/{tp} attach: {e}"))?;
             Ok(format!("tp_btf/{tp}"))
         };
         let load_tp = |ebpf: &mut Ebpf, prog: &str| -> Result<(), String> {
             if let Err(e) = &tracefs {
                 return Err(e.clone());
             }
-            let p: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .ok_or("program missing from the object")?
-                .try_into()
-                .map_err(|e| format!("{e}"))?;
-            p.load().map_err(|e| format!("load: {e}"))
+            program::<TracePoint>(ebpf, prog)?
+                .load()
+                .map_err(|e| format!("load: {e}"))
         };
         let attach_tp =
             |ebpf: &mut Ebpf, prog: &str, targets: &[(&str, &str)]| -> Result<String, String> {
                 load_tp(ebpf, prog)?;
-                let p: &mut TracePoint = ebpf
-                    .program_mut(prog)
-                    .ok_or("program missing from the object")?
-                    .try_into()
-                    .map_err(|e| format!("{e}"))?;
+                let p = program::<TracePoint>(ebpf, prog)?;
                 for (cat, name) in targets {
                     p.attach(cat, name)
                         .map_err(|e| format!("tracepoint/{cat}/{name}: {e}"))?;
