@@ -79,6 +79,25 @@ impl Agent {
         agent
     }
 
+    /// `inner` (the agent's command, as `start_with` hands it over) run by
+    /// `program` with `args` before it: `unshare --cgroup`, a seccomp
+    /// launcher. The environment goes along; stdout is discarded.
+    pub fn run_by(
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&std::ffi::OsStr],
+        inner: &Command,
+    ) -> Command {
+        let mut c = Command::new(program);
+        c.args(args).arg(inner.get_program()).args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c.stdout(Stdio::null());
+        c
+    }
+
     fn spawn(cmd: &mut Command, log: &Path) -> Child {
         // Appended to, so a restarted agent's log follows the first one's.
         let out = std::fs::OpenOptions::new()

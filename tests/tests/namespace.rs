@@ -23,16 +23,7 @@ async fn an_agent_in_a_cgroup_namespace_of_its_own_joins_the_hosts_or_says_it_ca
         &[],
         &[],
         |inner| {
-            let mut c = std::process::Command::new("unshare");
-            c.arg("--cgroup")
-                .arg(inner.get_program())
-                .args(inner.get_args());
-            for (k, v) in inner.get_envs() {
-                if let Some(v) = v {
-                    c.env(k, v);
-                }
-            }
-            c.stdout(std::process::Stdio::null());
+            let mut c = Agent::run_by("unshare", &["--cgroup".as_ref()], &inner);
             home.contain(&mut c);
             c
         },

@@ -21,18 +21,8 @@ fn unit() -> String {
 
 /// `inner` (the agent's command) run by seccomp-run under `allowed`.
 fn under_filter(inner: Command, allowed: &std::path::Path) -> Command {
-    let mut c = Command::new(sentinel_tests::bin_dir().join("seccomp-run"));
-    c.arg(allowed)
-        .arg("--")
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    c.stdout(std::process::Stdio::null());
-    c
+    let launcher = sentinel_tests::bin_dir().join("seccomp-run");
+    Agent::run_by(launcher, &[allowed.as_os_str(), "--".as_ref()], &inner)
 }
 
 #[test]

@@ -131,7 +131,7 @@ pub async fn channel_to(target: &Target) -> Result<Channel, ConnectError> {
 }
 
 /// The whole cause chain: a refused handshake is only named at the bottom.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

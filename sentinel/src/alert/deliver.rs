@@ -11,6 +11,7 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use sentinel_api::client::error_chain;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     sync::Notify,
@@ -258,7 +259,7 @@ where
 {
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| with_causes(&e))?;
+        .map_err(|e| error_chain(&e))?;
     tokio::spawn(conn);
     let authority = url.authority().map(|a| a.as_str()).unwrap_or_default();
     let req = hyper::Request::post(url.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
@@ -270,7 +271,7 @@ where
         )
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let resp = send.send_request(req).await.map_err(|e| with_causes(&e))?;
+    let resp = send.send_request(req).await.map_err(|e| error_chain(&e))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
@@ -287,18 +288,4 @@ where
         })
         .unwrap_or_default();
     Err(format!("HTTP {status}: {}", text.trim()))
-}
-
-/// An error with what caused it: hyper says "connection closed before
-/// message completed" where the cause says the receiver refused our
-/// client certificate.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }

@@ -215,7 +215,7 @@ mod tests {
     use super::*;
 
     fn proc(pid: u32, cgroup: &str, rule: Option<usize>) -> Proc<()> {
-        let mut p = Proc::bare(pid);
+        let mut p = Proc::bare(pid, 10.0);
         p.cgroup = cgroup.to_string();
         p.rule = rule;
         p

@@ -120,10 +120,10 @@ pub(super) struct Turn {
     pub trial: bool,
 }
 
-#[cfg(test)]
 impl<F> Proc<F> {
-    /// A running process nothing is known of, under no rule.
-    pub(super) fn bare(pid: u32) -> Self {
+    /// A running process nothing is known of yet, under no rule, keeping
+    /// `history_secs` of samples.
+    pub(super) fn bare(pid: u32, history_secs: f64) -> Self {
         Self {
             pid,
             start_time: 0,
@@ -138,7 +138,7 @@ impl<F> Proc<F> {
             priority: 0,
             protected: None,
             mem: Mem::default(),
-            series: Series::new(10.0),
+            series: Series::new(history_secs),
             state: ProcState::Running,
             held: Hysteresis::default(),
             acted: HashMap::new(),
@@ -250,9 +250,7 @@ impl<H: Host> Engine<H> {
         }
         let paths = self.host.cgroup_paths(pid).unwrap_or_default();
         let mut p = Proc {
-            pid,
             start_time: stat.start_time,
-            protected: None,
             exe: self.host.exe(pid),
             unit: paths
                 .systemd
@@ -263,18 +261,7 @@ impl<H: Host> Engine<H> {
             uid: self.host.uid(pid),
             ancestors: self.ancestors(stat.ppid),
             comm: stat.comm,
-            rule: None,
-            include_file: false,
-            priority: 0,
-            mem: Mem::default(),
-            series: Series::new(self.cfg.agent.history.as_secs_f64()),
-            state: ProcState::Running,
-            held: Hysteresis::default(),
-            acted: HashMap::new(),
-            pidfd: None,
-            frozen_for: None,
-            loop_counted: false,
-            turns: HashMap::new(),
+            ..Proc::bare(pid, self.cfg.agent.history.as_secs_f64())
         };
         p.protected = self.protected_reason(&p);
         self.bind_rule(&mut p);
