@@ -321,6 +321,7 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
         mode,
         self_pid: std::process::id(),
         page_size: crate::probes::page_size(),
+        cpus: online_cpus(),
     };
     let held = held_since_boot(&journal);
     let (freezer, freeze_with_freezer) = freezer(&cfg);
@@ -367,4 +368,12 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
         ring,
         lifecycle,
     })
+}
+
+/// Online CPUs, as many as fault at once (not the agent's own affinity or
+/// quota: the processes it watches are not bound by them).
+fn online_cpus() -> u32 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
 }

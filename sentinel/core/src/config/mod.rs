@@ -224,6 +224,35 @@ impl PreciseProbe {
     }
 }
 
+/// The fastest a process (or a cgroup, or the host) can grow on this
+/// machine: what the wide watch assumes between two looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastestGrowth {
+    /// [`Self::PER_CPU`] for each online CPU, and at least
+    /// [`Self::AUTO_FLOOR`]: a machine with more CPUs faults faster.
+    Auto,
+    /// Bytes per second, as the operator measured or chose.
+    Fixed(u64),
+}
+
+impl FastestGrowth {
+    /// One CPU of our machines faults about 2.5 GB/s in a page-fault storm;
+    /// transparent huge pages (a 2 MiB page per fault) leave room above.
+    pub const PER_CPU: u64 = 4 << 30;
+    /// What a small machine is assumed to reach all the same.
+    pub const AUTO_FLOOR: u64 = 8 << 30;
+
+    /// Bytes per second on a machine with `cpus` online CPUs.
+    pub fn bytes_per_sec(self, cpus: u32) -> u64 {
+        match self {
+            Self::Auto => Self::PER_CPU
+                .saturating_mul(u64::from(cpus))
+                .max(Self::AUTO_FLOOR),
+            Self::Fixed(b) => b,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentSettings {
     pub socket: String,
@@ -244,10 +273,10 @@ pub struct AgentSettings {
     /// How often the wide watch looks while the per-fault probe rests (the
     /// host timer's period then; `host.interval` while it is attached).
     pub rest_interval: Duration,
-    /// The fastest a process can grow on this machine (bytes per second):
-    /// what the wide watch assumes between two looks when it decides that
-    /// nothing is within reach of a line.
-    pub fastest_growth: u64,
+    /// The fastest a process can grow on this machine: what the wide
+    /// watch assumes between two looks when it decides that nothing is
+    /// within reach of a line.
+    pub fastest_growth: FastestGrowth,
     /// Sampling of rule-matched processes when eBPF is unavailable.
     pub poll_interval: Duration,
     /// How much history each process keeps for its slope.
@@ -314,9 +343,7 @@ impl Default for AgentSettings {
             reconcile_interval: Duration::from_secs(60),
             precise_probe: PreciseProbe::Auto,
             rest_interval: Duration::from_millis(250),
-            // A page-fault storm on one CPU of this machine kind faults about
-            // 2.5 GB/s; two CPUs and transparent huge pages leave room above.
-            fastest_growth: 8 << 30,
+            fastest_growth: FastestGrowth::Auto,
             poll_interval: Duration::from_millis(100),
             history: Duration::from_secs(10),
             dry_run: false,

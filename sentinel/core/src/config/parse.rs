@@ -5,8 +5,8 @@ use std::{path::Path, time::Duration};
 use serde::Deserialize;
 
 use super::{
-    AgentSettings, ApiSettings, CgroupRule, Config, ConfigError, GpuPolicy, HostPolicy, KeyLabel,
-    api,
+    AgentSettings, ApiSettings, CgroupRule, Config, ConfigError, FastestGrowth, GpuPolicy,
+    HostPolicy, KeyLabel, api,
     error::{key_at, position},
     gpu, outputs,
 };
@@ -16,7 +16,7 @@ use crate::{
         protect::{Protection, default_protections},
         restarts::LoopRule,
     },
-    units::{ByteSize, Span},
+    units::{ByteSize, Span, human_bytes},
 };
 
 #[derive(Deserialize)]
@@ -109,7 +109,7 @@ struct RawAgent {
     reconcile_interval: Option<Span>,
     precise_probe: Option<super::PreciseProbe>,
     rest_interval: Option<Span>,
-    fastest_growth: Option<ByteSize>,
+    fastest_growth: Option<RawGrowth>,
     poll_interval: Option<Span>,
     history: Option<Span>,
     dry_run: Option<bool>,
@@ -131,6 +131,37 @@ struct RawAgent {
     lock_memory: Option<bool>,
     allow_empty_policy: Option<bool>,
     freezer: Option<bool>,
+}
+
+/// `fastest_growth`: "auto", or bytes per second ("12GiB", or a number).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawGrowth {
+    Int(u64),
+    Str(String),
+}
+
+impl RawGrowth {
+    fn check(self) -> Result<FastestGrowth, String> {
+        let bytes = match self {
+            Self::Str(s) if s == "auto" => return Ok(FastestGrowth::Auto),
+            Self::Str(s) => {
+                ByteSize::parse(&s)
+                    .map_err(|e| {
+                        format!(
+                            "{e}; or \"auto\" ({}/s per CPU)",
+                            human_bytes(FastestGrowth::PER_CPU as f64)
+                        )
+                    })?
+                    .0
+            }
+            Self::Int(n) => n,
+        };
+        if bytes < 1 << 20 {
+            return Err("must be at least 1MiB (bytes per second), or \"auto\"".into());
+        }
+        Ok(FastestGrowth::Fixed(bytes))
+    }
 }
 
 #[derive(Deserialize)]
@@ -194,7 +225,8 @@ impl Config {
 
         let d = AgentSettings::default();
         let a = raw.agent;
-        let agent = AgentSettings {
+        let growth = a.fastest_growth.map(RawGrowth::check);
+        let mut agent = AgentSettings {
             socket: a.socket.unwrap_or(d.socket),
             reaction_horizon: a
                 .reaction_horizon
@@ -208,7 +240,7 @@ impl Config {
                 .unwrap_or(d.reconcile_interval),
             precise_probe: a.precise_probe.unwrap_or(d.precise_probe),
             rest_interval: a.rest_interval.map(|s| s.0).unwrap_or(d.rest_interval),
-            fastest_growth: a.fastest_growth.map(|s| s.0).unwrap_or(d.fastest_growth),
+            fastest_growth: d.fastest_growth,
             poll_interval: a.poll_interval.map(|s| s.0).unwrap_or(d.poll_interval),
             history: a.history.map(|s| s.0).unwrap_or(d.history),
             dry_run: a.dry_run.unwrap_or(d.dry_run),
@@ -252,6 +284,9 @@ impl Config {
                 .unwrap_or(0);
             invalid(offset, msg.to_string())
         };
+        if let Some(g) = growth {
+            agent.fastest_growth = g.map_err(|msg| range_err("fastest_growth", &msg))?;
+        }
         let positive = |what: &str, d: Duration| {
             if d.is_zero() {
                 Err(range_err(what, "must be above 0"))
@@ -267,12 +302,6 @@ impl Config {
         }
         positive("rescan_interval", agent.rescan_interval)?;
         positive("reconcile_interval", agent.reconcile_interval)?;
-        if agent.fastest_growth < 1 << 20 {
-            return Err(range_err(
-                "fastest_growth",
-                "must be at least 1MiB (bytes per second)",
-            ));
-        }
         if agent.rest_interval < Duration::from_millis(10) {
             return Err(range_err("rest_interval", "must be at least 10ms"));
         }

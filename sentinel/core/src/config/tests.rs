@@ -237,3 +237,37 @@ fn out_of_range_settings_are_refused() {
     );
     assert!(e.contains(":4:") && e.contains("rule[0].action"), "{e}");
 }
+
+#[test]
+fn fastest_growth_is_auto_by_default_or_bytes_per_second() {
+    use super::FastestGrowth;
+    let growth = |text: &str| Config::parse(text, "t").unwrap().agent.fastest_growth;
+    assert_eq!(growth(""), FastestGrowth::Auto);
+    assert_eq!(
+        growth("[agent]\nfastest_growth = \"auto\"\n"),
+        FastestGrowth::Auto
+    );
+    assert_eq!(
+        growth("[agent]\nfastest_growth = \"12GiB\"\n"),
+        FastestGrowth::Fixed(12 << 30)
+    );
+    assert_eq!(
+        growth("[agent]\nfastest_growth = 2000000000\n"),
+        FastestGrowth::Fixed(2_000_000_000)
+    );
+    // Auto: 4 GiB/s per CPU, never under 8 GiB/s.
+    assert_eq!(FastestGrowth::Auto.bytes_per_sec(1), 8 << 30);
+    assert_eq!(FastestGrowth::Auto.bytes_per_sec(2), 8 << 30);
+    assert_eq!(FastestGrowth::Auto.bytes_per_sec(64), 256 << 30);
+    assert_eq!(FastestGrowth::Fixed(1 << 30).bytes_per_sec(64), 1 << 30);
+    for (text, why) in [
+        ("fastest_growth = \"fast\"", "or \"auto\""),
+        ("fastest_growth = \"512KiB\"", "at least 1MiB"),
+    ] {
+        let e = err(&format!("[agent]\n{text}\n"));
+        assert!(
+            e.starts_with("/etc/s.toml:2:1: key `agent.fastest_growth`") && e.contains(why),
+            "{text}: {e}"
+        );
+    }
+}

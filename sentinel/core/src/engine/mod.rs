@@ -144,6 +144,9 @@ pub struct Options {
     pub self_pid: u32,
     /// Bytes per page, for the kernel's page counts.
     pub page_size: u64,
+    /// Online CPUs: how fast this machine can fault (`fastest_growth =
+    /// "auto"`).
+    pub cpus: u32,
 }
 
 /// Window over which growth shares are measured.

@@ -129,7 +129,8 @@ impl<H: Host> Engine<H> {
 
     fn reach_bytes(&self) -> u64 {
         let secs = self.cfg.agent.rest_interval.as_secs_f64() + ATTACH_ALLOWANCE_SECS;
-        (self.cfg.agent.fastest_growth as f64 * secs) as u64
+        let rate = self.cfg.agent.fastest_growth.bytes_per_sec(self.opts.cpus);
+        (rate as f64 * secs) as u64
     }
 
     /// Whether the per-fault probe rests: processes must be found from

@@ -22,6 +22,8 @@ pub type Script = Box<dyn Fn(f64) -> Option<u64>>;
 
 /// Bytes per page of the fake kernel.
 const PAGE: u64 = 4096;
+/// Online CPUs of the fake machine: as many as ours.
+const CPUS: u32 = 2;
 /// The time step.
 const DT: f64 = 0.001;
 /// The agent's own pid in a fake world: never one of its processes.
@@ -83,6 +85,7 @@ impl World {
             mode,
             self_pid: AGENT_PID,
             page_size: PAGE,
+            cpus: CPUS,
         };
         let now = host.now;
         Self {
@@ -112,6 +115,7 @@ impl World {
             mode: self.mode,
             self_pid: AGENT_PID,
             page_size: PAGE,
+            cpus: CPUS,
         };
         let placeholder = Engine::new(cfg.clone(), opts, FakeHost::default());
         let host = std::mem::replace(&mut self.engine, placeholder).into_host();

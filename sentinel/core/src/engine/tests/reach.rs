@@ -22,6 +22,27 @@ fn reach_is_the_fastest_growth_over_one_look_and_an_attach() {
 }
 
 #[test]
+fn a_machine_with_more_cpus_is_assumed_to_grow_faster() {
+    let reach = |cpus: u32, text: &str| {
+        let opts = crate::engine::Options {
+            mode: crate::engine::Mode::Ebpf,
+            self_pid: 1,
+            page_size: 4096,
+            cpus,
+        };
+        let cfg = Config::parse(text, "t").unwrap();
+        crate::engine::Engine::new(cfg, opts, crate::fake::FakeHost::default())
+            .instrument()
+            .reach_bytes
+    };
+    // 4 GiB/s for each of 16 CPUs over 250 ms and 50 ms to attach.
+    assert_eq!(reach(16, ""), (64.0 * (1u64 << 30) as f64 * 0.3) as u64);
+    assert_eq!(reach(2, ""), REACH);
+    // A rate the operator set holds whatever the CPUs.
+    assert_eq!(reach(16, "[agent]\nfastest_growth = \"8GiB\"\n"), REACH);
+}
+
+#[test]
 fn the_instrument_has_been_on_since_the_agent_started() {
     let mut w = world("");
     w.run_for(3.0);
