@@ -71,7 +71,14 @@ impl Notifier {
             Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
             None => SocketAddr::from_pathname(&settings.socket),
         };
-        let made = to.and_then(|to| UnixDatagram::unbound().map(|s| (s, to)));
+        // Never blocking: the watchdog's pings come from the host timer's
+        // thread, and a manager that stops reading (a full queue, ten
+        // datagrams by default) must not stop the engine's clock.
+        let made = to.and_then(|to| {
+            let s = UnixDatagram::unbound()?;
+            s.set_nonblocking(true)?;
+            Ok((s, to))
+        });
         match made {
             Ok((socket, to)) => Some(Self {
                 socket,
@@ -91,8 +98,14 @@ impl Notifier {
     }
 
     fn send(&self, message: &str) {
-        if let Err(e) = self.socket.send_to_addr(message.as_bytes(), &self.to) {
-            tracing::warn!("cannot notify systemd ({message:?}): {e}");
+        match self.socket.send_to_addr(message.as_bytes(), &self.to) {
+            Ok(_) => {}
+            // The manager is behind: this message is dropped, the next
+            // ping is another chance.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tracing::debug!("systemd's notify queue is full; dropped {message:?}");
+            }
+            Err(e) => tracing::warn!("cannot notify systemd ({message:?}): {e}"),
         }
     }
 
@@ -176,6 +189,33 @@ mod tests {
         assert_eq!(
             got,
             ["READY=1\nSTATUS=watching", "WATCHDOG=1", "STOPPING=1"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_manager_that_stops_reading_never_blocks_the_sender() {
+        let dir = std::env::temp_dir().join(format!("sentinel-notify-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        // Bound and never read: its queue fills after a few datagrams.
+        let _listener = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier::new(Settings {
+            socket: path.display().to_string(),
+            watchdog: None,
+        })
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..1000 {
+                n.stopping();
+            }
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "sending blocked on a full queue"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
