@@ -259,10 +259,36 @@ impl Prometheus {
 pub struct Alertmanager {
     server: Option<Server>,
     dir: PathBuf,
-    /// Its `--web.config.file` (TLS), if any.
-    web_config: Option<PathBuf>,
+    tls: Option<AmTls>,
     pub port: u16,
     pub url: String,
+}
+
+/// Alertmanager served over TLS: its `--web.config.file`
+/// (exporter-toolkit's, with `tls_server_config`) and what a client needs
+/// to ask it whether it is ready (PEM files).
+#[derive(Clone)]
+pub struct AmTls {
+    pub web_config: PathBuf,
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl AmTls {
+    /// `/-/ready` answers 200 over TLS (curl, with the client certificate).
+    fn ready(&self, url: &str) -> bool {
+        Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "--max-time", "2", "--cacert"])
+            .arg(&self.ca)
+            .arg("--cert")
+            .arg(&self.client_cert)
+            .arg("--key")
+            .arg(&self.client_key)
+            .arg(format!("{url}/-/ready"))
+            .status()
+            .is_ok_and(|s| s.success())
+    }
 }
 
 impl Alertmanager {
@@ -270,10 +296,9 @@ impl Alertmanager {
         Self::start_with(dir, webhook, None)
     }
 
-    /// Served as `web_config` says (exporter-toolkit's web configuration:
-    /// `tls_server_config` makes it HTTPS only). Its own API then needs
-    /// TLS too, so `active` does not work; watch the webhook instead.
-    pub fn start_with(dir: &Path, webhook: &str, web_config: Option<&Path>) -> Self {
+    /// Served over TLS when `tls` is given (HTTPS only). Its own API then
+    /// needs TLS too, so `active` does not work; watch the webhook instead.
+    pub fn start_with(dir: &Path, webhook: &str, tls: Option<AmTls>) -> Self {
         let port = free_port();
         std::fs::write(
             dir.join("alertmanager.yml"),
@@ -282,15 +307,11 @@ impl Alertmanager {
             ),
         )
         .unwrap();
-        let scheme = if web_config.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut am = Self {
             server: None,
             dir: dir.to_path_buf(),
-            web_config: web_config.map(Path::to_path_buf),
+            tls,
             port,
             url: format!("{scheme}://127.0.0.1:{port}"),
         };
@@ -313,17 +334,14 @@ impl Alertmanager {
         .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
         // Single node: no gossip port to collide with other tests.
         .arg("--cluster.listen-address=");
-        if let Some(web) = &self.web_config {
-            cmd.arg(format!("--web.config.file={}", web.display()));
+        if let Some(tls) = &self.tls {
+            cmd.arg(format!("--web.config.file={}", tls.web_config.display()));
         }
         let log = self.dir.join("alertmanager.log");
-        let server = match self.web_config {
-            // It listens only once its TLS files are loaded.
-            Some(_) => {
-                let port = self.port;
-                Server::start(cmd, log, move || {
-                    TcpStream::connect(("127.0.0.1", port)).is_ok()
-                })
+        let server = match self.tls.clone() {
+            Some(tls) => {
+                let url = self.url.clone();
+                Server::start(cmd, log, move || tls.ready(&url))
             }
             None => {
                 let ready = format!("{}/-/ready", self.url);

@@ -9,13 +9,14 @@ use std::{path::Path, time::Duration};
 use sentinel_tests::{
     Agent, Hog, MIB, MemCgroup,
     certs::{issue, new_ca},
-    observability::{Alertmanager, WebhookSink, wait_for},
+    observability::{Alertmanager, AmTls, WebhookSink, wait_for},
     privileged, rule_for, serial_async, tempdir,
 };
 
 /// Alertmanager's web configuration: HTTPS only, and a client must show a
-/// certificate signed by `ca`.
-fn web_config(dir: &Path) -> std::path::PathBuf {
+/// certificate signed by `ca`; the test asks it whether it is ready with
+/// the agent's certificate.
+fn am_tls(dir: &Path) -> AmTls {
     let path = dir.join("web.yml");
     std::fs::write(
         &path,
@@ -25,19 +26,32 @@ fn web_config(dir: &Path) -> std::path::PathBuf {
         ),
     )
     .unwrap();
-    path
+    AmTls {
+        web_config: path,
+        ca: dir.join("ca.pem"),
+        client_cert: dir.join("agent.pem"),
+        client_key: dir.join("agent.key"),
+    }
 }
 
-/// An agent alerting `am` with `tls` as its `[alerting.tls]` table, and a
-/// process over its rule's limit: the alert the agent tries to deliver.
-fn agent_with_an_alert(name: &str, cg: &MemCgroup, am: &str, tls: &str) -> (Agent, Hog) {
-    let agent = Agent::start(
+/// An agent alerting `am` with `tls` as its `[alerting.tls]` table (and
+/// `envs`), and a process over its rule's limit: the alert the agent
+/// tries to deliver.
+fn agent_with_an_alert(
+    name: &str,
+    cg: &MemCgroup,
+    am: &str,
+    tls: &str,
+    envs: &[(&str, &str)],
+) -> (Agent, Hog) {
+    let agent = Agent::start_env(
         name,
         &format!(
             "{}\n[alerting]\nalertmanagers = [\"{am}\"]\nmin_firing = \"1s\"\nbreaker_open = \"1s\"\n[alerting.tls]\n{tls}",
             rule_for(cg, "over-tls", "64MiB", "alert"),
         ),
         &[],
+        envs,
     );
     let hog = Hog::spawn(cg, &["--target", "100MiB", "--rate", "max", "--hold", "30"]);
     (agent, hog)
@@ -80,7 +94,7 @@ async fn alerts_reach_an_alertmanager_that_requires_tls_and_a_client_certificate
     );
     issue(d, "ca", "agent", "extendedKeyUsage=clientAuth\n");
     let sink = WebhookSink::start();
-    let am = Alertmanager::start_with(d, &sink.url, Some(&web_config(d)));
+    let am = Alertmanager::start_with(d, &sink.url, Some(am_tls(d)));
     assert!(am.url.starts_with("https://127.0.0.1:"), "{}", am.url);
     let cg = MemCgroup::new("amtls", 256 * MIB);
     let dir = d.display();
@@ -94,6 +108,7 @@ async fn alerts_reach_an_alertmanager_that_requires_tls_and_a_client_certificate
         &format!(
             "ca_file = \"{dir}/ca.pem\"\ncert_file = \"{dir}/agent.pem\"\nkey_file = \"{dir}/agent.key\"\n"
         ),
+        &[],
     );
     wait_for(
         "Alertmanager to pass the alert on",
@@ -108,7 +123,10 @@ async fn alerts_reach_an_alertmanager_that_requires_tls_and_a_client_certificate
     drop((hog, agent));
 
     // A CA that did not sign Alertmanager's certificate: refused by the
-    // agent before anything is sent.
+    // agent before anything is sent, though the system bundle it would
+    // read otherwise (SSL_CERT_FILE) holds the right one: ca_file alone is
+    // trusted.
+    let right_ca = format!("{dir}/ca.pem");
     let (agent, hog) = agent_with_an_alert(
         "amtls-ca",
         &cg,
@@ -116,10 +134,13 @@ async fn alerts_reach_an_alertmanager_that_requires_tls_and_a_client_certificate
         &format!(
             "ca_file = \"{dir}/other-ca.pem\"\ncert_file = \"{dir}/agent.pem\"\nkey_file = \"{dir}/agent.key\"\n"
         ),
+        &[("SSL_CERT_FILE", &right_ca)],
     );
     let log = failed_delivery(&agent);
     assert!(
-        log.contains("TLS with 127.0.0.1") && log.contains("UnknownIssuer"),
+        log.contains("TLS with 127.0.0.1")
+            && log.contains("UnknownIssuer")
+            && log.contains("alerting.tls.ca_file"),
         "{log}"
     );
     let untrusted = hog.pid;
@@ -131,6 +152,7 @@ async fn alerts_reach_an_alertmanager_that_requires_tls_and_a_client_certificate
         &cg,
         &am.url,
         &format!("ca_file = \"{dir}/ca.pem\"\n"),
+        &[],
     );
     let log = failed_delivery(&agent);
     assert!(
@@ -157,13 +179,25 @@ fn a_bad_tls_file_stops_the_agent_at_start_naming_key_and_path() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(sentinel_tests::sentinel_bin())
+    let mut child = std::process::Command::new(sentinel_tests::sentinel_bin())
         .args(["run", "--no-ebpf", "--config"])
         .arg(&cfg)
         .arg("--socket")
         .arg(tmp.0.join("s.sock"))
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // An agent that started anyway would run on: stopped here, and failed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the agent started with a missing alerting.tls.ca_file");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

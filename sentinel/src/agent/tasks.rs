@@ -303,7 +303,7 @@ pub fn reload_on_hangup(sentinel: Arc<Sentinel>, config_path: PathBuf) {
                     "config reloaded; these keys are read only at start and keep their running values until a restart: {}",
                     start_only.join(", ")
                 ),
-                Ok(_) => {}
+                Ok(_) => tracing::info!("config reloaded"),
                 Err(e) => tracing::error!("config reload refused, keeping the running policy: {e}"),
             }
         }

@@ -234,16 +234,10 @@ async fn post(
                 let stream = tls
                     .connect(name, stream)
                     .await
-                    .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
+                    .map_err(|e| tls_hint(format!("TLS with {host}:{port}: {e}")))?;
                 // TLS 1.3 servers judge the client's certificate after the
                 // handshake: their refusal comes with the first request.
-                exchange(stream, url, body).await.map_err(|e| {
-                    if e.contains("BadCertificate") || e.contains("CertificateRequired") {
-                        format!("{e} (the receiver refused the client certificate, or wants one: alerting.tls.cert_file and key_file)")
-                    } else {
-                        e
-                    }
-                })
+                exchange(stream, url, body).await.map_err(tls_hint)
             }
         }
     };
@@ -288,4 +282,26 @@ where
         })
         .unwrap_or_default();
     Err(format!("HTTP {status}: {}", text.trim()))
+}
+
+/// A TLS failure with the key that mends it: a receiver that refused (or
+/// wanted) a client certificate, or one whose certificate no trusted CA
+/// signed.
+fn tls_hint(e: String) -> String {
+    const REFUSED: [&str; 5] = [
+        "BadCertificate",
+        "CertificateRequired",
+        "UnknownCA",
+        "AccessDenied",
+        "CertificateUnknown",
+    ];
+    if REFUSED.iter().any(|a| e.contains(a)) {
+        format!(
+            "{e} (the receiver refused the client certificate, or wants one: alerting.tls.cert_file and key_file)"
+        )
+    } else if e.contains("UnknownIssuer") {
+        format!("{e} (no CA trusted here signed the receiver's certificate: alerting.tls.ca_file)")
+    } else {
+        e
+    }
 }

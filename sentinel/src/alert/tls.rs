@@ -34,8 +34,12 @@ pub enum TlsError {
         "alerting: https:// receivers need CAs to trust, and no system bundle exists ({tried}); set alerting.tls.ca_file"
     )]
     NoSystemBundle { tried: String },
-    #[error("alerting.tls: the client certificate and key do not go together: {0}")]
-    Identity(rustls::Error),
+    #[error("alerting.tls: client certificate {cert} with key {key}: {source}")]
+    Identity {
+        cert: String,
+        key: String,
+        source: rustls::Error,
+    },
 }
 
 /// The connector for `https://` receivers.
@@ -57,7 +61,11 @@ pub fn connector(s: &ReceiverTls) -> Result<TlsConnector, TlsError> {
                 .map_err(|e| file_error("key_file", &id.key_file, e))?;
             builder
                 .with_client_auth_cert(certs, key)
-                .map_err(TlsError::Identity)?
+                .map_err(|source| TlsError::Identity {
+                    cert: id.cert_file.display().to_string(),
+                    key: id.key_file.display().to_string(),
+                    source,
+                })?
         }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -65,19 +73,32 @@ pub fn connector(s: &ReceiverTls) -> Result<TlsConnector, TlsError> {
 }
 
 /// `ca_file` alone when set (a private CA must not be widened to every
-/// public one), else the system's bundle.
+/// public one), every certificate of it usable; else the system's bundle,
+/// less what webpki cannot use (large bundles carry a few such CAs).
 fn roots(s: &ReceiverTls) -> Result<RootCertStore, TlsError> {
-    let (key, path) = match &s.ca_file {
-        Some(p) => ("ca_file", p.clone()),
-        None => ("ca_file", system_bundle()?),
-    };
     let mut store = RootCertStore::empty();
-    for cert in certificates(key, &path)? {
-        store.add(cert).map_err(|e| TlsError::File {
-            key,
-            path: path.display().to_string(),
-            reason: format!("not a usable CA certificate: {e}"),
-        })?;
+    match &s.ca_file {
+        Some(path) => {
+            for cert in certificates("ca_file", path)? {
+                store.add(cert).map_err(|e| TlsError::File {
+                    key: "ca_file",
+                    path: path.display().to_string(),
+                    reason: format!("not a usable CA certificate: {e}"),
+                })?;
+            }
+        }
+        None => {
+            let path = system_bundle()?;
+            let (added, skipped) = store.add_parsable_certificates(certificates("ca_file", &path)?);
+            if added == 0 {
+                return Err(TlsError::NoSystemBundle {
+                    tried: format!("{} holds no usable CA", path.display()),
+                });
+            }
+            if skipped > 0 {
+                tracing::debug!(bundle = %path.display(), added, skipped, "CA certificates webpki cannot use were left out");
+            }
+        }
     }
     Ok(store)
 }

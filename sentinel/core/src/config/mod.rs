@@ -107,7 +107,13 @@ impl Config {
                     p.name
                 )
             });
-        names.chain(entries).collect()
+        let tls_unused = (self.alerting.tls != ReceiverTls::default()
+            && !self.alerting.any_https())
+        .then(|| {
+            "[alerting.tls] is set but no receiver is https://: alerts go out in plain text"
+                .to_string()
+        });
+        names.chain(entries).chain(tls_unused).collect()
     }
 }
 

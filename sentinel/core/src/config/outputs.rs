@@ -226,6 +226,17 @@ fn urls(v: Option<toml::Spanned<Vec<String>>>) -> Result<Vec<String>, Problem> {
                 format!("`{u}` is not an http:// or https:// URL with a host"),
             ));
         }
+        // It would be sent as the Host header, and logged with the URL.
+        if u.parse::<http::Uri>()
+            .ok()
+            .and_then(|p| p.authority().map(|a| a.as_str().contains('@')))
+            .unwrap_or(false)
+        {
+            return Err((
+                at,
+                format!("`{u}` carries a user or password: the agent sends none, and would log it"),
+            ));
+        }
     }
     Ok(v)
 }
@@ -311,6 +322,7 @@ mod tests {
             ("timeout = \"0s\"", "alerting.timeout"),
             ("tls = { cert_file = \"/c.pem\" }", "alerting.tls"),
             ("tls = { ca = \"/ca.pem\" }", "alerting.tls"),
+            ("webhooks = [\"https://u:p@h/x\"]", "alerting.webhooks"),
         ] {
             let e = Config::parse(&format!("[alerting]\n{text}\n"), "t")
                 .unwrap_err()
@@ -347,6 +359,19 @@ mod tests {
             e.starts_with("t.toml:5:12: key `alerting.tls.key_file`")
                 && e.contains("set cert_file"),
             "{e}"
+        );
+        // TLS files with no https:// receiver: warned about at start.
+        let c = Config::parse(
+            "[alerting]\nwebhooks = [\"http://h/x\"]\n[alerting.tls]\nca_file = \"/ca.pem\"\n",
+            "t",
+        )
+        .unwrap();
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.contains("no receiver is https://")),
+            "{:?}",
+            c.warnings()
         );
     }
 }

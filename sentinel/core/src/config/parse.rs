@@ -139,6 +139,8 @@ struct RawAgent {
 enum RawGrowth {
     Int(u64),
     Str(String),
+    /// Said to be wrong with the same words as a bad string.
+    Other(toml::Value),
 }
 
 impl RawGrowth {
@@ -156,6 +158,11 @@ impl RawGrowth {
                     .0
             }
             Self::Int(n) => n,
+            Self::Other(v) => {
+                return Err(format!(
+                    "`{v}` is not a rate: bytes per second (\"12GiB\", or a whole number), or \"auto\""
+                ));
+            }
         };
         if bytes < 1 << 20 {
             return Err("must be at least 1MiB (bytes per second), or \"auto\"".into());

@@ -263,6 +263,8 @@ fn fastest_growth_is_auto_by_default_or_bytes_per_second() {
     for (text, why) in [
         ("fastest_growth = \"fast\"", "or \"auto\""),
         ("fastest_growth = \"512KiB\"", "at least 1MiB"),
+        ("fastest_growth = 1.5", "or \"auto\""),
+        ("fastest_growth = -1", "or \"auto\""),
     ] {
         let e = err(&format!("[agent]\n{text}\n"));
         assert!(
