@@ -2,9 +2,10 @@
 //! set (issue 19): its allow list, resolved as systemd would, is installed
 //! as a seccomp filter that kills on any other call (stricter than the
 //! unit, which answers EPERM), and the agent does its real work under it:
-//! loads and attaches its probes, freezes, kills and releases a victim's
-//! memory, delivers alerts, serves the API and metrics, reloads, resumes,
-//! and stops cleanly.
+//! loads and attaches its probes, says ready to systemd, samples a GPU
+//! through an NVML library it loads (the test's fake one), freezes, kills
+//! and releases a victim's memory, delivers alerts, serves the API and
+//! metrics, reloads, resumes, and stops cleanly.
 
 use std::{
     os::unix::{net::UnixDatagram, process::ExitStatusExt},
@@ -14,6 +15,7 @@ use std::{
 
 use sentinel_tests::{
     Agent, Hog, MIB, MemCgroup,
+    gpu::{Scenario, fake_nvml},
     observability::{WebhookSink, http_get, wait_for},
     privileged, rule_for, serial_async, syscalls, tempdir,
 };
@@ -68,8 +70,10 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
     let held = MemCgroup::new("scheld", 512 * MIB);
     let ended = MemCgroup::new("scended", 512 * MIB);
     let sink = WebhookSink::start();
+    let gpu = Scenario::new(&tmp.0);
+    gpu.write(&format!("device 0 total {} name Fake T4\n", 16u64 << 30));
     let cfg = format!(
-        "{}{}\n[alerting]\nwebhooks = [\"{}\"]\nmin_firing = \"1s\"\n",
+        "{}{}\n[alerting]\nwebhooks = [\"{}\"]\nmin_firing = \"1s\"\n[gpu]\nlibrary = \"{}\"\ninterval = \"50ms\"\n",
         rule_for(&held, "held", "128MiB", "freeze"),
         // Straight to the top of its ladder: SIGTERM (ignored), then
         // SIGKILL and process_mrelease.
@@ -78,7 +82,8 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
             "levels = { preempt = 0.9, kill = 0.9 }\n[rule.match]",
             1
         ),
-        sink.url
+        sink.url,
+        fake_nvml().display()
     );
     // As systemd runs it: it says ready and pings a watchdog.
     let notify_path = tmp.0.join("notify.sock");
@@ -91,15 +96,27 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
         "scfilter",
         &cfg,
         &[],
-        &[("NOTIFY_SOCKET", &notify_env), ("WATCHDOG_USEC", "400000")],
+        &[
+            ("NOTIFY_SOCKET", &notify_env),
+            ("WATCHDOG_USEC", "400000"),
+            ("FAKE_NVML_SCENARIO", gpu.path.to_str().unwrap()),
+        ],
         |inner| under_filter(inner, &allowed),
     );
     let mut buf = [0u8; 4096];
     let n = notify.recv(&mut buf).expect("READY=1 on the notify socket");
     assert!(buf[..n].starts_with(b"READY=1"));
 
-    // Every probe loaded and attached.
-    let s = agent.status().await;
+    // Every probe loaded and attached, and the GPU sampled.
+    let mut s = agent.status().await;
+    for _ in 0..100 {
+        if !s.gpus.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s = agent.status().await;
+    }
+    assert_eq!(s.gpus.len(), 1, "{s:?}");
     assert_eq!(s.mode, "ebpf", "{s:?}");
     assert!(s.degraded_reason.is_empty(), "{s:?}");
 
@@ -153,5 +170,9 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
         "killed by a signal (SIGSYS is 31):\n{log}"
     );
     assert!(st.success(), "{st}\n{log}");
-    assert!(!log.contains("process_mrelease:"), "{log}");
+    // Released, or already gone by itself (ESRCH); never refused.
+    assert!(
+        !log.contains("process_mrelease: Operation not permitted"),
+        "{log}"
+    );
 }
