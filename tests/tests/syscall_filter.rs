@@ -31,6 +31,21 @@ fn under_filter(inner: Command, allowed: &std::path::Path) -> Command {
     Agent::run_by(launcher, &[allowed.as_os_str(), "--".as_ref()], &inner)
 }
 
+/// The unit's allow list as numbers in a file under `dir`, less `drop`.
+fn allow_list(dir: &std::path::Path, drop: &[&str]) -> std::path::PathBuf {
+    let mut names = syscalls::allowed_by_unit(&unit());
+    for d in drop {
+        names.remove(*d);
+    }
+    let path = dir.join("allowed");
+    let text: String = syscalls::numbers(&names)
+        .iter()
+        .map(|n| format!("{n}\n"))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[test]
 fn the_allow_list_names_what_no_systemd_group_holds() {
     // process_mrelease is in no group at all (only @known): left out, it
@@ -60,13 +75,7 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
     }
     let _serial = serial_async().await;
     let tmp = tempdir::Dir::new("scfilter");
-    let allowed = tmp.0.join("allowed");
-    let numbers = syscalls::numbers(&syscalls::allowed_by_unit(&unit()));
-    std::fs::write(
-        &allowed,
-        numbers.iter().map(|n| format!("{n}\n")).collect::<String>(),
-    )
-    .unwrap();
+    let allowed = allow_list(&tmp.0, &[]);
     let held = MemCgroup::new("scheld", 512 * MIB);
     let ended = MemCgroup::new("scended", 512 * MIB);
     let sink = WebhookSink::start();
@@ -175,4 +184,37 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
         !log.contains("process_mrelease: Operation not permitted"),
         "{log}"
     );
+}
+
+/// earlyoom's outage, under the unit's own EPERM mode: a filter without
+/// process_mrelease. The agent starts and says at once, in status, which
+/// call is refused and what that costs, instead of finding out at its
+/// first kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_refuses_process_mrelease_is_reported_at_start() {
+    if !privileged("a_filter_that_refuses_process_mrelease_is_reported_at_start") {
+        return;
+    }
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("SKIP: the filter is resolved with the kernel's x86-64 numbers");
+        return;
+    }
+    let _serial = serial_async().await;
+    let tmp = tempdir::Dir::new("scerrno");
+    let allowed = allow_list(&tmp.0, &["process_mrelease"]);
+    let launcher = sentinel_tests::bin_dir().join("seccomp-run");
+    let agent = Agent::start_with("scerrno", "", &["--no-ebpf"], &[], |inner| {
+        Agent::run_by(
+            &launcher,
+            &["--errno".as_ref(), allowed.as_os_str(), "--".as_ref()],
+            &inner,
+        )
+    });
+    let s = agent.status().await;
+    assert!(
+        s.degraded_reason
+            .contains("process_mrelease is refused (Operation not permitted"),
+        "{s:?}"
+    );
+    assert!(!s.degraded_reason.contains("pidfd_open"), "{s:?}");
 }

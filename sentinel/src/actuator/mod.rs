@@ -8,7 +8,7 @@ pub mod freezer;
 mod pidfd;
 
 pub use freezer::Freezer;
-pub use pidfd::Pidfd;
+pub use pidfd::{Pidfd, refused_calls};
 use sentinel_core::engine::Signal;
 
 #[derive(Debug, thiserror::Error)]

@@ -72,3 +72,61 @@ impl Pidfd {
         }
     }
 }
+
+/// The process-handle calls the agent relies on that this kernel, or a
+/// system call filter around the agent, refuses: each with what is lost.
+/// Probed once at start on handles that cannot touch anything (fd -1, the
+/// agent's own pid), so that a filter missing one is reported in status
+/// and the log at start rather than found out at the first kill.
+pub fn refused_calls() -> Vec<String> {
+    // Each is answered EBADF (or, for pidfd_open of ourselves, an fd) when
+    // the call is there; EPERM is a filter's answer, ENOSYS an old kernel's.
+    // SAFETY: plain syscalls on an invalid fd or on our own pid; results
+    // are checked and the one fd returned is closed.
+    let probe = |nr: libc::c_long| -> Option<io::Error> {
+        let r = unsafe {
+            if nr == libc::SYS_pidfd_open {
+                libc::syscall(nr, libc::getpid(), 0)
+            } else {
+                libc::syscall(nr, -1, 0, std::ptr::null::<libc::c_void>(), 0)
+            }
+        };
+        if r >= 0 {
+            // SAFETY: the fd pidfd_open just returned, ours to close.
+            unsafe { libc::close(r as i32) };
+            return None;
+        }
+        let e = io::Error::last_os_error();
+        matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)).then_some(e)
+    };
+    let mut out = Vec::new();
+    for (nr, name) in [
+        (libc::SYS_pidfd_open, "pidfd_open"),
+        (libc::SYS_pidfd_send_signal, "pidfd_send_signal"),
+    ] {
+        if let Some(e) = probe(nr) {
+            out.push(format!(
+                "{name} is refused ({e}): the agent signals processes only through pidfds, so it can stop none; allow {name} (SystemCallFilter)"
+            ));
+        }
+    }
+    match probe(libc::SYS_process_mrelease) {
+        Some(e) if e.raw_os_error() == Some(libc::EPERM) => out.push(format!(
+            "process_mrelease is refused ({e}): a killed process's memory is freed only when the kernel reaps it; allow process_mrelease (SystemCallFilter)"
+        )),
+        Some(e) => tracing::info!(
+            "process_mrelease unavailable ({e}; Linux 5.15+): a killed process's memory is freed when the kernel reaps it"
+        ),
+        None => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nothing_is_refused_here_without_a_filter() {
+        // This machine's kernel has all three, and tests run unfiltered.
+        assert_eq!(super::refused_calls(), Vec::<String>::new());
+    }
+}

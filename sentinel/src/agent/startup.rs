@@ -300,6 +300,10 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
         .and_then(|p| Some((p.events.take()?, p.precise_flag())));
     let journal = open_journal(&cfg, &mut degraded);
     namespace_note(opts, &mut degraded);
+    for why in crate::actuator::refused_calls() {
+        tracing::warn!("{why}");
+        degraded.push(why);
+    }
     let connections = descriptors(&cfg, &mut degraded);
     let lifecycle = mode == Mode::Ebpf
         && [

@@ -1,9 +1,10 @@
-//! `seccomp-run ALLOWED -- PROGRAM ARGS...`: runs PROGRAM under a seccomp
-//! filter that allows only the x86-64 system calls numbered in the file
-//! ALLOWED (one decimal number per line) and kills the whole process on
-//! any other, as systemd's SystemCallFilter= does by default. The filter
-//! is installed here and kept across exec, so the program runs under it
-//! from its first instruction.
+//! `seccomp-run [--errno] ALLOWED -- PROGRAM ARGS...`: runs PROGRAM under a
+//! seccomp filter that allows only the x86-64 system calls numbered in the
+//! file ALLOWED (one decimal number per line) and kills the whole process
+//! on any other, as systemd's SystemCallFilter= does by default; with
+//! `--errno`, any other call fails with EPERM instead, as with
+//! SystemCallErrorNumber=EPERM. The filter is installed here and kept
+//! across exec, so the program runs under it from its first instruction.
 
 use std::{ffi::CString, os::unix::ffi::OsStrExt};
 
@@ -13,6 +14,7 @@ const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 /// Offsets in struct seccomp_data.
 const NR: u32 = 0;
 const ARCH: u32 = 4;
@@ -31,8 +33,9 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 /// Native architecture only, no x32 numbers, then one comparison per
-/// allowed call: a match falls through to ALLOW, a miss skips it.
-fn program(allowed: &[u32]) -> Vec<libc::sock_filter> {
+/// allowed call: a match falls through to ALLOW, a miss skips it; what is
+/// left gets `otherwise`.
+fn program(allowed: &[u32], otherwise: u32) -> Vec<libc::sock_filter> {
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
@@ -49,12 +52,21 @@ fn program(allowed: &[u32]) -> Vec<libc::sock_filter> {
         p.push(jump(JEQ, nr, 0, 1));
         p.push(stmt(RET, SECCOMP_RET_ALLOW));
     }
-    p.push(stmt(RET, SECCOMP_RET_KILL_PROCESS));
+    p.push(stmt(RET, otherwise));
     p
 }
 
 fn main() {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let errno = args.first().is_some_and(|a| a == "--errno");
+    if errno {
+        args.remove(0);
+    }
+    let otherwise = if errno {
+        SECCOMP_RET_ERRNO | libc::EPERM as u32
+    } else {
+        SECCOMP_RET_KILL_PROCESS
+    };
     let (Some(list), Some(sep)) = (args.first(), args.get(1)) else {
         usage();
     };
@@ -72,7 +84,7 @@ fn main() {
                 .unwrap_or_else(|_| fail(&format!("`{l}` is not a system call number")))
         })
         .collect();
-    let filter = program(&allowed);
+    let filter = program(&allowed, otherwise);
     let prog = libc::sock_fprog {
         len: u16::try_from(filter.len()).unwrap_or_else(|_| fail("too many system calls")),
         filter: filter.as_ptr() as *mut libc::sock_filter,
@@ -111,7 +123,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    fail("usage: seccomp-run ALLOWED -- PROGRAM [ARGS...]")
+    fail("usage: seccomp-run [--errno] ALLOWED -- PROGRAM [ARGS...]")
 }
 
 fn fail(msg: &str) -> ! {
