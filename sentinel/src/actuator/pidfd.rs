@@ -79,38 +79,30 @@ impl Pidfd {
 /// agent's own pid), so that a filter missing one is reported in status
 /// and the log at start rather than found out at the first kill.
 pub fn refused_calls() -> Vec<String> {
-    // Each is answered EBADF (or, for pidfd_open of ourselves, an fd) when
-    // the call is there; EPERM is a filter's answer, ENOSYS an old kernel's.
-    // SAFETY: plain syscalls on an invalid fd or on our own pid; results
-    // are checked and the one fd returned is closed.
-    let probe = |nr: libc::c_long| -> Option<io::Error> {
-        let r = unsafe {
-            if nr == libc::SYS_pidfd_open {
-                libc::syscall(nr, libc::getpid(), 0)
-            } else {
-                libc::syscall(nr, -1, 0, std::ptr::null::<libc::c_void>(), 0)
-            }
-        };
-        if r >= 0 {
-            // SAFETY: the fd pidfd_open just returned, ours to close.
-            unsafe { libc::close(r as i32) };
-            return None;
-        }
-        let e = io::Error::last_os_error();
-        matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)).then_some(e)
+    // SAFETY: pidfd_open of our own pid; the fd it returns is closed.
+    let own = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    let open = refusal(own);
+    if own >= 0 {
+        // SAFETY: the fd pidfd_open just returned, ours to close.
+        unsafe { libc::close(own as i32) };
+    }
+    // On fd -1 each is answered EBADF when the call is there.
+    // SAFETY: plain syscalls on an invalid fd; nothing is touched.
+    let on_no_fd = |nr: libc::c_long| {
+        refusal(unsafe { libc::syscall(nr, -1, 0, std::ptr::null::<libc::c_void>(), 0) })
     };
     let mut out = Vec::new();
-    for (nr, name) in [
-        (libc::SYS_pidfd_open, "pidfd_open"),
-        (libc::SYS_pidfd_send_signal, "pidfd_send_signal"),
+    for (name, refused) in [
+        ("pidfd_open", open),
+        ("pidfd_send_signal", on_no_fd(libc::SYS_pidfd_send_signal)),
     ] {
-        if let Some(e) = probe(nr) {
+        if let Some(e) = refused {
             out.push(format!(
                 "{name} is refused ({e}): the agent signals processes only through pidfds, so it can stop none; allow {name} (SystemCallFilter)"
             ));
         }
     }
-    match probe(libc::SYS_process_mrelease) {
+    match on_no_fd(libc::SYS_process_mrelease) {
         Some(e) if e.raw_os_error() == Some(libc::EPERM) => out.push(format!(
             "process_mrelease is refused ({e}): a killed process's memory is freed only when the kernel reaps it; allow process_mrelease (SystemCallFilter)"
         )),
@@ -120,6 +112,16 @@ pub fn refused_calls() -> Vec<String> {
         None => {}
     }
     out
+}
+
+/// The error of a system call that just returned `r`, when it says the
+/// call is not there: EPERM is a filter's answer, ENOSYS an old kernel's.
+fn refusal(r: libc::c_long) -> Option<io::Error> {
+    if r >= 0 {
+        return None;
+    }
+    let e = io::Error::last_os_error();
+    matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)).then_some(e)
 }
 
 #[cfg(test)]

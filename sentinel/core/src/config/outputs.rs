@@ -214,12 +214,13 @@ fn urls(v: Option<toml::Spanned<Vec<String>>>) -> Result<Vec<String>, Problem> {
     let at = v.span().start;
     let v = v.into_inner();
     for u in &v {
+        let parsed = u.parse::<http::Uri>().ok();
         let ok = u
             .strip_prefix("http://")
             .or_else(|| u.strip_prefix("https://"))
             .and_then(|rest| rest.split('/').next())
             .is_some_and(|authority| !authority.is_empty())
-            && u.parse::<http::Uri>().is_ok();
+            && parsed.is_some();
         if !ok {
             return Err((
                 at,
@@ -227,8 +228,7 @@ fn urls(v: Option<toml::Spanned<Vec<String>>>) -> Result<Vec<String>, Problem> {
             ));
         }
         // It would be sent as the Host header, and logged with the URL.
-        if u.parse::<http::Uri>()
-            .ok()
+        if parsed
             .and_then(|p| p.authority().map(|a| a.as_str().contains('@')))
             .unwrap_or(false)
         {
