@@ -3,18 +3,10 @@
 
 use std::process::Command;
 
-/// Runs openssl in `dir`, failing the test with its output.
+/// Runs openssl (installed by `cargo xtask setup`) in `dir`, failing the
+/// test with its output.
 pub fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed by `cargo xtask setup`");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::stdout_of(Command::new("openssl").args(args).current_dir(dir));
 }
 
 /// A new P-256 key, unencrypted, for `openssl req`.

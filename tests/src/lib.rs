@@ -207,6 +207,19 @@ pub fn host_floor(room: u64, preempt: f64) -> (u64, u64) {
 /// can ever be chosen.
 pub const TEST_HOST: &str = "[host]\ncandidates = \"^/sentinel-test-\"\n";
 
+/// Runs `cmd` to its end and returns what it wrote to standard output; a
+/// command that cannot start, or fails, fails the test with its standard
+/// error.
+pub fn stdout_of(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Makes `cmd` run as uid and gid 65534 (nobody, nogroup), with no
 /// supplementary groups: an unprivileged client. The caller must be root.
 pub fn as_nobody(cmd: &mut Command) -> &mut Command {

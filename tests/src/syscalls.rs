@@ -41,18 +41,10 @@ pub fn allowed_by_unit(unit: &str) -> BTreeSet<String> {
 /// Every group `systemd-analyze syscall-filter` knows, with its entries
 /// (calls and nested groups).
 fn groups() -> BTreeMap<String, Vec<String>> {
-    let out = Command::new("systemd-analyze")
-        .arg("syscall-filter")
-        .output()
-        .expect("systemd-analyze (package systemd)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = crate::stdout_of(Command::new("systemd-analyze").arg("syscall-filter"));
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut current = None;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in String::from_utf8_lossy(&out).lines() {
         let t = line.trim();
         if t.is_empty() || t.starts_with('#') {
             continue;

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use sentinel_tests::{privileged, sentinel_bin, serial, tempdir};
+use sentinel_tests::{privileged, sentinel_bin, serial, stdout_of, tempdir};
 
 fn the_archive() -> Option<PathBuf> {
     let name = format!("sentinel-{}.oci.tar", env!("CARGO_PKG_VERSION"));
@@ -23,13 +23,7 @@ fn the_archive() -> Option<PathBuf> {
 }
 
 fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&stdout_of(cmd)).into_owned()
 }
 
 fn sha256(file: &Path) -> String {
@@ -86,7 +80,7 @@ fn unpack(archive: &Path, dir: &Path) -> (PathBuf, serde_json::Value) {
     let layer = blob(&layout, &layers[0]);
     // The config's diff_id is the digest of the layer uncompressed.
     let tar = dir.join("layer.tar");
-    std::fs::write(&tar, sh_bytes(Command::new("gzip").arg("-dc").arg(&layer))).unwrap();
+    std::fs::write(&tar, stdout_of(Command::new("gzip").arg("-dc").arg(&layer))).unwrap();
     assert_eq!(
         config["rootfs"]["diff_ids"][0],
         format!("sha256:{}", sha256(&tar))
@@ -105,12 +99,6 @@ fn unpack(archive: &Path, dir: &Path) -> (PathBuf, serde_json::Value) {
         .arg("-C")
         .arg(&rootfs));
     (rootfs, config)
-}
-
-fn sh_bytes(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}");
-    out.stdout
 }
 
 #[test]

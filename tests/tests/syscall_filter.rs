@@ -25,10 +25,26 @@ fn unit() -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// `inner` (the agent's command) run by seccomp-run under `allowed`.
-fn under_filter(inner: Command, allowed: &std::path::Path) -> Command {
+/// Whether `test` can run a filter here: as root (see `privileged`), and
+/// on x86-64, whose numbers the filter is resolved with.
+fn filter_runs_here(test: &str) -> bool {
+    if !privileged(test) {
+        return false;
+    }
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("SKIP: the filter is resolved with the kernel's x86-64 numbers");
+        return false;
+    }
+    true
+}
+
+/// `inner` (the agent's command) run by seccomp-run under `allowed`: any
+/// other call kills it, or with `errno` fails with EPERM (the unit's mode).
+fn under_filter(inner: Command, allowed: &std::path::Path, errno: bool) -> Command {
     let launcher = sentinel_tests::bin_dir().join("seccomp-run");
-    Agent::run_by(launcher, &[allowed.as_os_str(), "--".as_ref()], &inner)
+    let mode: &[&std::ffi::OsStr] = if errno { &["--errno".as_ref()] } else { &[] };
+    let args = [mode, &[allowed.as_os_str(), "--".as_ref()]].concat();
+    Agent::run_by(launcher, &args, &inner)
 }
 
 /// The unit's allow list as numbers in a file under `dir`, less `drop`.
@@ -66,11 +82,7 @@ fn the_allow_list_names_what_no_systemd_group_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
-    if !privileged("the_agent_does_its_real_work_under_the_units_system_call_filter") {
-        return;
-    }
-    if !cfg!(target_arch = "x86_64") {
-        eprintln!("SKIP: the filter is resolved with the kernel's x86-64 numbers");
+    if !filter_runs_here("the_agent_does_its_real_work_under_the_units_system_call_filter") {
         return;
     }
     let _serial = serial_async().await;
@@ -110,7 +122,7 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
             ("WATCHDOG_USEC", "400000"),
             ("FAKE_NVML_SCENARIO", gpu.path.to_str().unwrap()),
         ],
-        |inner| under_filter(inner, &allowed),
+        |inner| under_filter(inner, &allowed, false),
     );
     let mut buf = [0u8; 4096];
     let n = notify.recv(&mut buf).expect("READY=1 on the notify socket");
@@ -192,23 +204,14 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
 /// first kill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filter_that_refuses_process_mrelease_is_reported_at_start() {
-    if !privileged("a_filter_that_refuses_process_mrelease_is_reported_at_start") {
-        return;
-    }
-    if !cfg!(target_arch = "x86_64") {
-        eprintln!("SKIP: the filter is resolved with the kernel's x86-64 numbers");
+    if !filter_runs_here("a_filter_that_refuses_process_mrelease_is_reported_at_start") {
         return;
     }
     let _serial = serial_async().await;
     let tmp = tempdir::Dir::new("scerrno");
     let allowed = allow_list(&tmp.0, &["process_mrelease"]);
-    let launcher = sentinel_tests::bin_dir().join("seccomp-run");
     let agent = Agent::start_with("scerrno", "", &["--no-ebpf"], &[], |inner| {
-        Agent::run_by(
-            &launcher,
-            &["--errno".as_ref(), allowed.as_os_str(), "--".as_ref()],
-            &inner,
-        )
+        under_filter(inner, &allowed, true)
     });
     let s = agent.status().await;
     assert!(
