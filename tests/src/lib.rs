@@ -21,6 +21,7 @@ pub mod gpu;
 mod hog;
 pub mod observability;
 pub mod pysuite;
+pub mod sandbox;
 pub mod stampede;
 mod storm;
 pub mod syscalls;

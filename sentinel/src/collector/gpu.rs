@@ -16,6 +16,13 @@ pub struct Gpu {
 /// Why GPU monitoring is off, for status (said once).
 pub fn unavailable_reason(e: &NvmlError, library: &str) -> String {
     match e {
+        // The unit's MemoryDenyWriteExecute=yes refuses a library that asks
+        // for an executable stack; the loader's message names the stack.
+        NvmlError::LibloadingError(err) if err.to_string().contains("executable stack") => {
+            format!(
+                "the NVIDIA driver library needs an executable stack, which the service's MemoryDenyWriteExecute=yes refuses ({library}: {err}); a drop-in with MemoryDenyWriteExecute=no lets it load"
+            )
+        }
         NvmlError::LibloadingError(err) => {
             format!("no NVIDIA driver library ({library}: {err})")
         }

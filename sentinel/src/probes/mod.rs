@@ -31,7 +31,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/se
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error(
-        "cannot load eBPF programs: {0}; Sentinel needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN) and a kernel with BPF ring buffers (5.8+)"
+        "cannot load eBPF programs: {0}; Sentinel needs CAP_BPF and CAP_PERFMON (root has them) and a kernel with BPF ring buffers (5.8+)"
     )]
     Load(#[source] aya::EbpfError),
     #[error("the eBPF object has no map `{0}`")]

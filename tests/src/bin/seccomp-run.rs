@@ -1,10 +1,14 @@
-//! `seccomp-run [--errno] ALLOWED -- PROGRAM ARGS...`: runs PROGRAM under a
-//! seccomp filter that allows only the x86-64 system calls numbered in the
-//! file ALLOWED (one decimal number per line) and kills the whole process
-//! on any other, as systemd's SystemCallFilter= does by default; with
-//! `--errno`, any other call fails with EPERM instead, as with
-//! SystemCallErrorNumber=EPERM. The filter is installed here and kept
-//! across exec, so the program runs under it from its first instruction.
+//! `seccomp-run [--errno] [--deny-write-execute] ALLOWED -- PROGRAM ARGS...`:
+//! runs PROGRAM under a seccomp filter that allows only the x86-64 system
+//! calls numbered in the file ALLOWED (one decimal number per line) and
+//! kills the whole process on any other, as systemd's SystemCallFilter=
+//! does by default; with `--errno`, any other call fails with EPERM
+//! instead, as with SystemCallErrorNumber=EPERM. `--deny-write-execute`
+//! adds systemd's MemoryDenyWriteExecute=: no mapping both writable and
+//! executable, no mprotect to executable, no executable shared memory
+//! (refused the same way as a call outside the list). The filter is
+//! installed here and kept across exec, so the program runs under it from
+//! its first instruction.
 
 use std::{ffi::CString, os::unix::ffi::OsStrExt};
 
@@ -18,6 +22,13 @@ const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 /// Offsets in struct seccomp_data.
 const NR: u32 = 0;
 const ARCH: u32 = 4;
+/// The low half of the third argument (little-endian): `prot` of mmap and
+/// mprotect, `shmflg` of shmat.
+const ARG2_LOW: u32 = 16 + 2 * 8;
+const PROT_WRITE_EXEC: u32 = (libc::PROT_WRITE | libc::PROT_EXEC) as u32;
+const PROT_EXEC: u32 = libc::PROT_EXEC as u32;
+/// From <linux/shm.h>.
+const SHM_EXEC: u32 = 0o100000;
 
 fn stmt(code: u16, k: u32) -> libc::sock_filter {
     libc::sock_filter {
@@ -32,14 +43,31 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// Native architecture only, no x32 numbers, then one comparison per
+const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const AND: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+/// Call `nr` whose third argument has all of `bits` set gets `refuse`;
+/// the accumulator holds the call number again after the block.
+fn refuse_arg(nr: i64, bits: u32, refuse: u32) -> [libc::sock_filter; 6] {
+    let nr = u32::try_from(nr).expect("x86-64 call numbers fit in 32 bits");
+    [
+        jump(JEQ, nr, 0, 5),
+        stmt(LD_W_ABS, ARG2_LOW),
+        stmt(AND, bits),
+        jump(JEQ, bits, 0, 1),
+        stmt(RET, refuse),
+        stmt(LD_W_ABS, NR),
+    ]
+}
+
+/// Native architecture only, no x32 numbers, with `deny_write_execute`
+/// the argument checks of MemoryDenyWriteExecute=, then one comparison per
 /// allowed call: a match falls through to ALLOW, a miss skips it; what is
 /// left gets `otherwise`.
-fn program(allowed: &[u32], otherwise: u32) -> Vec<libc::sock_filter> {
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
-    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+fn program(allowed: &[u32], otherwise: u32, deny_write_execute: bool) -> Vec<libc::sock_filter> {
     let mut p = vec![
         stmt(LD_W_ABS, ARCH),
         jump(JEQ, AUDIT_ARCH_X86_64, 1, 0),
@@ -48,6 +76,12 @@ fn program(allowed: &[u32], otherwise: u32) -> Vec<libc::sock_filter> {
         jump(JGE, X32_SYSCALL_BIT, 0, 1),
         stmt(RET, SECCOMP_RET_KILL_PROCESS),
     ];
+    if deny_write_execute {
+        p.extend(refuse_arg(libc::SYS_mmap, PROT_WRITE_EXEC, otherwise));
+        p.extend(refuse_arg(libc::SYS_mprotect, PROT_EXEC, otherwise));
+        p.extend(refuse_arg(libc::SYS_pkey_mprotect, PROT_EXEC, otherwise));
+        p.extend(refuse_arg(libc::SYS_shmat, SHM_EXEC, otherwise));
+    }
     for &nr in allowed {
         p.push(jump(JEQ, nr, 0, 1));
         p.push(stmt(RET, SECCOMP_RET_ALLOW));
@@ -58,10 +92,15 @@ fn program(allowed: &[u32], otherwise: u32) -> Vec<libc::sock_filter> {
 
 fn main() {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let errno = args.first().is_some_and(|a| a == "--errno");
-    if errno {
-        args.remove(0);
-    }
+    let mut flag = |name: &str| {
+        let at = args
+            .iter()
+            .take_while(|a| *a != "--")
+            .position(|a| a == name);
+        at.map(|i| args.remove(i)).is_some()
+    };
+    let errno = flag("--errno");
+    let deny_write_execute = flag("--deny-write-execute");
     let otherwise = if errno {
         SECCOMP_RET_ERRNO | libc::EPERM as u32
     } else {
@@ -84,7 +123,7 @@ fn main() {
                 .unwrap_or_else(|_| fail(&format!("`{l}` is not a system call number")))
         })
         .collect();
-    let filter = program(&allowed, otherwise);
+    let filter = program(&allowed, otherwise, deny_write_execute);
     let prog = libc::sock_fprog {
         len: u16::try_from(filter.len()).unwrap_or_else(|_| fail("too many system calls")),
         filter: filter.as_ptr() as *mut libc::sock_filter,
@@ -95,8 +134,8 @@ fn main() {
         .collect();
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
-    // SAFETY: prctl and execv with valid pointers: the filter and the
-    // argument vector outlive both calls (execv replaces the process or
+    // SAFETY: prctl and execvp with valid pointers: the filter and the
+    // argument vector outlive both calls (execvp replaces the process or
     // returns an error).
     unsafe {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
@@ -113,7 +152,7 @@ fn main() {
         {
             fail(&format!("seccomp: {}", std::io::Error::last_os_error()));
         }
-        libc::execv(ptrs[0], ptrs.as_ptr());
+        libc::execvp(ptrs[0], ptrs.as_ptr());
     }
     fail(&format!(
         "exec {}: {}",
@@ -123,7 +162,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    fail("usage: seccomp-run [--errno] ALLOWED -- PROGRAM [ARGS...]")
+    fail("usage: seccomp-run [--errno] [--deny-write-execute] ALLOWED -- PROGRAM [ARGS...]")
 }
 
 fn fail(msg: &str) -> ! {

@@ -1,15 +1,19 @@
-//! The unit's `SystemCallFilter=`, held to the standard earlyoom's outage
-//! set (issue 19): its allow list, resolved as systemd would, is installed
-//! as a seccomp filter that kills on any other call (stricter than the
-//! unit, which answers EPERM), and the agent does its real work under it:
-//! loads and attaches its probes, says ready to systemd, samples a GPU
-//! through an NVML library it loads (the test's fake one), freezes, kills
+//! The unit's sandbox, held to the standard earlyoom's outage set (issue
+//! 19): the agent does its real work inside what deploy/sentinel.service
+//! asks for, rebuilt by `sentinel_tests::sandbox` from the unit's own
+//! lines: its capability bounding set, its mount protections, and its
+//! system call filter (resolved as systemd would, and killing on any other
+//! call, stricter than the unit's EPERM) with MemoryDenyWriteExecute=.
+//! Inside it the agent loads and attaches its probes, says ready to
+//! systemd, arms its PSI trigger, samples a GPU through an NVML library it
+//! loads (the test's fake one), freezes with the kernel's freezer, kills
 //! and releases a victim's memory, delivers alerts, serves the API and
 //! metrics, reloads, resumes, and stops cleanly.
 
 use std::{
-    os::unix::{net::UnixDatagram, process::ExitStatusExt},
-    process::Command,
+    os::unix::{fs::PermissionsExt, net::UnixDatagram, process::ExitStatusExt},
+    path::Path,
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -17,17 +21,14 @@ use sentinel_tests::{
     Agent, Hog, MIB, MemCgroup,
     gpu::{Scenario, fake_nvml},
     observability::{WebhookSink, http_get, wait_for},
-    privileged, rule_for, serial_async, syscalls, tempdir,
+    privileged, rule_for,
+    sandbox::{self, unit},
+    serial_async, stdout_of, syscalls, tempdir,
 };
 
-fn unit() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sentinel.service");
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// Whether `test` can run a filter here: as root (see `privileged`), and
-/// on x86-64, whose numbers the filter is resolved with.
-fn filter_runs_here(test: &str) -> bool {
+/// Whether `test` can run the sandbox here: as root (see `privileged`),
+/// and on x86-64, whose numbers the filter is resolved with.
+fn sandbox_runs_here(test: &str) -> bool {
     if !privileged(test) {
         return false;
     }
@@ -38,28 +39,37 @@ fn filter_runs_here(test: &str) -> bool {
     true
 }
 
-/// `inner` (the agent's command) run by seccomp-run under `allowed`: any
-/// other call kills it, or with `errno` fails with EPERM (the unit's mode).
-fn under_filter(inner: Command, allowed: &std::path::Path, errno: bool) -> Command {
-    let launcher = sentinel_tests::bin_dir().join("seccomp-run");
-    let mode: &[&std::ffi::OsStr] = if errno { &["--errno".as_ref()] } else { &[] };
-    let args = [mode, &[allowed.as_os_str(), "--".as_ref()]].concat();
-    Agent::run_by(launcher, &args, &inner)
-}
-
-/// The unit's allow list as numbers in a file under `dir`, less `drop`.
-fn allow_list(dir: &std::path::Path, drop: &[&str]) -> std::path::PathBuf {
-    let mut names = syscalls::allowed_by_unit(&unit());
-    for d in drop {
-        names.remove(*d);
+/// MemoryDenyWriteExecute= as the sandbox rebuilds it: a mapping both
+/// writable and executable is refused, a writable one is not. Without
+/// this the agent's run in the sandbox would show nothing about it.
+#[test]
+fn the_sandbox_refuses_memory_both_writable_and_executable() {
+    if !sandbox_runs_here("the_sandbox_refuses_memory_both_writable_and_executable") {
+        return;
     }
-    let path = dir.join("allowed");
-    let text: String = syscalls::numbers(&names)
-        .iter()
-        .map(|n| format!("{n}\n"))
-        .collect();
-    std::fs::write(&path, text).unwrap();
-    path
+    assert_eq!(
+        sandbox::setting(&unit(), "MemoryDenyWriteExecute").as_deref(),
+        Some("yes")
+    );
+    let tmp = tempdir::Dir::new("wx");
+    let mut python = Command::new("python3");
+    python.args([
+        "-c",
+        "import mmap\n\
+         mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE)\n\
+         print('rw mapped')\n\
+         try:\n\
+         \x20   mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)\n\
+         \x20   print('wx mapped')\n\
+         except OSError as e:\n\
+         \x20   print('wx refused', e.errno)\n",
+    ]);
+    let mut cmd = sandbox::launcher(python, &tmp.0, &[], true);
+    let out = stdout_of(cmd.stdout(Stdio::piped()));
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        format!("rw mapped\nwx refused {}\n", libc::EPERM)
+    );
 }
 
 #[test]
@@ -81,13 +91,12 @@ fn the_allow_list_names_what_no_systemd_group_holds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
-    if !filter_runs_here("the_agent_does_its_real_work_under_the_units_system_call_filter") {
+async fn the_agent_does_its_real_work_in_the_units_sandbox() {
+    if !sandbox_runs_here("the_agent_does_its_real_work_in_the_units_sandbox") {
         return;
     }
     let _serial = serial_async().await;
     let tmp = tempdir::Dir::new("scfilter");
-    let allowed = allow_list(&tmp.0, &[]);
     let held = MemCgroup::new("scheld", 512 * MIB);
     let ended = MemCgroup::new("scended", 512 * MIB);
     let sink = WebhookSink::start();
@@ -109,6 +118,8 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
     // As systemd runs it: it says ready and pings a watchdog.
     let notify_path = tmp.0.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
+    // As systemd's own socket: anyone may send.
+    std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o777)).unwrap();
     notify
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -122,7 +133,7 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
             ("WATCHDOG_USEC", "400000"),
             ("FAKE_NVML_SCENARIO", gpu.path.to_str().unwrap()),
         ],
-        |inner| under_filter(inner, &allowed, false),
+        |inner| sandbox::launcher(inner, &tmp.0, &[], false),
     );
     let mut buf = [0u8; 4096];
     let n = notify.recv(&mut buf).expect("READY=1 on the notify socket");
@@ -140,6 +151,18 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
     assert_eq!(s.gpus.len(), 1, "{s:?}");
     assert_eq!(s.mode, "ebpf", "{s:?}");
     assert!(s.degraded_reason.is_empty(), "{s:?}");
+    let log = agent.log_text();
+    if Path::new("/proc/pressure/memory").exists() {
+        assert!(log.contains("memory PSI trigger armed"), "{log}");
+    }
+    // The freezer the issue names among what the sandbox must keep.
+    let v1_freezer = Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists();
+    if v1_freezer {
+        assert!(
+            log.contains("freezes use the kernel's cgroup v1 freezer"),
+            "{log}"
+        );
+    }
 
     let grow = ["--target", "200MiB", "--rate", "200MB/s", "--hold", "60"];
     let frozen = Hog::spawn(&held, &grow);
@@ -147,6 +170,11 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
         .expect_action(frozen.pid, "freeze", Duration::from_secs(10))
         .await;
     assert!(frozen.frozen());
+    if v1_freezer {
+        // Not SIGSTOP instead: a freezer the sandbox refused falls back
+        // to it, and a SIGCONT would undo it.
+        assert!(!agent.log_text().contains("freezing with SIGSTOP"));
+    }
     let mut killed = Hog::spawn(
         &ended,
         &[
@@ -201,19 +229,41 @@ async fn the_agent_does_its_real_work_under_the_units_system_call_filter() {
 /// earlyoom's outage, under the unit's own EPERM mode: a filter without
 /// process_mrelease. The agent starts and says at once, in status, which
 /// call is refused and what that costs, instead of finding out at its
-/// first kill.
+/// first kill. Its GPU library here asks for an executable stack, which
+/// MemoryDenyWriteExecute= refuses: status names the setting to change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filter_that_refuses_process_mrelease_is_reported_at_start() {
-    if !filter_runs_here("a_filter_that_refuses_process_mrelease_is_reported_at_start") {
+    if !sandbox_runs_here("a_filter_that_refuses_process_mrelease_is_reported_at_start") {
         return;
     }
     let _serial = serial_async().await;
     let tmp = tempdir::Dir::new("scerrno");
-    let allowed = allow_list(&tmp.0, &["process_mrelease"]);
-    let agent = Agent::start_with("scerrno", "", &["--no-ebpf"], &[], |inner| {
-        under_filter(inner, &allowed, true)
+    let source = tmp.0.join("execstack.c");
+    std::fs::write(&source, "int nvmlInit_v2(void) { return 0; }\n").unwrap();
+    let library = tmp.0.join("libexecstack-nvml.so");
+    stdout_of(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-Wl,-z,execstack", "-o"])
+            .arg(&library)
+            .arg(&source),
+    );
+    let cfg = format!("[gpu]\nlibrary = \"{}\"\n", library.display());
+    let agent = Agent::start_with("scerrno", &cfg, &["--no-ebpf"], &[], |inner| {
+        sandbox::launcher(inner, &tmp.0, &["process_mrelease"], true)
     });
-    let s = agent.status().await;
+    let mut s = agent.status().await;
+    for _ in 0..100 {
+        if !s.gpu_unavailable.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s = agent.status().await;
+    }
+    assert!(
+        s.gpu_unavailable
+            .contains("MemoryDenyWriteExecute=yes refuses"),
+        "{s:?}"
+    );
     assert!(
         s.degraded_reason
             .contains("process_mrelease is refused (Operation not permitted"),
