@@ -276,6 +276,27 @@ pub struct AmTls {
 }
 
 impl AmTls {
+    /// HTTPS only, and a client must show a certificate signed by the CA
+    /// in `dir`: ca.pem signed am.pem/am.key (Alertmanager's) and
+    /// agent.pem/agent.key (the client's, which the readiness check shows).
+    pub fn requiring_client_certificates(dir: &Path) -> Self {
+        let path = dir.join("web.yml");
+        std::fs::write(
+            &path,
+            format!(
+                "tls_server_config:\n  cert_file: {d}/am.pem\n  key_file: {d}/am.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {d}/ca.pem\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        Self {
+            web_config: path,
+            ca: dir.join("ca.pem"),
+            client_cert: dir.join("agent.pem"),
+            client_key: dir.join("agent.key"),
+        }
+    }
+
     /// `/-/ready` answers 200 over TLS (curl, with the client certificate).
     fn ready(&self, url: &str) -> bool {
         Command::new("curl")

@@ -4,7 +4,7 @@
 //! proves itself with its own certificate; with the wrong CA, or without a
 //! certificate, nothing is delivered and the log says why.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use sentinel_tests::{
     Agent, Hog, MIB, MemCgroup,
@@ -12,27 +12,6 @@ use sentinel_tests::{
     observability::{Alertmanager, AmTls, WebhookSink, wait_for},
     privileged, rule_for, serial_async, tempdir,
 };
-
-/// Alertmanager's web configuration: HTTPS only, and a client must show a
-/// certificate signed by `ca`; the test asks it whether it is ready with
-/// the agent's certificate.
-fn am_tls(dir: &Path) -> AmTls {
-    let path = dir.join("web.yml");
-    std::fs::write(
-        &path,
-        format!(
-            "tls_server_config:\n  cert_file: {d}/am.pem\n  key_file: {d}/am.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {d}/ca.pem\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    AmTls {
-        web_config: path,
-        ca: dir.join("ca.pem"),
-        client_cert: dir.join("agent.pem"),
-        client_key: dir.join("agent.key"),
-    }
-}
 
 /// An agent alerting `am` with `tls` as its `[alerting.tls]` table (and
 /// `envs`), and a process over its rule's limit: the alert the agent
@@ -94,7 +73,7 @@ async fn alerts_reach_an_alertmanager_that_requires_tls_and_a_client_certificate
     );
     issue(d, "ca", "agent", "extendedKeyUsage=clientAuth\n");
     let sink = WebhookSink::start();
-    let am = Alertmanager::start_with(d, &sink.url, Some(am_tls(d)));
+    let am = Alertmanager::start_with(d, &sink.url, Some(AmTls::requiring_client_certificates(d)));
     assert!(am.url.starts_with("https://127.0.0.1:"), "{}", am.url);
     let cg = MemCgroup::new("amtls", 256 * MIB);
     let dir = d.display();

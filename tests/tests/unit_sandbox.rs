@@ -7,8 +7,11 @@
 //! Inside it the agent loads and attaches its probes, says ready to
 //! systemd, arms its PSI trigger, samples a GPU through an NVML library it
 //! loads (the test's fake one), freezes with the kernel's freezer, kills
-//! and releases a victim's memory, delivers alerts, serves the API and
-//! metrics, reloads, resumes, and stops cleanly.
+//! and releases a victim's memory, delivers alerts to a webhook and over
+//! TLS with a client certificate to Alertmanager, serves the API (a
+//! resume over TCP with mutual TLS) and metrics, reloads, and stops
+//! cleanly; `sentinel thaw-all`, which the unit's ExecStopPost runs in the
+//! same sandbox, then thaws what the stop kept frozen.
 
 use std::{
     os::unix::{fs::PermissionsExt, net::UnixDatagram, process::ExitStatusExt},
@@ -19,11 +22,13 @@ use std::{
 
 use sentinel_tests::{
     Agent, Hog, MIB, MemCgroup,
+    certs::{issue, new_ca},
+    cli,
     gpu::{Scenario, fake_nvml},
-    observability::{WebhookSink, http_get, wait_for},
+    observability::{Alertmanager, AmTls, WebhookSink, free_port, http_get, wait_for},
     privileged, rule_for,
     sandbox::{self, unit},
-    serial_async, stdout_of, syscalls, tempdir,
+    sentinel_bin, serial_async, stdout_of, syscalls, tempdir,
 };
 
 /// Whether `test` can run the sandbox here: as root (see `privileged`),
@@ -90,33 +95,71 @@ fn the_allow_list_names_what_no_systemd_group_holds() {
     assert!(unit().contains("\nSystemCallErrorNumber=EPERM\n"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_does_its_real_work_in_the_units_sandbox() {
-    if !sandbox_runs_here("the_agent_does_its_real_work_in_the_units_sandbox") {
-        return;
-    }
-    let _serial = serial_async().await;
-    let tmp = tempdir::Dir::new("scfilter");
-    let held = MemCgroup::new("scheld", 512 * MIB);
-    let ended = MemCgroup::new("scended", 512 * MIB);
-    let sink = WebhookSink::start();
-    let gpu = Scenario::new(&tmp.0);
-    gpu.write(&format!("device 0 total {} name Fake T4\n", 16u64 << 30));
-    let cfg = format!(
-        "{}{}\n[alerting]\nwebhooks = [\"{}\"]\nmin_firing = \"1s\"\n[gpu]\nlibrary = \"{}\"\ninterval = \"50ms\"\n",
-        rule_for(&held, "held", "128MiB", "freeze"),
-        // Straight to the top of its ladder: SIGTERM (ignored), then
-        // SIGKILL and process_mrelease.
-        rule_for(&ended, "ended", "128MiB", "kill").replacen(
+/// Certificates for servers on 127.0.0.1 that require a client's: ca.pem
+/// signed am.pem (the agent's TCP API and Alertmanager both serve it) and
+/// agent.pem (ops-admin.sentinel: the agent's to Alertmanager, and the
+/// CLI's, as an admin, to the agent).
+fn pki(dir: &Path) {
+    new_ca(dir, "ca");
+    issue(
+        dir,
+        "ca",
+        "am",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    issue(
+        dir,
+        "ca",
+        "agent",
+        "extendedKeyUsage=clientAuth\nsubjectAltName=DNS:ops-admin.sentinel\n",
+    );
+}
+
+/// Rules for `held` (freeze) and `ended` (straight to the top of its
+/// ladder: SIGTERM, ignored, then SIGKILL and process_mrelease), a TCP API
+/// with mutual TLS on `port`, alerts to `webhook` and over TLS to
+/// Alertmanager at `am`, and the GPU library.
+fn sandbox_config(
+    held: &MemCgroup,
+    ended: &MemCgroup,
+    d: &Path,
+    port: u16,
+    webhook: &str,
+    am: &str,
+) -> String {
+    let d = d.display();
+    format!(
+        "{}{}\n[api]\ntcp = \"127.0.0.1:{port}\"\ntls_cert = \"{d}/am.pem\"\ntls_key = \"{d}/am.key\"\ntls_client_ca = \"{d}/ca.pem\"\nadmin_names = [\"ops-admin.sentinel\"]\n\
+         [alerting]\nwebhooks = [\"{webhook}\"]\nalertmanagers = [\"{am}\"]\nmin_firing = \"1s\"\n\
+         [alerting.tls]\nca_file = \"{d}/ca.pem\"\ncert_file = \"{d}/agent.pem\"\nkey_file = \"{d}/agent.key\"\n\
+         [gpu]\nlibrary = \"{}\"\ninterval = \"50ms\"\n",
+        rule_for(held, "held", "128MiB", "freeze"),
+        rule_for(ended, "ended", "128MiB", "kill").replacen(
             "[rule.match]",
             "levels = { preempt = 0.9, kill = 0.9 }\n[rule.match]",
             1
         ),
-        sink.url,
         fake_nvml().display()
-    );
-    // As systemd runs it: it says ready and pings a watchdog.
-    let notify_path = tmp.0.join("notify.sock");
+    )
+}
+
+/// Whether Alertmanager passed on an alert about `pid` to `sink`.
+fn notified(sink: &WebhookSink, pid: u32) -> bool {
+    let pid = pid.to_string();
+    sink.all().iter().any(|n| {
+        n["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["labels"]["pid"] == pid.as_str()))
+    })
+}
+
+/// The agent's start inside the sandbox, as systemd runs it: it must say
+/// ready on the notify socket, have every probe attached, its PSI trigger
+/// armed, the GPU sampled and, where there is one, the kernel's v1
+/// freezer in use (the issue names the freezer among what the sandbox
+/// must keep).
+async fn start_in_sandbox(dir: &Path, cfg: &str, gpu: &Scenario) -> Agent {
+    let notify_path = dir.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     // As systemd's own socket: anyone may send.
     std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -124,22 +167,21 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let notify_env = notify_path.display().to_string();
-    let mut agent = Agent::start_with(
+    let agent = Agent::start_with(
         "scfilter",
-        &cfg,
+        cfg,
         &[],
         &[
             ("NOTIFY_SOCKET", &notify_env),
             ("WATCHDOG_USEC", "400000"),
             ("FAKE_NVML_SCENARIO", gpu.path.to_str().unwrap()),
         ],
-        |inner| sandbox::launcher(inner, &tmp.0, &[], false),
+        |inner| sandbox::launcher(inner, dir, &[], false),
     );
     let mut buf = [0u8; 4096];
     let n = notify.recv(&mut buf).expect("READY=1 on the notify socket");
     assert!(buf[..n].starts_with(b"READY=1"));
 
-    // Every probe loaded and attached, and the GPU sampled.
     let mut s = agent.status().await;
     for _ in 0..100 {
         if !s.gpus.is_empty() {
@@ -155,14 +197,42 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
     if Path::new("/proc/pressure/memory").exists() {
         assert!(log.contains("memory PSI trigger armed"), "{log}");
     }
-    // The freezer the issue names among what the sandbox must keep.
-    let v1_freezer = Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists();
-    if v1_freezer {
+    if v1_freezer() {
         assert!(
             log.contains("freezes use the kernel's cgroup v1 freezer"),
             "{log}"
         );
     }
+    agent
+}
+
+fn v1_freezer() -> bool {
+    Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_does_its_real_work_in_the_units_sandbox() {
+    if !sandbox_runs_here("the_agent_does_its_real_work_in_the_units_sandbox") {
+        return;
+    }
+    let _serial = serial_async().await;
+    let tmp = tempdir::Dir::new("scfilter");
+    let d = tmp.0.as_path();
+    pki(d);
+    let held = MemCgroup::new("scheld", 512 * MIB);
+    let ended = MemCgroup::new("scended", 512 * MIB);
+    let sink = WebhookSink::start();
+    let am_sink = WebhookSink::start();
+    let am = Alertmanager::start_with(
+        d,
+        &am_sink.url,
+        Some(AmTls::requiring_client_certificates(d)),
+    );
+    let gpu = Scenario::new(d);
+    gpu.write(&format!("device 0 total {} name Fake T4\n", 16u64 << 30));
+    let port = free_port();
+    let cfg = sandbox_config(&held, &ended, d, port, &sink.url, &am.url);
+    let mut agent = start_in_sandbox(d, &cfg, &gpu).await;
 
     let grow = ["--target", "200MiB", "--rate", "200MB/s", "--hold", "60"];
     let frozen = Hog::spawn(&held, &grow);
@@ -170,11 +240,9 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
         .expect_action(frozen.pid, "freeze", Duration::from_secs(10))
         .await;
     assert!(frozen.frozen());
-    if v1_freezer {
-        // Not SIGSTOP instead: a freezer the sandbox refused falls back
-        // to it, and a SIGCONT would undo it.
-        assert!(!agent.log_text().contains("freezing with SIGSTOP"));
-    }
+    // Not SIGSTOP instead: a freezer the sandbox refused falls back to
+    // it, and a SIGCONT would undo it.
+    assert!(!agent.log_text().contains("freezing with SIGSTOP"));
     let mut killed = Hog::spawn(
         &ended,
         &[
@@ -198,6 +266,11 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
     wait_for("alerts at the webhook", Duration::from_secs(20), || {
         (sink.all().len() >= 2).then_some(())
     });
+    wait_for(
+        "Alertmanager, over TLS, to pass an alert on",
+        Duration::from_secs(30),
+        || notified(&am_sink, frozen.pid).then_some(()),
+    );
     let (code, text) = http_get(&agent.metrics_url()).expect("metrics answer");
     assert!(code == 200 && text.contains("sentinel_preemptions_total"));
 
@@ -206,10 +279,31 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
     wait_for("the reload", Duration::from_secs(10), || {
         agent.log_text().contains("config reloaded").then_some(())
     });
-    let (ok, out, err) = agent.cli(&["resume", &frozen.pid.to_string()]);
-    assert!(ok, "{out}{err}");
+    // Resumed by an admin over the TCP API, with mutual TLS.
+    let p = |f: &str| d.join(f).display().to_string();
+    let url = format!("https://127.0.0.1:{port}");
+    let (code, out, err) = cli::run(&[
+        "resume",
+        &frozen.pid.to_string(),
+        "--socket",
+        &url,
+        "--tls-cert",
+        &p("agent.pem"),
+        "--tls-key",
+        &p("agent.key"),
+        "--tls-ca",
+        &p("ca.pem"),
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
     assert!(!frozen.frozen());
 
+    // Frozen when the agent stops: kept frozen by the stop, then thawed by
+    // `sentinel thaw-all`, which the unit's ExecStopPost runs in the same
+    // sandbox when the agent is disabled.
+    let left = Hog::spawn(&held, &grow);
+    agent
+        .expect_action(left.pid, "freeze", Duration::from_secs(10))
+        .await;
     agent.stop();
     let st = agent.child.wait().unwrap();
     let log = agent.log_text();
@@ -224,6 +318,16 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
         !log.contains("process_mrelease: Operation not permitted"),
         "{log}"
     );
+    assert!(left.frozen());
+    let config = agent.dir.0.join("sentinel.toml");
+    let mut thaw = Command::new(sentinel_bin());
+    thaw.arg("thaw-all")
+        .arg("--config")
+        .arg(&config)
+        .args(["--why", "the agent was disabled"]);
+    let mut thaw = sandbox::launcher(thaw, d, &[], false);
+    let out = stdout_of(thaw.stdout(Stdio::piped()));
+    assert!(!left.frozen(), "{}", String::from_utf8_lossy(&out));
 }
 
 /// earlyoom's outage, under the unit's own EPERM mode: a filter without
