@@ -33,8 +33,8 @@ pub fn unit() -> String {
 pub fn setting(unit: &str, key: &str) -> Option<String> {
     let prefix = format!("{key}=");
     unit.lines()
-        .filter_map(|l| l.trim().strip_prefix(&prefix))
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
         .map(str::to_string)
 }
 
