@@ -39,10 +39,11 @@ pub fn events(ring: RingBuf<MapData>, precise: Arc<AtomicBool>, sentinel: Arc<Se
 #[derive(Debug, Clone, Copy)]
 pub struct Intervals {
     pub rescan: Duration,
-    /// The full /proc pass when the kernel reports forks, execs and exits.
+    /// When the kernel reports forks, execs and exits: how often the
+    /// known processes are read again (see `Pass::due`).
     pub reconcile: Duration,
     /// The kernel reports forks, execs and exits: /proc is listed in full
-    /// only every `reconcile`.
+    /// only after it lost some of those reports.
     pub lifecycle: bool,
     pub poll: Duration,
     pub tick: Duration,
@@ -145,6 +146,33 @@ impl Drop for Worker {
     }
 }
 
+/// What a turn of the rescan clock does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// /proc listed: new processes found, the dead forgotten.
+    Full,
+    /// The known processes that went quiet read again, /proc not listed.
+    Refresh,
+    /// Identities of the recently active only.
+    Recheck,
+}
+
+impl Pass {
+    /// Where the kernel reports forks, execs and exits, /proc is listed
+    /// only after some of its reports were lost (the ring buffer was full):
+    /// at once, on the next turn. Otherwise the known processes are read
+    /// again every `reconcile`, and the active ones checked every turn.
+    fn due(every: Intervals, lost: bool, since_refresh: Duration) -> Self {
+        if !every.lifecycle || lost {
+            Pass::Full
+        } else if since_refresh >= every.reconcile {
+            Pass::Refresh
+        } else {
+            Pass::Recheck
+        }
+    }
+}
+
 /// The agent's other clocks: the /proc rescan, polling where eBPF is not
 /// loaded, and the grace watch while a grace runs.
 pub fn timers(sentinel: Arc<Sentinel>, every: Intervals) {
@@ -158,26 +186,26 @@ pub fn timers(sentinel: Arc<Sentinel>, every: Intervals) {
         let mut graces = tokio::time::interval(Duration::from_millis(10));
         graces.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut in_grace = false;
-        let mut last_full = Instant::now();
+        let mut last_refresh = Instant::now();
+        let mut lost_before = sentinel.lost_events();
         loop {
             tokio::select! {
                 () = grace_started.notified() => in_grace = true,
                 _ = graces.tick(), if in_grace => in_grace = sentinel.expire_graces(),
                 _ = rescan.tick() => {
                     let s = sentinel.clone();
-                    let full = !every.lifecycle || last_full.elapsed() >= every.reconcile;
-                    if full {
-                        last_full = Instant::now();
+                    let lost = sentinel.lost_events();
+                    let pass = Pass::due(every, lost != lost_before, last_refresh.elapsed());
+                    lost_before = lost;
+                    if pass != Pass::Recheck {
+                        last_refresh = Instant::now();
                     }
                     // /proc is listed without holding the engine, so that a
                     // large /proc does not stall event handling.
-                    let _ = tokio::task::spawn_blocking(move || {
-                        if full {
-                            let pids = procfs::list_pids().unwrap_or_default();
-                            s.rescan(pids)
-                        } else {
-                            s.recheck()
-                        }
+                    let _ = tokio::task::spawn_blocking(move || match pass {
+                        Pass::Full => s.rescan(procfs::list_pids().unwrap_or_default()),
+                        Pass::Refresh => s.refresh(),
+                        Pass::Recheck => s.recheck(),
                     }).await;
                 }
                 _ = poll.tick(), if every.mode == Mode::Polling => {
@@ -343,4 +371,32 @@ pub async fn shutdown() {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every(lifecycle: bool) -> Intervals {
+        Intervals {
+            rescan: Duration::from_secs(2),
+            reconcile: Duration::from_secs(60),
+            lifecycle,
+            poll: Duration::from_millis(100),
+            tick: Duration::from_millis(25),
+            rest: Duration::from_millis(250),
+            mode: if lifecycle { Mode::Ebpf } else { Mode::Polling },
+        }
+    }
+
+    #[test]
+    fn proc_is_listed_only_after_the_kernel_lost_reports_of_forks_and_exits() {
+        let (soon, late) = (Duration::from_secs(2), Duration::from_secs(60));
+        let reported = every(true);
+        assert_eq!(Pass::due(reported, false, soon), Pass::Recheck);
+        assert_eq!(Pass::due(reported, false, late), Pass::Refresh);
+        assert_eq!(Pass::due(reported, true, soon), Pass::Full);
+        // Without the kernel's reports, every turn lists /proc.
+        assert_eq!(Pass::due(every(false), false, soon), Pass::Full);
+    }
 }

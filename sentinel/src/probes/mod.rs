@@ -492,18 +492,24 @@ impl Probes {
     }
 
     pub fn counters(&self) -> ProbeCounters {
-        let sum = |i: u32| {
-            self.counters
-                .get(&i, 0)
-                .map(|v| v.iter().sum::<u64>())
-                .unwrap_or(0)
-        };
         ProbeCounters {
-            events: sum(stat::EVENTS),
-            lost_events: sum(stat::LOST_EVENTS),
-            tripwire_fires: sum(stat::TRIPWIRE_FIRES),
-            foreign_mm: sum(stat::FOREIGN_MM),
+            events: self.counter(stat::EVENTS),
+            lost_events: self.counter(stat::LOST_EVENTS),
+            tripwire_fires: self.counter(stat::TRIPWIRE_FIRES),
+            foreign_mm: self.counter(stat::FOREIGN_MM),
         }
+    }
+
+    pub fn lost_events(&self) -> u64 {
+        self.counter(stat::LOST_EVENTS)
+    }
+
+    /// A per-CPU counter of the programs, summed.
+    fn counter(&self, index: u32) -> u64 {
+        self.counters
+            .get(&index, 0)
+            .map(|v| v.iter().sum::<u64>())
+            .unwrap_or(0)
     }
 
     pub fn faults(&self, tgid: u32) -> Option<u64> {

@@ -168,6 +168,21 @@ impl Sentinel {
         self.engine().recheck();
     }
 
+    /// The known processes read again, /proc not listed.
+    pub fn refresh(&self) {
+        self.engine().refresh();
+    }
+
+    /// Reports the kernel's programs could not put in the ring buffer so
+    /// far (it was full); none without probes.
+    pub fn lost_events(&self) -> u64 {
+        self.engine()
+            .host()
+            .probes
+            .as_ref()
+            .map_or(0, |p| p.lost_events())
+    }
+
     pub fn poll(&self) {
         self.engine().poll_matched();
     }

@@ -271,8 +271,9 @@ pub struct AgentSettings {
     /// or without the fork/exec/exit probes, also the full /proc pass that
     /// discovers processes.
     pub rescan_interval: Duration,
-    /// With the kernel reporting forks, execs and exits: how often /proc is
-    /// still listed in full, to reconcile anything an event missed.
+    /// With the kernel reporting forks, execs and exits: how often the
+    /// processes that went quiet are read again (/proc itself is listed
+    /// only after the kernel lost some of its reports).
     pub reconcile_interval: Duration,
     /// When the per-fault `rss_stat` probe (and its tripwire) is attached.
     pub precise_probe: PreciseProbe,

@@ -154,18 +154,35 @@ impl<H: Host> Engine<H> {
     /// `pids` is listed by the caller without holding the engine, so that a
     /// large /proc does not stall event handling.
     pub fn rescan(&mut self, pids: Vec<u32>) {
-        // Limits can change under us; read them afresh.
-        self.group_limits.clear();
-        let now = self.host.now();
         let live: HashSet<u32> = pids.iter().copied().collect();
         self.procs.retain(|pid, _| live.contains(pid));
         self.scopes.retain(|scope, _| match scope {
             Scope::GpuProcess { pid, .. } => live.contains(pid),
             _ => true,
         });
+        self.refresh();
+        let now = self.host.now();
+        for pid in pids {
+            if self.procs.contains_key(&pid) {
+                continue;
+            }
+            if let Some(mem) = self.host.mem(pid) {
+                self.observe(pid, mem, now);
+            }
+        }
+    }
+
+    /// The known processes without listing /proc, when the kernel reports
+    /// forks, execs and exits and none of its reports was lost: the quiet
+    /// ones read afresh, and identities and limits checked again.
+    pub fn refresh(&mut self) {
+        // Limits can change under us; read them afresh.
+        self.group_limits.clear();
+        let now = self.host.now();
         // The kernel samples ungoverned processes and skips foreign-mm
-        // updates, so a process that went quiet right after a skipped change
-        // would keep a stale reading: refresh quiet ones from /proc.
+        // updates, and while the per-fault probe rests it reports no
+        // resident-set change at all: a process that went quiet would keep
+        // a stale reading. Refresh quiet ones from /proc.
         let quiet_after = self.cfg.agent.rescan_interval.as_secs_f64() * 5.0;
         let quiet: Vec<u32> = self
             .procs
@@ -180,14 +197,6 @@ impl<H: Host> Engine<H> {
         }
         self.check_identities(quiet_after, now);
         self.resume_cleared(now);
-        for pid in pids {
-            if self.procs.contains_key(&pid) {
-                continue;
-            }
-            if let Some(mem) = self.host.mem(pid) {
-                self.observe(pid, mem, now);
-            }
-        }
     }
 
     /// Between full passes, when the kernel reports forks, execs and

@@ -40,7 +40,8 @@ struct Timers {
     tick: f64,
     graces: f64,
     rescan: f64,
-    /// The full /proc pass, when the kernel reports lifecycle events.
+    /// The known processes read again, when the kernel reports lifecycle
+    /// events.
     reconcile: f64,
     poll: f64,
 }
@@ -348,12 +349,15 @@ impl World {
         }
         if t >= self.due.rescan {
             self.due.rescan = t + rescan;
-            // As the agent: with fork, exec and exit reported, /proc is
-            // listed in full only every reconcile interval.
-            if self.mode == Mode::Polling || t >= self.due.reconcile {
-                self.due.reconcile = t + reconcile;
+            // As the agent: with fork, exec and exit reported (and none
+            // lost: the fake's ring never fills), /proc is never listed
+            // again; the known processes are read every reconcile interval.
+            if self.mode == Mode::Polling {
                 let pids = self.host().procs.keys().copied().collect();
                 self.engine.rescan(pids);
+            } else if t >= self.due.reconcile {
+                self.due.reconcile = t + reconcile;
+                self.engine.refresh();
             } else {
                 self.engine.recheck();
             }
