@@ -39,11 +39,16 @@ pub(crate) fn global(g: &'static u64) -> u64 {
 
 const MAX_TRACKED: u32 = 65_536;
 
-/// 1 MiB holds about 18,000 events, seconds of the busiest hosts' traffic
-/// (each event is a 1 MiB step of some process). Userspace maps the data
-/// twice (for wrap-around), so every MiB here is two of the agent's RSS.
+/// 512 KiB holds about 9,000 events: seconds of a page-fault storm's
+/// traffic with the per-fault probe attached (about 2,500 a second, each a
+/// 1 MiB step of some process), and the agent is woken at half full
+/// (`events::WAKE_BACKLOG_BYTES`) at the latest. Userspace maps the data
+/// twice (for wrap-around), so every KiB here is two of the agent's
+/// resident set: 1 MiB here kept an idle agent over its 15 MiB. Events
+/// the buffer could not take are counted, and the agent then lists /proc
+/// in full to catch up.
 #[map]
-pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 19, 0);
 
 /// Per-CPU counters: see `sentinel_common::stat`.
 #[map]
