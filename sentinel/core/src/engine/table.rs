@@ -351,9 +351,14 @@ impl<H: Host> Engine<H> {
     }
 
     /// Forgets a process that exited (or exec'd: a new program is read
-    /// afresh, what matched the old image no longer applies).
+    /// afresh, what matched the old image no longer applies, and its GPU
+    /// contexts did not survive the exec). /proc is no longer listed to
+    /// sweep the dead, so its GPU scopes go here too: a later process
+    /// under the same pid must not inherit their level.
     pub(super) fn forget(&mut self, pid: u32) -> bool {
         self.graces.remove(&pid);
+        self.scopes
+            .retain(|scope, _| !matches!(scope, Scope::GpuProcess { pid: p, .. } if *p == pid));
         self.procs.remove(&pid).is_some()
     }
 }

@@ -236,3 +236,20 @@ fn a_gpu_is_a_shared_limit_and_its_grower_is_frozen() {
     let gpu = &w.engine.gpu_views()[0];
     assert_eq!(gpu.level, Level::Preempt);
 }
+
+/// /proc is not listed to sweep the dead while the kernel reports exits:
+/// a GPU process scope (its level under a rule's gpu_limit) goes with its
+/// process, so a later process under the same pid starts clean.
+#[test]
+fn a_gpu_process_scope_goes_when_its_process_exits() {
+    let mut w = world("");
+    w.spawn(11, proc("trainer"), steady(MIB, 60.0));
+    w.run_for(0.5);
+    let scope = crate::engine::Scope::GpuProcess { device: 0, pid: 11 };
+    w.engine
+        .scopes
+        .insert(scope.clone(), crate::engine::shared::ScopeState::default());
+    w.host_mut().procs.get_mut(&11).unwrap().state = 'Z';
+    w.run_for(0.1);
+    assert!(!w.engine.scopes.contains_key(&scope));
+}
