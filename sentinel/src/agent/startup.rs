@@ -326,6 +326,7 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
         self_pid: std::process::id(),
         page_size: crate::probes::page_size(),
         cpus: online_cpus(),
+        moves_reported: mode == Mode::Ebpf && startup_probe_attached(&probes, "cgroup_attach_task"),
     };
     let held = held_since_boot(&journal);
     let (freezer, freeze_with_freezer) = freezer(&cfg);

@@ -200,14 +200,16 @@ impl<H: Host> Engine<H> {
     }
 
     /// Between full passes, when the kernel reports forks, execs and
-    /// exits: only what those events cannot tell (a cgroup move), and
-    /// limits read afresh. Its cost follows the processes that moved
-    /// memory lately, not all of them.
+    /// exits: limits read afresh, and, unless the kernel reports cgroup
+    /// moves too, the cgroups of the processes that moved memory lately.
+    /// No walk over every process when it does.
     pub fn recheck(&mut self) {
         self.group_limits.clear();
         let now = self.host.now();
-        let quiet_after = self.cfg.agent.rescan_interval.as_secs_f64() * 5.0;
-        self.check_identities(quiet_after, now);
+        if !self.opts.moves_reported {
+            let quiet_after = self.cfg.agent.rescan_interval.as_secs_f64() * 5.0;
+            self.check_identities(quiet_after, now);
+        }
         self.resume_cleared(now);
     }
 

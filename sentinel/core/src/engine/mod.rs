@@ -147,6 +147,10 @@ pub struct Options {
     /// Online CPUs: how fast this machine can fault (`fastest_growth =
     /// "auto"`).
     pub cpus: u32,
+    /// The kernel reports every move to another cgroup
+    /// (`cgroup_attach_task`): between passes, no process's cgroup needs
+    /// reading again to find one.
+    pub moves_reported: bool,
 }
 
 /// Window over which growth shares are measured.

@@ -87,6 +87,8 @@ impl World {
             self_pid: AGENT_PID,
             page_size: PAGE,
             cpus: CPUS,
+            // As the agent with its cgroup probe: `move_to` reports.
+            moves_reported: mode == Mode::Ebpf,
         };
         let now = host.now;
         Self {
@@ -117,6 +119,7 @@ impl World {
             self_pid: AGENT_PID,
             page_size: PAGE,
             cpus: CPUS,
+            moves_reported: self.mode == Mode::Ebpf,
         };
         let placeholder = Engine::new(cfg.clone(), opts, FakeHost::default());
         let host = std::mem::replace(&mut self.engine, placeholder).into_host();

@@ -41,9 +41,13 @@ fn a_reused_pid_is_a_new_process_when_polling() {
     assert_eq!(d.rule, "leaky");
 }
 
-#[test]
-fn a_process_that_moves_into_a_governed_cgroup_comes_under_its_rule() {
-    let mut w = world(&rule("leaky", "256MiB", "freeze"));
+/// A process that writes itself into the test cgroup's cgroup.procs (no
+/// exec): the kernel reports the move (`reported`, the cgroup probe) or,
+/// without eBPF, the agent finds it reading the cgroups of the processes
+/// that move memory.
+fn moves_into_a_governed_cgroup(mode: Mode, reported: bool) {
+    let cfg = Config::parse(&rule("leaky", "256MiB", "freeze"), "t").unwrap();
+    let mut w = World::with_mode(cfg, Default::default(), mode);
     w.spawn(
         10,
         FakeProc::new(1, "memhog", ELSEWHERE),
@@ -51,12 +55,25 @@ fn a_process_that_moves_into_a_governed_cgroup_comes_under_its_rule() {
     );
     w.run_for(3.0);
     assert!(first(&w, 10, DecisionAction::Freeze).is_none());
-    // It writes itself into the test cgroup's cgroup.procs; no exec.
-    w.host_mut().procs.get_mut(&10).expect("alive").cgroup = CG.into();
+    if reported {
+        w.move_to(10, CG);
+    } else {
+        w.host_mut().procs.get_mut(&10).expect("alive").cgroup = CG.into();
+    }
     w.run_for(15.0);
     let d = expect(&w, 10, DecisionAction::Freeze);
     assert_eq!(d.rule, "leaky");
     assert_eq!(d.cgroup, CG);
+}
+
+#[test]
+fn a_process_that_moves_into_a_governed_cgroup_comes_under_its_rule() {
+    moves_into_a_governed_cgroup(Mode::Ebpf, true);
+}
+
+#[test]
+fn without_ebpf_a_move_into_a_governed_cgroup_is_found_by_reading_cgroups() {
+    moves_into_a_governed_cgroup(Mode::Polling, false);
 }
 
 /// The fork probe wakes the agent lazily, so a rescan may find a child

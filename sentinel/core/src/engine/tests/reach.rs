@@ -29,6 +29,7 @@ fn a_machine_with_more_cpus_is_assumed_to_grow_faster() {
             self_pid: 1,
             page_size: 4096,
             cpus,
+            moves_reported: true,
         };
         let cfg = Config::parse(text, "t").unwrap();
         crate::engine::Engine::new(cfg, opts, crate::fake::FakeHost::default())
