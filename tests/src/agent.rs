@@ -207,6 +207,24 @@ impl Agent {
             .into_inner()
     }
 
+    /// The agent's status once `ready` holds, asked every 50 ms; the last
+    /// one asked when `within` ran out (the caller's asserts say what was
+    /// missing).
+    pub async fn status_when(
+        &self,
+        within: std::time::Duration,
+        ready: impl Fn(&pb::Status) -> bool,
+    ) -> pb::Status {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let s = self.status().await;
+            if ready(&s) || std::time::Instant::now() >= deadline {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs the CLI against this agent; returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         self.run_cli(args, |c| c)

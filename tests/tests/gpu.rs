@@ -332,14 +332,9 @@ async fn nvml_pids_are_mapped_to_what_the_agent_sees() {
         &["--no-ebpf"],
         &[("FAKE_NVML_SCENARIO", scn.path.to_str().unwrap())],
     );
-    let mut s = agent.status().await;
-    for _ in 0..40 {
-        if !s.gpus.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        s = agent.status().await;
-    }
+    let s = agent
+        .status_when(Duration::from_secs(2), |s| !s.gpus.is_empty())
+        .await;
     assert_eq!(s.gpu_unmapped_pids, vec![ghost], "{s:?}");
     let p = agent
         .client()

@@ -182,14 +182,9 @@ async fn start_in_sandbox(dir: &Path, cfg: &str, gpu: &Scenario) -> Agent {
     let n = notify.recv(&mut buf).expect("READY=1 on the notify socket");
     assert!(buf[..n].starts_with(b"READY=1"));
 
-    let mut s = agent.status().await;
-    for _ in 0..100 {
-        if !s.gpus.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        s = agent.status().await;
-    }
+    let s = agent
+        .status_when(Duration::from_secs(5), |s| !s.gpus.is_empty())
+        .await;
     assert_eq!(s.gpus.len(), 1, "{s:?}");
     assert_eq!(s.mode, "ebpf", "{s:?}");
     assert!(s.degraded_reason.is_empty(), "{s:?}");
@@ -355,14 +350,9 @@ async fn a_filter_that_refuses_process_mrelease_is_reported_at_start() {
     let agent = Agent::start_with("scerrno", &cfg, &["--no-ebpf"], &[], |inner| {
         sandbox::launcher(inner, &tmp.0, &["process_mrelease"], true)
     });
-    let mut s = agent.status().await;
-    for _ in 0..100 {
-        if !s.gpu_unavailable.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        s = agent.status().await;
-    }
+    let s = agent
+        .status_when(Duration::from_secs(5), |s| !s.gpu_unavailable.is_empty())
+        .await;
     assert!(
         s.gpu_unavailable
             .contains("MemoryDenyWriteExecute=yes refuses"),
