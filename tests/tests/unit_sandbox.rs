@@ -274,22 +274,7 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
     wait_for("the reload", Duration::from_secs(10), || {
         agent.log_text().contains("config reloaded").then_some(())
     });
-    // Resumed by an admin over the TCP API, with mutual TLS.
-    let p = |f: &str| d.join(f).display().to_string();
-    let url = format!("https://127.0.0.1:{port}");
-    let (code, out, err) = cli::run(&[
-        "resume",
-        &frozen.pid.to_string(),
-        "--socket",
-        &url,
-        "--tls-cert",
-        &p("agent.pem"),
-        "--tls-key",
-        &p("agent.key"),
-        "--tls-ca",
-        &p("ca.pem"),
-    ]);
-    assert_eq!(code, Some(0), "{out}{err}");
+    resume_over_tls(d, port, frozen.pid);
     assert!(!frozen.frozen());
 
     // Frozen when the agent stops: kept frozen by the stop, then thawed by
@@ -299,20 +284,7 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
     agent
         .expect_action(left.pid, "freeze", Duration::from_secs(10))
         .await;
-    agent.stop();
-    let st = agent.child.wait().unwrap();
-    let log = agent.log_text();
-    assert_eq!(
-        st.signal(),
-        None,
-        "killed by a signal (SIGSYS is 31):\n{log}"
-    );
-    assert!(st.success(), "{st}\n{log}");
-    // Released, or already gone by itself (ESRCH); never refused.
-    assert!(
-        !log.contains("process_mrelease: Operation not permitted"),
-        "{log}"
-    );
+    stop_cleanly(&mut agent);
     assert!(left.frozen());
     let config = agent.dir.0.join("sentinel.toml");
     let mut thaw = Command::new(sentinel_bin());
@@ -323,6 +295,45 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
     let mut thaw = sandbox::launcher(thaw, d, &[], false);
     let out = stdout_of(thaw.stdout(Stdio::piped()));
     assert!(!left.frozen(), "{}", String::from_utf8_lossy(&out));
+}
+
+/// `sentinel resume PID` by an admin over the TCP API on `port`, with
+/// mutual TLS (the certificates of `pki`).
+fn resume_over_tls(d: &Path, port: u16, pid: u32) {
+    let p = |f: &str| d.join(f).display().to_string();
+    let url = format!("https://127.0.0.1:{port}");
+    let (code, out, err) = cli::run(&[
+        "resume",
+        &pid.to_string(),
+        "--socket",
+        &url,
+        "--tls-cert",
+        &p("agent.pem"),
+        "--tls-key",
+        &p("agent.key"),
+        "--tls-ca",
+        &p("ca.pem"),
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+}
+
+/// SIGTERM: the agent exits 0, killed by no signal (a call outside the
+/// filter would be SIGSYS), and no process_mrelease was refused (released,
+/// or the victim already gone by itself: ESRCH).
+fn stop_cleanly(agent: &mut Agent) {
+    agent.stop();
+    let st = agent.child.wait().unwrap();
+    let log = agent.log_text();
+    assert_eq!(
+        st.signal(),
+        None,
+        "killed by a signal (SIGSYS is 31):\n{log}"
+    );
+    assert!(st.success(), "{st}\n{log}");
+    assert!(
+        !log.contains("process_mrelease: Operation not permitted"),
+        "{log}"
+    );
 }
 
 /// earlyoom's outage, under the unit's own EPERM mode: a filter without
