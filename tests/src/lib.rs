@@ -130,6 +130,14 @@ pub fn frozen(pid: u32) -> bool {
         .is_some_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING"))
 }
 
+/// Whether the kernel's cgroup v1 freezer is mounted where the agent
+/// looks for it (it then freezes with it).
+pub fn v1_freezer_mounted() -> bool {
+    std::path::Path::new(sentinel::actuator::freezer::V1_ROOT)
+        .join("cgroup.procs")
+        .exists()
+}
+
 /// Thaws `pid` if Sentinel's freezer holds it: a test's cleanup, so that a
 /// kill takes effect even with the agent gone.
 pub fn thaw_if_frozen_by_sentinel(pid: u32) {

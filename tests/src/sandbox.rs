@@ -23,9 +23,11 @@ use crate::{Agent, syscalls};
 /// From the kernel headers (package linux-libc-dev): `#define CAP_KILL 5`.
 const CAPABILITY_H: &str = "/usr/include/linux/capability.h";
 
+/// The unit the package installs.
+pub const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sentinel.service");
+
 pub fn unit() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sentinel.service");
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    std::fs::read_to_string(UNIT).unwrap_or_else(|e| panic!("{UNIT}: {e}"))
 }
 
 /// The value of the unit's last `key=` line (systemd's reading of a
@@ -135,20 +137,18 @@ fn capability_args(unit: &str) -> Vec<OsString> {
         "the unit's ambient and bounding sets differ"
     );
     let held = own_bounding_set();
-    let numbers = capability_numbers();
+    let numbers = syscalls::header_numbers(CAPABILITY_H, "CAP_");
     let mut names = Vec::new();
     for cap in &caps {
+        let name = cap.trim_start_matches("CAP_");
         let nr = *numbers
-            .get(cap.as_str())
+            .get(name)
             .unwrap_or_else(|| panic!("{CAPABILITY_H} has no {cap}"));
         if held & (1 << nr) == 0 {
             eprintln!("note: this test holds no {cap}; the agent runs without it");
             continue;
         }
-        names.push(format!(
-            "+{}",
-            cap.trim_start_matches("CAP_").to_lowercase()
-        ));
+        names.push(format!("+{}", name.to_lowercase()));
     }
     let set = format!("-all,{}", names.join(","));
     [
@@ -172,21 +172,6 @@ fn own_bounding_set() -> u64 {
     u64::from_str_radix(hex.trim(), 16).expect("CapBnd is hex")
 }
 
-fn capability_numbers() -> std::collections::BTreeMap<String, u32> {
-    let header =
-        std::fs::read_to_string(CAPABILITY_H).unwrap_or_else(|e| panic!("{CAPABILITY_H}: {e}"));
-    header
-        .lines()
-        .filter_map(|l| {
-            let mut words = l.strip_prefix("#define ")?.split_whitespace();
-            let (name, nr) = (words.next()?, words.next()?);
-            name.starts_with("CAP_")
-                .then(|| Some((name.to_string(), nr.parse().ok()?)))
-                .flatten()
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,8 +185,8 @@ mod tests {
 
     #[test]
     fn capabilities_are_numbered_from_the_kernel_headers() {
-        let n = capability_numbers();
-        assert_eq!(n.get("CAP_KILL"), Some(&5));
-        assert_eq!(n.get("CAP_BPF"), Some(&39));
+        let n = syscalls::header_numbers(CAPABILITY_H, "CAP_");
+        assert_eq!(n.get("KILL"), Some(&5));
+        assert_eq!(n.get("BPF"), Some(&39));
     }
 }

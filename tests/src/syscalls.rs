@@ -78,18 +78,22 @@ fn expand(name: &str, groups: &BTreeMap<String, Vec<String>>, into: &mut BTreeSe
 /// The x86-64 numbers of `names`; names this architecture lacks (other
 /// architectures' calls in systemd's groups) are left out, as systemd does.
 pub fn numbers(names: &BTreeSet<String>) -> Vec<u32> {
-    let header = std::fs::read_to_string(UNISTD_64).unwrap_or_else(|e| panic!("{UNISTD_64}: {e}"));
-    let table: BTreeMap<&str, u32> = header
+    let table = header_numbers(UNISTD_64, "__NR_");
+    assert!(table.len() > 300, "{UNISTD_64} lists too few calls");
+    names.iter().filter_map(|n| table.get(n).copied()).collect()
+}
+
+/// The `#define <prefix>NAME <number>` lines of the kernel header at
+/// `path`, by NAME (without the prefix): numbers the kernel and userspace
+/// agree on, such as system calls' and capabilities'.
+pub fn header_numbers(path: &str, prefix: &str) -> BTreeMap<String, u32> {
+    let header = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    header
         .lines()
         .filter_map(|l| {
-            let rest = l.strip_prefix("#define __NR_")?;
-            let (name, nr) = rest.split_once(' ')?;
-            Some((name, nr.trim().parse().ok()?))
+            let mut words = l.strip_prefix("#define ")?.split_whitespace();
+            let name = words.next()?.strip_prefix(prefix)?;
+            Some((name.to_string(), words.next()?.parse().ok()?))
         })
-        .collect();
-    assert!(table.len() > 300, "{UNISTD_64} lists too few calls");
-    names
-        .iter()
-        .filter_map(|n| table.get(n.as_str()).copied())
         .collect()
 }

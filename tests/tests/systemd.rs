@@ -109,8 +109,8 @@ async fn a_watchdog_meant_for_another_process_is_not_pinged() {
 /// (docs/OPERATIONS.md). Offline: no running systemd is needed.
 #[test]
 fn the_unit_is_notify_with_a_watchdog_and_its_exposure_stays_at_most_3_2() {
-    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sentinel.service");
-    let text = std::fs::read_to_string(unit).unwrap();
+    let unit = sentinel_tests::sandbox::UNIT;
+    let text = sentinel_tests::sandbox::unit();
     for line in ["Type=notify", "NotifyAccess=main", "WatchdogSec=30s"] {
         assert!(text.lines().any(|l| l == line), "{unit} lacks {line}");
     }

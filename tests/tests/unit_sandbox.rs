@@ -28,7 +28,7 @@ use sentinel_tests::{
     observability::{Alertmanager, AmTls, WebhookSink, free_port, http_get, wait_for},
     privileged, rule_for,
     sandbox::{self, unit},
-    sentinel_bin, serial_async, stdout_of, syscalls, tempdir,
+    sentinel_bin, serial_async, stdout_of, syscalls, tempdir, v1_freezer_mounted,
 };
 
 /// Whether `test` can run the sandbox here: as root (see `privileged`),
@@ -192,17 +192,13 @@ async fn start_in_sandbox(dir: &Path, cfg: &str, gpu: &Scenario) -> Agent {
     if Path::new("/proc/pressure/memory").exists() {
         assert!(log.contains("memory PSI trigger armed"), "{log}");
     }
-    if v1_freezer() {
+    if v1_freezer_mounted() {
         assert!(
             log.contains("freezes use the kernel's cgroup v1 freezer"),
             "{log}"
         );
     }
     agent
-}
-
-fn v1_freezer() -> bool {
-    Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,7 +153,8 @@ enum Pass {
     Full,
     /// The known processes that went quiet read again, /proc not listed.
     Refresh,
-    /// Identities of the recently active only.
+    /// Limits read again (and, where the kernel does not report cgroup
+    /// moves, the cgroups of the recently active): `Engine::recheck`.
     Recheck,
 }
 

@@ -24,6 +24,18 @@ pub type Script = Box<dyn Fn(f64) -> Option<u64>>;
 const PAGE: u64 = 4096;
 /// Online CPUs of the fake machine: as many as ours.
 const CPUS: u32 = 2;
+
+/// What the engine is told at start, as the agent tells it in `mode`; with
+/// eBPF its cgroup probe reports every move (`World::move_to`).
+fn options(mode: Mode) -> Options {
+    Options {
+        mode,
+        self_pid: AGENT_PID,
+        page_size: PAGE,
+        cpus: CPUS,
+        moves_reported: mode == Mode::Ebpf,
+    }
+}
 /// The time step.
 const DT: f64 = 0.001;
 /// The agent's own pid in a fake world: never one of its processes.
@@ -82,14 +94,7 @@ impl World {
     }
 
     pub fn with_mode(cfg: Config, host: FakeHost, mode: Mode) -> Self {
-        let opts = Options {
-            mode,
-            self_pid: AGENT_PID,
-            page_size: PAGE,
-            cpus: CPUS,
-            // As the agent with its cgroup probe: `move_to` reports.
-            moves_reported: mode == Mode::Ebpf,
-        };
+        let opts = options(mode);
         let now = host.now;
         Self {
             engine: Engine::new(cfg, opts, host),
@@ -114,13 +119,7 @@ impl World {
         if graceful {
             self.engine.leave_frozen();
         }
-        let opts = Options {
-            mode: self.mode,
-            self_pid: AGENT_PID,
-            page_size: PAGE,
-            cpus: CPUS,
-            moves_reported: self.mode == Mode::Ebpf,
-        };
+        let opts = options(self.mode);
         let placeholder = Engine::new(cfg.clone(), opts, FakeHost::default());
         let host = std::mem::replace(&mut self.engine, placeholder).into_host();
         let now = host.now;
