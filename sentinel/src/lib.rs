@@ -18,6 +18,7 @@ pub mod host;
 pub mod journal;
 pub mod metrics;
 pub mod probes;
+pub mod relay;
 pub mod service;
 
 /// Dependencies point one way: the core knows nothing of the agent (a crate
@@ -46,6 +47,10 @@ mod layering {
         (
             "host.rs",
             &["agent", "api", "alert", "metrics", "service", "cli"],
+        ),
+        (
+            "relay",
+            &["agent", "api", "alert", "metrics", "service", "host", "cli"],
         ),
         ("service", &["agent", "api", "alert", "metrics", "cli"]),
         ("api", &["agent", "alert", "metrics", "cli"]),

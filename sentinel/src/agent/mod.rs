@@ -11,6 +11,7 @@ mod tasks;
 use std::{path::PathBuf, sync::Arc};
 
 pub use namespace::{join_host_cgroup_namespace, outside_namespace};
+pub use tasks::shutdown;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -20,6 +21,8 @@ pub struct RunOptions {
     /// Skip eBPF entirely and poll /proc (for kernels without BPF, and to
     /// test the fallback).
     pub no_ebpf: bool,
+    /// Its own, or a relay's (`sentinel relay`).
+    pub network: crate::relay::dial::Network,
     /// What `join_host_cgroup_namespace` did, run before the runtime.
     pub cgroup_namespace: Option<Result<bool, String>>,
 }
@@ -80,10 +83,9 @@ pub async fn run(opts: RunOptions) -> Result<(), AgentError> {
         }
     }
     let gpus = tasks::gpus(sentinel.clone(), &s.cfg);
-    if let Some(l) = s.metrics {
-        if let Ok(addr) = l.local_addr() {
-            tracing::info!(%addr, "metrics at http://{addr}/metrics");
-        }
+    if let Some((l, addr)) = s.metrics {
+        let relayed = opts.network.is_relay();
+        tracing::info!(%addr, relayed, "metrics at http://{addr}/metrics");
         let src = crate::metrics::http::Source {
             sentinel: sentinel.clone(),
             alerting: s.alerting.clone(),

@@ -18,6 +18,10 @@ use crate::{
     host::LiveHost,
     journal::{Journal, Retention},
     probes::{LoadOptions, Probes},
+    relay::{
+        TcpConnections,
+        dial::{self, Network},
+    },
     service::{Sentinel, Startup},
 };
 
@@ -32,7 +36,7 @@ pub struct Started {
     pub socket: String,
     pub socket_group: Option<u32>,
     pub tcp: Option<TlsListener>,
-    pub metrics: Option<tokio::net::TcpListener>,
+    pub metrics: Option<MetricsListener>,
     pub alerting: Option<Arc<Alerting>>,
     /// The ring buffer, and whether the per-fault probe is attached (its
     /// reader drains less often while it rests).
@@ -257,6 +261,44 @@ fn namespace_note(opts: &RunOptions, degraded: &mut Vec<String>) {
     }
 }
 
+/// The metrics connections, with the address they come to (the relay's,
+/// when relayed).
+pub type MetricsListener = (TcpConnections, std::net::SocketAddr);
+
+/// The API's TCP listener and the metrics listener: bound here, or the
+/// relay's connections.
+fn listeners(
+    cfg: &Config,
+    network: &Network,
+) -> Result<(Option<TlsListener>, Option<MetricsListener>), AgentError> {
+    let (relayed_metrics, relayed_api) = match network {
+        Network::Direct => (None, None),
+        Network::Relay(path) => dial::accepted(
+            path.clone(),
+            cfg.metrics.listen.is_some(),
+            cfg.api.tcp.is_some(),
+        ),
+    };
+    let tcp = cfg
+        .api
+        .tcp
+        .as_ref()
+        .map(|t| TlsListener::bind(t, relayed_api))
+        .transpose()?;
+    let metrics = match relayed_metrics.zip(cfg.metrics.listen) {
+        Some(relayed) => Some(relayed),
+        None => cfg
+            .metrics
+            .listen
+            .map(|addr| {
+                crate::metrics::http::bind(addr)
+                    .map_err(|source| AgentError::Metrics { addr, source })
+            })
+            .transpose()?,
+    };
+    Ok((tcp, metrics))
+}
+
 /// Loads the config, binds the listeners, loads the probes, opens the
 /// journal and builds the engine, with a first /proc pass and meminfo
 /// sample in it.
@@ -279,18 +321,11 @@ pub async fn start(opts: &RunOptions) -> Result<Started, AgentError> {
     cfg.agent.dry_run |= opts.dry_run;
     let socket = cfg.agent.socket.clone();
     super::socket::check_free(&socket).await?;
-    let tcp = cfg.api.tcp.as_ref().map(TlsListener::bind).transpose()?;
-    let metrics = cfg
-        .metrics
-        .listen
-        .map(|addr| {
-            crate::metrics::http::bind(addr).map_err(|source| AgentError::Metrics { addr, source })
-        })
-        .transpose()?;
+    let (tcp, metrics) = listeners(&cfg, &opts.network)?;
     let alerting = cfg
         .alerting
         .enabled()
-        .then(|| Alerting::new(&cfg.alerting).map(Arc::new))
+        .then(|| Alerting::new(&cfg.alerting, &opts.network).map(Arc::new))
         .transpose()?;
 
     let mut degraded = Vec::new();

@@ -26,7 +26,10 @@ use super::{
 };
 use sentinel_core::config::AlertingSettings;
 
-use crate::host::mono_now;
+use crate::{
+    host::mono_now,
+    relay::{destination, dial::Network},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -66,6 +69,7 @@ pub struct Outbox {
     url: Uri,
     /// Set for an `https://` receiver.
     tls: Option<TlsConnector>,
+    network: Network,
     cap: usize,
     /// Queued alerts with their enqueue number, so a delivery removes
     /// exactly what it sent even if drops moved the front meanwhile.
@@ -92,7 +96,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Outbox {
     /// `tls` is used only when `name` is an `https://` URL.
-    pub fn new(kind: Kind, name: &str, s: &AlertingSettings, tls: Option<&TlsConnector>) -> Self {
+    pub fn new(
+        kind: Kind,
+        name: &str,
+        s: &AlertingSettings,
+        tls: Option<&TlsConnector>,
+        network: Network,
+    ) -> Self {
         let full = match kind {
             Kind::Alertmanager => format!("{}/api/v2/alerts", name.trim_end_matches('/')),
             Kind::Webhook => name.to_string(),
@@ -103,6 +113,7 @@ impl Outbox {
             // Checked when the config was parsed.
             url: full.parse().unwrap_or_default(),
             tls: tls.filter(|_| name.starts_with("https://")).cloned(),
+            network,
             cap: s.queue_size,
             queue: Mutex::new((0, VecDeque::new())),
             wake: Notify::new(),
@@ -177,7 +188,14 @@ impl Outbox {
             }
             let last = batch.last().map(|b| b.0).unwrap_or(0);
             let alerts: Vec<Alert> = batch.into_iter().map(|b| b.1).collect();
-            let sent = post(&self.url, self.tls.as_ref(), self.body(&alerts), timeout).await;
+            let sent = post(
+                &self.url,
+                self.tls.as_ref(),
+                &self.network,
+                self.body(&alerts),
+                timeout,
+            )
+            .await;
             match sent {
                 Ok(()) => {
                     lock(&self.queue).1.retain(|(n, _)| *n > last);
@@ -211,17 +229,16 @@ impl Outbox {
 async fn post(
     url: &Uri,
     tls: Option<&TlsConnector>,
+    network: &Network,
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), String> {
     let attempt = async {
-        let host = url.host().ok_or("no host in the URL")?;
-        // An IPv6 literal comes bracketed, as written in the URL.
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let port = url
-            .port_u16()
-            .unwrap_or(if tls.is_some() { 443 } else { 80 });
-        let stream = tokio::net::TcpStream::connect((bare, port))
+        let (bare, port) = destination(url).ok_or("no host in the URL")?;
+        let bare = bare.as_str();
+        let host = url.host().unwrap_or(bare);
+        let stream = network
+            .connect(bare, port)
             .await
             .map_err(|e| format!("connect {host}:{port}: {e}"))?;
         match tls {

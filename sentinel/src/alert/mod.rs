@@ -29,6 +29,7 @@ use sentinel_core::config::AlertingSettings;
 
 use crate::{
     journal::{Decision, unix_ms},
+    relay::dial::Network,
     service::{AlertCheck, Sentinel},
 };
 use deliver::{Kind, Outbox, ReceiverView};
@@ -45,8 +46,9 @@ pub struct Alerting {
 }
 
 impl Alerting {
-    /// Fails only on the TLS files of `https://` receivers.
-    pub fn new(settings: &AlertingSettings) -> Result<Self, tls::TlsError> {
+    /// Fails only on the TLS files of `https://` receivers. Receivers are
+    /// reached over `network`.
+    pub fn new(settings: &AlertingSettings, network: &Network) -> Result<Self, tls::TlsError> {
         // The environment wins: a DaemonSet sets it from the node's name,
         // where the hostname would be the pod's.
         let from_env = std::env::var("SENTINEL_ALERTING_HOST")
@@ -68,7 +70,7 @@ impl Alerting {
             .iter()
             .map(|u| (Kind::Alertmanager, u))
             .chain(settings.webhooks.iter().map(|u| (Kind::Webhook, u)))
-            .map(|(k, u)| Arc::new(Outbox::new(k, u, settings, tls.as_ref())))
+            .map(|(k, u)| Arc::new(Outbox::new(k, u, settings, tls.as_ref(), network.clone())))
             .collect();
         Ok(Self {
             settings: settings.clone(),

@@ -20,7 +20,7 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 
-use crate::service::Sentinel;
+use crate::{relay::TcpConnections, service::Sentinel};
 
 /// Upper bound on list sizes so one request cannot make the agent build an
 /// arbitrarily large reply.
@@ -63,7 +63,7 @@ pub enum ServeError {
 /// The TCP listener with what its mutual TLS needs, read and checked
 /// before anything is served so a bad file stops the agent at start.
 pub struct TlsListener {
-    pub incoming: tonic::transport::server::TcpIncoming,
+    pub incoming: TcpConnections,
     pub tls: tonic::transport::ServerTlsConfig,
 }
 
@@ -90,7 +90,12 @@ pub enum TlsSetupError {
 }
 
 impl TlsListener {
-    pub fn bind(tcp: &sentinel_core::config::TcpApi) -> Result<Self, TlsSetupError> {
+    /// Reads the TLS files, and binds `tcp.listen` unless `relayed` brings
+    /// the connections.
+    pub fn bind(
+        tcp: &sentinel_core::config::TcpApi,
+        relayed: Option<TcpConnections>,
+    ) -> Result<Self, TlsSetupError> {
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
         let read = |key: &'static str, path: &std::path::Path| {
             std::fs::read(path).map_err(|source| TlsSetupError::Read {
@@ -120,12 +125,17 @@ impl TlsListener {
                 ca: tcp.client_ca.display().to_string(),
                 source,
             })?;
-        let incoming = tonic::transport::server::TcpIncoming::bind(tcp.listen)
-            .map_err(|source| TlsSetupError::Bind {
-                addr: tcp.listen,
-                source,
-            })?
-            .with_nodelay(Some(true));
+        let incoming = match relayed {
+            Some(r) => r,
+            None => Box::pin(
+                tonic::transport::server::TcpIncoming::bind(tcp.listen)
+                    .map_err(|source| TlsSetupError::Bind {
+                        addr: tcp.listen,
+                        source,
+                    })?
+                    .with_nodelay(Some(true)),
+            ),
+        };
         Ok(Self { incoming, tls })
     }
 }

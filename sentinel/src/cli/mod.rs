@@ -10,6 +10,7 @@ pub mod man;
 mod output;
 pub mod policy;
 pub mod process_ops;
+pub mod relay;
 pub mod replay;
 pub mod run;
 mod socket;
@@ -39,6 +40,9 @@ pub struct Cli {
 pub enum Cmd {
     /// Run the agent (needs root for eBPF and for signalling processes).
     Run(run::Args),
+    /// The agent's network for an agent without one (`run --relay`): binds
+    /// its TCP listeners and connects to its alert receivers, unprivileged.
+    Relay(relay::Args),
     /// Agent health, probes and counters.
     Status(status::Args),
     /// Tracked processes, fastest growers first.
@@ -84,6 +88,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
     let agent = cli.conn.target();
     match cli.cmd {
         Cmd::Run(args) => run::run(args, &cli.conn).await?,
+        Cmd::Relay(args) => relay::run(args).await?,
         Cmd::Status(args) => status::run(args, &agent).await?,
         Cmd::Top(args) => top::run(args, &agent).await?,
         Cmd::Decisions(args) => decisions::run(args, &agent).await?,
@@ -122,6 +127,8 @@ pub enum CliError {
     Agent(#[from] crate::agent::AgentError),
     #[error(transparent)]
     Replay(#[from] replay::ReplayError),
+    #[error(transparent)]
+    Relay(#[from] crate::relay::broker::RelayError),
     #[error(transparent)]
     Thaw(#[from] thaw_all::ThawError),
 }

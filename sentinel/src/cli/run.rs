@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use super::{CliError, SocketArg};
 use sentinel_core::config;
 
-use crate::agent::{self, RunOptions};
+use crate::{
+    agent::{self, RunOptions},
+    relay::dial::Network,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,6 +20,12 @@ pub struct Args {
     /// Do not load eBPF; poll /proc instead.
     #[arg(long)]
     pub no_ebpf: bool,
+    /// Reach the network only through `sentinel relay` at this socket:
+    /// the relay binds metrics.listen and api.tcp and connects to the
+    /// alert receivers, so the agent needs no network of its own (the
+    /// packaged unit runs it with PrivateNetwork=yes).
+    #[arg(long, value_name = "SOCKET")]
+    pub relay: Option<PathBuf>,
     /// Not a flag: what `agent::join_host_cgroup_namespace` did. main.rs
     /// calls it and fills this in before the runtime starts any thread.
     #[arg(skip)]
@@ -36,13 +45,14 @@ pub async fn run(args: Args, conn: &SocketArg) -> Result<(), CliError> {
         socket: conn.listen_socket(),
         dry_run: args.dry_run,
         no_ebpf: args.no_ebpf,
+        network: args.relay.map_or(Network::Direct, Network::Relay),
         cgroup_namespace: args.cgroup_namespace,
     })
     .await?;
     Ok(())
 }
 
-fn init_logging() {
+pub(super) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SENTINEL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

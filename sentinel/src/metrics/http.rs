@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio_stream::StreamExt;
 
 use sentinel_core::{
     decision::DecisionKind,
@@ -18,6 +19,7 @@ use crate::{
     alert::Alerting,
     collector::{host, procfs},
     journal::CountKey,
+    relay::TcpConnections,
     service::Sentinel,
 };
 
@@ -197,11 +199,16 @@ fn handle(src: &Source, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-/// Binds the metrics listener; an error names the address.
-pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+/// Binds the metrics listener, with the address it got (port 0 is any).
+pub fn bind(addr: SocketAddr) -> std::io::Result<(TcpConnections, SocketAddr)> {
     let l = std::net::TcpListener::bind(addr)?;
     l.set_nonblocking(true)?;
-    tokio::net::TcpListener::from_std(l)
+    let bound = l.local_addr()?;
+    let l = tokio::net::TcpListener::from_std(l)?;
+    Ok((
+        Box::pin(tokio_stream::wrappers::TcpListenerStream::new(l)),
+        bound,
+    ))
 }
 
 /// Serves metrics until the agent stops. A scrape takes the engine lock
@@ -211,11 +218,11 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 /// must not take the agent's descriptors or threads).
 pub const MAX_SCRAPERS: usize = 16;
 
-pub async fn serve(listener: tokio::net::TcpListener, src: Source) {
+pub async fn serve(mut incoming: TcpConnections, src: Source) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+    while let Some(next) = incoming.next().await {
+        let stream = match next {
+            Ok(s) => s,
             Err(e) => {
                 // Out of descriptors: the listener stays readable, so an
                 // immediate retry would spin.

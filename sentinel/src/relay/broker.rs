@@ -1,0 +1,391 @@
+//! The relay process: binds the agent's TCP listeners, connects to its
+//! alert receivers, and hands the descriptors to the agent. It serves
+//! only uid 0 (the agent) and its own uid, so no other local user can take
+//! the agent's connections or reach its receivers through it.
+
+use std::{
+    collections::BTreeSet,
+    io,
+    net::SocketAddr,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use sentinel_core::config::Config;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UnixListener, UnixStream},
+    sync::mpsc,
+};
+
+use super::{API, CONNECTED, MAX_REQUEST, METRICS, REFUSED, destination, fd};
+
+/// A connect to a receiver gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request line must arrive within this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Accepted connections waiting to be handed to the agent; beyond, they
+/// are closed (the agent is not keeping up, or not there).
+const HANDOVER: usize = 64;
+
+/// What the relay does for a config: listen where the agent would, and
+/// connect to the receivers it alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub metrics: Option<SocketAddr>,
+    pub api: Option<SocketAddr>,
+    pub receivers: BTreeSet<(String, u16)>,
+}
+
+impl Plan {
+    pub fn of(cfg: &Config) -> Self {
+        let a = &cfg.alerting;
+        let receivers = a
+            .alertmanagers
+            .iter()
+            .chain(&a.webhooks)
+            .filter_map(|u| destination(&u.parse().ok()?))
+            .collect();
+        Self {
+            metrics: cfg.metrics.listen,
+            api: cfg.api.tcp.as_ref().map(|t| t.listen),
+            receivers,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("{key} {addr}: cannot listen: {source}")]
+    Listen {
+        key: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("{path}: cannot listen: {source}")]
+    Socket { path: String, source: io::Error },
+}
+
+/// The relay's state: the receivers it may connect to, and where
+/// accepted connections go (the agent's latest `accept` request).
+pub struct Relay {
+    receivers: RwLock<BTreeSet<(String, u16)>>,
+    /// Read again for a destination the receivers lack: the agent reads
+    /// its receivers when it starts, which may be after the relay did.
+    config: Option<PathBuf>,
+    agent: Mutex<Option<mpsc::Sender<(u8, std::net::TcpStream)>>>,
+    own_uid: u32,
+}
+
+impl Relay {
+    /// Binds the plan's listeners and `socket`; fails naming the key or
+    /// path that could not be bound. `config` is where the plan came from.
+    pub async fn bind(
+        plan: &Plan,
+        socket: &Path,
+        config: Option<PathBuf>,
+    ) -> Result<(Arc<Self>, Bound), RelayError> {
+        let listen = |key, addr: Option<SocketAddr>| {
+            addr.map(|addr| {
+                let l = std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .and_then(TcpListener::from_std);
+                l.map_err(|source| RelayError::Listen { key, addr, source })
+            })
+            .transpose()
+        };
+        let metrics = listen("metrics.listen", plan.metrics)?;
+        let api = listen("api.tcp", plan.api)?;
+        let unix = bind_socket(socket).map_err(|source| RelayError::Socket {
+            path: socket.display().to_string(),
+            source,
+        })?;
+        // SAFETY: geteuid has no preconditions.
+        let own_uid = unsafe { libc::geteuid() };
+        let relay = Arc::new(Self {
+            receivers: RwLock::new(plan.receivers.clone()),
+            config,
+            agent: Mutex::new(None),
+            own_uid,
+        });
+        Ok((relay, Bound { metrics, api, unix }))
+    }
+
+    /// Whether `host:port` is a receiver in the config, read again when
+    /// it is not among those known (a bad config keeps them).
+    fn allows(&self, host: &str, port: u16) -> bool {
+        let wanted = (host.to_string(), port);
+        let known = |r: &RwLock<BTreeSet<_>>| {
+            r.read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&wanted)
+        };
+        if known(&self.receivers) {
+            return true;
+        }
+        let Some(path) = &self.config else {
+            return false;
+        };
+        match Config::load(path) {
+            Ok(cfg) => {
+                *self.receivers.write().unwrap_or_else(|e| e.into_inner()) =
+                    Plan::of(&cfg).receivers;
+            }
+            Err(e) => tracing::error!("relay: {e}; keeping the receivers it had"),
+        }
+        known(&self.receivers)
+    }
+}
+
+/// The listeners a [`Relay`] serves.
+pub struct Bound {
+    metrics: Option<TcpListener>,
+    api: Option<TcpListener>,
+    unix: UnixListener,
+}
+
+fn bind_socket(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let l = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    // Its owner and root (the agent) only.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Serves until the process ends.
+pub async fn serve(relay: Arc<Relay>, bound: Bound) {
+    for (listener, tag) in [(bound.metrics, METRICS), (bound.api, API)] {
+        if let Some(l) = listener {
+            tokio::spawn(hand_over(relay.clone(), l, tag));
+        }
+    }
+    loop {
+        match bound.unix.accept().await {
+            Ok((s, _)) => {
+                tokio::spawn(request(relay.clone(), s));
+            }
+            Err(e) => {
+                tracing::debug!("relay: cannot accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Accepts on one listener and passes each connection to the agent, or
+/// closes it when no agent is there to take it.
+async fn hand_over(relay: Arc<Relay>, listener: TcpListener, tag: u8) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::debug!("relay: cannot accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let agent = relay
+            .agent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(agent) = agent {
+            let _ = agent.try_send((tag, stream));
+        }
+    }
+}
+
+async fn request(relay: Arc<Relay>, mut s: UnixStream) {
+    let uid = s.peer_cred().map(|c| c.uid()).ok();
+    if !uid.is_some_and(|u| u == 0 || u == relay.own_uid) {
+        tracing::warn!(?uid, "relay: refused a client that is not the agent");
+        return refuse(&mut s, "the relay serves only the agent (uid 0)").await;
+    }
+    let line = match tokio::time::timeout(REQUEST_TIMEOUT, read_line(&mut s)).await {
+        Ok(Ok(l)) => l,
+        _ => return refuse(&mut s, "no request line").await,
+    };
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["accept"] => follow(&relay, s).await,
+        ["connect", host, port] => match port.parse() {
+            Ok(port) => connect(&relay, s, host, port).await,
+            Err(_) => refuse(&mut s, &format!("`{port}` is not a port")).await,
+        },
+        _ => refuse(&mut s, &format!("unknown request `{line}`")).await,
+    }
+}
+
+async fn read_line(s: &mut UnixStream) -> io::Result<String> {
+    let mut buf = Vec::new();
+    while !buf.ends_with(b"\n") {
+        if buf.len() >= MAX_REQUEST || s.read_buf(&mut buf).await? == 0 {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).trim().to_string())
+}
+
+/// Says why a request fails, and closes.
+async fn refuse(s: &mut UnixStream, why: &str) {
+    if fd::send(s, REFUSED, None).await.is_ok() {
+        let _ = s.write_all(why.as_bytes()).await;
+    }
+}
+
+/// Makes this agent connection the one accepted connections go to, until
+/// it closes or a newer one replaces it.
+async fn follow(relay: &Relay, s: UnixStream) {
+    let (tx, mut rx) = mpsc::channel(HANDOVER);
+    *relay.agent.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    tracing::info!("relay: the agent takes the accepted connections");
+    while let Some((tag, stream)) = rx.recv().await {
+        if let Err(e) = fd::send(&s, tag, Some(stream.as_fd())).await {
+            tracing::warn!(
+                "relay: the agent went away ({e}); connections are closed until it is back"
+            );
+            return;
+        }
+    }
+}
+
+async fn connect(relay: &Relay, mut s: UnixStream, host: &str, port: u16) {
+    if !relay.allows(host, port) {
+        tracing::warn!("relay: refused to connect to {host}:{port}, not a receiver in its config");
+        return refuse(
+            &mut s,
+            &format!("{host}:{port} is not an alert receiver in the relay's config (alerting.alertmanagers, alerting.webhooks)"),
+        )
+        .await;
+    }
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await;
+    let why = match tcp {
+        Ok(Ok(tcp)) => match tcp.into_std() {
+            Ok(tcp) => {
+                let _ = fd::send(&s, CONNECTED, Some(tcp.as_fd())).await;
+                return;
+            }
+            Err(e) => e.to_string(),
+        },
+        Ok(Err(e)) => format!("connect {host}:{port}: {e}"),
+        Err(_) => format!("connect {host}:{port}: no answer within {CONNECT_TIMEOUT:?}"),
+    };
+    tracing::debug!("relay: {why}");
+    refuse(&mut s, &why).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_stream::StreamExt;
+
+    use super::*;
+    use crate::relay::dial::{self, Network};
+
+    fn plan(metrics: bool, receivers: &[(String, u16)]) -> Plan {
+        Plan {
+            metrics: metrics.then(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+            api: None,
+            receivers: receivers.iter().cloned().collect(),
+        }
+    }
+
+    async fn started(plan: &Plan, dir: &Path) -> (Arc<Relay>, PathBuf, Option<SocketAddr>) {
+        let socket = dir.join("relay.sock");
+        let (relay, bound) = Relay::bind(plan, &socket, Some(dir.join("sentinel.toml")))
+            .await
+            .unwrap();
+        let metrics = bound.metrics.as_ref().map(|l| l.local_addr().unwrap());
+        tokio::spawn(serve(relay.clone(), bound));
+        (relay, socket, metrics)
+    }
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sentinel-relay-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn it_connects_to_configured_receivers_only_read_again_from_the_config() {
+        let receiver = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = receiver.local_addr().unwrap().port();
+        let dir = temp("connect");
+        let (_relay, socket, _) = started(&plan(false, &[]), &dir).await;
+        let network = Network::Relay(socket);
+        let refused = network.connect("127.0.0.1", port).await.unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains(&format!("127.0.0.1:{port} is not an alert receiver")),
+            "{refused}"
+        );
+        // The agent started later, with a receiver the relay had not read.
+        std::fs::write(
+            dir.join("sentinel.toml"),
+            format!("[alerting]\nwebhooks = [\"http://127.0.0.1:{port}/hook\"]\n"),
+        )
+        .unwrap();
+        let mut stream = network.connect("127.0.0.1", port).await.unwrap();
+        let (mut served, from) = receiver.accept().await.unwrap();
+        assert_eq!(
+            from,
+            stream.local_addr().unwrap(),
+            "the relay's socket is the agent's now"
+        );
+        stream.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        served.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_reach_the_agent_with_their_peer_and_none_without_it() {
+        let dir = temp("accept");
+        let (_relay, socket, metrics) = started(&plan(true, &[]), &dir).await;
+        let metrics = metrics.unwrap();
+        // No agent yet: the relay closes what it accepts.
+        let mut early = tokio::net::TcpStream::connect(metrics).await.unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(early.read(&mut buf).await.unwrap(), 0, "closed at once");
+
+        let (incoming, api) = dial::accepted(socket, true, false);
+        assert!(api.is_none());
+        let mut incoming = incoming.unwrap();
+        // The agent's request reaches the relay a moment after this.
+        let mut client = loop {
+            let mut c = tokio::net::TcpStream::connect(metrics).await.unwrap();
+            c.write_all(b"GET").await.unwrap();
+            let got = tokio::time::timeout(Duration::from_millis(200), incoming.next()).await;
+            // An earlier try's connection, handed over late, is not this one.
+            if let Ok(Some(Ok(mut served))) = got
+                && served.peer_addr().unwrap() == c.local_addr().unwrap()
+            {
+                let mut buf = [0u8; 3];
+                served.read_exact(&mut buf).await.unwrap();
+                assert_eq!(&buf, b"GET");
+                served.write_all(b"200").await.unwrap();
+                break c;
+            }
+        };
+        let mut buf = [0u8; 3];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"200");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

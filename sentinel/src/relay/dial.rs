@@ -1,0 +1,142 @@
+//! The agent's side of the relay: connections made and accepted for it.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpStream, UnixStream},
+    sync::mpsc,
+};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{API, CONNECTED, METRICS, REFUSED, TcpConnections, fd, tcp_stream};
+
+/// How long the agent waits before asking again for accepted connections
+/// after the relay went away (restarted, or not started yet).
+const RETRY: Duration = Duration::from_secs(1);
+/// Accepted connections waiting for their listener's server.
+const BACKLOG: usize = 16;
+
+/// How the agent reaches the network: itself, or through a relay.
+#[derive(Debug, Clone, Default)]
+pub enum Network {
+    #[default]
+    Direct,
+    Relay(PathBuf),
+}
+
+impl Network {
+    pub fn is_relay(&self) -> bool {
+        matches!(self, Self::Relay(_))
+    }
+
+    /// A TCP connection to `host:port`: the relay's when there is one (it
+    /// refuses any destination that is not a configured receiver).
+    pub async fn connect(&self, host: &str, port: u16) -> io::Result<TcpStream> {
+        match self {
+            Self::Direct => TcpStream::connect((host, port)).await,
+            Self::Relay(path) => through(path, host, port).await,
+        }
+    }
+}
+
+async fn through(path: &Path, host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut s = UnixStream::connect(path)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("the relay at {}: {e}", path.display())))?;
+    s.write_all(format!("connect {host} {port}\n").as_bytes())
+        .await?;
+    match fd::recv(&s).await? {
+        Some((CONNECTED, Some(fd))) => tcp_stream(fd),
+        Some((REFUSED, _)) => {
+            let mut why = String::new();
+            let _ = (&mut s).take(1024).read_to_string(&mut why).await;
+            Err(io::Error::other(format!("the relay: {}", why.trim())))
+        }
+        _ => Err(io::Error::other("the relay answered out of protocol")),
+    }
+}
+
+/// The relay's accepted connections for the metrics listener and the
+/// API's TCP listener (each only when wanted), asked for again whenever
+/// the relay goes away, for as long as either stream is read.
+pub fn accepted(
+    path: PathBuf,
+    metrics: bool,
+    api: bool,
+) -> (Option<TcpConnections>, Option<TcpConnections>) {
+    let channel = |wanted: bool| {
+        wanted.then(|| {
+            let (tx, rx) = mpsc::channel(BACKLOG);
+            let stream: TcpConnections = Box::pin(ReceiverStream::new(rx));
+            (tx, stream)
+        })
+    };
+    let (m, a) = (channel(metrics), channel(api));
+    let (m_tx, m_rx) = m.map_or((None, None), |(t, r)| (Some(t), Some(r)));
+    let (a_tx, a_rx) = a.map_or((None, None), |(t, r)| (Some(t), Some(r)));
+    if m_tx.is_some() || a_tx.is_some() {
+        tokio::spawn(follow(path, m_tx, a_tx));
+    }
+    (m_rx, a_rx)
+}
+
+type Sender = Option<mpsc::Sender<io::Result<TcpStream>>>;
+
+async fn follow(path: PathBuf, metrics: Sender, api: Sender) {
+    let mut reachable = None;
+    let gone = |s: &Sender| s.as_ref().is_none_or(|s| s.is_closed());
+    while !(gone(&metrics) && gone(&api)) {
+        let why = match session(&path, &metrics, &api, &mut reachable).await {
+            Ok(()) => "it closed the connection".to_string(),
+            Err(e) => e.to_string(),
+        };
+        // Said once per change, not once a second.
+        if reachable != Some(false) {
+            tracing::warn!(
+                relay = %path.display(),
+                "the relay is not serving the agent ({why}): metrics and the TCP API are unreachable and alerts wait until it is back"
+            );
+            reachable = Some(false);
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn session(
+    path: &Path,
+    metrics: &Sender,
+    api: &Sender,
+    reachable: &mut Option<bool>,
+) -> io::Result<()> {
+    let mut s = UnixStream::connect(path).await?;
+    s.write_all(b"accept\n").await?;
+    if *reachable != Some(true) {
+        tracing::info!(relay = %path.display(), "the relay serves the agent's listeners");
+        *reachable = Some(true);
+    }
+    while let Some((tag, fd)) = fd::recv(&s).await? {
+        let to = match tag {
+            METRICS => metrics,
+            API => api,
+            _ => return Err(io::Error::other("the relay sent an unknown listener")),
+        };
+        let (Some(fd), Some(to)) = (fd, to) else {
+            continue;
+        };
+        let stream = tcp_stream(fd);
+        if tag == API
+            && let Ok(s) = &stream
+        {
+            let _ = s.set_nodelay(true);
+        }
+        // A server that stopped reading has ended: the connection is
+        // dropped, closing it.
+        let _ = to.send(stream).await;
+    }
+    Ok(())
+}
