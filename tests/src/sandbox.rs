@@ -1,15 +1,22 @@
-//! The unit's sandbox rebuilt without systemd (none runs here), so that a
-//! test can run the agent's real work inside what deploy/sentinel.service
-//! asks for: its capability bounding set (setpriv), its mount protections
-//! (ProtectKernelTunables=, ProtectProc=, ProtectHome=, in a mount
-//! namespace of the agent's own) and its system call filter with
-//! MemoryDenyWriteExecute= (seccomp-run). Each is read from the unit's own
-//! lines, so editing the unit changes what the tests run under.
+//! A unit's sandbox rebuilt without systemd (none runs here), so that a
+//! test can run the agent's real work (and its relay's) inside what
+//! deploy/sentinel.service (deploy/sentinel-relay.service) asks for: its
+//! user and capability bounding set (setpriv), its limits (prlimit), its
+//! network (PrivateNetwork=: a network namespace of its own), its mount
+//! protections (ProtectKernelTunables=, ProtectProc=, ProtectHome=, in a
+//! mount namespace of its own) and its system call filter with
+//! MemoryDenyWriteExecute= and RestrictAddressFamilies= (seccomp-run).
+//! Each is read from the unit's own lines, so editing the unit changes
+//! what the tests run under.
 //!
 //! Not rebuilt: PrivateTmp= (the tests' agents keep their files in /tmp),
 //! DevicePolicy= (a cgroup device program; no device the agent opens here
-//! but the GPU library's, which is a fake), and the Restrict*= and
-//! Protect*= lines that take away what the agent never uses.
+//! but the GPU library's, which is a fake), IPAddressDeny= (a cgroup
+//! program; the network namespace already leaves nothing to reach),
+//! SupplementaryGroups= (the group is the package's; the tests' agents
+//! give their socket to no group), DynamicUser= is played by nobody, and
+//! the Restrict*= and Protect*= lines that take away what the agent never
+//! uses.
 
 use std::{
     collections::BTreeSet,
@@ -23,11 +30,20 @@ use crate::{Agent, syscalls};
 /// From the kernel headers (package linux-libc-dev): `#define CAP_KILL 5`.
 const CAPABILITY_H: &str = "/usr/include/linux/capability.h";
 
-/// The unit the package installs.
+/// The agent's unit, as the package installs it.
 pub const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sentinel.service");
+/// The relay's unit.
+pub const RELAY_UNIT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../deploy/sentinel-relay.service"
+);
 
 pub fn unit() -> String {
     std::fs::read_to_string(UNIT).unwrap_or_else(|e| panic!("{UNIT}: {e}"))
+}
+
+pub fn relay_unit() -> String {
+    std::fs::read_to_string(RELAY_UNIT).unwrap_or_else(|e| panic!("{RELAY_UNIT}: {e}"))
 }
 
 /// The value of the unit's last `key=` line (systemd's reading of a
@@ -40,29 +56,130 @@ pub fn setting(unit: &str, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// `inner` (the agent's command) run in the unit's sandbox, with the
-/// calls in `refuse` taken out of its filter; any call outside the filter
-/// kills the agent, or with `errno` fails with EPERM (the unit's mode).
-/// The allow list is written under `dir`.
+/// `inner` (the agent's command) run in the agent's unit's sandbox; see
+/// [`launcher_for`].
 pub fn launcher(inner: Command, dir: &Path, refuse: &[&str], errno: bool) -> Command {
-    let unit = unit();
-    let mut args: Vec<OsString> = ["--mount", "--propagation", "private", "--"]
+    launcher_for(&unit(), inner, dir, refuse, errno)
+}
+
+/// `inner` run in `unit`'s sandbox, with the calls in `refuse` taken out
+/// of its filter; a call the unit's `~` lines take out fails with EPERM
+/// (the unit's SystemCallErrorNumber=), any other call outside the filter
+/// kills, or with `errno` fails with EPERM too (the unit's mode). The
+/// filter's lists are written under `dir`.
+pub fn launcher_for(
+    unit: &str,
+    inner: Command,
+    dir: &Path,
+    refuse: &[&str],
+    errno: bool,
+) -> Command {
+    let mut args: Vec<OsString> = ["--mount", "--propagation", "private"]
         .map(OsString::from)
         .into();
-    args.extend(["sh", "-c", &mounts(&unit), "sandbox", "setpriv"].map(OsString::from));
-    args.extend(capability_args(&unit));
+    match setting(unit, "PrivateNetwork").as_deref() {
+        None | Some("no") => {}
+        Some("yes") => args.push("--net".into()),
+        Some(other) => panic!("PrivateNetwork={other}?"),
+    }
+    args.push("--".into());
+    args.extend(["sh", "-c", &mounts(unit), "sandbox", "prlimit"].map(OsString::from));
+    args.extend(limit_args(unit));
+    args.extend(["--", "setpriv"].map(OsString::from));
+    args.extend(identity_args(unit));
+    args.extend(capability_args(unit));
     args.push("--".into());
     args.push(crate::bin_dir().join("seccomp-run").into());
     if errno {
         args.push("--errno".into());
     }
-    if setting(&unit, "MemoryDenyWriteExecute").as_deref() == Some("yes") {
+    if setting(unit, "MemoryDenyWriteExecute").as_deref() == Some("yes") {
         args.push("--deny-write-execute".into());
     }
-    args.push(allow_list(&unit, dir, refuse).into());
+    if let Some(families) = setting(unit, "RestrictAddressFamilies") {
+        args.push("--families".into());
+        args.push(family_numbers(&families).into());
+    }
+    let denied = numbers_file(dir, "denied", &syscalls::denied_by_unit(unit));
+    args.push("--eperm".into());
+    args.push(denied.into());
+    args.push(allow_list(unit, dir, refuse).into());
     args.push("--".into());
     let args: Vec<&std::ffi::OsStr> = args.iter().map(OsString::as_os_str).collect();
     Agent::run_by("unshare", &args, &inner)
+}
+
+/// prlimit's arguments for the unit's LimitNOFILE= and LimitMEMLOCK=
+/// (soft and hard alike, as systemd sets them). Above this test's own hard
+/// limit (raising it takes CAP_SYS_RESOURCE, which some sandboxes lack)
+/// the hard limit is used, and said.
+fn limit_args(unit: &str) -> Vec<OsString> {
+    let mut out = Vec::new();
+    for (key, flag, resource) in [
+        ("LimitNOFILE", "--nofile", libc::RLIMIT_NOFILE),
+        ("LimitMEMLOCK", "--memlock", libc::RLIMIT_MEMLOCK),
+    ] {
+        let Some(v) = setting(unit, key) else {
+            continue;
+        };
+        let wanted = match v.as_str() {
+            "infinity" => libc::RLIM_INFINITY,
+            n => n
+                .parse()
+                .unwrap_or_else(|_| panic!("the test rebuilds no {key}={v}")),
+        };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct we own.
+        assert_eq!(unsafe { libc::getrlimit(resource, &mut lim) }, 0);
+        let n = if wanted > lim.rlim_max {
+            eprintln!(
+                "note: {key}={v} is above this test's hard limit; {} instead",
+                lim.rlim_max
+            );
+            lim.rlim_max
+        } else {
+            wanted
+        };
+        let n = if n == libc::RLIM_INFINITY {
+            "unlimited".to_string()
+        } else {
+            n.to_string()
+        };
+        out.push(format!("{flag}={n}:{n}").into());
+    }
+    out
+}
+
+/// setpriv's arguments for the unit's user: root (no User=), or for
+/// DynamicUser=yes a user with nothing of its own (nobody, no groups).
+fn identity_args(unit: &str) -> Vec<OsString> {
+    match (
+        setting(unit, "User"),
+        setting(unit, "DynamicUser").as_deref(),
+    ) {
+        (None, None | Some("no")) => Vec::new(),
+        (None, Some("yes")) => ["--reuid=65534", "--regid=65534", "--clear-groups"]
+            .map(OsString::from)
+            .into(),
+        (user, dynamic) => panic!("the test rebuilds no User={user:?} DynamicUser={dynamic:?}"),
+    }
+}
+
+/// RestrictAddressFamilies='s names as the kernel's numbers.
+fn family_numbers(list: &str) -> String {
+    list.split_whitespace()
+        .map(|f| match f {
+            "AF_UNIX" => libc::AF_UNIX.to_string(),
+            "AF_INET" => libc::AF_INET.to_string(),
+            "AF_INET6" => libc::AF_INET6.to_string(),
+            "AF_NETLINK" => libc::AF_NETLINK.to_string(),
+            other => panic!("the test rebuilds no RestrictAddressFamilies entry {other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The unit's allow list as numbers in a file under `dir`, less `refuse`.
@@ -71,8 +188,14 @@ fn allow_list(unit: &str, dir: &Path, refuse: &[&str]) -> PathBuf {
     for r in refuse {
         names.remove(*r);
     }
-    let path = dir.join("allowed");
-    let text: String = syscalls::numbers(&names)
+    numbers_file(dir, "allowed", &names)
+}
+
+/// `names`' numbers, one per line, in a file `dir/NAME` (readable by the
+/// sandbox's user, whoever it is).
+fn numbers_file(dir: &Path, name: &str, names: &BTreeSet<String>) -> PathBuf {
+    let path = dir.join(name);
+    let text: String = syscalls::numbers(names)
         .iter()
         .map(|n| format!("{n}\n"))
         .collect();
@@ -118,27 +241,26 @@ fn mounts(unit: &str) -> String {
     script
 }
 
-/// setpriv's arguments for the unit's capabilities: bounding, inheritable
-/// and ambient sets all the unit's list. A capability this test's own
+/// setpriv's arguments for the unit's capabilities: its bounding set
+/// (all a root service gets at exec), and the same as inheritable and
+/// ambient when the unit gives ambient ones. A capability this test's own
 /// process lacks (CAP_SYS_RESOURCE, in some sandboxes) cannot be passed
 /// on: it is left out, and said.
 fn capability_args(unit: &str) -> Vec<OsString> {
-    let list = |key| -> BTreeSet<String> {
-        setting(unit, key)
-            .unwrap_or_else(|| panic!("the unit sets no {key}"))
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
+    let list = |key| -> Option<BTreeSet<String>> {
+        setting(unit, key).map(|v| v.split_whitespace().map(str::to_string).collect())
     };
-    let caps = list("CapabilityBoundingSet");
-    assert_eq!(
-        caps,
-        list("AmbientCapabilities"),
-        "the unit's ambient and bounding sets differ"
-    );
+    let caps = list("CapabilityBoundingSet").expect("the unit sets CapabilityBoundingSet=");
+    let ambient = list("AmbientCapabilities");
+    if let Some(ambient) = &ambient {
+        assert_eq!(
+            &caps, ambient,
+            "the unit's ambient and bounding sets differ"
+        );
+    }
     let held = own_bounding_set();
     let numbers = syscalls::header_numbers(CAPABILITY_H, "CAP_");
-    let mut names = Vec::new();
+    let mut names = vec!["-all".to_string()];
     for cap in &caps {
         let name = cap.trim_start_matches("CAP_");
         let nr = *numbers
@@ -150,17 +272,17 @@ fn capability_args(unit: &str) -> Vec<OsString> {
         }
         names.push(format!("+{}", name.to_lowercase()));
     }
-    let set = format!("-all,{}", names.join(","));
-    [
-        "--bounding-set",
-        &set,
-        "--inh-caps",
-        &set,
-        "--ambient-caps",
-        &set,
-    ]
-    .map(OsString::from)
-    .into()
+    let set = names.join(",");
+    let mut args = vec!["--bounding-set".into(), set.clone().into()];
+    if ambient.is_some() {
+        args.extend([
+            "--inh-caps".into(),
+            set.clone().into(),
+            "--ambient-caps".into(),
+            set.into(),
+        ]);
+    }
+    args
 }
 
 fn own_bounding_set() -> u64 {

@@ -15,6 +15,23 @@ const UNISTD_64: &str = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
 /// union of its `~` deny lines (systemd's reading when the first line is an
 /// allow list). Panics when the unit has no allow list.
 pub fn allowed_by_unit(unit: &str) -> BTreeSet<String> {
+    let (allow, deny) = filter_lines(unit);
+    assert!(
+        !allow.is_empty(),
+        "the unit has no SystemCallFilter allow list"
+    );
+    allow.difference(&deny).cloned().collect()
+}
+
+/// The names the unit's `~` lines take out: refused with its
+/// SystemCallErrorNumber= (an error the agent must live with) rather than
+/// left out unawares.
+pub fn denied_by_unit(unit: &str) -> BTreeSet<String> {
+    filter_lines(unit).1
+}
+
+/// The unions of the unit's allow lines and of its `~` lines.
+fn filter_lines(unit: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     let groups = groups();
     let (mut allow, mut deny) = (BTreeSet::new(), BTreeSet::new());
     for value in unit
@@ -31,11 +48,7 @@ pub fn allowed_by_unit(unit: &str) -> BTreeSet<String> {
             expand(name, &groups, into);
         }
     }
-    assert!(
-        !allow.is_empty(),
-        "the unit has no SystemCallFilter allow list"
-    );
-    allow.difference(&deny).cloned().collect()
+    (allow, deny)
 }
 
 /// Every group `systemd-analyze syscall-filter` knows, with its entries

@@ -101,31 +101,63 @@ async fn a_watchdog_meant_for_another_process_is_not_pinged() {
     let _ = std::fs::remove_file(&path);
 }
 
-/// The unit's exposure as `systemd-analyze security` rates it (lower is
-/// tighter), so that a change that loosens it fails here: 6.4 before the
-/// unit was hardened, 5.3 before its system call filter, 4.1 before its
-/// sandbox was tested (tests/tests/unit_sandbox.rs) and tightened with
-/// it, systemd-oomd's own unit 2.0, earlyoom's 8.4
-/// (docs/OPERATIONS.md). Offline: no running systemd is needed.
+/// The units' exposure as `systemd-analyze security` rates it (lower is
+/// tighter), so that a change that loosens either fails here. The agent's
+/// unit: 6.4 before it was hardened, 5.3 before its system call filter,
+/// 4.1 before its sandbox was tested (tests/tests/unit_sandbox.rs), 3.2
+/// before its network moved to the relay; now systemd-oomd's own 2.0
+/// (earlyoom's is 8.4, docs/OPERATIONS.md). The relay's, with no
+/// capabilities and not root: 1.1. Offline: no running systemd is needed.
 #[test]
-fn the_unit_is_notify_with_a_watchdog_and_its_exposure_stays_at_most_3_2() {
-    let unit = sentinel_tests::sandbox::UNIT;
+fn the_units_are_notify_with_a_watchdog_and_as_tight_as_systemd_oomd() {
     let text = sentinel_tests::sandbox::unit();
     for line in ["Type=notify", "NotifyAccess=main", "WatchdogSec=30s"] {
-        assert!(text.lines().any(|l| l == line), "{unit} lacks {line}");
+        assert!(text.lines().any(|l| l == line), "the unit lacks {line}");
     }
-    let Ok(out) = std::process::Command::new("systemd-analyze")
-        .args(["security", "--offline=yes", "--threshold=32", unit])
-        .output()
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "systemd-analyze is missing, and CI is set"
-        );
-        eprintln!("SKIP: no systemd-analyze here");
-        return;
+    for (unit, threshold) in [
+        (sentinel_tests::sandbox::UNIT, "20"),
+        (sentinel_tests::sandbox::RELAY_UNIT, "11"),
+    ] {
+        let Ok(out) = std::process::Command::new("systemd-analyze")
+            .args(["security", "--offline=yes"])
+            .arg(format!("--threshold={threshold}"))
+            .arg(unit)
+            .output()
+        else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "systemd-analyze is missing, and CI is set"
+            );
+            eprintln!("SKIP: no systemd-analyze here");
+            return;
+        };
+        let report = String::from_utf8_lossy(&out.stdout);
+        let overall = report.lines().last().unwrap_or_default();
+        assert!(out.status.success(), "{unit}: {overall}\n{report}");
+    }
+}
+
+/// The agent's unit gives it no network, and its relay's unit listens
+/// where the agent's looks: one path in both ExecStart= lines.
+#[test]
+fn the_agent_has_no_network_and_meets_its_relay_at_one_socket() {
+    use sentinel_tests::sandbox::{relay_unit, setting, unit};
+    let agent = unit();
+    assert_eq!(setting(&agent, "PrivateNetwork").as_deref(), Some("yes"));
+    assert_eq!(
+        setting(&agent, "RestrictAddressFamilies").as_deref(),
+        Some("AF_UNIX")
+    );
+    let after = |unit: &str, flag: &str| -> String {
+        let exec = setting(unit, "ExecStart").expect("ExecStart=");
+        let mut words = exec.split_whitespace().skip_while(|w| *w != flag);
+        words
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {flag} in {exec}"))
+            .to_string()
     };
-    let report = String::from_utf8_lossy(&out.stdout);
-    let overall = report.lines().last().unwrap_or_default();
-    assert!(out.status.success(), "{overall}\n{report}");
+    let relay = relay_unit();
+    assert_eq!(after(&agent, "--relay"), after(&relay, "--listen"));
+    assert_eq!(setting(&relay, "DynamicUser").as_deref(), Some("yes"));
+    assert!(agent.lines().any(|l| l == "Wants=sentinel-relay.service"));
 }

@@ -11,7 +11,10 @@
 //! TLS with a client certificate to Alertmanager, serves the API (a
 //! resume over TCP with mutual TLS) and metrics, reloads, and stops
 //! cleanly; `sentinel thaw-all`, which the unit's ExecStopPost runs in the
-//! same sandbox, then thaws what the stop kept frozen.
+//! same sandbox, then thaws what the stop kept frozen. The agent has no
+//! network there (PrivateNetwork=yes, Unix sockets only): metrics, the TCP
+//! API and alert delivery go through its relay, run in the relay unit's
+//! own sandbox (no capabilities, not root).
 
 use std::{
     os::unix::{fs::PermissionsExt, net::UnixDatagram, process::ExitStatusExt},
@@ -129,7 +132,7 @@ fn sandbox_config(
 ) -> String {
     let d = d.display();
     format!(
-        "{}{}\n[api]\ntcp = \"127.0.0.1:{port}\"\ntls_cert = \"{d}/am.pem\"\ntls_key = \"{d}/am.key\"\ntls_client_ca = \"{d}/ca.pem\"\nadmin_names = [\"ops-admin.sentinel\"]\n\
+        "{}{}\n[metrics]\nlisten = \"127.0.0.1:{}\"\n[api]\ntcp = \"127.0.0.1:{port}\"\ntls_cert = \"{d}/am.pem\"\ntls_key = \"{d}/am.key\"\ntls_client_ca = \"{d}/ca.pem\"\nadmin_names = [\"ops-admin.sentinel\"]\n\
          [alerting]\nwebhooks = [\"{webhook}\"]\nalertmanagers = [\"{am}\"]\nmin_firing = \"1s\"\n\
          [alerting.tls]\nca_file = \"{d}/ca.pem\"\ncert_file = \"{d}/agent.pem\"\nkey_file = \"{d}/agent.key\"\n\
          [gpu]\nlibrary = \"{}\"\ninterval = \"50ms\"\n",
@@ -139,6 +142,7 @@ fn sandbox_config(
             "levels = { preempt = 0.9, kill = 0.9 }\n[rule.match]",
             1
         ),
+        free_port(),
         fake_nvml().display()
     )
 }
@@ -158,7 +162,7 @@ fn notified(sink: &WebhookSink, pid: u32) -> bool {
 /// armed, the GPU sampled and, where there is one, the kernel's v1
 /// freezer in use (the issue names the freezer among what the sandbox
 /// must keep).
-async fn start_in_sandbox(dir: &Path, cfg: &str, gpu: &Scenario) -> Agent {
+async fn start_in_sandbox(dir: &Path, cfg: &str, gpu: &Scenario, relay: &Path) -> Agent {
     let notify_path = dir.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     // As systemd's own socket: anyone may send.
@@ -170,7 +174,7 @@ async fn start_in_sandbox(dir: &Path, cfg: &str, gpu: &Scenario) -> Agent {
     let agent = Agent::start_with(
         "scfilter",
         cfg,
-        &[],
+        &["--relay", relay.to_str().unwrap()],
         &[
             ("NOTIFY_SOCKET", &notify_env),
             ("WATCHDOG_USEC", "400000"),
@@ -223,7 +227,14 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
     gpu.write(&format!("device 0 total {} name Fake T4\n", 16u64 << 30));
     let port = free_port();
     let cfg = sandbox_config(&held, &ended, d, port, &sink.url, &am.url);
-    let mut agent = start_in_sandbox(d, &cfg, &gpu).await;
+    let relay_dir = d.join("relay");
+    std::fs::create_dir(&relay_dir).unwrap();
+    // The relay's runtime directory is its own (DynamicUser=, played by
+    // nobody): the agent reaches its socket as root.
+    std::os::unix::fs::chown(&relay_dir, Some(65534), Some(65534)).unwrap();
+    let relay_socket = relay_dir.join("relay.sock");
+    let mut agent = start_in_sandbox(d, &cfg, &gpu, &relay_socket).await;
+    let mut relay = Relay::start_in_sandbox(&agent, &relay_dir, &relay_socket);
 
     let grow = ["--target", "200MiB", "--rate", "200MB/s", "--hold", "60"];
     let frozen = Hog::spawn(&held, &grow);
@@ -264,6 +275,11 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
     );
     let (code, text) = http_get(&agent.metrics_url()).expect("metrics answer");
     assert!(code == 200 && text.contains("sentinel_preemptions_total"));
+    assert!(
+        agent.log_text().contains("relayed=true"),
+        "the agent's metrics are the relay's: {}",
+        agent.log_text()
+    );
 
     // SAFETY: our own child.
     unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
@@ -281,6 +297,7 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
         .expect_action(left.pid, "freeze", Duration::from_secs(10))
         .await;
     stop_cleanly(&mut agent);
+    relay.stop_cleanly();
     assert!(left.frozen());
     let config = agent.dir.0.join("sentinel.toml");
     let mut thaw = Command::new(sentinel_bin());
@@ -291,6 +308,67 @@ async fn the_agent_does_its_real_work_in_the_units_sandbox() {
     let mut thaw = sandbox::launcher(thaw, d, &[], false);
     let out = stdout_of(thaw.stdout(Stdio::piped()));
     assert!(!left.frozen(), "{}", String::from_utf8_lossy(&out));
+}
+
+/// `sentinel relay` for `agent` (its config), in the relay unit's sandbox,
+/// listening at `socket` in `dir` (nobody's).
+struct Relay {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Relay {
+    fn start_in_sandbox(agent: &Agent, dir: &Path, socket: &Path) -> Self {
+        let mut inner = Command::new(sentinel_bin());
+        inner
+            .arg("relay")
+            .arg("--config")
+            .arg(agent.dir.0.join("sentinel.toml"))
+            .arg("--listen")
+            .arg(socket)
+            .env("SENTINEL_LOG", "info,sentinel=debug");
+        let mut cmd = sandbox::launcher_for(&sandbox::relay_unit(), inner, dir, &[], false);
+        let log = dir.join("relay.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = cmd.stderr(out).spawn().expect("spawn the relay");
+        let relay = Self { child, log };
+        wait_for(
+            "the agent to take the relay's connections",
+            Duration::from_secs(10),
+            || {
+                relay
+                    .log_text()
+                    .contains("the agent takes the accepted connections")
+                    .then_some(())
+            },
+        );
+        relay
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Still running (a call outside its filter would have killed it),
+    /// then SIGTERM: it exits 0.
+    fn stop_cleanly(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "the relay died:\n{}",
+            self.log_text()
+        );
+        // SAFETY: our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "{st}\n{}", self.log_text());
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `sentinel resume PID` by an admin over the TCP API on `port`, with
@@ -354,7 +432,9 @@ async fn a_filter_that_refuses_process_mrelease_is_reported_at_start() {
             .arg(&source),
     );
     let cfg = format!("[gpu]\nlibrary = \"{}\"\n", library.display());
-    let agent = Agent::start_with("scerrno", &cfg, &["--no-ebpf"], &[], |inner| {
+    let relay = tmp.0.join("no-relay.sock");
+    let args = ["--no-ebpf", "--relay", relay.to_str().unwrap()];
+    let agent = Agent::start_with("scerrno", &cfg, &args, &[], |inner| {
         sandbox::launcher(inner, &tmp.0, &["process_mrelease"], true)
     });
     let s = agent

@@ -1,4 +1,5 @@
-//! `seccomp-run [--errno] [--deny-write-execute] ALLOWED -- PROGRAM ARGS...`:
+//! `seccomp-run [--errno] [--deny-write-execute] [--families N,..]
+//! [--eperm DENIED] ALLOWED -- PROGRAM ARGS...`:
 //! runs PROGRAM under a seccomp filter that allows only the x86-64 system
 //! calls numbered in the file ALLOWED (one decimal number per line) and
 //! kills the whole process on any other, as systemd's SystemCallFilter=
@@ -6,7 +7,12 @@
 //! instead, as with SystemCallErrorNumber=EPERM. `--deny-write-execute`
 //! adds systemd's MemoryDenyWriteExecute=: no mapping both writable and
 //! executable, no mprotect to executable, no executable shared memory
-//! (refused the same way as a call outside the list). The filter is
+//! (refused the same way as a call outside the list). `--families` adds
+//! RestrictAddressFamilies=: socket and socketpair of any other address
+//! family fail with EAFNOSUPPORT, as systemd's do. `--eperm DENIED`: the
+//! calls numbered in that file (those the unit's `~` lines take out) fail
+//! with EPERM, as the unit's SystemCallErrorNumber=EPERM makes them, even
+//! when any other call kills. The filter is
 //! installed here and kept across exec, so the program runs under it from
 //! its first instruction.
 
@@ -25,6 +31,8 @@ const ARCH: u32 = 4;
 /// The low half of the third argument (little-endian): `prot` of mmap and
 /// mprotect, `shmflg` of shmat.
 const ARG2_LOW: u32 = 16 + 2 * 8;
+/// The low half of the first: the address family of socket and socketpair.
+const ARG0_LOW: u32 = 16;
 const PROT_WRITE_EXEC: u32 = (libc::PROT_WRITE | libc::PROT_EXEC) as u32;
 const PROT_EXEC: u32 = libc::PROT_EXEC as u32;
 /// From <linux/shm.h>.
@@ -63,11 +71,37 @@ fn refuse_arg(nr: i64, bits: u32, refuse: u32) -> [libc::sock_filter; 6] {
     ]
 }
 
+/// Call `nr` whose first argument is none of `families` fails with
+/// EAFNOSUPPORT; the accumulator holds the call number again after it.
+fn only_families(nr: i64, families: &[u32]) -> Vec<libc::sock_filter> {
+    let nr = u32::try_from(nr).expect("x86-64 call numbers fit in 32 bits");
+    let n = u8::try_from(families.len()).expect("a few families");
+    // nr?, load, one test per family (a match skips to the reload), refuse.
+    let mut p = vec![jump(JEQ, nr, 0, n + 3), stmt(LD_W_ABS, ARG0_LOW)];
+    for (i, &f) in families.iter().enumerate() {
+        let to_reload = n - i as u8;
+        p.push(jump(JEQ, f, to_reload, 0));
+    }
+    p.push(stmt(RET, SECCOMP_RET_ERRNO | libc::EAFNOSUPPORT as u32));
+    p.push(stmt(LD_W_ABS, NR));
+    p
+}
+
+/// What the filter does beside its allow list.
+struct Rules {
+    otherwise: u32,
+    deny_write_execute: bool,
+    families: Option<Vec<u32>>,
+    eperm: Vec<u32>,
+}
+
 /// Native architecture only, no x32 numbers, with `deny_write_execute`
-/// the argument checks of MemoryDenyWriteExecute=, then one comparison per
-/// allowed call: a match falls through to ALLOW, a miss skips it; what is
-/// left gets `otherwise`.
-fn program(allowed: &[u32], otherwise: u32, deny_write_execute: bool) -> Vec<libc::sock_filter> {
+/// the argument checks of MemoryDenyWriteExecute=, the address families,
+/// the calls refused with EPERM, then one comparison per allowed call: a
+/// match falls through to ALLOW, a miss skips it; what is left gets
+/// `otherwise`.
+fn program(allowed: &[u32], rules: &Rules) -> Vec<libc::sock_filter> {
+    let otherwise = rules.otherwise;
     let mut p = vec![
         stmt(LD_W_ABS, ARCH),
         jump(JEQ, AUDIT_ARCH_X86_64, 1, 0),
@@ -76,11 +110,19 @@ fn program(allowed: &[u32], otherwise: u32, deny_write_execute: bool) -> Vec<lib
         jump(JGE, X32_SYSCALL_BIT, 0, 1),
         stmt(RET, SECCOMP_RET_KILL_PROCESS),
     ];
-    if deny_write_execute {
+    if rules.deny_write_execute {
         p.extend(refuse_arg(libc::SYS_mmap, PROT_WRITE_EXEC, otherwise));
         p.extend(refuse_arg(libc::SYS_mprotect, PROT_EXEC, otherwise));
         p.extend(refuse_arg(libc::SYS_pkey_mprotect, PROT_EXEC, otherwise));
         p.extend(refuse_arg(libc::SYS_shmat, SHM_EXEC, otherwise));
+    }
+    if let Some(families) = &rules.families {
+        p.extend(only_families(libc::SYS_socket, families));
+        p.extend(only_families(libc::SYS_socketpair, families));
+    }
+    for &nr in &rules.eperm {
+        p.push(jump(JEQ, nr, 0, 1));
+        p.push(stmt(RET, SECCOMP_RET_ERRNO | libc::EPERM as u32));
     }
     for &nr in allowed {
         p.push(jump(JEQ, nr, 0, 1));
@@ -101,10 +143,32 @@ fn main() {
     };
     let errno = flag("--errno");
     let deny_write_execute = flag("--deny-write-execute");
-    let otherwise = if errno {
-        SECCOMP_RET_ERRNO | libc::EPERM as u32
-    } else {
-        SECCOMP_RET_KILL_PROCESS
+    let mut value = |name: &str| {
+        let at = args
+            .iter()
+            .take_while(|a| *a != "--")
+            .position(|a| a == name)?;
+        args.remove(at);
+        (at < args.len()).then(|| args.remove(at).to_string_lossy().into_owned())
+    };
+    let families = value("--families").map(|list| {
+        list.split(',')
+            .map(|f| {
+                f.parse()
+                    .unwrap_or_else(|_| fail(&format!("`{f}` is not a family number")))
+            })
+            .collect()
+    });
+    let eperm = value("--eperm").map(|f| numbers(&f)).unwrap_or_default();
+    let rules = Rules {
+        otherwise: if errno {
+            SECCOMP_RET_ERRNO | libc::EPERM as u32
+        } else {
+            SECCOMP_RET_KILL_PROCESS
+        },
+        deny_write_execute,
+        families,
+        eperm,
     };
     let (Some(list), Some(sep)) = (args.first(), args.get(1)) else {
         usage();
@@ -112,18 +176,8 @@ fn main() {
     if sep != "--" || args.len() < 3 {
         usage();
     }
-    let text = std::fs::read_to_string(list)
-        .unwrap_or_else(|e| fail(&format!("{}: {e}", list.to_string_lossy())));
-    let allowed: Vec<u32> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            l.trim()
-                .parse()
-                .unwrap_or_else(|_| fail(&format!("`{l}` is not a system call number")))
-        })
-        .collect();
-    let filter = program(&allowed, otherwise, deny_write_execute);
+    let allowed = numbers(&list.to_string_lossy());
+    let filter = program(&allowed, &rules);
     let prog = libc::sock_fprog {
         len: u16::try_from(filter.len()).unwrap_or_else(|_| fail("too many system calls")),
         filter: filter.as_ptr() as *mut libc::sock_filter,
@@ -161,8 +215,23 @@ fn main() {
     ));
 }
 
+/// The system call numbers in the file at `path`, one per line.
+fn numbers(path: &str) -> Vec<u32> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| fail(&format!("{path}: {e}")));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.trim()
+                .parse()
+                .unwrap_or_else(|_| fail(&format!("`{l}` is not a system call number")))
+        })
+        .collect()
+}
+
 fn usage() -> ! {
-    fail("usage: seccomp-run [--errno] [--deny-write-execute] ALLOWED -- PROGRAM [ARGS...]")
+    fail(
+        "usage: seccomp-run [--errno] [--deny-write-execute] [--families N,..] [--eperm DENIED] ALLOWED -- PROGRAM [ARGS...]",
+    )
 }
 
 fn fail(msg: &str) -> ! {
