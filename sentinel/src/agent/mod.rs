@@ -40,6 +40,10 @@ pub enum AgentError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "socket {path}: cannot give it to agent.socket_group (gid {gid}): without CAP_CHOWN the agent may give it only to a group it is in; add the group to SupplementaryGroups= (a drop-in of sentinel.service)"
+    )]
+    SocketGroup { path: String, gid: u32 },
     #[error("API server: {0}")]
     Serve(#[from] crate::api::ServeError),
     #[error(transparent)]

@@ -36,7 +36,16 @@ pub async fn bind(path: &str, group: Option<u32>) -> Result<UnixListener, AgentE
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
     if let Some(gid) = group {
-        std::os::unix::fs::chown(p, None, Some(gid)).map_err(err)?;
+        std::os::unix::fs::chown(p, None, Some(gid)).map_err(|source| {
+            if source.raw_os_error() == Some(libc::EPERM) {
+                AgentError::SocketGroup {
+                    path: path.to_string(),
+                    gid,
+                }
+            } else {
+                err(source)
+            }
+        })?;
     }
     Ok(listener)
 }
