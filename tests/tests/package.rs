@@ -81,6 +81,7 @@ fn the_package_installs_the_agent_its_unit_and_config() {
     for path in [
         "/usr/bin/sentinel",
         "/usr/lib/systemd/system/sentinel.service",
+        "/usr/lib/systemd/system/sentinel-relay.service",
         "/etc/sentinel/sentinel.toml",
         "/etc/default/sentinel",
         "/usr/share/sentinel/prometheus/sentinel-rules.yml",
@@ -90,6 +91,7 @@ fn the_package_installs_the_agent_its_unit_and_config() {
         "/usr/share/doc/sentinel/copyright",
         "/usr/share/man/man1/sentinel.1.gz",
         "/usr/share/man/man1/sentinel-status.1.gz",
+        "/usr/share/man/man1/sentinel-relay.1.gz",
         "/usr/share/bash-completion/completions/sentinel",
         "/usr/share/zsh/vendor-completions/_sentinel",
         "/usr/share/fish/vendor_completions.d/sentinel.fish",
@@ -128,11 +130,17 @@ fn the_package_installs_the_agent_its_unit_and_config() {
         assert!(active, "the unit did not start the agent: {status}");
         let (ok, out) = sh(Command::new("/usr/bin/sentinel").arg("status"));
         assert!(ok, "the agent the unit started does not answer: {out}");
+        let relay = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            sh(Command::new("systemctl").args(["is-active", "sentinel-relay"])).0
+        });
+        assert!(relay, "the relay's unit did not start");
     } else {
-        let (ok, out) = sh(Command::new("systemd-analyze").args(["verify", unit]));
+        let relay = "/usr/lib/systemd/system/sentinel-relay.service";
+        let (ok, out) = sh(Command::new("systemd-analyze").args(["verify", unit, relay]));
         assert!(
             ok && out.trim().is_empty(),
-            "systemd-analyze verify {unit}: {out}"
+            "systemd-analyze verify {unit} {relay}: {out}"
         );
         eprintln!("no systemd running here: the unit was verified, not started");
     }
