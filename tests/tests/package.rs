@@ -135,6 +135,14 @@ fn the_package_installs_the_agent_its_unit_and_config() {
             sh(Command::new("systemctl").args(["is-active", "sentinel-relay"])).0
         });
         assert!(relay, "the relay's unit did not start");
+        // The packaged config's metrics, served by the agent through its
+        // relay: the relay's dynamic user, its socket and the agent's
+        // reach into it work together.
+        let scraped = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            sh(Command::new("curl").args(["-sf", "http://127.0.0.1:9777/metrics"])).0
+        });
+        assert!(scraped, "no metrics through the relay");
     } else {
         let relay = "/usr/lib/systemd/system/sentinel-relay.service";
         let (ok, out) = sh(Command::new("systemd-analyze").args(["verify", unit, relay]));

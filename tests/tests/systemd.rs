@@ -160,4 +160,11 @@ fn the_agent_has_no_network_and_meets_its_relay_at_one_socket() {
     assert_eq!(after(&agent, "--relay"), after(&relay, "--listen"));
     assert_eq!(setting(&relay, "DynamicUser").as_deref(), Some("yes"));
     assert!(agent.lines().any(|l| l == "Wants=sentinel-relay.service"));
+    // Started with the agent only: enabled on its own, a relay would hold
+    // the agent's ports after the agent was disabled.
+    assert!(
+        !relay.lines().any(|l| l.trim() == "[Install]"),
+        "the relay has an [Install] section"
+    );
+    assert!(relay.lines().any(|l| l == "PartOf=sentinel.service"));
 }

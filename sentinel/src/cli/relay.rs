@@ -26,7 +26,8 @@ pub struct Args {
 /// reads its own at its start); listeners change when it restarts.
 pub async fn run(args: Args) -> Result<(), CliError> {
     super::run::init_logging();
-    let cfg = Config::load(&args.config)?;
+    // As the agent reads it: the defaults when the file is missing.
+    let cfg = Config::load_with_env(&args.config)?;
     let plan = Plan::of(&cfg);
     let (relay, bound) = Relay::bind(&plan, &args.listen, Some(args.config.clone())).await?;
     tracing::info!(

@@ -24,6 +24,8 @@ use super::{API, CONNECTED, MAX_REQUEST, METRICS, REFUSED, destination, fd};
 
 /// A connect to a receiver gives up after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A listener that could not be bound is tried again this often.
+const RETRY_BIND: Duration = Duration::from_secs(5);
 /// A request line must arrive within this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Accepted connections waiting to be handed to the agent; beyond, they
@@ -80,24 +82,33 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Binds the plan's listeners and `socket`; fails naming the key or
-    /// path that could not be bound. `config` is where the plan came from.
+    /// Binds `socket` (failing naming it) and the plan's listeners: one
+    /// that cannot be bound yet (its port taken, its address not up) is
+    /// said and tried again while the rest serves, alert delivery
+    /// included. `config` is where the plan came from.
     pub async fn bind(
         plan: &Plan,
         socket: &Path,
         config: Option<PathBuf>,
     ) -> Result<(Arc<Self>, Bound), RelayError> {
-        let listen = |key, addr: Option<SocketAddr>| {
-            addr.map(|addr| {
-                let l = std::net::TcpListener::bind(addr)
-                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .and_then(TcpListener::from_std);
-                l.map_err(|source| RelayError::Listen { key, addr, source })
+        let listeners = [
+            ("metrics.listen", plan.metrics, METRICS),
+            ("api.tcp", plan.api, API),
+        ]
+        .into_iter()
+        .filter_map(|(key, addr, tag)| {
+            let addr = addr?;
+            let bound = listen(key, addr)
+                .inspect_err(|e| tracing::error!("relay: {e}; tried again every {RETRY_BIND:?}"))
+                .ok();
+            Some(Planned {
+                key,
+                addr,
+                tag,
+                bound,
             })
-            .transpose()
-        };
-        let metrics = listen("metrics.listen", plan.metrics)?;
-        let api = listen("api.tcp", plan.api)?;
+        })
+        .collect();
         let unix = bind_socket(socket).map_err(|source| RelayError::Socket {
             path: socket.display().to_string(),
             source,
@@ -110,7 +121,7 @@ impl Relay {
             agent: Mutex::new(None),
             own_uid,
         });
-        Ok((relay, Bound { metrics, api, unix }))
+        Ok((relay, Bound { listeners, unix }))
     }
 
     /// Whether `host:port` is a receiver in the config, read again when
@@ -128,7 +139,7 @@ impl Relay {
         let Some(path) = &self.config else {
             return false;
         };
-        match Config::load(path) {
+        match Config::load_with_env(path) {
             Ok(cfg) => {
                 *self.receivers.write().unwrap_or_else(|e| e.into_inner()) =
                     Plan::of(&cfg).receivers;
@@ -141,9 +152,31 @@ impl Relay {
 
 /// The listeners a [`Relay`] serves.
 pub struct Bound {
-    metrics: Option<TcpListener>,
-    api: Option<TcpListener>,
+    listeners: Vec<Planned>,
     unix: UnixListener,
+}
+
+impl Bound {
+    /// Where the listener for `tag` listens, once bound.
+    pub fn local_addr(&self, tag: u8) -> Option<SocketAddr> {
+        let l = self.listeners.iter().find(|l| l.tag == tag)?;
+        l.bound.as_ref()?.local_addr().ok()
+    }
+}
+
+/// One of the agent's TCP listeners, bound or still to be.
+struct Planned {
+    key: &'static str,
+    addr: SocketAddr,
+    tag: u8,
+    bound: Option<TcpListener>,
+}
+
+fn listen(key: &'static str, addr: SocketAddr) -> Result<TcpListener, RelayError> {
+    std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(TcpListener::from_std)
+        .map_err(|source| RelayError::Listen { key, addr, source })
 }
 
 fn bind_socket(path: &Path) -> io::Result<UnixListener> {
@@ -163,10 +196,8 @@ fn bind_socket(path: &Path) -> io::Result<UnixListener> {
 
 /// Serves until the process ends.
 pub async fn serve(relay: Arc<Relay>, bound: Bound) {
-    for (listener, tag) in [(bound.metrics, METRICS), (bound.api, API)] {
-        if let Some(l) = listener {
-            tokio::spawn(hand_over(relay.clone(), l, tag));
-        }
+    for planned in bound.listeners {
+        tokio::spawn(hand_over(relay.clone(), planned));
     }
     loop {
         match bound.unix.accept().await {
@@ -181,9 +212,25 @@ pub async fn serve(relay: Arc<Relay>, bound: Bound) {
     }
 }
 
-/// Accepts on one listener and passes each connection to the agent, or
-/// closes it when no agent is there to take it.
-async fn hand_over(relay: Arc<Relay>, listener: TcpListener, tag: u8) {
+/// Binds one listener if it is not yet, accepts on it and passes each
+/// connection to the agent, or closes it when no agent is there to take it.
+async fn hand_over(relay: Arc<Relay>, planned: Planned) {
+    let Planned {
+        key,
+        addr,
+        tag,
+        bound,
+    } = planned;
+    let listener = match bound {
+        Some(l) => l,
+        None => loop {
+            tokio::time::sleep(RETRY_BIND).await;
+            if let Ok(l) = listen(key, addr) {
+                tracing::info!("relay: {key} {addr} listens now");
+                break l;
+            }
+        },
+    };
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -248,6 +295,9 @@ async fn refuse(s: &mut UnixStream, why: &str) {
 /// Makes this agent connection the one accepted connections go to, until
 /// it closes or a newer one replaces it.
 async fn follow(relay: &Relay, s: UnixStream) {
+    if fd::send(&s, CONNECTED, None).await.is_err() {
+        return;
+    }
     let (tx, mut rx) = mpsc::channel(HANDOVER);
     *relay.agent.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
     tracing::info!("relay: the agent takes the accepted connections");
@@ -309,7 +359,7 @@ mod tests {
         let (relay, bound) = Relay::bind(plan, &socket, Some(dir.join("sentinel.toml")))
             .await
             .unwrap();
-        let metrics = bound.metrics.as_ref().map(|l| l.local_addr().unwrap());
+        let metrics = bound.local_addr(METRICS);
         tokio::spawn(serve(relay.clone(), bound));
         (relay, socket, metrics)
     }
@@ -367,25 +417,50 @@ mod tests {
         let (incoming, api) = dial::accepted(socket, true, false);
         assert!(api.is_none());
         let mut incoming = incoming.unwrap();
-        // The agent's request reaches the relay a moment after this.
-        let mut client = loop {
-            let mut c = tokio::net::TcpStream::connect(metrics).await.unwrap();
-            c.write_all(b"GET").await.unwrap();
-            let got = tokio::time::timeout(Duration::from_millis(200), incoming.next()).await;
-            // An earlier try's connection, handed over late, is not this one.
-            if let Ok(Some(Ok(mut served))) = got
-                && served.peer_addr().unwrap() == c.local_addr().unwrap()
-            {
-                let mut buf = [0u8; 3];
-                served.read_exact(&mut buf).await.unwrap();
-                assert_eq!(&buf, b"GET");
-                served.write_all(b"200").await.unwrap();
-                break c;
+        // The agent's request reaches the relay a moment after this: until
+        // then connections are closed. One handed over late belongs to an
+        // earlier try, and is skipped.
+        let handed = async {
+            loop {
+                let mut c = tokio::net::TcpStream::connect(metrics).await.unwrap();
+                let _ = c.write_all(b"GET").await;
+                while let Ok(Some(Ok(mut served))) =
+                    tokio::time::timeout(Duration::from_millis(200), incoming.next()).await
+                {
+                    if served.peer_addr().unwrap() != c.local_addr().unwrap() {
+                        continue;
+                    }
+                    let mut buf = [0u8; 3];
+                    served.read_exact(&mut buf).await.unwrap();
+                    assert_eq!(&buf, b"GET");
+                    served.write_all(b"200").await.unwrap();
+                    return c;
+                }
             }
         };
+        let mut client = tokio::time::timeout(Duration::from_secs(10), handed)
+            .await
+            .expect("a connection handed over within 10 s");
         let mut buf = [0u8; 3];
         client.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"200");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_cannot_bind_leaves_alert_delivery_running() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let receiver = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let port = receiver.local_addr().unwrap().port();
+        let dir = temp("taken");
+        let mut p = plan(false, &[("127.0.0.1".to_string(), port)]);
+        p.metrics = Some(taken.local_addr().unwrap());
+        let (_relay, socket, metrics) = started(&p, &dir).await;
+        assert_eq!(metrics, None, "the port is taken");
+        Network::Relay(socket)
+            .connect("127.0.0.1", port)
+            .await
+            .expect("alerts still get through");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

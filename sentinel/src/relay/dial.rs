@@ -52,13 +52,16 @@ async fn through(path: &Path, host: &str, port: u16) -> io::Result<TcpStream> {
         .await?;
     match fd::recv(&s).await? {
         Some((CONNECTED, Some(fd))) => tcp_stream(fd),
-        Some((REFUSED, _)) => {
-            let mut why = String::new();
-            let _ = (&mut s).take(1024).read_to_string(&mut why).await;
-            Err(io::Error::other(format!("the relay: {}", why.trim())))
-        }
+        Some((REFUSED, _)) => Err(reason(&mut s).await),
         _ => Err(io::Error::other("the relay answered out of protocol")),
     }
+}
+
+/// The relay's reason for a refusal, which follows its `-`.
+async fn reason(s: &mut UnixStream) -> io::Error {
+    let mut why = String::new();
+    let _ = s.take(1024).read_to_string(&mut why).await;
+    io::Error::other(format!("the relay: {}", why.trim()))
 }
 
 /// The relay's accepted connections for the metrics listener and the
@@ -115,6 +118,11 @@ async fn session(
 ) -> io::Result<()> {
     let mut s = UnixStream::connect(path).await?;
     s.write_all(b"accept\n").await?;
+    match fd::recv(&s).await? {
+        Some((CONNECTED, _)) => {}
+        Some((REFUSED, _)) => return Err(reason(&mut s).await),
+        _ => return Err(io::Error::other("the relay answered out of protocol")),
+    }
     if *reachable != Some(true) {
         tracing::info!(relay = %path.display(), "the relay serves the agent's listeners");
         *reachable = Some(true);
@@ -128,15 +136,22 @@ async fn session(
         let (Some(fd), Some(to)) = (fd, to) else {
             continue;
         };
-        let stream = tcp_stream(fd);
-        if tag == API
-            && let Ok(s) = &stream
-        {
-            let _ = s.set_nodelay(true);
+        // A peer that reset the connection before it was handed over (or
+        // anything but a connected TCP socket) is dropped here: a server
+        // that gets an error from its listener waits before the next.
+        let stream = match tcp_stream(fd) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("a connection from the relay is dropped: {e}");
+                continue;
+            }
+        };
+        if tag == API {
+            let _ = stream.set_nodelay(true);
         }
         // A server that stopped reading has ended: the connection is
         // dropped, closing it.
-        let _ = to.send(stream).await;
+        let _ = to.send(Ok(stream)).await;
     }
     Ok(())
 }

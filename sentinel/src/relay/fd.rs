@@ -31,17 +31,28 @@ pub async fn recv(stream: &UnixStream) -> io::Result<Option<(u8, Option<OwnedFd>
         .await
 }
 
-fn send_now(sock: RawFd, byte: u8, fd: Option<RawFd>) -> io::Result<()> {
-    let mut data = [byte];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control: Control = [0; 8];
+/// A header for one message of the byte in `iov`, with no control data
+/// yet; valid while `iov` and what it points at are.
+fn header(iov: &mut libc::iovec) -> libc::msghdr {
     // SAFETY: an all-zero msghdr is valid (no name, no control).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
+    msg.msg_iov = iov;
     msg.msg_iovlen = 1;
+    msg
+}
+
+fn one_byte(data: &mut [u8; 1]) -> libc::iovec {
+    libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: 1,
+    }
+}
+
+fn send_now(sock: RawFd, byte: u8, fd: Option<RawFd>) -> io::Result<()> {
+    let mut data = [byte];
+    let mut iov = one_byte(&mut data);
+    let mut control: Control = [0; 8];
+    let mut msg = header(&mut iov);
     if let Some(fd) = fd {
         let size = size_of::<RawFd>() as u32;
         // SAFETY: `control` outlives `msg` and is larger than CMSG_SPACE
@@ -68,15 +79,9 @@ fn send_now(sock: RawFd, byte: u8, fd: Option<RawFd>) -> io::Result<()> {
 
 fn recv_now(sock: RawFd) -> io::Result<Option<(u8, Option<OwnedFd>)>> {
     let mut data = [0u8];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
+    let mut iov = one_byte(&mut data);
     let mut control: Control = [0; 8];
-    // SAFETY: an all-zero msghdr is valid; the buffers set below outlive it.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    let mut msg = header(&mut iov);
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = size_of::<Control>();
     // SAFETY: `msg` describes writable buffers of the lengths it gives.

@@ -14,14 +14,19 @@
 //! single bytes from the relay, each with at most one descriptor.
 //! - `connect HOST PORT`: `+` with the connected socket, or `-` and a
 //!   reason up to the end of the stream.
-//! - `accept`: for every connection accepted from then on, [`METRICS`] or
-//!   [`API`] with its socket, until either side closes.
+//! - `accept`: `+`, then for every connection accepted from then on,
+//!   [`METRICS`] or [`API`] with its socket, until either side closes; or
+//!   `-` and a reason.
 
 pub mod broker;
 pub mod dial;
 pub mod fd;
 
-use std::{io, os::fd::OwnedFd, pin::Pin};
+use std::{
+    io,
+    os::fd::{AsRawFd, OwnedFd},
+    pin::Pin,
+};
 
 use tokio::net::TcpStream;
 use tokio_stream::Stream;
@@ -52,8 +57,27 @@ pub fn destination(url: &hyper::Uri) -> Option<(String, u16)> {
 }
 
 /// A descriptor from the relay as a TCP stream: refused unless it is a
-/// connected socket (a peer address is what the API's caps count by).
+/// connected stream socket (a peer address is what the API's caps count
+/// by).
 fn tcp_stream(fd: OwnedFd) -> io::Result<TcpStream> {
+    let mut kind: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `kind`, ours.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&raw mut kind).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if kind != libc::SOCK_STREAM {
+        return Err(io::Error::other("not a stream socket"));
+    }
     let s = std::net::TcpStream::from(fd);
     s.peer_addr()?;
     s.set_nonblocking(true)?;
