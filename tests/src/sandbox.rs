@@ -39,11 +39,15 @@ pub const RELAY_UNIT: &str = concat!(
 );
 
 pub fn unit() -> String {
-    std::fs::read_to_string(UNIT).unwrap_or_else(|e| panic!("{UNIT}: {e}"))
+    read(UNIT)
 }
 
 pub fn relay_unit() -> String {
-    std::fs::read_to_string(RELAY_UNIT).unwrap_or_else(|e| panic!("{RELAY_UNIT}: {e}"))
+    read(RELAY_UNIT)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// The value of the unit's last `key=` line (systemd's reading of a

@@ -29,7 +29,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     // As the agent reads it: the defaults when the file is missing.
     let cfg = Config::load_with_env(&args.config)?;
     let plan = Plan::of(&cfg);
-    let (relay, bound) = Relay::bind(&plan, &args.listen, Some(args.config.clone())).await?;
+    let (relay, bound) = Relay::bind(&plan, &args.listen, Some(args.config.clone()))?;
     tracing::info!(
         socket = %args.listen.display(),
         metrics = ?plan.metrics,

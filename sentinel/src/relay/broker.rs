@@ -86,7 +86,7 @@ impl Relay {
     /// that cannot be bound yet (its port taken, its address not up) is
     /// said and tried again while the rest serves, alert delivery
     /// included. `config` is where the plan came from.
-    pub async fn bind(
+    pub fn bind(
         plan: &Plan,
         socket: &Path,
         config: Option<PathBuf>,
@@ -199,11 +199,23 @@ pub async fn serve(relay: Arc<Relay>, bound: Bound) {
     for planned in bound.listeners {
         tokio::spawn(hand_over(relay.clone(), planned));
     }
+    let unix = &bound.unix;
     loop {
-        match bound.unix.accept().await {
-            Ok((s, _)) => {
-                tokio::spawn(request(relay.clone(), s));
-            }
+        let (s, _) = next_connection(|| unix.accept()).await;
+        tokio::spawn(request(relay.clone(), s));
+    }
+}
+
+/// The next connection `accept` gives. After an error (descriptors
+/// exhausted) it waits a moment before trying again: the listener stays
+/// readable, so an immediate retry would spin.
+async fn next_connection<T, F>(mut accept: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = io::Result<T>>,
+{
+    loop {
+        match accept().await {
+            Ok(c) => return c,
             Err(e) => {
                 tracing::debug!("relay: cannot accept: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -232,14 +244,7 @@ async fn hand_over(relay: Arc<Relay>, planned: Planned) {
         },
     };
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::debug!("relay: cannot accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, _) = next_connection(|| listener.accept()).await;
         let Ok(stream) = stream.into_std() else {
             continue;
         };
@@ -356,9 +361,7 @@ mod tests {
 
     async fn started(plan: &Plan, dir: &Path) -> (Arc<Relay>, PathBuf, Option<SocketAddr>) {
         let socket = dir.join("relay.sock");
-        let (relay, bound) = Relay::bind(plan, &socket, Some(dir.join("sentinel.toml")))
-            .await
-            .unwrap();
+        let (relay, bound) = Relay::bind(plan, &socket, Some(dir.join("sentinel.toml"))).unwrap();
         let metrics = bound.local_addr(METRICS);
         tokio::spawn(serve(relay.clone(), bound));
         (relay, socket, metrics)

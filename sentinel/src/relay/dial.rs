@@ -72,16 +72,8 @@ pub fn accepted(
     metrics: bool,
     api: bool,
 ) -> (Option<TcpConnections>, Option<TcpConnections>) {
-    let channel = |wanted: bool| {
-        wanted.then(|| {
-            let (tx, rx) = mpsc::channel(BACKLOG);
-            let stream: TcpConnections = Box::pin(ReceiverStream::new(rx));
-            (tx, stream)
-        })
-    };
-    let (m, a) = (channel(metrics), channel(api));
-    let (m_tx, m_rx) = m.map_or((None, None), |(t, r)| (Some(t), Some(r)));
-    let (a_tx, a_rx) = a.map_or((None, None), |(t, r)| (Some(t), Some(r)));
+    let (m_tx, m_rx) = channel(metrics);
+    let (a_tx, a_rx) = channel(api);
     if m_tx.is_some() || a_tx.is_some() {
         tokio::spawn(follow(path, m_tx, a_tx));
     }
@@ -89,6 +81,15 @@ pub fn accepted(
 }
 
 type Sender = Option<mpsc::Sender<io::Result<TcpStream>>>;
+
+/// A listener's channel from the relay's session to its server, if wanted.
+fn channel(wanted: bool) -> (Sender, Option<TcpConnections>) {
+    if !wanted {
+        return (None, None);
+    }
+    let (tx, rx) = mpsc::channel(BACKLOG);
+    (Some(tx), Some(Box::pin(ReceiverStream::new(rx))))
+}
 
 async fn follow(path: PathBuf, metrics: Sender, api: Sender) {
     let mut reachable = None;

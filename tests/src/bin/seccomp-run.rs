@@ -134,24 +134,9 @@ fn program(allowed: &[u32], rules: &Rules) -> Vec<libc::sock_filter> {
 
 fn main() {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let mut flag = |name: &str| {
-        let at = args
-            .iter()
-            .take_while(|a| *a != "--")
-            .position(|a| a == name);
-        at.map(|i| args.remove(i)).is_some()
-    };
-    let errno = flag("--errno");
-    let deny_write_execute = flag("--deny-write-execute");
-    let mut value = |name: &str| {
-        let at = args
-            .iter()
-            .take_while(|a| *a != "--")
-            .position(|a| a == name)?;
-        args.remove(at);
-        (at < args.len()).then(|| args.remove(at).to_string_lossy().into_owned())
-    };
-    let families = value("--families").map(|list| {
+    let errno = take(&mut args, "--errno").is_some();
+    let deny_write_execute = take(&mut args, "--deny-write-execute").is_some();
+    let families = take_value(&mut args, "--families").map(|list| {
         list.split(',')
             .map(|f| {
                 f.parse()
@@ -159,7 +144,9 @@ fn main() {
             })
             .collect()
     });
-    let eperm = value("--eperm").map(|f| numbers(&f)).unwrap_or_default();
+    let eperm = take_value(&mut args, "--eperm")
+        .map(|f| numbers(&f))
+        .unwrap_or_default();
     let rules = Rules {
         otherwise: if errno {
             SECCOMP_RET_ERRNO | libc::EPERM as u32
@@ -213,6 +200,23 @@ fn main() {
         args[2].to_string_lossy(),
         std::io::Error::last_os_error()
     ));
+}
+
+/// Takes option `name` out of those before `--`, returning where it stood
+/// (where its value, if it has one, now stands).
+fn take(args: &mut Vec<std::ffi::OsString>, name: &str) -> Option<usize> {
+    let at = args
+        .iter()
+        .take_while(|a| *a != "--")
+        .position(|a| a == name)?;
+    args.remove(at);
+    Some(at)
+}
+
+/// Takes option `name` and the value after it.
+fn take_value(args: &mut Vec<std::ffi::OsString>, name: &str) -> Option<String> {
+    let at = take(args, name)?;
+    (at < args.len()).then(|| args.remove(at).to_string_lossy().into_owned())
 }
 
 /// The system call numbers in the file at `path`, one per line.
